@@ -1,0 +1,148 @@
+"""Seeded worlds of random weights, at any size.
+
+The model is a `HookedSAETransformer` with TransformerLens's own initialisation and GPT-2's real
+tokenizer. Each SAE has random unit decoder directions, a tied encoder, and encoder biases set so
+that about `l0` latents fire per token on calibration text: random but sparse, like a real SAE's
+activations, which is what the gradient exercises need to run (their pictures are noise here; the
+trained toy world is the one that teaches).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from sae_lens import SAE, HookedSAETransformer, StandardSAE, StandardSAEConfig
+from sae_lens.saes.sae import SAEMetadata
+from transformer_lens import HookedTransformerConfig
+
+from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_tokenizer
+from part_utils.worlds import (
+    GPT2_EXERCISES,
+    ExerciseSettings,
+    InductionSettings,
+    LatentToLatentSettings,
+    LatentToLogitSettings,
+    LazySAEs,
+    TokenToLatentSettings,
+    World,
+)
+
+# Text the SAE thresholds are calibrated on: a mix of facts and everyday sentences.
+CALIBRATION_TEXTS = (
+    "The Eiffel tower is in the city of Paris, and the Colosseum is in Rome.",
+    "Big Ben stands in London, while the Brandenburg Gate stands in Berlin.",
+    "She opened the window, looked at the rain and decided to stay at home.",
+    "In 1969 the first people walked on the Moon; the mission was called Apollo 11.",
+    "def add(a, b):\n    return a + b  # a tiny function",
+    "The museum is closed on Mondays but opens early on Saturdays.",
+)
+
+
+@dataclass(frozen=True)
+class WorldShape:
+    n_layers: int
+    d_model: int
+    n_heads: int
+    d_mlp: int
+    d_sae: int
+    l0: int  # latents active per token, on average
+    exercises: ExerciseSettings
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+
+def _small_exercises(n_layers: int) -> ExerciseSettings:
+    """GPT-2's prompts, on layers that fit a model of `n_layers` layers."""
+    last = n_layers - 1
+    gpt2 = GPT2_EXERCISES
+    return ExerciseSettings(
+        latent_to_latent=LatentToLatentSettings(layer_from=0, layer_to=2, prompt=gpt2.latent_to_latent.prompt),
+        token_to_latent=TokenToLatentSettings(layer=2, prompt=gpt2.token_to_latent.prompt),
+        latent_to_logit=LatentToLogitSettings(layer=last, prompt=gpt2.latent_to_logit.prompt, answer=" Paris", k=10),
+        induction=InductionSettings(
+            layer_from=1,
+            layer_to=2,
+            seq_len=6,
+            token_pool=None,
+            prev_token_heads=((1, 0),),
+            induction_heads=((2, 0),),
+        ),
+    )
+
+
+# Small enough that every check runs in a fraction of a second on two CPU cores.
+TINY_SHAPE = WorldShape(n_layers=4, d_model=64, n_heads=4, d_mlp=256, d_sae=512, l0=12, exercises=_small_exercises(4))
+# GPT-2 small's shape, with SAEs as wide as the released ones (24576 latents) and about as sparse.
+GPT2_SHAPE = WorldShape(n_layers=12, d_model=768, n_heads=12, d_mlp=3072, d_sae=24576, l0=25, exercises=GPT2_EXERCISES)
+
+
+def build_random_world(shape: WorldShape, seed: int, device: torch.device | str = "cpu") -> World:
+    """A world of random weights, the same for the same `shape` and `seed` on every machine."""
+    device = torch.device(device)
+    cfg = HookedTransformerConfig(
+        n_layers=shape.n_layers,
+        d_model=shape.d_model,
+        n_heads=shape.n_heads,
+        d_head=shape.d_head,
+        d_mlp=shape.d_mlp,
+        d_vocab=GPT2_VOCAB_SIZE,
+        n_ctx=128,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        seed=seed,
+        device=str(device),
+        model_name=f"random-{shape.n_layers}L-{shape.d_model}d-seed{seed}",
+    )
+    model = HookedSAETransformer(cfg, tokenizer=gpt2_tokenizer()).eval()
+
+    def make_sae(layer: int, hook: str) -> SAE:
+        return _calibrated_sae(model, layer, hook, shape, seed)
+
+    return World(
+        name="random",
+        model=model,
+        saes=LazySAEs(range(shape.n_layers), lambda layer: make_sae(layer, "hook_resid_pre"), "residual"),
+        attn_saes=LazySAEs(range(shape.n_layers), lambda layer: make_sae(layer, "attn.hook_z"), "attention"),
+        exercises=shape.exercises,
+        description=f"seeded random weights (seed {seed}); runs the code, teaches nothing",
+    )
+
+
+@torch.no_grad()
+def _calibrated_sae(model: HookedSAETransformer, layer: int, hook: str, shape: WorldShape, seed: int) -> SAE:
+    hook_name = f"blocks.{layer}.{hook}"
+    is_attention = hook == "attn.hook_z"
+    d_in = shape.n_heads * shape.d_head if is_attention else shape.d_model
+    sae = StandardSAE(
+        StandardSAEConfig(
+            d_in=d_in,
+            d_sae=shape.d_sae,
+            device=str(model.cfg.device),
+            reshape_activations="hook_z" if is_attention else "none",
+            metadata=SAEMetadata(hook_name=hook_name),
+        )
+    )
+    # One generator per SAE, so that loading layers in any order gives the same weights.
+    generator = torch.Generator().manual_seed(seed * 10_007 + layer * 2 + is_attention)
+    directions = torch.randn(shape.d_sae, d_in, generator=generator)
+    directions /= directions.norm(dim=-1, keepdim=True)
+
+    _, cache = model.run_with_cache(list(CALIBRATION_TEXTS), names_filter=hook_name)
+    acts = cache[hook_name].flatten(0, 1).flatten(1).cpu()  # (tokens, d_in); hook_z's heads concatenated
+    centre = acts.mean(0)
+    projections = (acts - centre) @ directions.T
+    # Put each latent's threshold `z` standard deviations above its mean projection, where a normal
+    # tail beyond z has probability l0 / d_sae: then about l0 latents fire per token.
+    z = math.sqrt(2) * torch.erfinv(torch.tensor(1 - 2 * shape.l0 / shape.d_sae)).item()
+    threshold = projections.mean(0) + z * projections.std(0)
+
+    device = model.cfg.device
+    sae.W_dec.copy_(directions.to(device))
+    sae.W_enc.copy_(directions.T.to(device))
+    sae.b_dec.copy_(centre.to(device))
+    sae.b_enc.copy_(-threshold.to(device))
+    return sae.eval()

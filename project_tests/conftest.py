@@ -1,0 +1,42 @@
+"""Shared fixtures. Every test world comes from one seeded builder, `build_random_world`.
+
+The learner checks live in the `tests` package and are imported as a module (`import tests as
+checks`), never by name (`from tests import test_sparse_tensor`), or pytest would collect them.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from part_utils.random_world import TINY_SHAPE, build_random_world
+from part_utils.worlds import World, register
+
+
+@pytest.fixture(scope="session")
+def tiny_world() -> World:
+    """A small seeded random world, shared by the session: copy it (`fresh_world`) before changing it."""
+    torch.manual_seed(0)
+    world = build_random_world(TINY_SHAPE, seed=0, device="cpu")
+    for layer in sorted({*world.exercises.residual_layers}):
+        world.saes[layer]
+    for layer in world.exercises.attention_layers:
+        world.attn_saes[layer]
+    return register(world)
+
+
+@pytest.fixture
+def fresh_world(tiny_world: World) -> World:
+    """A deep copy of the tiny world, for a test that may change the model or SAEs."""
+    model = copy.deepcopy(tiny_world.model)
+    world = World(
+        name=tiny_world.name,
+        model=model,
+        saes={layer: copy.deepcopy(tiny_world.saes[layer]) for layer in tiny_world.exercises.residual_layers},
+        attn_saes={layer: copy.deepcopy(tiny_world.attn_saes[layer]) for layer in tiny_world.exercises.attention_layers},
+        exercises=tiny_world.exercises,
+        description=tiny_world.description,
+    )
+    return register(world)

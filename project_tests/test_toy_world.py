@@ -1,0 +1,143 @@
+"""The offline toy world tells GPT-2's story: each observation of the spec, measured, with its figures printed.
+
+Run with `pytest project_tests/test_toy_world.py -m toy_world -s` to see the figures.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from part_utils import toy_corpus
+from part_utils import toy_world as tw
+from part_utils.tokenizer import GPT2_VOCAB_SIZE
+
+pytestmark = pytest.mark.toy_world
+
+# The world's data is tiny, so the same held-out documents the training script measured on are cheap.
+EVAL_SEED = 12345
+# Thresholds. SAE quality: an SAE explaining under 80% of the variance, or changing the model's
+# top-1 prediction on more than 30% of tokens, would make the gradient pictures describe a different
+# model than the one we claim to study. L0 between 2 and 64 (of 512 latents) is sparse enough for
+# readable heatmaps yet dense enough to reconstruct. Heads: a head scoring 0.5 puts half its
+# attention on one specific position out of up to 21, ten times uniform attention.
+MIN_FVE = 0.8
+MIN_TOP1_SURVIVAL = 0.7
+L0_RANGE = (2, 64)
+MIN_HEAD_SCORE = 0.5
+# Latent-to-latent gradients between related latents in this world are of order 0.1-1; 0.05 is
+# well above numerical noise (1e-6) and above the typical cross-position entry.
+MIN_E_IFF_GRADIENT = 0.05
+MIN_RECTANGLE_RATIO = 3.0
+
+
+@pytest.fixture(scope="module")
+def world():
+    start = time.perf_counter()
+    parts = tw.load_toy_world_parts("cpu")
+    load_seconds = time.perf_counter() - start
+    return (*parts, load_seconds)
+
+
+def test_loads_quickly_as_real_classes(world):
+    model, resid_saes, attn_saes, settings, load_seconds = world
+    print(f"\ntoy world loaded in {load_seconds:.2f} s")
+    assert load_seconds < 2.0
+    assert model.cfg.d_vocab == GPT2_VOCAB_SIZE and model.cfg.n_layers >= 6
+    assert sorted(resid_saes) == sorted(attn_saes) == list(range(model.cfg.n_layers))
+    for layer in range(model.cfg.n_layers):
+        assert resid_saes[layer].cfg.metadata.hook_name == f"blocks.{layer}.hook_resid_pre"
+        assert attn_saes[layer].cfg.metadata.hook_name == f"blocks.{layer}.attn.hook_z"
+        assert attn_saes[layer].cfg.reshape_activations == "hook_z"
+    assert set(settings) >= {"latent_to_latent", "token_to_latent", "latent_to_logit", "attn", "facts"}
+
+
+def test_paris_is_top1(world):
+    model, _, _, settings, _ = world
+    logit_settings = settings["latent_to_logit"]
+    logits = model(logit_settings["prompt"])[0, -1]
+    top = logits.topk(3).indices.tolist()
+    probs = logits.softmax(-1)
+    print(f"\n{logit_settings['prompt']!r} -> " + ", ".join(f"{model.to_string(t)!r} {probs[t]:.1%}" for t in top))
+    assert model.to_string(top[0]) == logit_settings["answer"] == " Paris"
+
+
+def test_previous_token_and_induction_heads(world):
+    model, _, _, settings, _ = world
+    attn = settings["attn"]
+    tokens = tw.repeated_random_tokens(attn["token_pool"], attn["seq_len"], 32, EVAL_SEED, model.tokenizer.bos_token_id)
+    prev_scores, induction_scores = tw.head_scores(model, tokens, attn["seq_len"])
+    for layer, head in attn["prev_token_heads"]:
+        print(f"\nprevious-token head {layer}.{head}: score {prev_scores[layer, head]:.2f}")
+        assert layer == attn["layer_from"]
+    for layer, head in attn["induction_heads"]:
+        print(f"induction head {layer}.{head}: score {induction_scores[layer, head]:.2f}")
+        assert layer == attn["layer_to"]
+    assert max(prev_scores[layer, head] for layer, head in attn["prev_token_heads"]) > MIN_HEAD_SCORE
+    assert max(induction_scores[layer, head] for layer, head in attn["induction_heads"]) > MIN_HEAD_SCORE
+
+
+def test_every_sae_reconstructs_faithfully(world):
+    model, resid_saes, attn_saes, settings, _ = world
+    attn = settings["attn"]
+    batches = [
+        tw.fact_token_batch(toy_corpus.corpus_texts(EVAL_SEED, 200), 32),
+        tw.repeated_random_tokens(attn["token_pool"], attn["seq_len"], 32, EVAL_SEED, model.tokenizer.bos_token_id),
+    ]
+    failures = []
+    print()
+    for sae in [*resid_saes.values(), *attn_saes.values()]:
+        quality = tw.sae_quality(model, sae, batches)
+        line = f"{sae.cfg.metadata.hook_name:26s} L0 {quality['l0']:5.1f}  FVE {quality['fve']:.3f}  top-1 kept {quality['top1_survival']:.3f}"
+        print(line)
+        good = (
+            L0_RANGE[0] <= quality["l0"] <= L0_RANGE[1]
+            and quality["fve"] > MIN_FVE
+            and quality["top1_survival"] > MIN_TOP1_SURVIVAL
+        )
+        if not good:
+            failures.append(line)
+    assert not failures, "SAEs below the thresholds:\n" + "\n".join(failures)
+
+
+def test_cross_token_latent_pair_from_E_to_iff(world):
+    model, resid_saes, _, settings, _ = world
+    l2l, facts = settings["latent_to_latent"], settings["facts"]
+    str_tokens = model.to_str_tokens(l2l["prompt"])
+    e_pos, iff_pos = str_tokens.index(" E"), str_tokens.index("iff")
+    gradients, from_ids, to_ids = tw.resid_latent_gradients(
+        model, resid_saes[l2l["layer_from"]], resid_saes[l2l["layer_to"]], model.to_tokens(l2l["prompt"]), e_pos, iff_pos
+    )
+    to_index, from_index = divmod(gradients.abs().argmax().item(), gradients.shape[1])
+    e_latent, iff_latent = from_ids[from_index].item(), to_ids[to_index].item()
+    gradient = gradients[to_index, from_index].item()
+    print(
+        f"\n(F{l2l['layer_from']}.{e_latent}, ' E' ({e_pos})) -> (F{l2l['layer_to']}.{iff_latent}, 'iff' ({iff_pos})):"
+        f" gradient {gradient:.4f}; {gradients.shape[1]} latents active at ' E', {gradients.shape[0]} at 'iff'"
+    )
+    assert abs(gradient) > MIN_E_IFF_GRADIENT
+    assert (e_latent, iff_latent) == (facts["e_latent"], facts["iff_latent"]), "world.json's facts are stale"
+
+
+def test_induction_circuit_between_attention_saes(world):
+    model, _, attn_saes, settings, _ = world
+    attn = settings["attn"]
+    seq_len = attn["seq_len"]
+    tokens = tw.repeated_random_tokens(attn["token_pool"], seq_len, 1, 0, model.tokenizer.bos_token_id)
+    gradients, from_indices, to_indices, clean_to = tw.attn_latent_gradients(
+        model, attn_saes[attn["layer_from"]], attn_saes[attn["layer_to"]], tokens
+    )
+    masses = tw.induction_rectangle_masses(gradients, from_indices, to_indices, seq_len)
+    ratio = masses["inside"] / masses["outside"]
+    causal_ratio = masses["inside"] / masses["outside_causal"]
+    second_half = tw.latents_on_every_second_half_token(clean_to, seq_len)
+    print(
+        f"\nlayer {attn['layer_from']} -> {attn['layer_to']} attention SAEs: mean |gradient| per cell inside the induction"
+        f" rectangles {masses['inside']:.4f}, outside {masses['outside']:.4f} ({ratio:.1f}x), outside but causally"
+        f" possible {masses['outside_causal']:.4f} ({causal_ratio:.1f}x)"
+    )
+    print(f"layer {attn['layer_to']} attention latents firing on every second-half token: {second_half}")
+    assert ratio >= MIN_RECTANGLE_RATIO
+    assert second_half

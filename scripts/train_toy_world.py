@@ -1,0 +1,341 @@
+"""Train the offline toy world: a small transformer on `part_utils.toy_corpus`, then SAEs on every layer.
+
+Run from the repository root:  python scripts/train_toy_world.py
+It takes about 15 minutes on 2 CPU cores and rewrites `part_utils/toy_world_data/`:
+
+- `model.safetensors`: the transformer's weights in fp16, with only the rows of the GPT-2 token
+  ids the corpus uses (`part_utils.toy_world` expands them back to GPT-2's vocabulary on loading);
+- `saes.safetensors`: one ReLU SAE (SAELens's `StandardTrainingSAE`) per layer on
+  `hook_resid_pre` and one per layer on `attn.hook_z`, fp16;
+- `world.json`: the model config, the kept token ids, the exercise settings (layers, prompts, heads)
+  chosen by measurement, and the measured facts the notebooks quote.
+
+Everything is seeded and deterministic: the same machine gives the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig
+from sae_lens.saes.sae import SAEMetadata, TrainStepInput
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from part_utils import toy_corpus  # noqa: E402
+from part_utils import toy_world as tw  # noqa: E402
+from part_utils.tokenizer import gpt2_tokenizer  # noqa: E402
+
+SEED = 0
+N_THREADS = 2
+# Hold-out seed for the measurements: documents the SAEs were not trained on.
+EVAL_SEED = 12345
+
+MODEL_CONFIG = dict(
+    n_layers=6,
+    d_model=128,
+    n_heads=4,
+    d_head=32,
+    d_mlp=512,
+    n_ctx=48,
+    act_fn="gelu_new",
+    normalization_type="LN",
+    model_name="toy-landmarks-6L",
+)
+
+# Transformer training. Half of every batch is induction sequences: induction heads form late
+# (a phase change), and a steady supply of repeats makes them form within the step budget.
+BATCH_SIZE = 32
+N_STEPS = 3200
+LEARNING_RATE = 2e-3
+WARMUP_STEPS = 200
+WEIGHT_DECAY = 0.01
+INDUCTION_FRACTION = 0.5
+INDUCTION_SEQ_LENS = range(3, 17)
+
+# SAE training, on activations of held-in windows (facts and induction sequences alike).
+D_SAE = 512
+SAE_ACTIVATION_WINDOWS = 1024
+SAE_BATCH_SIZE = 1024
+SAE_STEPS = 1200
+SAE_LEARNING_RATE = 3e-3
+# L1 coefficient on activations normalised to unit mean squared norm (so one value suits every layer).
+SAE_L1_COEFFICIENT = 0.02
+
+# Exercise settings that are not chosen by measurement.
+LATENT_PROMPT = "The Eiffel tower is in Paris"
+LOGIT_PROMPT, LOGIT_ANSWER, LOGIT_K = "The Eiffel tower is in the city of", " Paris", 10
+INDUCTION_SEQ_LEN = 10
+
+
+def set_determinism(seed: int) -> None:
+    torch.manual_seed(seed)
+    torch.set_num_threads(N_THREADS)
+    torch.use_deterministic_algorithms(True)
+
+
+class WindowSampler:
+    """Training windows of `n_ctx` compact token ids: fact documents, or induction sequences."""
+
+    def __init__(self, kept_ids: list[int], n_ctx: int, seed: int):
+        tokenizer = gpt2_tokenizer()
+        self.compact = {token: index for index, token in enumerate(kept_ids)}
+        self.n_ctx = n_ctx
+        self.rng = random.Random(seed)
+        self.bos = tokenizer.bos_token_id
+        sentences = toy_corpus.fact_sentences()
+        # A sentence opens a document (no space before it) or follows another (a space before it).
+        self.openers = [tokenizer.encode(sentence) for sentence in sentences]
+        self.followers = [tokenizer.encode(" " + sentence) for sentence in sentences]
+
+    def fact_window(self) -> list[int]:
+        window = [self.bos, *self.rng.choice(self.openers)]
+        while len(window) < self.n_ctx:
+            window += self.rng.choice(self.followers)
+        return window[: self.n_ctx]
+
+    def induction_window(self) -> list[int]:
+        seq_len = self.rng.choice(INDUCTION_SEQ_LENS)
+        return toy_corpus.induction_sequence(self.rng, self.n_ctx, seq_len)
+
+    def batch(self, size: int) -> torch.Tensor:
+        windows = [
+            self.induction_window() if self.rng.random() < INDUCTION_FRACTION else self.fact_window() for _ in range(size)
+        ]
+        return torch.tensor([[self.compact[token] for token in window] for window in windows])
+
+
+def train_model(kept_ids: list[int], sampler: WindowSampler) -> HookedTransformer:
+    cfg = HookedTransformerConfig(**MODEL_CONFIG, d_vocab=len(kept_ids), seed=SEED, device="cpu")
+    model = HookedTransformer(cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+
+    def learning_rate_scale(step: int) -> float:  # linear warm-up, then cosine decay to 10%
+        if step < WARMUP_STEPS:
+            return (step + 1) / WARMUP_STEPS
+        progress = (step - WARMUP_STEPS) / (N_STEPS - WARMUP_STEPS)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_scale)
+    progress = tqdm(range(N_STEPS), desc="Training transformer")
+    for step in progress:
+        loss = model(sampler.batch(BATCH_SIZE), return_type="loss")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        scheduler.step()
+        if step % 50 == 0:
+            progress.set_postfix(loss=f"{loss.item():.3f}")
+    return model.eval()
+
+
+def rounded_to_fp16(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().to(torch.float16).contiguous() for name, tensor in tensors.items()}
+
+
+@torch.no_grad()
+def collect_activations(model: HookedTransformer, sampler: WindowSampler) -> dict[str, torch.Tensor]:
+    """Every SAE's training inputs, (tokens, d_in): hook_z's heads are concatenated."""
+    hooks = [tw.resid_hook(layer) for layer in range(model.cfg.n_layers)]
+    hooks += [tw.attn_hook(layer) for layer in range(model.cfg.n_layers)]
+    collected: dict[str, list[torch.Tensor]] = {hook: [] for hook in hooks}
+    for _ in tqdm(range(SAE_ACTIVATION_WINDOWS // 64), desc="Collecting activations"):
+        _, cache = model.run_with_cache(sampler.batch(64), names_filter=hooks)
+        for hook in hooks:
+            collected[hook].append(cache[hook].flatten(0, 1).flatten(1))
+    return {hook: torch.cat(chunks) for hook, chunks in collected.items()}
+
+
+def train_sae(hook_name: str, activations: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+    """Train one ReLU SAE with SAELens's own training class; returns its weights for raw activations."""
+    torch.manual_seed(seed)
+    # Train on activations scaled to unit mean squared norm, then fold the scale into the weights,
+    # so that the same L1 coefficient and learning rate suit layers of very different norms.
+    scale = activations.pow(2).sum(-1).mean().sqrt()
+    inputs = activations / scale
+    sae = StandardTrainingSAE(
+        StandardTrainingSAEConfig(
+            d_in=inputs.shape[1], d_sae=D_SAE, l1_coefficient=SAE_L1_COEFFICIENT, metadata=SAEMetadata(hook_name=hook_name)
+        )
+    )
+    with torch.no_grad():
+        sae.b_dec.copy_(inputs.mean(0))  # start the decoder bias at the data's centre
+    optimizer = torch.optim.Adam(sae.parameters(), lr=SAE_LEARNING_RATE)
+    generator = torch.Generator().manual_seed(seed)
+    for step in range(SAE_STEPS):
+        batch = inputs[torch.randint(0, len(inputs), (SAE_BATCH_SIZE,), generator=generator)]
+        output = sae.training_forward_pass(
+            TrainStepInput(
+                sae_in=batch,
+                coefficients={"l1": SAE_L1_COEFFICIENT},
+                dead_neuron_mask=None,
+                n_training_steps=step,
+                is_logging_step=False,
+            )
+        )
+        output.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    with torch.no_grad():
+        return {
+            "W_enc": sae.W_enc / scale,
+            "b_enc": sae.b_enc.clone(),
+            "W_dec": sae.W_dec * scale,
+            "b_dec": sae.b_dec * scale,
+        }
+
+
+def main() -> None:
+    start = time.time()
+    set_determinism(SEED)
+    out_dir = tw.DATA_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kept_ids = list(toy_corpus.corpus_token_ids())
+    sampler = WindowSampler(kept_ids, MODEL_CONFIG["n_ctx"], SEED)
+
+    model = train_model(kept_ids, sampler)
+    save_file(rounded_to_fp16(dict(model.named_parameters())), out_dir / tw.MODEL_FILE)
+
+    # SAEs are trained on the activations of the model as shipped, i.e. with fp16-rounded weights.
+    model.load_state_dict({name: tensor.float() for name, tensor in rounded_to_fp16(model.state_dict()).items()})
+    activations = collect_activations(model, sampler)
+    sae_weights = {}
+    for index, (hook_name, acts) in enumerate(tqdm(activations.items(), desc="Training SAEs")):
+        for name, tensor in train_sae(hook_name, acts, SEED + index).items():
+            sae_weights[f"{hook_name}.{name}"] = tensor
+    save_file(rounded_to_fp16(sae_weights), out_dir / tw.SAES_FILE)
+
+    world = {
+        "model_config": MODEL_CONFIG,
+        "d_sae": D_SAE,
+        "kept_token_ids": kept_ids,
+        "settings": placeholder_settings(),
+    }
+    (out_dir / tw.WORLD_FILE).write_text(json.dumps(world, indent=1))
+    world["settings"] = measure_settings(out_dir)
+    world["settings"]["facts"]["training_seconds"] = round(time.time() - start)
+    (out_dir / tw.WORLD_FILE).write_text(json.dumps(world, indent=1))
+    print(json.dumps(world["settings"], indent=1))
+    print(f"Done in {time.time() - start:.0f} s; files in {out_dir}:")
+    for path in sorted(out_dir.iterdir()):
+        print(f"  {path.name}: {path.stat().st_size / 1e6:.2f} MB")
+
+
+def placeholder_settings() -> dict:
+    """Settings good enough to load the world with, before they are measured."""
+    return {
+        "latent_to_latent": {"layer_from": 0, "layer_to": 3, "prompt": LATENT_PROMPT},
+        "token_to_latent": {"layer": 3, "prompt": LATENT_PROMPT},
+        "latent_to_logit": {"layer": 4, "prompt": LOGIT_PROMPT, "answer": LOGIT_ANSWER, "k": LOGIT_K},
+        "attn": {
+            "layer_from": 0,
+            "layer_to": 1,
+            "seq_len": INDUCTION_SEQ_LEN,
+            "token_pool": toy_corpus.induction_token_pool(),
+            "prev_token_heads": [],
+            "induction_heads": [],
+        },
+        "facts": {},
+    }
+
+
+def top_head(scores: torch.Tensor) -> tuple[int, int]:
+    layer, head = divmod(scores.argmax().item(), scores.shape[1])
+    return layer, head
+
+
+@torch.no_grad()
+def paris_rank(model, prompt: str, answer: str, saes=()) -> tuple[int, float]:
+    """Rank and probability of `answer` after `prompt`, optionally with SAEs spliced in."""
+    logits = model.run_with_saes(prompt, saes=list(saes))[0, -1]
+    answer_id = model.to_single_token(answer)
+    return int((logits > logits[answer_id]).sum().item()), logits.softmax(-1)[answer_id].item()
+
+
+def measure_settings(data_dir: Path) -> dict:
+    """Load the world as the course will, measure it, and choose the exercise settings from the measurements."""
+    model, resid_saes, attn_saes, settings = tw.load_toy_world_parts("cpu", data_dir)
+    bos = model.tokenizer.bos_token_id
+    pool = settings["attn"]["token_pool"]
+    facts: dict = {}
+
+    # Heads: the best induction head, and the best previous-token head in an earlier layer.
+    repeated = tw.repeated_random_tokens(pool, INDUCTION_SEQ_LEN, 32, EVAL_SEED, bos)
+    prev_scores, induction_scores = tw.head_scores(model, repeated, INDUCTION_SEQ_LEN)
+    induction_scores[0] = 0  # layer 0 cannot do induction: nothing has been moved yet
+    induction_layer, induction_head = top_head(induction_scores)
+    prev_layer, prev_head = top_head(prev_scores[:induction_layer])
+    facts["prev_token_score"] = round(prev_scores[prev_layer, prev_head].item(), 3)
+    facts["induction_score"] = round(induction_scores[induction_layer, induction_head].item(), 3)
+    facts["prev_token_scores"] = prev_scores.round(decimals=3).tolist()
+    facts["induction_scores"] = induction_scores.round(decimals=3).tolist()
+
+    # Every SAE's quality, on held-out fact documents and on induction sequences.
+    eval_batches = [tw.fact_token_batch(toy_corpus.corpus_texts(EVAL_SEED, 200), 32), repeated]
+    facts["sae_quality"] = {
+        sae.cfg.metadata.hook_name: {name: round(value, 3) for name, value in tw.sae_quality(model, sae, eval_batches).items()}
+        for sae in [*resid_saes.values(), *attn_saes.values()]
+    }
+
+    # Latent-to-logit: a late layer whose SAE, spliced in, still predicts " Paris" first.
+    facts["paris_rank"], facts["paris_prob"] = paris_rank(model, LOGIT_PROMPT, LOGIT_ANSWER)
+    n_layers = model.cfg.n_layers
+    logit_layer = next(
+        layer for layer in (n_layers - 2, n_layers - 1, n_layers - 3)
+        if paris_rank(model, LOGIT_PROMPT, LOGIT_ANSWER, [resid_saes[layer]])[0] == 0
+    )
+
+    # Latent-to-latent: from layer 0 at " E" to the later layer with the strongest latent pair at "iff".
+    tokens = model.to_tokens(LATENT_PROMPT)
+    str_tokens = model.to_str_tokens(LATENT_PROMPT)
+    e_pos, iff_pos = str_tokens.index(" E"), str_tokens.index("iff")
+    best = None
+    for layer_to in (2, 3, 4):
+        gradients, from_ids, to_ids = tw.resid_latent_gradients(
+            model, resid_saes[0], resid_saes[layer_to], tokens, e_pos, iff_pos
+        )
+        to_index, from_index = divmod(gradients.abs().argmax().item(), gradients.shape[1])
+        candidate = (gradients[to_index, from_index].item(), layer_to, from_ids[from_index].item(), to_ids[to_index].item())
+        if best is None or abs(candidate[0]) > abs(best[0]):
+            best = candidate
+    gradient, bigram_layer, e_latent, iff_latent = best
+    facts.update(e_latent=e_latent, iff_latent=iff_latent, e_iff_gradient=round(gradient, 4))
+
+    # Induction circuit between the previous-token head's layer and the induction head's layer.
+    notebook_sequence = tw.repeated_random_tokens(pool, INDUCTION_SEQ_LEN, 1, 0, bos)
+    gradients, from_indices, to_indices, clean_to = tw.attn_latent_gradients(
+        model, attn_saes[prev_layer], attn_saes[induction_layer], notebook_sequence
+    )
+    masses = tw.induction_rectangle_masses(gradients, from_indices, to_indices, INDUCTION_SEQ_LEN)
+    facts["induction_rectangle_mass"] = {name: round(value, 5) for name, value in masses.items()}
+    facts["second_half_latents"] = tw.latents_on_every_second_half_token(clean_to, INDUCTION_SEQ_LEN)
+
+    heads_over = lambda scores, layer, best_head: sorted({best_head, *(scores[layer] > 0.4).nonzero().flatten().tolist()})
+    return {
+        "latent_to_latent": {"layer_from": 0, "layer_to": bigram_layer, "prompt": LATENT_PROMPT},
+        "token_to_latent": {"layer": bigram_layer, "prompt": LATENT_PROMPT},
+        "latent_to_logit": {"layer": logit_layer, "prompt": LOGIT_PROMPT, "answer": LOGIT_ANSWER, "k": LOGIT_K},
+        "attn": {
+            "layer_from": prev_layer,
+            "layer_to": induction_layer,
+            "seq_len": INDUCTION_SEQ_LEN,
+            "token_pool": pool,
+            "prev_token_heads": [[prev_layer, h] for h in heads_over(prev_scores, prev_layer, prev_head)],
+            "induction_heads": [[induction_layer, h] for h in heads_over(induction_scores, induction_layer, induction_head)],
+        },
+        "facts": facts,
+    }
+
+
+if __name__ == "__main__":
+    main()

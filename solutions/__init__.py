@@ -1,0 +1,19 @@
+"""Reference solutions of the Latent Gradients exercises (the learner checks compare against these)."""
+
+from solutions.attention import latent_acts_to_later_latent_acts_attn, latent_to_latent_gradients_attn
+from solutions.latent_to_latent import latent_acts_to_later_latent_acts, latent_to_latent_gradients
+from solutions.latent_to_logit import latent_acts_to_logits, latent_to_logit_gradients
+from solutions.sparse_tensor import SparseTensor
+from solutions.token_to_latent import token_to_latent_gradients, tokens_to_latent_acts
+
+__all__ = [
+    "SparseTensor",
+    "latent_acts_to_later_latent_acts",
+    "latent_acts_to_later_latent_acts_attn",
+    "latent_acts_to_logits",
+    "latent_to_latent_gradients",
+    "latent_to_latent_gradients_attn",
+    "latent_to_logit_gradients",
+    "token_to_latent_gradients",
+    "tokens_to_latent_acts",
+]

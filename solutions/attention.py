@@ -1,0 +1,94 @@
+"""Gradients between the active latents of two attention-output (hook_z) SAEs: finding induction circuits."""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float, Int
+from sae_lens import SAE, HookedSAETransformer
+from torch import Tensor
+from transformer_lens.hook_points import HookPoint
+from transformer_lens.utils import get_act_name
+
+from part_utils.hooks import _get_hook_layer
+from solutions.jacobian import jacobian_chunk_size
+from solutions.sparse_sae import decode_sparse, encode_active
+from solutions.sparse_tensor import SparseTensor
+
+
+def latent_acts_to_later_latent_acts_attn(
+    latent_acts_nonzero: Float[Tensor, " nonzero_acts"],
+    latent_acts_nonzero_inds: Int[Tensor, "nonzero_acts n_indices"],
+    latent_acts_shape: tuple[int, ...],
+    sae_from: SAE,
+    sae_to: SAE,
+    model: HookedSAETransformer,
+    resid_pre_clean: Tensor,
+) -> tuple[Tensor, tuple[Tensor]]:
+    """
+    The later attention SAE's latents, when the earlier attention layer's `z` is replaced by the
+    earlier SAE's reconstruction (decoded from the sparse latents given in the first three arguments).
+
+    `resid_pre_clean` is the clean residual stream entering the earlier SAE's layer; the forward pass
+    starts there. Returns (values of the active later latents, (dense later latents,)).
+    """
+    layer_from, layer_to = _get_hook_layer(sae_from), _get_hook_layer(sae_to)
+    z_recon = decode_sparse(sae_from, latent_acts_nonzero, latent_acts_nonzero_inds, latent_acts_shape, model.cfg.d_head)
+    captured: dict[str, Tensor] = {}
+
+    def replace_z(z: Tensor, hook: HookPoint) -> Tensor:
+        return z_recon
+
+    def capture_z(z: Tensor, hook: HookPoint) -> None:
+        captured["z"] = z
+
+    fwd_hooks = [(get_act_name("z", layer_from), replace_z), (get_act_name("z", layer_to), capture_z)]
+    with model.hooks(fwd_hooks=fwd_hooks):
+        model(resid_pre_clean, start_at_layer=layer_from, stop_at_layer=layer_to + 1)
+    values_next, dense_next = encode_active(sae_to, captured["z"])
+    return values_next, (dense_next,)
+
+
+def latent_to_latent_gradients_attn(
+    tokens: Float[Tensor, "batch seq"],
+    sae_from: SAE,
+    sae_to: SAE,
+    model: HookedSAETransformer,
+) -> tuple[Tensor, SparseTensor, SparseTensor, SparseTensor]:
+    """
+    The gradients between every active latent of two attention SAEs (both reading concatenated `z`).
+
+    Returns:
+        latent_latent_gradients: (n_active_next_recon, n_active_prev)
+        latent_acts_prev:        the earlier SAE's latent activations
+        latent_acts_next:        the later SAE's true latent activations
+        latent_acts_next_recon:  the later SAE's activations when the earlier layer's z is reconstructed
+    """
+    resid_pre_name = get_act_name("resid_pre", _get_hook_layer(sae_from))
+    acts_prev_name = f"{sae_from.cfg.metadata.hook_name}.hook_sae_acts_post"
+    acts_next_name = f"{sae_to.cfg.metadata.hook_name}.hook_sae_acts_post"
+    with torch.no_grad():
+        _, cache = model.run_with_cache_with_saes(
+            tokens,
+            saes=[sae_from, sae_to],
+            use_error_term=True,
+            names_filter=[resid_pre_name, acts_prev_name, acts_next_name],
+            stop_at_layer=_get_hook_layer(sae_to) + 1,
+            remove_batch_dim=False,
+        )
+    latent_acts_prev = SparseTensor.from_dense(cache[acts_prev_name])
+    latent_acts_next = SparseTensor.from_dense(cache[acts_next_name])
+
+    jacobian_fn = torch.func.jacrev(
+        latent_acts_to_later_latent_acts_attn,
+        has_aux=True,
+        chunk_size=jacobian_chunk_size(latent_acts_next.values.numel(), tokens.numel(), model),
+    )
+    latent_latent_gradients, (latent_acts_next_recon_dense,) = jacobian_fn(
+        *latent_acts_prev.sparse, sae_from, sae_to, model, cache[resid_pre_name]
+    )
+    return (
+        latent_latent_gradients,
+        latent_acts_prev,
+        latent_acts_next,
+        SparseTensor.from_dense(latent_acts_next_recon_dense),
+    )

@@ -1,0 +1,79 @@
+"""Exercises 2 and 3: gradients between the active latents of two residual-stream SAEs."""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float, Int
+from sae_lens import SAE, HookedSAETransformer
+from torch import Tensor
+
+from part_utils.hooks import _get_hook_layer
+from solutions.jacobian import jacobian_chunk_size
+from solutions.sparse_sae import decode_sparse, encode_active
+from solutions.sparse_tensor import SparseTensor
+
+
+def latent_acts_to_later_latent_acts(
+    latent_acts_nonzero: Float[Tensor, " nonzero_acts"],
+    latent_acts_nonzero_inds: Int[Tensor, "nonzero_acts n_indices"],
+    latent_acts_shape: tuple[int, ...],
+    sae_from: SAE,
+    sae_to: SAE,
+    model: HookedSAETransformer,
+) -> tuple[Tensor, tuple[Tensor]]:
+    """
+    Maps the earlier SAE's latent activations (in sparse form) to the later SAE's latent activations,
+    along the path: earlier SAE decoder -> the model's blocks in between -> later SAE encoder.
+
+    Returns the later activations twice: as the values of the active latents (what `jacrev`
+    differentiates), and as a dense tensor in a length-1 tuple (auxiliary output, not differentiated).
+    """
+    resid_from = decode_sparse(sae_from, latent_acts_nonzero, latent_acts_nonzero_inds, latent_acts_shape, model.cfg.d_head)
+    resid_to = model(resid_from, start_at_layer=_get_hook_layer(sae_from), stop_at_layer=_get_hook_layer(sae_to))
+    values_next, dense_next = encode_active(sae_to, resid_to)
+    return values_next, (dense_next,)
+
+
+def latent_to_latent_gradients(
+    tokens: Float[Tensor, "batch seq"],
+    sae_from: SAE,
+    sae_to: SAE,
+    model: HookedSAETransformer,
+) -> tuple[Tensor, SparseTensor, SparseTensor, SparseTensor]:
+    """
+    The gradients between every active latent of `sae_from` and every active latent of `sae_to`.
+
+    Returns:
+        latent_latent_gradients: (n_active_next_recon, n_active_prev): d(later latent) / d(earlier latent)
+        latent_acts_prev:        the earlier SAE's latent activations on `tokens`
+        latent_acts_next:        the later SAE's true latent activations on `tokens`
+        latent_acts_next_recon:  the later SAE's activations computed from the earlier SAE's reconstruction
+    """
+    acts_prev_name = f"{sae_from.cfg.metadata.hook_name}.hook_sae_acts_post"
+    acts_next_name = f"{sae_to.cfg.metadata.hook_name}.hook_sae_acts_post"
+    with torch.no_grad():
+        # The error term makes each spliced-in SAE pass its input through unchanged, so the later SAE
+        # sees the true residual stream. Passing it here leaves the SAEs' own settings untouched.
+        _, cache = model.run_with_cache_with_saes(
+            tokens,
+            saes=[sae_from, sae_to],
+            use_error_term=True,
+            names_filter=[acts_prev_name, acts_next_name],
+            stop_at_layer=_get_hook_layer(sae_to) + 1,
+            remove_batch_dim=False,
+        )
+    latent_acts_prev = SparseTensor.from_dense(cache[acts_prev_name])
+    latent_acts_next = SparseTensor.from_dense(cache[acts_next_name])
+
+    jacobian_fn = torch.func.jacrev(
+        latent_acts_to_later_latent_acts,
+        has_aux=True,
+        chunk_size=jacobian_chunk_size(latent_acts_next.values.numel(), tokens.numel(), model),
+    )
+    latent_latent_gradients, (latent_acts_next_recon_dense,) = jacobian_fn(*latent_acts_prev.sparse, sae_from, sae_to, model)
+    return (
+        latent_latent_gradients,
+        latent_acts_prev,
+        latent_acts_next,
+        SparseTensor.from_dense(latent_acts_next_recon_dense),
+    )

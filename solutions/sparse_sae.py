@@ -1,0 +1,70 @@
+"""SAE encoding and decoding that touch only the active latents.
+
+The reference solutions differentiate through an SAE decoder (earlier SAE) and encoder (later SAE).
+Written densely, as `sae.decode(dense_latents)` and `sae.encode(resid)`, every backward pass of the
+Jacobian multiplies a (n_outputs, batch, seq, d_sae) gradient with a (d_sae, d_in) weight matrix:
+at GPT-2's shape that is most of the work and most of the memory. Only the active latents matter,
+so here the decoder adds up just their rows, and the encoder computes just the active latents'
+pre-activations. The results equal `sae.decode` / `sae.encode` up to float rounding.
+
+Only plain ReLU SAEs (`StandardSAE`, no activation normalisation) have these maths; any other SAE
+goes through its own `encode` / `decode`, which is always correct, only slower.
+"""
+
+from __future__ import annotations
+
+import math
+
+import einops
+import torch
+from sae_lens import SAE, StandardSAE
+from torch import Tensor
+
+
+def _is_plain_relu_sae(sae: SAE) -> bool:
+    return type(sae) is StandardSAE and sae.cfg.normalize_activations == "none"
+
+
+def decode_sparse(sae: SAE, values: Tensor, indices: Tensor, shape: tuple[int, ...], d_head: int | None) -> Tensor:
+    """`sae.decode` of the dense tensor whose positive entries are `values` at `indices` (shape (n, k)).
+
+    `d_head` is the model's head size, needed to unflatten a hook_z SAE's output into heads.
+    """
+    if not _is_plain_relu_sae(sae):
+        dense = values.new_zeros(shape)
+        dense[indices.unbind(-1)] = values
+        return sae.decode(dense)
+    *positions, latents = indices.unbind(-1)
+    n_positions = math.prod(shape[:-1])
+    flat_positions = torch.zeros_like(latents)
+    for position, size in zip(positions, shape[:-1]):
+        flat_positions = flat_positions * size + position
+    # (position, active latent) weights: one nonzero per column. A matmul with the active decoder
+    # rows then sums each position's latents, and its backward pass is a matmul too; gathering and
+    # scattering one d_in-vector per active latent instead would cost a (rows, n_active, d_in)
+    # tensor in every backward pass of the Jacobian.
+    weights = torch.zeros(n_positions, len(latents), dtype=values.dtype, device=values.device)
+    weights[flat_positions, torch.arange(len(latents), device=latents.device)] = 1.0
+    out = ((weights * values) @ sae.W_dec[latents]).reshape(*shape[:-1], sae.cfg.d_in) + sae.b_dec
+    if sae.cfg.reshape_activations == "hook_z":
+        out = einops.rearrange(out, "... (n_heads d_head) -> ... n_heads d_head", d_head=d_head)
+    return out
+
+
+def encode_active(sae: SAE, sae_input: Tensor) -> tuple[Tensor, Tensor]:
+    """The SAE's activations on `sae_input`: (values of the active latents, the dense activations).
+
+    The values are differentiable and in the row-major order of `SparseTensor.from_dense`; the dense
+    tensor is detached, since it only reports which latents fired and how strongly.
+    """
+    dense = sae.encode(sae_input.detach())
+    if not _is_plain_relu_sae(sae):
+        return sae.encode(sae_input)[dense > 0], dense
+    *positions, latents = (dense > 0).nonzero().unbind(-1)
+    flat_input = sae_input.flatten(-2) if sae.cfg.reshape_activations == "hook_z" else sae_input
+    centred = flat_input - sae.b_dec * sae.cfg.apply_b_dec_to_input
+    # Every position against every active latent's encoder column, then each latent's own position:
+    # (positions, n_active) is small, and keeps the backward pass a matmul (see decode_sparse).
+    pre_acts = centred[..., None, :] @ sae.W_enc[:, latents]
+    pre_acts = pre_acts.squeeze(-2)[(*positions, torch.arange(len(latents), device=latents.device))]
+    return torch.relu(pre_acts + sae.b_enc[latents]), dense

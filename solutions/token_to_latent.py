@@ -1,0 +1,54 @@
+"""Gradients from each input token to the active latents of a residual-stream SAE."""
+
+from __future__ import annotations
+
+import einops
+import torch
+from jaxtyping import Float, Int
+from sae_lens import SAE, HookedSAETransformer
+from torch import Tensor
+
+from part_utils.hooks import _get_hook_layer
+from solutions.sparse_sae import encode_active
+from solutions.sparse_tensor import SparseTensor
+
+
+def tokens_to_latent_acts(
+    token_scales: Float[Tensor, "batch seq"],
+    tokens: Int[Tensor, "batch seq"],
+    sae: SAE,
+    model: HookedSAETransformer,
+) -> tuple[Tensor, tuple[Tensor]]:
+    """
+    Scales each position's embedding (token plus positional embedding, after they are summed) by
+    `token_scales`, runs the model up to the SAE's layer and returns the SAE's latents.
+
+    Returns:
+        latent_acts_sparse: the values of the active latents
+        latent_acts_dense:  all latent activations as a dense tensor, in a length-1 tuple
+    """
+    embeddings = model(tokens, stop_at_layer=0)
+    scaled = embeddings * token_scales[..., None]
+    resid = model(scaled, start_at_layer=0, stop_at_layer=_get_hook_layer(sae))
+    values, dense = encode_active(sae, resid)
+    return values, (dense,)
+
+
+def token_to_latent_gradients(
+    tokens: Float[Tensor, "batch seq"],
+    sae: SAE,
+    model: HookedSAETransformer,
+) -> tuple[Tensor, SparseTensor]:
+    """
+    The gradient of every active latent of `sae` with respect to every token's embedding scale, at scale 1.
+
+    Returns:
+        token_latent_grads: (batch, seq, n_active_latents)
+        latent_acts:        the SAE's latent activations
+    """
+    token_scales = torch.ones(tokens.shape, device=model.cfg.device)
+    # A sequence has far fewer positions than active latents, so forward mode (one pass per input
+    # position) does the same job as reverse mode (one pass per active latent) in fewer passes.
+    jacobian, (latent_acts_dense,) = torch.func.jacfwd(tokens_to_latent_acts, has_aux=True)(token_scales, tokens, sae, model)
+    token_latent_grads = einops.rearrange(jacobian, "n_active batch seq -> batch seq n_active")
+    return token_latent_grads, SparseTensor.from_dense(latent_acts_dense)

@@ -1,0 +1,97 @@
+"""Comparing a learner's SparseTensors and Jacobians with the reference's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tests._report import CheckFailed, compare_tensor, shape_of, tolerances
+
+
+def require_sparse_tensor(exercise: str, name: str, value: Any) -> None:
+    """The learner may use their own SparseTensor class; it needs `.sparse` (3-tuple) and `.dense`."""
+    sparse = getattr(value, "sparse", None)
+    if not (isinstance(sparse, tuple) and len(sparse) == 3 and isinstance(getattr(value, "dense", None), Tensor)):
+        raise CheckFailed(
+            exercise,
+            f"{name} should be a SparseTensor (with .sparse = (values, indices, shape) and .dense), but it is a {shape_of(value)}.",
+            "Wrap dense activations with SparseTensor.from_dense(...).",
+        )
+
+
+def compare_sparse_tensor(exercise: str, name: str, got: Any, want: Any, hint: str | None = None) -> None:
+    require_sparse_tensor(exercise, name, got)
+    compare_tensor(exercise, f"{name}.dense", got.dense, want.dense, hint)
+    values, indices, shape = got.sparse
+    if tuple(shape) != tuple(want.shape):
+        raise CheckFailed(exercise, f"{name}.sparse[2] (the shape) is {tuple(shape)}, but should be {tuple(want.shape)}.", hint)
+    if not isinstance(indices, Tensor) or indices.ndim != 2 or indices.shape[1] != len(want.shape):
+        raise CheckFailed(
+            exercise,
+            f"{name}.sparse[1] (the indices) has shape {shape_of(indices)}; it should be (n_nonzero, {len(want.shape)}).",
+            hint,
+        )
+
+
+def _index_rows(indices: Tensor) -> list[tuple[int, ...]]:
+    return [tuple(row) for row in indices.reshape(len(indices), -1).tolist()]
+
+
+def compare_jacobian(
+    exercise: str,
+    name: str,
+    got: Any,
+    got_rows: Any,
+    got_cols: Any,
+    want: Tensor,
+    want_rows: Any,
+    want_cols: Any,
+    hint: str | None = None,
+) -> None:
+    """Compare Jacobians whose rows and columns are labelled by the active latents of SparseTensors.
+
+    A correct learner's active set can differ from the reference's by latents whose activation is a
+    rounding error away from zero (a pre-activation of ~1e-7 that one formulation rounds up and the
+    other down). Rows and columns are matched by latent index, and those near-zero latents are ignored.
+    """
+    if not isinstance(got, Tensor):
+        raise CheckFailed(exercise, f"{name} should be a Tensor, but it is a {shape_of(got)}.", hint)
+    if got.shape == want.shape and torch.equal(got_rows.sparse[1], want_rows.sparse[1]) and torch.equal(got_cols.sparse[1], want_cols.sparse[1]):
+        compare_tensor(exercise, name, got, want, hint)
+        return
+    expected = (len(got_rows.sparse[0]), len(got_cols.sparse[0]))
+    if tuple(got.shape) != expected:
+        raise CheckFailed(
+            exercise,
+            f"{name} has shape {shape_of(got)}, but with the activations you returned it should be {expected}: "
+            f"one row per active later latent and one column per active earlier latent "
+            f"(the reference's is {shape_of(want)}).",
+            hint,
+        )
+    rows = _aligned(exercise, name, "rows", got_rows, want_rows, hint)
+    cols = _aligned(exercise, name, "columns", got_cols, want_cols, hint)
+    compare_tensor(exercise, name, got[rows[0]][:, cols[0]], want[rows[1]][:, cols[1]], hint)
+
+
+def _aligned(exercise: str, name: str, axis: str, got: Any, want: Any, hint: str | None) -> tuple[Tensor, Tensor]:
+    got_at = {index: i for i, index in enumerate(_index_rows(got.sparse[1]))}
+    want_at = {index: i for i, index in enumerate(_index_rows(want.sparse[1]))}
+    _, atol_relative = tolerances(want.dense.device)
+    negligible = atol_relative * max(float(want.dense.abs().max()) if want.dense.numel() else 0.0, 1e-6)
+    for index in got_at.keys() ^ want_at.keys():
+        value = float(want.dense[index]) if index in got_at else float(got.dense[index])
+        if abs(value) > negligible:
+            raise CheckFailed(
+                exercise,
+                f"the {axis} of {name} are labelled by a different set of active latents than the reference's "
+                f"(e.g. {index}, activation {value:.3g}).",
+                hint,
+            )
+    common = [index for index in want_at if index in got_at]
+    device = want.dense.device
+    return (
+        torch.tensor([got_at[index] for index in common], dtype=torch.long, device=device),
+        torch.tensor([want_at[index] for index in common], dtype=torch.long, device=device),
+    )

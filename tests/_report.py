@@ -1,0 +1,169 @@
+"""How the learner checks talk: one failure message that says what to fix, not a traceback wall."""
+
+from __future__ import annotations
+
+import math
+import sys
+import textwrap
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class CheckFailed(AssertionError):
+    """A learner check failed. In Jupyter it shows as its message alone, without the check's own frames."""
+
+    def __init__(self, exercise: str, message: str, hint: str | None = None):
+        self.exercise = exercise
+        self.message = message
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        text = f"✗ {self.exercise}: {self.message}"
+        if self.hint:
+            text += "\n\nHint: " + textwrap.fill(self.hint, width=100, subsequent_indent="      ")
+        return text
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython calls this instead of printing a traceback: the learner sees only what to fix.
+        return [self.render()]
+
+
+def shape_of(x: Any) -> str:
+    if isinstance(x, Tensor):
+        return str(tuple(x.shape))
+    return type(x).__name__
+
+
+def tolerances(device: torch.device) -> tuple[float, float]:
+    """(rtol, atol relative to the largest reference magnitude) for comparing float32 results.
+
+    On the CPU, two correct formulations (dense vs. sparse SAE maps, jacrev vs. jacfwd, einsum vs.
+    broadcasting) differ by the rounding of float32 sums over up to d_sae terms: measured below 2e-6
+    of the largest entry at GPT-2's shape. 1e-4 leaves a 50x margin, and is still far below every
+    mistake we know of, which changes results by 1e-2 or more. On CUDA, matmuls may use TF32 (10-bit
+    mantissa, ~5e-4 relative error) and MPS uses fast math, so there the margin is 3e-3.
+    """
+    if device.type == "cpu":
+        return 1e-4, 1e-4
+    return 3e-3, 3e-3
+
+
+def compare_tensor(exercise: str, name: str, got: Any, want: Tensor, hint: str | None = None) -> None:
+    """Fail with the shapes, or the largest difference and where it is, unless `got` ≈ `want`."""
+    if not isinstance(got, Tensor):
+        raise CheckFailed(exercise, f"{name} should be a torch.Tensor of shape {shape_of(want)}, but it is a {shape_of(got)}.", hint)
+    if got.shape != want.shape:
+        raise CheckFailed(exercise, f"{name} has shape {shape_of(got)}, but the reference's is {shape_of(want)}.", hint)
+    if got.device != want.device:
+        raise CheckFailed(exercise, f"{name} is on {got.device}, but the model is on {want.device}.", hint)
+    if not got.is_floating_point() or not want.is_floating_point():
+        if not torch.equal(got.to(want.dtype), want):
+            raise CheckFailed(exercise, f"{name} differs from the reference in {int((got.to(want.dtype) != want).sum())} places.", hint)
+        return
+    rtol, atol_relative = tolerances(want.device)
+    got64, want64 = got.detach().double(), want.detach().double()
+    scale = float(want64.abs().max()) if want64.numel() else 0.0
+    atol = atol_relative * max(scale, 1e-6)
+    if not torch.isfinite(got64).all():
+        raise CheckFailed(exercise, f"{name} contains NaN or infinite values.", hint)
+    error = (got64 - want64).abs()
+    allowed = atol + rtol * want64.abs()
+    if error.numel() and bool((error > allowed).any()):
+        worst = int((error - allowed).argmax())
+        where = tuple(int(i) for i in torch.unravel_index(torch.tensor(worst), want.shape)) if want.ndim else ()
+        n_bad = int((error > allowed).sum())
+        raise CheckFailed(
+            exercise,
+            f"{name} (shape {shape_of(want)}) differs from the reference in {n_bad} of {want.numel()} entries. "
+            f"Largest difference {float(error.flatten()[worst]):.3g} at index {where}: "
+            f"yours {float(got64.flatten()[worst]):.6g}, reference {float(want64.flatten()[worst]):.6g} "
+            f"(tolerance {atol:.2g} + {rtol:g}·|reference|).",
+            hint,
+        )
+
+
+def close_enough(got: Any, want: Tensor) -> bool:
+    """Whether `got` would pass `compare_tensor` against `want` (used to recognise known mistakes)."""
+    try:
+        compare_tensor("", "", got, want)
+    except CheckFailed:
+        return False
+    return True
+
+
+def learner_frames(error: BaseException) -> str:
+    """The part of a traceback that is the learner's own code (notebook cells), or all of it."""
+    frames = traceback.extract_tb(error.__traceback__)
+    own = [frame for frame in frames if "/tests/" not in frame.filename.replace("\\", "/")]
+    lines = traceback.format_list(own[-3:]) if own else []
+    return "".join(lines) + "".join(traceback.format_exception_only(type(error), error))
+
+
+@contextmanager
+def learner_warnings(exercise: str) -> Iterator[None]:
+    """Catch warnings the learner's code raises and show them on stdout.
+
+    nbgrader scores a cell 0 when it writes anything to stderr, and Python prints warnings there.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in {(str(w.message), w.category.__name__): w for w in caught}.values():
+        note = f"note ({exercise}): your code raised a {warning.category.__name__}: {warning.message}"
+        if "use_error_term" in str(warning.message):
+            note += "\n  (Instead of setting sae.use_error_term, pass use_error_term=True to run_with_cache_with_saes.)"
+        print(note, file=sys.stdout)
+
+
+def call_learner(exercise: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run the learner's function; turn any exception into a CheckFailed that shows their own frames."""
+    try:
+        with learner_warnings(exercise):
+            return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise CheckFailed(
+            exercise,
+            f"`{getattr(fn, '__qualname__', fn)}` still raises NotImplementedError: fill in its body, then run this cell again.",
+        ) from None
+    except CheckFailed:
+        raise
+    except Exception as error:  # the learner's bug, whatever it is, is reported rather than re-raised
+        raise CheckFailed(
+            exercise,
+            f"calling your function raised {type(error).__name__}:\n{textwrap.indent(learner_frames(error), '    ')}",
+            _hint_for_exception(error),
+        ) from None
+
+
+def _hint_for_exception(error: Exception) -> str | None:
+    text = str(error)
+    if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text.lower():
+        return (
+            "Out of memory: are you differentiating with respect to the dense latent tensor? Pass the sparse "
+            "values (`*latent_acts.sparse`) to jacrev, so the Jacobian has one column per active latent."
+        )
+    if "vmap" in text or "functorch" in text or "data-dependent" in text:
+        return (
+            "Inside torch.func.jacrev, avoid .item(), .tolist(), .numpy() and in-place ops on the inputs; "
+            "build new tensors instead."
+        )
+    return None
+
+
+def passed(exercise: str, details: str) -> None:
+    print(f"✓ {exercise} passed: {details}")
+
+
+def fmt_seconds(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def is_finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -1,0 +1,138 @@
+"""Learner check for exercise 1: `SparseTensor.from_dense` and `SparseTensor.from_sparse`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tests._report import CheckFailed, call_learner, compare_tensor, fmt_seconds, passed, shape_of
+
+EXERCISE = "test_sparse_tensor"
+
+
+def _cases(device: torch.device) -> list[tuple[str, Tensor]]:
+    """Dense tensors to round-trip: the shapes and corner cases the course meets."""
+    generator = torch.Generator().manual_seed(0)
+
+    def sparse_random(shape: tuple[int, ...], density: float, dtype: torch.dtype = torch.float32) -> Tensor:
+        values = torch.rand(shape, generator=generator) + 0.1
+        keep = torch.rand(shape, generator=generator) < density
+        return torch.where(keep, values, torch.zeros(())).to(dtype=dtype, device=device)
+
+    single = torch.zeros(1, 5, 32, device=device)
+    single[0, 3, 17] = 2.5
+    with_negatives = sparse_random((2, 6, 40), 0.2)
+    with_negatives[0, 0, :5] = -1.0  # pre-activations are not positive: they are not active latents
+    return [
+        ("a 1-D tensor of 10,000 entries with 10 nonzero", sparse_random((10_000,), 10 / 10_000)),
+        ("a (batch, seq, d_sae) tensor of latent activations", sparse_random((2, 7, 64), 0.1)),
+        ("a tensor with a single nonzero entry", single),
+        ("an all-zero tensor", torch.zeros(1, 4, 16, device=device)),
+        ("a tensor with negative entries (only positive ones are active)", with_negatives),
+        ("a float64 tensor", sparse_random((3, 50), 0.1, torch.float64)),
+        ("a 4-D tensor", sparse_random((2, 3, 4, 5), 0.3)),
+    ]
+
+
+def _check_from_dense(SparseTensor: Any, label: str, dense: Tensor) -> None:
+    where = f"SparseTensor.from_dense on {label}"
+    result = call_learner(EXERCISE, SparseTensor.from_dense, dense)
+    is_active = dense > 0
+    want_values, want_indices = dense[is_active], is_active.nonzero()
+    sparse = getattr(result, "sparse", None)
+    if not (isinstance(sparse, tuple) and len(sparse) == 3):
+        raise CheckFailed(EXERCISE, f"{where}: `.sparse` should be a tuple (values, indices, shape), but it is {shape_of(sparse)}.")
+    values, indices, shape = sparse
+    hint_indices = (
+        "torch.argwhere(dense > 0) (or (dense > 0).nonzero()) gives one row per active entry and one column "
+        "per dimension; keep that 2-D shape, even for a 1-D tensor or a single active entry."
+    )
+    if isinstance(indices, Tensor) and indices.shape != want_indices.shape:
+        hint = hint_indices
+        if indices.ndim == 1 and want_indices.ndim == 2:
+            hint = "The indices were squeezed. " + hint_indices
+        raise CheckFailed(EXERCISE, f"{where}: indices have shape {shape_of(indices)}, expected {shape_of(want_indices)}.", hint)
+    if isinstance(values, Tensor) and values.shape != want_values.shape and values.numel() == dense.numel():
+        raise CheckFailed(
+            EXERCISE,
+            f"{where}: values have shape {shape_of(values)}: that is every entry, zeros included.",
+            "Keep only the positive entries: dense[dense > 0].",
+        )
+    if isinstance(values, Tensor) and values.shape == want_values.shape and label.startswith("a tensor with negative"):
+        if not torch.equal(values, want_values) and (values < 0).any():
+            raise CheckFailed(EXERCISE, f"{where}: negative entries were kept.", "An active latent is a positive one: use dense > 0, not dense != 0.")
+    compare_tensor(EXERCISE, f"{where}: indices (sparse[1])", indices, want_indices, hint_indices)
+    compare_tensor(EXERCISE, f"{where}: values (sparse[0])", values, want_values, "values[i] must be the entry at indices[i], in the same (row-major) order.")
+    if isinstance(values, Tensor) and values.dtype != dense.dtype:
+        raise CheckFailed(EXERCISE, f"{where}: values have dtype {values.dtype}, but the dense tensor's is {dense.dtype}.")
+    if tuple(shape) != tuple(dense.shape):
+        raise CheckFailed(EXERCISE, f"{where}: the shape (sparse[2]) is {shape!r}, expected {tuple(dense.shape)}.", "Use tuple(dense.shape).")
+    compare_tensor(EXERCISE, f"{where}: .dense", result.dense, dense)
+
+
+def _check_from_sparse(SparseTensor: Any, label: str, dense: Tensor) -> None:
+    where = f"SparseTensor.from_sparse on {label}"
+    is_active = dense > 0
+    sparse = (dense[is_active], is_active.nonzero(), tuple(dense.shape))
+    dense = torch.where(is_active, dense, torch.zeros((), dtype=dense.dtype, device=dense.device))
+    result = call_learner(EXERCISE, SparseTensor.from_sparse, sparse)
+    got = getattr(result, "dense", None)
+    hint = None
+    if isinstance(got, Tensor) and got.dtype != dense.dtype:
+        hint = "Create the dense tensor with the values' dtype and device, e.g. torch.zeros(shape, dtype=values.dtype, device=values.device)."
+    elif isinstance(got, Tensor) and got.device != dense.device:
+        hint = "Create the dense tensor on the values' device."
+    if isinstance(got, Tensor) and got.dtype != dense.dtype:
+        raise CheckFailed(EXERCISE, f"{where}: .dense has dtype {got.dtype}, but the values' dtype is {dense.dtype}.", hint)
+    compare_tensor(
+        EXERCISE,
+        f"{where}: .dense",
+        got,
+        dense,
+        hint or "Scatter each value to its index: dense[indices.unbind(-1)] = values (one index tensor per dimension).",
+    )
+    if getattr(result, "sparse", None) is None or result.sparse[0] is not sparse[0]:
+        raise CheckFailed(EXERCISE, f"{where}: `.sparse` should be the (values, indices, shape) tuple you were given.")
+
+
+def _check_differentiable(SparseTensor: Any, device: torch.device) -> None:
+    """The gradient exercises differentiate through from_sparse with torch.func.jacrev."""
+    indices = torch.tensor([[0, 1, 3], [0, 2, 0]], device=device)
+    values = torch.tensor([1.5, 0.5], device=device)
+
+    def total(v: Tensor) -> Tensor:
+        return SparseTensor.from_sparse((v, indices, (1, 3, 4))).dense.sum()
+
+    try:
+        gradient = torch.func.grad(total)(values)
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        raise CheckFailed(
+            EXERCISE,
+            f"torch.func.grad could not differentiate through from_sparse: {type(error).__name__}: {error}",
+            "Build the dense tensor from the values with tensor operations only (no .item(), .tolist() or "
+            "Python loops over values, no torch.sparse); then jacrev can trace through it.",
+        ) from None
+    compare_tensor(EXERCISE, "the gradient of from_sparse(values).dense.sum() w.r.t. the values", gradient, torch.ones_like(values))
+
+
+def test_sparse_tensor(SparseTensor: Any) -> None:
+    """Check SparseTensor.from_dense and SparseTensor.from_sparse on 1-D to 4-D tensors and corner cases."""
+    start = time.perf_counter()
+    from part_utils.device import get_device
+
+    devices = [torch.device("cpu")] + ([get_device()] if get_device().type != "cpu" else [])
+    for device in devices:
+        for label, dense in _cases(device):
+            _check_from_dense(SparseTensor, label, dense)
+        for label, dense in _cases(device):
+            _check_from_sparse(SparseTensor, label, dense)
+        call_learner(EXERCISE, _check_differentiable, SparseTensor, device)
+    passed(EXERCISE, f"from_dense and from_sparse agree with the reference on {len(_cases(devices[0]))} cases ({fmt_seconds(time.perf_counter() - start)})")
+
+
+test_sparse_tensor.__test__ = False  # a learner check, not a test of this project: pytest must not collect it

@@ -1,0 +1,81 @@
+"""Learner check for `token_to_latent_gradients`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from sae_lens import SAE, HookedSAETransformer
+from torch import Tensor
+
+import solutions
+from part_utils.hooks import _get_hook_layer
+from part_utils.worlds import exercise_settings
+from tests._compare import compare_sparse_tensor, require_sparse_tensor
+from tests._exercise import run_check
+from tests._report import CheckFailed, close_enough, compare_tensor, shape_of
+
+EXERCISE = "test_token_to_latent_gradients"
+
+
+def _scaled_before_positions(tokens: Tensor, sae: SAE, model: HookedSAETransformer) -> Tensor:
+    """The Jacobian you get by scaling the token embeddings alone, before the positional ones are added."""
+
+    def latents(scales: Tensor) -> Tensor:
+        resid = model.embed(tokens) * scales[..., None] + model.pos_embed(tokens)
+        dense = sae.encode(model(resid, start_at_layer=0, stop_at_layer=_get_hook_layer(sae)))
+        return dense[dense.detach() > 0]
+
+    return torch.func.jacrev(latents)(torch.ones(tokens.shape, device=tokens.device)).permute(1, 2, 0)
+
+
+def compare_token_to_latent(got: tuple, want: tuple, tokens: Tensor, sae: SAE, model: HookedSAETransformer) -> str:
+    grads, latent_acts = got
+    want_grads, want_acts = want
+    require_sparse_tensor(EXERCISE, "latent_acts", latent_acts)
+    compare_sparse_tensor(EXERCISE, "latent_acts", latent_acts, want_acts)
+    hint = None
+    if isinstance(grads, Tensor) and grads.shape != want_grads.shape:
+        if grads.shape == want_grads.permute(2, 0, 1).shape:
+            hint = "jacrev returns (n_active, batch, seq); rearrange it to (batch, seq, n_active)."
+        elif grads.ndim == 4 or (grads.ndim == 3 and grads.shape[-1] == model.cfg.d_model):
+            hint = "Differentiate with respect to one scale per position (token_scales of shape (batch, seq)), not the embedding vectors."
+    elif isinstance(grads, Tensor) and not close_enough(grads, want_grads):
+        with torch.enable_grad():
+            if close_enough(grads, _scaled_before_positions(tokens, sae, model)):
+                hint = (
+                    "You scaled the token embeddings before adding the positional embeddings. Scale their sum: "
+                    "model(tokens, stop_at_layer=0) gives it."
+                )
+    if not isinstance(grads, Tensor):
+        raise CheckFailed(EXERCISE, f"token_latent_grads should be a Tensor, but it is a {shape_of(grads)}.")
+    compare_tensor(EXERCISE, "token_latent_grads", grads, want_grads, hint)
+    return f"gradients {shape_of(want_grads)} from {tokens.shape[-1]} tokens to {want_grads.shape[-1]} active latents match the reference"
+
+
+def test_token_to_latent_gradients(
+    token_to_latent_gradients: Any,
+    model: HookedSAETransformer,
+    saes: Mapping[int, SAE],
+    *,
+    prompt: str | None = None,
+    layer: int | None = None,
+) -> None:
+    """Check token_to_latent_gradients against the reference on this world's prompt and layer."""
+    settings = exercise_settings(model).token_to_latent
+    sae = saes[settings.layer if layer is None else layer]
+    tokens = model.to_tokens(prompt or settings.prompt)
+    run_check(
+        EXERCISE,
+        token_to_latent_gradients,
+        solutions.token_to_latent_gradients,
+        (tokens, sae, model),
+        model,
+        (sae,),
+        n_outputs=2,
+        compare=lambda got, want: compare_token_to_latent(got, want, tokens, sae, model),
+    )
+
+
+test_token_to_latent_gradients.__test__ = False  # a learner check, not a test of this project
