@@ -11,7 +11,8 @@ differ. The worlds are:
   tests use it; the benchmark uses it at GPT-2's shape.
 
 `load_world()` picks one by argument, else by the `LATENT_GRADIENTS_WORLD` environment variable,
-else `auto`: GPT-2 when Hugging Face can be reached (or its files are cached), the toy world otherwise.
+else `auto`: GPT-2 when Hugging Face can be reached (or its files are cached), the toy world
+otherwise. The autograder's `LATENT_GRADIENTS_GRADING_WORLD` overrides all of these.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from sae_lens import SAE, HookedSAETransformer
 from tqdm.auto import tqdm
 
 WORLD_ENV = "LATENT_GRADIENTS_WORLD"
+# Set by the autograder: every load_world() call gets this world, whatever the notebook asks for.
+GRADING_WORLD_ENV = "LATENT_GRADIENTS_GRADING_WORLD"
 WORLD_NAMES = ("auto", "gpt2", "toy", "random")
 
 
@@ -170,6 +173,8 @@ class World:
     exercises: ExerciseSettings
     description: str
     facts: Mapping[str, Any] = field(default_factory=dict)
+    # Texts the world's model was trained on, for the offline latent cards' top activating contexts.
+    corpus: Callable[[], list[str]] | None = None
 
     def banner(self) -> str:
         cfg = self.model.cfg
@@ -190,9 +195,20 @@ class WorldUnavailable(RuntimeError):
 _SETTINGS_OF_MODEL: weakref.WeakKeyDictionary[HookedSAETransformer, ExerciseSettings] = weakref.WeakKeyDictionary()
 
 
+_current_world: weakref.ref[World] | None = None
+
+
 def register(world: World) -> World:
+    """Remember `world` as the one in use, and which settings go with its model."""
+    global _current_world
     _SETTINGS_OF_MODEL[world.model] = world.exercises
+    _current_world = weakref.ref(world)
     return world
+
+
+def current_world() -> World | None:
+    """The world loaded last (e.g. for `display_dashboard`), if it is still alive."""
+    return None if _current_world is None else _current_world()
 
 
 def exercise_settings(model: HookedSAETransformer) -> ExerciseSettings:
@@ -209,7 +225,7 @@ def exercise_settings(model: HookedSAETransformer) -> ExerciseSettings:
 
 
 def requested_world_name(name: str | None = None) -> str:
-    name = (name or os.environ.get(WORLD_ENV) or "auto").lower()
+    name = (os.environ.get(GRADING_WORLD_ENV) or name or os.environ.get(WORLD_ENV) or "auto").lower()
     if name not in WORLD_NAMES:
         raise ValueError(f"Unknown world {name!r}: choose one of {', '.join(WORLD_NAMES)} (argument or ${WORLD_ENV}).")
     return name

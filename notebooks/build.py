@@ -1,0 +1,155 @@
+"""Generate the course notebooks from their single source, or check that the committed ones are fresh.
+
+    python notebooks/build.py           # write every generated notebook
+    python notebooks/build.py --check   # exit 1, naming the stale files, if any differs from its source
+
+The source, notebooks/source/<name>.py, is a Python file of cells. A line `# %% [kind] key=value ...`
+starts a cell; `# %% [markdown]` cells hold Markdown as comment lines. Kinds:
+
+- `code`       (or no kind): the same in every notebook;
+- `exercise`:  code whose `### BEGIN SOLUTION` / `### END SOLUTION` regions are the learner's work;
+- `check`:     a cell that calls a learner check (`tests.test_...`); `points=N` is its nbgrader grade.
+
+Each source yields:
+- notebooks/<name>_solutions.ipynb: solution regions kept, markers removed;
+- notebooks/<name>_exercises.ipynb: each solution region replaced by `raise NotImplementedError()`;
+- nbgrader/source/<name>/<name>.ipynb: markers kept (nbgrader's generate_assignment strips them), with
+  nbgrader cell metadata, for the autograder (see notebooks/nbgrader_cells.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbgrader_cells import build_nbgrader_notebook  # a sibling module: this script's folder is on sys.path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = ROOT / "notebooks" / "source"
+_CELL_START = re.compile(r"^# %%(?: \[(?P<kind>\w+)\])?(?P<options>(?: \w+=\S+)*)\s*$")
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+KINDS = ("code", "markdown", "exercise", "check")
+
+
+@dataclass
+class SourceCell:
+    kind: str
+    lines: list[str]
+    options: dict[str, str] = field(default_factory=dict)
+    line_number: int = 0
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines).strip("\n")
+
+
+def parse(path: Path) -> list[SourceCell]:
+    cells: list[SourceCell] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        match = _CELL_START.match(line)
+        if match:
+            kind = match.group("kind") or "code"
+            if kind not in KINDS:
+                raise ValueError(f"{path}:{number}: unknown cell kind {kind!r}; expected one of {KINDS}")
+            options = dict(option.split("=", 1) for option in match.group("options").split())
+            cells.append(SourceCell(kind, [], options, number))
+        elif not cells:
+            raise ValueError(f"{path}:{number}: text before the first '# %%' cell marker")
+        else:
+            cells[-1].lines.append(line)
+    for cell in cells:
+        if cell.kind == "markdown":
+            cell.lines = [re.sub(r"^# ?", "", line) for line in cell.lines]
+        if cell.kind == "exercise" and BEGIN not in cell.text:
+            raise ValueError(f"{path}:{cell.line_number}: exercise cell without a '{BEGIN}' region")
+    return cells
+
+
+def solution_text(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if line.strip() not in (BEGIN, END))
+
+
+def exercise_text(text: str) -> str:
+    """Replace each solution region by `raise NotImplementedError()` at the region's indentation."""
+    out: list[str] = []
+    inside = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped == BEGIN:
+            inside = True
+            out.append(line[: len(line) - len(line.lstrip())] + "raise NotImplementedError()")
+        elif stripped == END:
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"'{BEGIN}' without '{END}'")
+    return "\n".join(out)
+
+
+def _banner(name: str, variant: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_markdown_cell(
+        f"*Generated from `notebooks/source/{name}.py` by `make notebooks` ({variant} version): "
+        "edit the source, not this file.*",
+        id="generated-banner",
+    )
+
+
+def build_notebook(name: str, cells: list[SourceCell], variant: str) -> nbformat.NotebookNode:
+    """`variant` is "solutions" or "exercises"."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+        "latent_gradients": {"generated_from": f"notebooks/source/{name}.py", "variant": variant},
+    }
+    notebook.cells.append(_banner(name, variant))
+    for index, cell in enumerate(cells):
+        cell_id = f"{cell.kind}-{index:02d}"
+        if cell.kind == "markdown":
+            notebook.cells.append(nbformat.v4.new_markdown_cell(cell.text, id=cell_id))
+            continue
+        text = cell.text
+        if cell.kind == "exercise":
+            text = solution_text(text) if variant == "solutions" else exercise_text(text)
+        notebook.cells.append(nbformat.v4.new_code_cell(text, id=cell_id))
+    return notebook
+
+
+def outputs() -> dict[Path, str]:
+    """Every generated file and its contents, from every source."""
+    files: dict[Path, str] = {}
+    for source in sorted(SOURCES.glob("*.py")):
+        name, cells = source.stem, parse(source)
+        for variant in ("solutions", "exercises"):
+            files[ROOT / "notebooks" / f"{name}_{variant}.ipynb"] = nbformat.writes(build_notebook(name, cells, variant)) + "\n"
+        files[ROOT / "nbgrader" / "source" / name / f"{name}.ipynb"] = nbformat.writes(build_nbgrader_notebook(name, cells)) + "\n"
+    return files
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="fail if a generated notebook is stale, write nothing")
+    args = parser.parse_args()
+    stale = []
+    for path, text in outputs().items():
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == text:
+            continue
+        stale.append(path.relative_to(ROOT))
+        if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    if args.check and stale:
+        print("Stale generated notebooks (run `make notebooks`):", *stale, sep="\n  ")
+        return 1
+    print(f"{'Checked' if args.check else 'Wrote'} generated notebooks: {len(stale)} {'stale' if args.check else 'updated'}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

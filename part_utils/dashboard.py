@@ -1,0 +1,136 @@
+"""Latent dashboards: Neuronpedia's page for GPT-2 when online, a card computed here otherwise.
+
+The offline card shows what a latent reads and what it writes:
+- its top activating contexts in the world's corpus (the toy world ships its corpus generator);
+- the tokens its decoder direction boosts and suppresses through the unembedding (for an attention
+  SAE, through the layer's output matrix W_O first). This needs only the weights, so it works for
+  GPT-2 offline too, once the model is cached.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import torch
+from IPython.display import HTML, IFrame, display
+from sae_lens import SAE
+
+from part_utils.hooks import _get_hook_layer
+from part_utils.worlds import World, current_world, internet_reachable
+
+NEURONPEDIA_EMBED = "https://neuronpedia.org/{id}/{latent}?embed=true&embedexplanation=true&embedplots=true&embedtest=true&height=300"
+
+
+def _sae_for(world: World, sae_id: str) -> SAE:
+    layer = int(re.match(r"blocks\.(\d+)\.", sae_id).group(1))
+    return world.attn_saes[layer] if sae_id.endswith("hook_z") else world.saes[layer]
+
+
+def _neuronpedia_id(sae_release: str, sae_id: str) -> str | None:
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    release = get_pretrained_saes_directory().get(sae_release)
+    return None if release is None else release.neuronpedia_id.get(sae_id)
+
+
+@torch.no_grad()
+def logit_effects(world: World, sae: SAE, latent_idx: int, k: int = 10) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """The k tokens whose logits the latent's decoder direction raises most, and the k it lowers most."""
+    model = world.model
+    direction = sae.W_dec[latent_idx]
+    if sae.cfg.reshape_activations == "hook_z":
+        layer = _get_hook_layer(sae)
+        direction = torch.einsum("hd,hdm->m", direction.reshape(model.cfg.n_heads, model.cfg.d_head), model.W_O[layer])
+    effect = direction @ model.W_U
+    # Tokens a world never trained (the toy world keeps only its corpus's vocabulary) have zero
+    # unembedding columns; leave them out so they do not crowd the list.
+    trained = model.W_U.abs().sum(0) > 0
+    effect = torch.where(trained, effect, torch.nan)
+    top = effect.nan_to_num(-torch.inf).topk(k)
+    bottom = (-effect).nan_to_num(-torch.inf).topk(k)
+    return (
+        [(model.to_single_str_token(int(i)), float(v)) for v, i in zip(top.values, top.indices)],
+        [(model.to_single_str_token(int(i)), -float(v)) for v, i in zip(bottom.values, bottom.indices)],
+    )
+
+
+@torch.no_grad()
+def top_contexts(world: World, sae: SAE, latent_idx: int, n: int = 5, max_texts: int = 400) -> list[tuple[list[str], list[float], int]]:
+    """The n corpus contexts where the latent fires hardest: (tokens, activation per token, peak position)."""
+    if world.corpus is None:
+        return []
+    model = world.model
+    hook_name = sae.cfg.metadata.hook_name
+    found: list[tuple[float, list[str], list[float], int]] = []
+    for text in world.corpus()[:max_texts]:
+        tokens = model.to_tokens(text)
+        _, cache = model.run_with_cache(tokens, names_filter=hook_name)
+        acts = sae.encode(cache[hook_name])[0, :, latent_idx]
+        peak = int(acts.argmax())
+        if acts[peak] > 0:
+            found.append((float(acts[peak]), model.to_str_tokens(tokens[0]), acts.tolist(), peak))
+    found.sort(key=lambda item: -item[0])
+    return [(toks, acts, peak) for _, toks, acts, peak in found[:n]]
+
+
+def _context_html(tokens: list[str], acts: list[float], peak: int, scale: float) -> str:
+    spans = []
+    for i, (token, act) in enumerate(zip(tokens, acts)):
+        alpha = 0.0 if scale <= 0 else min(1.0, max(0.0, act / scale))
+        border = "border-bottom:2px solid #b35900;" if i == peak else ""
+        title = f"{token!r} (position {i}): activation {act:.3f}"
+        spans.append(
+            f'<span title="{html.escape(title)}" style="background:rgba(255,140,0,{alpha:.2f});{border}white-space:pre">'
+            f"{html.escape(token.replace(chr(10), '⏎'))}</span>"
+        )
+    return "".join(spans)
+
+
+def latent_card_html(world: World, sae_id: str, latent_idx: int) -> str:
+    sae = _sae_for(world, sae_id)
+    boosted, suppressed = logit_effects(world, sae, latent_idx)
+    contexts = top_contexts(world, sae, latent_idx)
+
+    def token_list(items: list[tuple[str, float]], colour: str) -> str:
+        return "".join(
+            f'<li><code style="background:{colour}">{html.escape(repr(token))}</code> {value:+.2f}</li>' for token, value in items
+        )
+
+    if contexts:
+        scale = max(max(acts) for _, acts, _ in contexts)
+        context_rows = "".join(f"<li>{_context_html(toks, acts, peak, scale)}</li>" for toks, acts, peak in contexts)
+        contexts_html = f"<h4>Top activating contexts ({world.name} corpus)</h4><ol>{context_rows}</ol>"
+    elif world.corpus is not None:
+        contexts_html = "<p><i>This latent never fires on the corpus.</i></p>"
+    else:
+        contexts_html = "<p><i>No corpus is available offline for this world: only the logit effects are shown.</i></p>"
+    return (
+        f'<div class="latent-card" style="font-family:sans-serif;border:1px solid #ccc;border-radius:6px;padding:10px;max-width:900px">'
+        f"<h3 style='margin-top:0'>Latent {latent_idx} of {html.escape(sae_id)} "
+        f"<small style='color:#666'>({html.escape(world.name)} world, offline card)</small></h3>"
+        f"{contexts_html}"
+        f"<div style='display:flex;gap:40px'>"
+        f"<div><h4>Boosts</h4><ol>{token_list(boosted, '#d6ecff')}</ol></div>"
+        f"<div><h4>Suppresses</h4><ol>{token_list(suppressed, '#ffe0e0')}</ol></div>"
+        f"</div></div>"
+    )
+
+
+def display_dashboard(
+    sae_release: str = "gpt2-small-res-jb",
+    sae_id: str = "blocks.0.hook_resid_pre",
+    latent_idx: int = 0,
+    width: int = 800,
+    height: int = 600,
+    world: World | None = None,
+) -> None:
+    """Show a latent's dashboard: Neuronpedia's for GPT-2 online, else an offline card for the world in use."""
+    world = world or current_world()
+    if world is None:
+        raise RuntimeError("Load a world first: `world = load_world()`.")
+    if world.name == "gpt2" and internet_reachable("neuronpedia.org"):
+        neuronpedia_id = _neuronpedia_id(sae_release, sae_id)
+        if neuronpedia_id is not None:
+            display(IFrame(NEURONPEDIA_EMBED.format(id=neuronpedia_id, latent=latent_idx), width=width, height=height))
+            return
+    display(HTML(latent_card_html(world, sae_id, latent_idx)))

@@ -1,0 +1,222 @@
+"""The course's pictures: gradient heatmaps (plotly) and attention patterns (circuitsvis), all offline.
+
+Every heatmap labels its rows and columns as `F{layer}.{latent}, 'token' (position)`, and its hover
+box names the latent, the token and the position on both axes, with the gradient's value.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import circuitsvis as cv
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from IPython.display import HTML, display
+from torch import Tensor
+
+# Diverging colours centred on zero: red for negative gradients, blue for positive.
+_SCALE = "RdBu"
+
+
+def _latent_labels(indices: Tensor, str_toks: Sequence[str], layer: int | str) -> list[str]:
+    """`F3.1234, ' Paris' (7)` for each (batch, position, latent) row of `indices`."""
+    return [f"F{layer}.{latent}, {str_toks[pos]!r} ({pos})" for _, pos, latent in indices.tolist()]
+
+
+def _heatmap(
+    z: Tensor,
+    x: list[str],
+    y: list[str],
+    x_title: str,
+    y_title: str,
+    title: str,
+    width: int,
+    height: int,
+) -> go.Figure:
+    values = z.detach().float().cpu().numpy().round(6)
+    bound = float(np.abs(values).max()) if values.size else 1.0
+    # Each label names a latent (or token) and its position, so labels are unique and can serve as
+    # categorical axes; the hover box repeats them next to the value.
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=x,
+            y=y,
+            hovertemplate=f"{x_title}: %{{x}}<br>{y_title}: %{{y}}<br>gradient: %{{z:.4g}}<extra></extra>",
+            colorscale=_SCALE,
+            zmid=0.0,
+            zmin=-bound or -1.0,
+            zmax=bound or 1.0,
+            colorbar={"title": {"text": "gradient"}},
+        )
+    )
+    fig.update_layout(
+        title=title,
+        width=width,
+        height=height,
+        font={"size": 12},
+        xaxis={"title": {"text": x_title}, "type": "category", "tickangle": -60, "automargin": True},
+        yaxis={"title": {"text": y_title}, "type": "category", "autorange": "reversed", "automargin": True},
+    )
+    return fig
+
+
+def _size(n: int, per_item: int, minimum: int, maximum: int) -> int:
+    return int(min(maximum, max(minimum, n * per_item)))
+
+
+def plot_latent_to_latent(
+    gradients: Tensor,
+    latent_acts_prev: Any,
+    latent_acts_next_recon: Any,
+    str_toks: Sequence[str],
+    layer_from: int,
+    layer_to: int,
+    title_suffix: str = "",
+) -> go.Figure:
+    """Heatmap of d(later latent)/d(earlier latent): earlier latents down the side, later ones along the top."""
+    x = _latent_labels(latent_acts_next_recon.indices, str_toks, layer_to)
+    y = _latent_labels(latent_acts_prev.indices, str_toks, layer_from)
+    return _heatmap(
+        gradients.T,
+        x,
+        y,
+        f"To layer {layer_to}",
+        f"From layer {layer_from}",
+        f"Gradients between SAE latents in layer {layer_from} and layer {layer_to}{title_suffix}"
+        f"<br><sup>Prompt: {''.join(str_toks)!r}</sup>",
+        width=_size(len(x), 14, 700, 1800),
+        height=_size(len(y), 12, 500, 1400),
+    )
+
+
+def plot_token_to_latent(gradients: Tensor, latent_acts: Any, str_toks: Sequence[str], layer: int) -> go.Figure:
+    """Heatmap of d(latent)/d(token scale): tokens down the side, active latents along the top."""
+    x = _latent_labels(latent_acts.indices, str_toks, layer)
+    y = [f"{tok!r} ({i})" for i, tok in enumerate(str_toks)]
+    return _heatmap(
+        gradients[0],
+        x,
+        y,
+        f"To layer {layer}",
+        "From tokens",
+        f"Gradients between input tokens and SAE latents in layer {layer}<br><sup>Prompt: {''.join(str_toks)!r}</sup>",
+        width=_size(len(x), 14, 700, 1900),
+        height=_size(len(y), 30, 400, 700),
+    )
+
+
+def plot_latent_to_logit(
+    gradients: Tensor, latent_acts: Any, token_ids: list[int], str_toks: Sequence[str], layer: int, model: Any
+) -> go.Figure:
+    """Heatmap of d(logit)/d(latent), latents sorted by how much they push the top prediction."""
+    order = gradients[0].argsort(descending=True)
+    x = [f"{str_toks[pos]!r} ({pos}), latent {latent}" for _, pos, latent in latent_acts.indices[order].tolist()]
+    y = [f"{model.to_single_str_token(token)!r} ({token})" for token in token_ids]
+    return _heatmap(
+        gradients[:, order],
+        x,
+        y,
+        f"Latents in layer {layer}",
+        "Logits",
+        f"Gradients between SAE latents in layer {layer} and the top {len(token_ids)} logits"
+        f"<br><sup>Prompt: {''.join(str_toks)!r}</sup>",
+        width=_size(len(x), 14, 700, 1900),
+        height=_size(len(y), 28, 400, 900),
+    )
+
+
+def induction_rectangles(
+    latent_acts_prev: Any, latent_acts_next_recon: Any, seq_len: int
+) -> list[tuple[int, int, int, int]]:
+    """(x0, x1, y0, y1) cell ranges where an induction circuit should show, one per repeated token.
+
+    In BOS, A B ..., A B ... the previous-token head writes at the first B (position p) that A came
+    before it; the induction head at the second A (position p + seq_len - 1) finds it. So earlier
+    latents at p should drive later latents at p + seq_len - 1, for p = 2 .. seq_len + 1. Rows and
+    columns of the gradient matrix are sorted by position, so each range is contiguous.
+    """
+    prev_pos = latent_acts_prev.indices[:, 1]
+    next_pos = latent_acts_next_recon.indices[:, 1]
+    boxes = []
+    for first_b in range(2, seq_len + 2):
+        second_a = first_b + seq_len - 1
+        boxes.append(
+            (
+                int((next_pos < second_a).sum()),
+                int((next_pos <= second_a).sum()),
+                int((prev_pos < first_b).sum()),
+                int((prev_pos <= first_b).sum()),
+            )
+        )
+    return boxes
+
+
+def induction_mass_ratio(gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, seq_len: int) -> float:
+    """Mean |gradient| per cell inside the induction rectangles, over the mean per cell outside them."""
+    inside = torch.zeros(gradients.T.shape, dtype=torch.bool, device=gradients.device)
+    for x0, x1, y0, y1 in induction_rectangles(latent_acts_prev, latent_acts_next_recon, seq_len):
+        inside[y0:y1, x0:x1] = True
+    magnitude = gradients.T.abs()
+    if not inside.any() or inside.all():
+        return float("nan")
+    return float(magnitude[inside].mean() / magnitude[~inside].mean().clamp_min(1e-12))
+
+
+def plot_induction(
+    gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, str_toks: Sequence[str], layer_from: int, layer_to: int, seq_len: int
+) -> go.Figure:
+    """The latent-to-latent heatmap between attention SAEs, with the induction rectangles outlined."""
+    fig = plot_latent_to_latent(gradients, latent_acts_prev, latent_acts_next_recon, str_toks, layer_from, layer_to, " (attention SAEs)")
+    for x0, x1, y0, y1 in induction_rectangles(latent_acts_prev, latent_acts_next_recon, seq_len):
+        if x1 > x0 and y1 > y0:
+            # On a categorical axis, category i sits at coordinate i: a box around categories x0..x1-1.
+            fig.add_shape(type="rect", x0=x0 - 0.5, x1=x1 - 0.5, y0=y0 - 0.5, y1=y1 - 0.5, line={"color": "black", "width": 1.5})
+    return fig
+
+
+def induction_latents(latent_acts_next_recon: Any, seq_len: int) -> list[int]:
+    """Later-layer latents active at every position of the repeated half (where induction predicts)."""
+    second_half = latent_acts_next_recon.indices[latent_acts_next_recon.indices[:, 1] >= seq_len + 1]
+    counts = Counter(second_half[:, 2].tolist())
+    return sorted(latent for latent, count in counts.items() if count >= seq_len)
+
+
+def plot_induction_filtered(
+    gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, str_toks: Sequence[str], layer_from: int, layer_to: int, seq_len: int
+) -> go.Figure:
+    """Only the later latents that fire on the whole repeated half, against earlier latents on the first half."""
+    latents = torch.tensor(induction_latents(latent_acts_next_recon, seq_len), device=gradients.device, dtype=torch.long)
+    next_idx = latent_acts_next_recon.indices
+    prev_idx = latent_acts_prev.indices
+    mask_next = (next_idx[:, 2:3] == latents[None, :]).any(dim=1) & (next_idx[:, 1] >= seq_len + 1)
+    mask_prev = (prev_idx[:, 1] >= 1) & (prev_idx[:, 1] <= seq_len)
+    y = _latent_labels(next_idx[mask_next], str_toks, layer_to)
+    x = _latent_labels(prev_idx[mask_prev], str_toks, layer_from)
+    return _heatmap(
+        gradients[mask_next][:, mask_prev],
+        x,
+        y,
+        f"From layer {layer_from} (first half)",
+        f"To layer {layer_to} (latents active on the whole second half)",
+        f"Induction latents in layer {layer_to} and the layer-{layer_from} latents that drive them"
+        f"<br><sup>Prompt: {''.join(str_toks)!r}</sup>",
+        width=_size(len(x), 14, 700, 1800),
+        height=_size(len(y), 16, 350, 900),
+    )
+
+
+def show_attention_patterns(model: Any, tokens: Tensor, heads: Sequence[tuple[int, int]]) -> None:
+    """circuitsvis's attention view for `heads`, rendered from the JavaScript circuitsvis ships (no CDN)."""
+    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"))
+    patterns = torch.stack([cache["pattern", layer][0, head] for layer, head in heads])
+    view = cv.attention.attention_heads(
+        tokens=model.to_str_tokens(tokens[0]),
+        attention=patterns.cpu(),
+        attention_head_names=[f"{layer}.{head}" for layer, head in heads],
+    )
+    # The view's own _repr_html_ probes the internet to choose between the CDN and this local copy.
+    display(HTML(view.local_src))
