@@ -3,7 +3,7 @@
     python notebooks/build.py           # write every generated notebook
     python notebooks/build.py --check   # exit 1, naming the stale files, if any differs from its source
 
-The source, notebooks/source/<name>.py, is a Python file of cells. A line `# %% [kind] key=value ...`
+The source, notebooks/source/<name>.py, is a Python file of cells. A line `# %% [kind key=value ...]`
 starts a cell; `# %% [markdown]` cells hold Markdown as comment lines. Kinds:
 
 - `code`       (or no kind): the same in every notebook;
@@ -30,7 +30,7 @@ from nbgrader_cells import build_nbgrader_notebook  # a sibling module: this scr
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ROOT / "notebooks" / "source"
-_CELL_START = re.compile(r"^# %%(?: \[(?P<kind>\w+)\])?(?P<options>(?: \w+=\S+)*)\s*$")
+_CELL_START = re.compile(r"^# %%(?: \[(?P<kind>\w+)(?P<options>(?: \w+=[^\s\]]+)*)\])?\s*$")
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 KINDS = ("code", "markdown", "exercise", "check")
 
@@ -55,8 +55,10 @@ def parse(path: Path) -> list[SourceCell]:
             kind = match.group("kind") or "code"
             if kind not in KINDS:
                 raise ValueError(f"{path}:{number}: unknown cell kind {kind!r}; expected one of {KINDS}")
-            options = dict(option.split("=", 1) for option in match.group("options").split())
+            options = dict(option.split("=", 1) for option in (match.group("options") or "").split())
             cells.append(SourceCell(kind, [], options, number))
+        elif line.startswith("# %%"):
+            raise ValueError(f"{path}:{number}: malformed cell marker {line!r}; expected '# %% [kind key=value ...]'")
         elif not cells:
             raise ValueError(f"{path}:{number}: text before the first '# %%' cell marker")
         else:

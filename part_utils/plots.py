@@ -160,7 +160,7 @@ def induction_mass_ratio(gradients: Tensor, latent_acts_prev: Any, latent_acts_n
     inside = torch.zeros(gradients.T.shape, dtype=torch.bool, device=gradients.device)
     for x0, x1, y0, y1 in induction_rectangles(latent_acts_prev, latent_acts_next_recon, seq_len):
         inside[y0:y1, x0:x1] = True
-    magnitude = gradients.T.abs()
+    magnitude = gradients.detach().T.abs()
     if not inside.any() or inside.all():
         return float("nan")
     return float(magnitude[inside].mean() / magnitude[~inside].mean().clamp_min(1e-12))

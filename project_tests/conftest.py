@@ -40,3 +40,28 @@ def fresh_world(tiny_world: World) -> World:
         description=tiny_world.description,
     )
     return register(world)
+
+
+# Figures the tests measure (timings, scores, rates) are printed together at the end of the run, so
+# that `make test` reports them without -s. A test adds lines with `figures.add(section, line)`.
+class Figures:
+    def __init__(self) -> None:
+        self.sections: dict[str, list[str]] = {}
+
+    def add(self, section: str, line: str) -> None:
+        self.sections.setdefault(section, []).append(line)
+
+
+_FIGURES = Figures()
+
+
+@pytest.fixture(scope="session")
+def figures() -> Figures:
+    return _FIGURES
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 (pytest's hook signature)
+    for section, lines in _FIGURES.sections.items():
+        terminalreporter.write_sep("-", section)
+        for line in lines:
+            terminalreporter.write_line(line)

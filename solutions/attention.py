@@ -7,7 +7,7 @@ from jaxtyping import Float, Int
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 from transformer_lens.hook_points import HookPoint
-from transformer_lens.utils import get_act_name
+from transformer_lens.utilities import get_act_name
 
 from part_utils.hooks import _get_hook_layer
 from solutions.jacobian import jacobian_chunk_size

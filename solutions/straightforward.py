@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
-from transformer_lens.utils import get_act_name
+from transformer_lens.utilities import get_act_name
 
 from part_utils.hooks import _get_hook_layer
 from solutions.sparse_tensor import SparseTensor

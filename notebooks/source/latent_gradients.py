@@ -36,7 +36,7 @@ from jaxtyping import Float, Int
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 from transformer_lens.hook_points import HookPoint
-from transformer_lens.utils import get_act_name, test_prompt
+from transformer_lens.utilities import get_act_name, test_prompt
 
 import tests
 from part_utils import (

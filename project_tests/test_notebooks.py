@@ -1,0 +1,75 @@
+"""The generated notebooks are fresh, and they run on the offline world as a learner would run them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+SOLUTIONS = NOTEBOOKS / "latent_gradients_solutions.ipynb"
+EXERCISES = NOTEBOOKS / "latent_gradients_exercises.ipynb"
+
+pytestmark = pytest.mark.notebooks
+
+
+def offline_world() -> str:
+    """The trained toy world, or the random one if the toy world's weights are missing."""
+    return "toy" if (ROOT / "part_utils" / "toy_world_data").exists() else "random"
+
+
+def execute(path: Path, monkeypatch: pytest.MonkeyPatch, allow_errors: bool) -> tuple[nbformat.NotebookNode, float]:
+    monkeypatch.setenv("LATENT_GRADIENTS_WORLD", offline_world())
+    monkeypatch.setenv("LATENT_GRADIENTS_DEVICE", "cpu")
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook, timeout=300, kernel_name="python3", allow_errors=allow_errors, resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
+    start = time.perf_counter()
+    client.execute()
+    return notebook, time.perf_counter() - start
+
+
+def outputs_of(cell: nbformat.NotebookNode, output_type: str) -> list:
+    return [output for output in cell.get("outputs", []) if output["output_type"] == output_type]
+
+
+def test_generated_notebooks_are_fresh() -> None:
+    result = subprocess.run([sys.executable, str(NOTEBOOKS / "build.py"), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_solutions_notebook_runs_clean(monkeypatch: pytest.MonkeyPatch, figures) -> None:
+    """Top to bottom with no error and nothing on stderr (which nbgrader would score as a failure)."""
+    notebook, seconds = execute(SOLUTIONS, monkeypatch, allow_errors=False)
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    stderr = [(i, out["text"][:200]) for i, cell in enumerate(code_cells) for out in outputs_of(cell, "stream") if out["name"] == "stderr"]
+    assert not stderr, f"cells wrote to stderr: {stderr}"
+    passed = [line for cell in code_cells for out in outputs_of(cell, "stream") for line in out["text"].splitlines() if line.startswith("✓")]
+    assert len(passed) == 5, f"expected the 5 learner checks to pass, got: {passed}"
+    figures.add("notebooks", f"solutions notebook on the {offline_world()} world: {seconds:.1f} s, {len(code_cells)} code cells, no error")
+    for line in passed:
+        figures.add("notebooks", f"  {line}")
+
+
+def test_exercise_notebook_runs_until_its_first_stub(monkeypatch: pytest.MonkeyPatch, figures) -> None:
+    """Everything before the first check runs; every check then fails with the learner-facing message."""
+    notebook, seconds = execute(EXERCISES, monkeypatch, allow_errors=True)
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    check_cells = [i for i, cell in enumerate(code_cells) if cell.source.startswith("tests.test_")]
+    errors = {i: outputs_of(cell, "error")[0] for i, cell in enumerate(code_cells) if outputs_of(cell, "error")}
+    assert min(errors) == check_cells[0], "a cell before the first check failed"
+    for i in check_cells:
+        error = errors.get(i)
+        assert error is not None, f"check cell {code_cells[i].source!r} passed on a stub"
+        assert error["ename"] == "CheckFailed", f"{code_cells[i].source!r} raised {error['ename']}, not a learner-facing message"
+        assert "NotImplementedError" in error["evalue"] and "fill in its body" in error["evalue"]
+        # IPython shows a CheckFailed as its message alone, not as a traceback through the checks.
+        assert len(error["traceback"]) == 1 and "Traceback" not in error["traceback"][0]
+    figures.add("notebooks", f"exercise notebook on the {offline_world()} world: {seconds:.1f} s; {len(check_cells)} checks fail on the stubs with a message")
