@@ -1,0 +1,60 @@
+"""Plots and latent cards: labels that name latent, token and position; the induction boxes in the right cells."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import pytest
+import torch
+
+import solutions
+from part_utils import plots
+from part_utils.dashboard import latent_card_html, logit_effects
+from solutions import SparseTensor
+
+
+def sparse(entries: list[tuple[int, int, int]], shape=(1, 9, 4)) -> SparseTensor:
+    dense = torch.zeros(shape)
+    for index in entries:
+        dense[index] = 1.0
+    return SparseTensor.from_dense(dense)
+
+
+@pytest.mark.attention
+def test_induction_rectangles_cover_first_b_to_second_a() -> None:
+    """seq_len 4: BOS A B C D A B C D; first B at p in 2..5 must meet second A at p + 3."""
+    seq_len = 4
+    prev = sparse([(0, p, 0) for p in range(9)])  # one earlier latent per position: row p is position p
+    nxt = sparse([(0, p, 1) for p in range(9)])
+    boxes = plots.induction_rectangles(prev, nxt, seq_len)
+    assert boxes == [(p + 3, p + 4, p, p + 1) for p in range(2, 6)]
+
+    gradients = torch.full((9, 9), 0.1)  # (next, prev): 0.1 everywhere, 1.0 in the induction cells
+    for p in range(2, 6):
+        gradients[p + 3, p] = 1.0
+    assert plots.induction_mass_ratio(gradients, prev, nxt, seq_len) == pytest.approx(10.0)
+
+
+@pytest.mark.latent_to_latent
+def test_heatmaps_label_latent_token_and_position(tiny_world) -> None:
+    model, settings = tiny_world.model, tiny_world.exercises.latent_to_latent
+    tokens = model.to_tokens(settings.prompt)
+    str_toks = model.to_str_tokens(settings.prompt)
+    gradients, prev, _, recon = solutions.latent_to_latent_gradients(
+        tokens, tiny_world.saes[settings.layer_from], tiny_world.saes[settings.layer_to], model
+    )
+    fig = plots.plot_latent_to_latent(gradients, prev, recon, str_toks, settings.layer_from, settings.layer_to)
+    heatmap = fig.data[0]
+    assert isinstance(heatmap, go.Heatmap) and heatmap.z.shape == (len(prev.values), len(recon.values))
+    _, position, latent = prev.indices[0].tolist()
+    assert heatmap.y[0] == f"F{settings.layer_from}.{latent}, {str_toks[position]!r} ({position})"
+    assert "%{x}" in heatmap.hovertemplate and "%{y}" in heatmap.hovertemplate and "%{z" in heatmap.hovertemplate
+    assert fig.layout.xaxis.title.text == f"To layer {settings.layer_to}"
+
+
+@pytest.mark.worlds
+def test_latent_card_shows_logit_effects_offline(tiny_world) -> None:
+    boosted, suppressed = logit_effects(tiny_world, tiny_world.saes[0], latent_idx=3, k=5)
+    assert len(boosted) == len(suppressed) == 5
+    assert boosted[0][1] >= boosted[-1][1] and suppressed[0][1] <= suppressed[-1][1]
+    html = latent_card_html(tiny_world, "blocks.0.hook_resid_pre", 3)
+    assert 'class="latent-card"' in html and "Boosts" in html and "Suppresses" in html
