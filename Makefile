@@ -19,8 +19,21 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
+# JupyterLab as the course runs it (jupyter_lab_config.py): on this machine only, nothing fetched from
+# the network, nbgrader's Validate button on. It opens $(NOTEBOOK) in your web browser.
 lab: setup
-	LATENT_GRADIENTS_WORLD=$(WORLD) $(BIN)/jupyter lab $(NOTEBOOK)
+	@test -f "$(NOTEBOOK)" || { echo "No notebook $(NOTEBOOK): run \`make notebooks\` or pass NOTEBOOK=..."; exit 1; }
+	@echo ""
+	@echo "Opening $(NOTEBOOK) in JupyterLab, on the '$(WORLD)' world."
+	@echo "  - Your web browser opens on the notebook. If it does not, copy the http://127.0.0.1:... link"
+	@echo "    printed below (with its token) into your browser."
+	@echo "  - Run a cell with Shift+Enter; Run > Run All Cells runs them all. The first cell says which world loaded."
+	@echo "  - Save with Ctrl+S (Cmd+S on a Mac). Validate (notebook toolbar) runs every check in a fresh kernel."
+	@echo "  - To stop: close the browser tab, then press Ctrl+C twice here."
+	@echo ""
+	LATENT_GRADIENTS_WORLD=$(WORLD) $(BIN)/jupyter lab --config=jupyter_lab_config.py \
+		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url="/lab/tree/$(NOTEBOOK)" \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup
 	$(PY) -m pytest
@@ -33,3 +46,28 @@ check-notebooks: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache build
+
+# ---- Grading with nbgrader (see the instructor guide in README.md). Run from the repository root. ----
+# `make autograde JOBS=4` grades 4 submissions at a time; GRADING_WORLD, GRADING_CELL_TIMEOUT (s) and
+# GRADING_MEMORY_GB (per kernel) override the limits in grading/settings.py.
+JOBS ?= 1
+NBGRADER := cd nbgrader && ../$(PY) -m nbgrader
+.PHONY: release autograde feedback grades
+release: setup notebooks
+	$(NBGRADER) db assignment add latent_gradients
+	$(NBGRADER) generate_assignment latent_gradients --force
+
+autograde: setup
+	$(PY) -m grading autograde --jobs $(JOBS)
+
+feedback: setup
+	$(PY) -m grading feedback
+
+grades: setup
+	$(PY) -m grading grades
+
+# The reference solutions against the straightforward formulation, on the small and the GPT-2-shaped
+# world: times, peak memory, ratios (prints figures; not a test). `make bench BENCH_ARGS="--threads 1"`.
+.PHONY: bench
+bench: setup
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)

@@ -8,7 +8,11 @@ starts a cell; `# %% [markdown]` cells hold Markdown as comment lines. Kinds:
 
 - `code`       (or no kind): the same in every notebook;
 - `exercise`:  code whose `### BEGIN SOLUTION` / `### END SOLUTION` regions are the learner's work;
-- `check`:     a cell that calls a learner check (`tests.test_...`); `points=N` is its nbgrader grade.
+- `check`:     a cell that calls a learner check (`tests.test_...`), in the learner notebooks only;
+- `grader`:    an autograded cell, in the nbgrader notebook only (where it replaces the check cells):
+               `exercise=NAME id=GRADE_ID points=N`, a visible learner check of one part of an exercise,
+               then a `### BEGIN HIDDEN TESTS` / `### END HIDDEN TESTS` region that students never see.
+  `exercise=NAME` on exercise cells says which exercise a solution belongs to (for the grader).
 
 Each source yields:
 - notebooks/<name>_solutions.ipynb: solution regions kept, markers removed;
@@ -32,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ROOT / "notebooks" / "source"
 _CELL_START = re.compile(r"^# %%(?: \[(?P<kind>\w+)(?P<options>(?: \w+=[^\s\]]+)*)\])?\s*$")
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-KINDS = ("code", "markdown", "exercise", "check")
+KINDS = ("code", "markdown", "exercise", "check", "grader")
 
 
 @dataclass
@@ -110,7 +114,7 @@ def build_notebook(name: str, cells: list[SourceCell], variant: str) -> nbformat
         "latent_gradients": {"generated_from": f"notebooks/source/{name}.py", "variant": variant},
     }
     notebook.cells.append(_banner(name, variant))
-    for index, cell in enumerate(cells):
+    for index, cell in enumerate(cell for cell in cells if cell.kind != "grader"):
         cell_id = f"{cell.kind}-{index:02d}"
         if cell.kind == "markdown":
             notebook.cells.append(nbformat.v4.new_markdown_cell(cell.text, id=cell_id))

@@ -1,13 +1,22 @@
 """The nbgrader version of a course notebook: the same cells, with nbgrader's cell metadata.
 
 - exercise cells become solution cells (nbgrader replaces their solution regions for students);
-- check cells become autograded test cells worth their `points`;
+- check cells, which test a whole exercise, are left out: the grader cells replace them;
+- grader cells become autograded test cells worth their `points`, with their own `id` as grade_id.
+  Each checks one part of an exercise (from_dense / from_sparse, activations / gradients), so partial
+  credit is real, and its hidden tests run the same check on a second world and prompt (see
+  grading/hidden.py), so hard-coded outputs earn nothing;
 - every other cell is locked, so a student's edits to it are undone when grading.
+
+Solution and grader cells also carry `metadata.latent_gradients.exercise`, the exercise they belong
+to: the grader uses it to attribute integrity findings and to summarise scores per exercise.
 """
 
 from __future__ import annotations
 
 import nbformat
+
+HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 
 
 def _nbgrader(grade_id: str, *, solution: bool = False, grade: bool = False, locked: bool = False, points: int = 0) -> dict:
@@ -17,6 +26,21 @@ def _nbgrader(grade_id: str, *, solution: bool = False, grade: bool = False, loc
     return metadata
 
 
+def _grader_cell(cell, index: int) -> nbformat.NotebookNode:
+    where = f"notebooks/source line {cell.line_number}"
+    for option in ("exercise", "id", "points"):
+        if option not in cell.options:
+            raise ValueError(f"{where}: a grader cell needs `{option}=`")
+    text = cell.text
+    if text.count(HIDDEN_BEGIN) != 1 or text.count(HIDDEN_END) != 1 or text.index(HIDDEN_BEGIN) > text.index(HIDDEN_END):
+        raise ValueError(f"{where}: a grader cell needs one '{HIDDEN_BEGIN}' ... '{HIDDEN_END}' region")
+    grade_id = cell.options["id"]
+    new = nbformat.v4.new_code_cell(text, id=grade_id.replace("_", "-"))
+    new.metadata["nbgrader"] = _nbgrader(grade_id, grade=True, locked=True, points=int(cell.options["points"]))
+    new.metadata["latent_gradients"] = {"exercise": cell.options["exercise"]}
+    return new
+
+
 def build_nbgrader_notebook(name: str, cells: list) -> nbformat.NotebookNode:
     notebook = nbformat.v4.new_notebook()
     notebook.metadata = {
@@ -24,7 +48,8 @@ def build_nbgrader_notebook(name: str, cells: list) -> nbformat.NotebookNode:
         "language_info": {"name": "python"},
         "latent_gradients": {"generated_from": f"notebooks/source/{name}.py", "variant": "nbgrader source"},
     }
-    for index, cell in enumerate(cells):
+    grade_ids: set[str] = set()
+    for index, cell in enumerate(cell for cell in cells if cell.kind != "check"):
         grade_id = f"{cell.kind}-{index:02d}"
         if cell.kind == "markdown":
             new = nbformat.v4.new_markdown_cell(cell.text, id=grade_id)
@@ -32,11 +57,14 @@ def build_nbgrader_notebook(name: str, cells: list) -> nbformat.NotebookNode:
         elif cell.kind == "exercise":
             new = nbformat.v4.new_code_cell(cell.text, id=grade_id)
             new.metadata["nbgrader"] = _nbgrader(grade_id, solution=True)
-        elif cell.kind == "check":
-            new = nbformat.v4.new_code_cell(cell.text, id=grade_id)
-            new.metadata["nbgrader"] = _nbgrader(grade_id, grade=True, locked=True, points=int(cell.options.get("points", 1)))
+            new.metadata["latent_gradients"] = {"exercise": cell.options.get("exercise", grade_id)}
+        elif cell.kind == "grader":
+            new = _grader_cell(cell, index)
         else:
             new = nbformat.v4.new_code_cell(cell.text, id=grade_id)
             new.metadata["nbgrader"] = _nbgrader(grade_id, locked=True)
+        if new.metadata["nbgrader"]["grade_id"] in grade_ids:
+            raise ValueError(f"duplicate grade_id {new.metadata['nbgrader']['grade_id']!r}")
+        grade_ids.add(new.metadata["nbgrader"]["grade_id"])
         notebook.cells.append(new)
     return notebook

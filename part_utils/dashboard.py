@@ -14,6 +14,7 @@ import re
 import torch
 from IPython.display import HTML, IFrame, display
 from sae_lens import SAE
+from torch import Tensor
 
 from part_utils.hooks import _get_hook_layer
 from part_utils.worlds import World, current_world, internet_reachable
@@ -55,22 +56,27 @@ def logit_effects(world: World, sae: SAE, latent_idx: int, k: int = 10) -> tuple
 
 
 @torch.no_grad()
-def top_contexts(world: World, sae: SAE, latent_idx: int, n: int = 5, max_texts: int = 400) -> list[tuple[list[str], list[float], int]]:
+def top_contexts(world: World, sae: SAE, latent_idx: int, n: int = 5, batch_size: int = 64) -> list[tuple[list[str], list[float], int]]:
     """The n corpus contexts where the latent fires hardest: (tokens, activation per token, peak position)."""
     if world.corpus is None:
         return []
     model = world.model
     hook_name = sae.cfg.metadata.hook_name
-    found: list[tuple[float, list[str], list[float], int]] = []
-    for text in world.corpus()[:max_texts]:
-        tokens = model.to_tokens(text)
-        _, cache = model.run_with_cache(tokens, names_filter=hook_name)
-        acts = sae.encode(cache[hook_name])[0, :, latent_idx]
-        peak = int(acts.argmax())
-        if acts[peak] > 0:
-            found.append((float(acts[peak]), model.to_str_tokens(tokens[0]), acts.tolist(), peak))
+    texts = world.corpus()
+    found: list[tuple[float, Tensor, list[float], int]] = []
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start : start + batch_size]
+        # Right padding: attention is causal, so a text's own positions never see the padding after it.
+        tokens = model.to_tokens(batch, padding_side="right")[:, : model.cfg.n_ctx]
+        lengths = (tokens != model.tokenizer.pad_token_id).sum(-1).add(1).clamp(max=tokens.shape[1]).tolist()  # +1: BOS is the pad token
+        _, cache = model.run_with_cache(tokens, names_filter=hook_name, stop_at_layer=_get_hook_layer(sae) + 1)
+        acts = sae.encode(cache[hook_name])[..., latent_idx]
+        for row, length in enumerate(lengths):
+            peak = int(acts[row, :length].argmax())
+            if acts[row, peak] > 0:
+                found.append((float(acts[row, peak]), tokens[row, :length], acts[row, :length].tolist(), peak))
     found.sort(key=lambda item: -item[0])
-    return [(toks, acts, peak) for _, toks, acts, peak in found[:n]]
+    return [(model.to_str_tokens(toks), acts, peak) for _, toks, acts, peak in found[:n]]
 
 
 def _context_html(tokens: list[str], acts: list[float], peak: int, scale: float) -> str:
@@ -117,14 +123,18 @@ def latent_card_html(world: World, sae_id: str, latent_idx: int) -> str:
 
 
 def display_dashboard(
-    sae_release: str = "gpt2-small-res-jb",
+    sae_release: str | None = None,
     sae_id: str = "blocks.0.hook_resid_pre",
     latent_idx: int = 0,
     width: int = 800,
     height: int = 600,
     world: World | None = None,
 ) -> None:
-    """Show a latent's dashboard: Neuronpedia's for GPT-2 online, else an offline card for the world in use."""
+    """Show a latent's dashboard: Neuronpedia's for GPT-2 online, else an offline card for the world in use.
+
+    `sae_release` defaults to GPT-2's residual release, or its attention release for a hook_z `sae_id`.
+    """
+    sae_release = sae_release or ("gpt2-small-hook-z-kk" if sae_id.endswith("hook_z") else "gpt2-small-res-jb")
     world = world or current_world()
     if world is None:
         raise RuntimeError("Load a world first: `world = load_world()`.")

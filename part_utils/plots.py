@@ -58,10 +58,15 @@ def _heatmap(
         width=width,
         height=height,
         font={"size": 12},
-        xaxis={"title": {"text": x_title}, "type": "category", "tickangle": -60, "automargin": True},
-        yaxis={"title": {"text": y_title}, "type": "category", "autorange": "reversed", "automargin": True},
+        xaxis={"title": {"text": x_title}, "type": "category", "tickangle": -60, "automargin": True, **_every_label(len(x), width)},
+        yaxis={"title": {"text": y_title}, "type": "category", "autorange": "reversed", "automargin": True, **_every_label(len(y), height)},
     )
     return fig
+
+
+def _every_label(n: int, size: int) -> dict[str, Any]:
+    """Label every row (column) when each gets at least 13 px: plotly would otherwise show only every other one."""
+    return {"tickmode": "linear", "dtick": 1} if n and (size - 250) / n >= 13 else {}
 
 
 def _size(n: int, per_item: int, minimum: int, maximum: int) -> int:

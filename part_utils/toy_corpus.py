@@ -6,8 +6,8 @@ The facts tell the same stories as the spec's GPT-2 prompts ("The Eiffel tower i
 " G|iff|ard"), so that knowing "iff" came after " E" is a real distinction the model must make: a
 cross-token bigram, as in the spec's (" E" -> "iff") latent pair.
 
-The induction sequences are BOS + r + r + ..., with r a run of distinct tokens drawn from the facts'
-own vocabulary: the only way to predict the repeats is to find where the current token appeared
+The induction sequences are BOS + distractors + r + r + ..., with r a run of distinct tokens drawn
+from the facts' own vocabulary: the only way to predict the repeats is to find where the current token appeared
 before and copy what came next, which is what induction heads do.
 
 Everything here is pure Python and deterministic, so the training script and the course (which
@@ -125,9 +125,15 @@ def induction_token_pool() -> list[int]:
 
 
 def induction_sequence(rng: random.Random, length: int, seq_len: int) -> list[int]:
-    """BOS, then a run of `seq_len` distinct pool tokens repeated until there are `length` tokens in all."""
+    """BOS, a few distinct distractor tokens, then a run of `seq_len` distinct tokens repeated up to `length` tokens.
+
+    The distractors matter: without them every token of the repeats has already been seen, and
+    "copy any earlier token" is a cheap half-solution that delays the induction heads.
+    """
     from part_utils.tokenizer import gpt2_tokenizer
 
-    run = rng.sample(_induction_pool(), seq_len)
-    body = (run * (length // seq_len + 1))[: length - 1]
-    return [gpt2_tokenizer().bos_token_id, *body]
+    n_distractors = rng.randint(0, length - 1 - 2 * seq_len)
+    tokens = rng.sample(_induction_pool(), n_distractors + seq_len)
+    run = tokens[n_distractors:]
+    body = tokens[:n_distractors] + run * (length // seq_len + 1)
+    return [gpt2_tokenizer().bos_token_id, *body[: length - 1]]

@@ -75,8 +75,9 @@ def load_toy_world_parts(
     compact = {name: tensor.float() for name, tensor in load_file(data_dir / MODEL_FILE).items()}
     state = expand_vocab(compact, torch.tensor(world["kept_token_ids"]))
     missing, unexpected = model.load_state_dict(state, strict=False)
-    # The only tensors not stored are TransformerLens's constant buffers (causal masks, IGNORE).
-    assert not unexpected and all(name.endswith(("mask", "IGNORE")) for name in missing), (missing, unexpected)
+    # The only tensors not stored are TransformerLens's constant buffers (causal masks, rotary tables).
+    constant_buffers = ("mask", "IGNORE", "rotary_sin", "rotary_cos")
+    assert not unexpected and all(name.endswith(constant_buffers) for name in missing), (missing, unexpected)
     model.to(device).eval()
 
     sae_tensors = load_file(data_dir / SAES_FILE)

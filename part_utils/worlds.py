@@ -263,17 +263,21 @@ def load_world(name: str | None = None, device: torch.device | str | None = None
 
 
 def load_toy_world(device: torch.device | str = "cpu") -> World:
+    from part_utils.observations import toy_observations
+    from part_utils.toy_corpus import fact_sentences
     from part_utils.toy_world import load_toy_world_parts
 
     model, saes, attn_saes, settings = load_toy_world_parts(device)
+    exercises = ExerciseSettings.from_dict(settings)
     return World(
         name="toy",
         model=model,
         saes=saes,
         attn_saes=attn_saes,
-        exercises=ExerciseSettings.from_dict(settings),
+        exercises=exercises,
         description="offline: a small model trained on landmark facts and induction sequences, shipped with the course",
-        facts=settings.get("facts", {}),
+        facts=toy_observations(settings["facts"], exercises),
+        corpus=fact_sentences,
     )
 
 

@@ -1,7 +1,9 @@
 """Train the offline toy world: a small transformer on `part_utils.toy_corpus`, then SAEs on every layer.
 
 Run from the repository root:  python scripts/train_toy_world.py
-It takes about 15 minutes on 2 CPU cores and rewrites `part_utils/toy_world_data/`:
+(`--measure-only` keeps the weights and only re-chooses the settings and re-measures the facts.)
+It takes about 12 minutes on 2 idle CPU cores (the committed files took 25 minutes on a machine busy
+with other jobs) and rewrites `part_utils/toy_world_data/`:
 
 - `model.safetensors`: the transformer's weights in fp16, with only the rows of the GPT-2 token
   ids the corpus uses (`part_utils.toy_world` expands them back to GPT-2's vocabulary on loading);
@@ -17,17 +19,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import sys
 import time
 from pathlib import Path
 
-import torch
-from safetensors.torch import save_file
-from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig
-from sae_lens.saes.sae import SAEMetadata, TrainStepInput
-from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+# Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine, spinning threads
+# starve each other and a training step can take ten times as long.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig  # noqa: E402
+from sae_lens.saes.sae import SAEMetadata, TrainStepInput  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -47,34 +54,39 @@ MODEL_CONFIG = dict(
     d_head=32,
     d_mlp=512,
     n_ctx=48,
+    # Rotary positions: previous-token heads, and so induction heads, form several times sooner than
+    # with learned absolute positions, which is what fits training into the time budget.
+    positional_embedding_type="rotary",
     act_fn="gelu_new",
     normalization_type="LN",
     model_name="toy-landmarks-6L",
 )
 
-# Transformer training. Half of every batch is induction sequences: induction heads form late
+# Transformer training. 60% of every batch is induction sequences: induction heads form late
 # (a phase change), and a steady supply of repeats makes them form within the step budget.
 BATCH_SIZE = 32
-N_STEPS = 3200
+N_STEPS = 2800
 LEARNING_RATE = 2e-3
 WARMUP_STEPS = 200
 WEIGHT_DECAY = 0.01
-INDUCTION_FRACTION = 0.5
+INDUCTION_FRACTION = 0.6
 INDUCTION_SEQ_LENS = range(3, 17)
 
 # SAE training, on activations of held-in windows (facts and induction sequences alike).
 D_SAE = 512
 SAE_ACTIVATION_WINDOWS = 1024
 SAE_BATCH_SIZE = 1024
-SAE_STEPS = 1200
+SAE_STEPS = 1000
 SAE_LEARNING_RATE = 3e-3
 # L1 coefficient on activations normalised to unit mean squared norm (so one value suits every layer).
-SAE_L1_COEFFICIENT = 0.02
+SAE_L1_COEFFICIENT = 0.08
 
 # Exercise settings that are not chosen by measurement.
 LATENT_PROMPT = "The Eiffel tower is in Paris"
 LOGIT_PROMPT, LOGIT_ANSWER, LOGIT_K = "The Eiffel tower is in the city of", " Paris", 10
-INDUCTION_SEQ_LEN = 10
+# Short enough that the attention exercise's Jacobian (~800 x 450 on this world) takes a fraction of a
+# second, and long enough to show the induction rectangles and a latent on every second-half token.
+INDUCTION_SEQ_LEN = 6
 
 
 def set_determinism(seed: int) -> None:
@@ -195,7 +207,19 @@ def train_sae(hook_name: str, activations: torch.Tensor, seed: int) -> dict[str,
         }
 
 
+def remeasure() -> None:
+    """Re-choose the settings and re-measure the facts on the shipped weights, without training."""
+    world = tw.read_world_json()
+    training_seconds = world["settings"]["facts"].get("training_seconds")
+    world["settings"] = measure_settings(tw.DATA_DIR)
+    world["settings"]["facts"]["training_seconds"] = training_seconds
+    (tw.DATA_DIR / tw.WORLD_FILE).write_text(json.dumps(world, indent=1))
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--measure-only"]:
+        remeasure()
+        return
     start = time.time()
     set_determinism(SEED)
     out_dir = tw.DATA_DIR
@@ -204,10 +228,11 @@ def main() -> None:
     sampler = WindowSampler(kept_ids, MODEL_CONFIG["n_ctx"], SEED)
 
     model = train_model(kept_ids, sampler)
-    save_file(rounded_to_fp16(dict(model.named_parameters())), out_dir / tw.MODEL_FILE)
 
     # SAEs are trained on the activations of the model as shipped, i.e. with fp16-rounded weights.
-    model.load_state_dict({name: tensor.float() for name, tensor in rounded_to_fp16(model.state_dict()).items()})
+    shipped = rounded_to_fp16(dict(model.named_parameters()))
+    model.load_state_dict({name: tensor.float() for name, tensor in shipped.items()}, strict=False)
+    save_file(shipped, out_dir / tw.MODEL_FILE)
     activations = collect_activations(model, sampler)
     sae_weights = {}
     for index, (hook_name, acts) in enumerate(tqdm(activations.items(), desc="Training SAEs")):
@@ -225,7 +250,7 @@ def main() -> None:
     world["settings"] = measure_settings(out_dir)
     world["settings"]["facts"]["training_seconds"] = round(time.time() - start)
     (out_dir / tw.WORLD_FILE).write_text(json.dumps(world, indent=1))
-    print(json.dumps(world["settings"], indent=1))
+    print(json.dumps({**world["settings"], "attn": {**world["settings"]["attn"], "token_pool": "..."}}, indent=1))
     print(f"Done in {time.time() - start:.0f} s; files in {out_dir}:")
     for path in sorted(out_dir.iterdir()):
         print(f"  {path.name}: {path.stat().st_size / 1e6:.2f} MB")
@@ -281,7 +306,7 @@ def measure_settings(data_dir: Path) -> dict:
     facts["induction_scores"] = induction_scores.round(decimals=3).tolist()
 
     # Every SAE's quality, on held-out fact documents and on induction sequences.
-    eval_batches = [tw.fact_token_batch(toy_corpus.corpus_texts(EVAL_SEED, 200), 32), repeated]
+    eval_batches = [tw.fact_token_batch(toy_corpus.corpus_texts(EVAL_SEED, 64), 32), repeated]
     facts["sae_quality"] = {
         sae.cfg.metadata.hook_name: {name: round(value, 3) for name, value in tw.sae_quality(model, sae, eval_batches).items()}
         for sae in [*resid_saes.values(), *attn_saes.values()]
@@ -290,9 +315,14 @@ def measure_settings(data_dir: Path) -> dict:
     # Latent-to-logit: a late layer whose SAE, spliced in, still predicts " Paris" first.
     facts["paris_rank"], facts["paris_prob"] = paris_rank(model, LOGIT_PROMPT, LOGIT_ANSWER)
     n_layers = model.cfg.n_layers
+    # (n_layers - 2 is GPT-2's choice, layer 9 of 12, scaled down; also the fallback if none qualifies.)
     logit_layer = next(
-        layer for layer in (n_layers - 2, n_layers - 1, n_layers - 3)
-        if paris_rank(model, LOGIT_PROMPT, LOGIT_ANSWER, [resid_saes[layer]])[0] == 0
+        (
+            layer
+            for layer in (n_layers - 2, n_layers - 1, n_layers - 3)
+            if paris_rank(model, LOGIT_PROMPT, LOGIT_ANSWER, [resid_saes[layer]])[0] == 0
+        ),
+        n_layers - 2,
     )
 
     # Latent-to-latent: from layer 0 at " E" to the later layer with the strongest latent pair at "iff".

@@ -8,8 +8,8 @@ from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
 from part_utils.hooks import _get_hook_layer
-from solutions.jacobian import jacobian_chunk_size
-from solutions.sparse_sae import decode_sparse, encode_active
+from solutions.jacobian import sparse_jacobian
+from solutions.sparse_sae import clean_sae_activations, decode_sparse, encode_active
 from solutions.sparse_tensor import SparseTensor
 
 
@@ -49,28 +49,19 @@ def latent_to_latent_gradients(
         latent_acts_next:        the later SAE's true latent activations on `tokens`
         latent_acts_next_recon:  the later SAE's activations computed from the earlier SAE's reconstruction
     """
-    acts_prev_name = f"{sae_from.cfg.metadata.hook_name}.hook_sae_acts_post"
-    acts_next_name = f"{sae_to.cfg.metadata.hook_name}.hook_sae_acts_post"
-    with torch.no_grad():
-        # The error term makes each spliced-in SAE pass its input through unchanged, so the later SAE
-        # sees the true residual stream. Passing it here leaves the SAEs' own settings untouched.
-        _, cache = model.run_with_cache_with_saes(
-            tokens,
-            saes=[sae_from, sae_to],
-            use_error_term=True,
-            names_filter=[acts_prev_name, acts_next_name],
-            stop_at_layer=_get_hook_layer(sae_to) + 1,
-            remove_batch_dim=False,
-        )
-    latent_acts_prev = SparseTensor.from_dense(cache[acts_prev_name])
-    latent_acts_next = SparseTensor.from_dense(cache[acts_next_name])
-
-    jacobian_fn = torch.func.jacrev(
-        latent_acts_to_later_latent_acts,
-        has_aux=True,
-        chunk_size=jacobian_chunk_size(latent_acts_next.values.numel(), tokens.numel(), model),
+    # The true activations of both SAEs, from one clean forward pass (see clean_sae_activations).
+    _, (acts_prev_dense, acts_next_dense), _ = clean_sae_activations(
+        model, tokens, [sae_from, sae_to], stop_at_layer=_get_hook_layer(sae_to) + 1
     )
-    latent_latent_gradients, (latent_acts_next_recon_dense,) = jacobian_fn(*latent_acts_prev.sparse, sae_from, sae_to, model)
+    latent_acts_prev = SparseTensor.from_dense(acts_prev_dense)
+    latent_acts_next = SparseTensor.from_dense(acts_next_dense)
+
+    # What jacrev(latent_acts_to_later_latent_acts, has_aux=True)(*latent_acts_prev.sparse, ...) returns,
+    # in forward or reverse mode, whichever takes fewer passes, and in memory-bounded chunks.
+    values, indices, shape = latent_acts_prev.sparse
+    latent_latent_gradients, (latent_acts_next_recon_dense,) = sparse_jacobian(
+        latent_acts_to_later_latent_acts, values, (indices, shape, sae_from, sae_to, model), tokens.numel(), model
+    )
     return (
         latent_latent_gradients,
         latent_acts_prev,

@@ -8,7 +8,8 @@ from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
 from part_utils.hooks import _get_hook_layer
-from solutions.sparse_sae import decode_sparse
+from solutions.jacobian import sparse_jacobian
+from solutions.sparse_sae import clean_sae_activations, decode_sparse
 from solutions.sparse_tensor import SparseTensor
 
 
@@ -31,7 +32,7 @@ def latent_acts_to_logits(
     # Only the final position's logits are asked for, so only that position goes through the
     # unembedding: the other positions' logits would be a (seq, d_vocab) matrix to differentiate.
     normalized = model.ln_final(resid_final[:, -1:])[0, -1]
-    logits_recon = (normalized @ model.W_U + model.b_U).detach()
+    logits_recon = normalized.detach() @ model.W_U + model.b_U
     if token_ids is None:
         return (normalized @ model.W_U + model.b_U)[None], (logits_recon,)
     return normalized @ model.W_U[:, token_ids] + model.b_U[token_ids], (logits_recon,)
@@ -54,16 +55,17 @@ def latent_to_logit_gradients(
         latent_acts:            the SAE's latent activations
     """
     assert tokens.shape[0] == 1, "Only supports batch size 1 for now"
-    acts_name = f"{sae.cfg.metadata.hook_name}.hook_sae_acts_post"
+    # One clean forward pass gives the SAE's true activations and the final residual stream (see
+    # clean_sae_activations). Only the final position is unembedded, and as `x @ W_U`: the model's own
+    # unembedding would copy the (d_vocab, d_model) matrix and unembed every position.
+    resid_final, (acts_dense,), _ = clean_sae_activations(model, tokens, [sae], stop_at_layer=model.cfg.n_layers)
     with torch.no_grad():
-        logits, cache = model.run_with_cache_with_saes(
-            tokens, saes=[sae], use_error_term=True, names_filter=[acts_name], remove_batch_dim=False
-        )
-    logits = logits[0, -1]
-    latent_acts = SparseTensor.from_dense(cache[acts_name])
+        logits = model.ln_final(resid_final[:, -1:])[0, -1] @ model.W_U + model.b_U
+    latent_acts = SparseTensor.from_dense(acts_dense)
     token_ids = None if k is None else logits.topk(k).indices.tolist()
 
-    latent_logit_gradients, (logits_recon,) = torch.func.jacrev(latent_acts_to_logits, has_aux=True)(
-        *latent_acts.sparse, sae, model, token_ids
+    values, indices, shape = latent_acts.sparse
+    latent_logit_gradients, (logits_recon,) = sparse_jacobian(
+        latent_acts_to_logits, values, (indices, shape, sae, model, token_ids), tokens.numel(), model
     )
     return latent_logit_gradients, logits, logits_recon, token_ids, latent_acts

@@ -17,7 +17,7 @@ import math
 
 import einops
 import torch
-from sae_lens import SAE, StandardSAE
+from sae_lens import SAE, HookedSAETransformer, StandardSAE
 from torch import Tensor
 
 
@@ -68,3 +68,28 @@ def encode_active(sae: SAE, sae_input: Tensor) -> tuple[Tensor, Tensor]:
     pre_acts = centred[..., None, :] @ sae.W_enc[:, latents]
     pre_acts = pre_acts.squeeze(-2)[(*positions, torch.arange(len(latents), device=latents.device))]
     return torch.relu(pre_acts + sae.b_enc[latents]), dense
+
+
+def clean_sae_activations(
+    model: HookedSAETransformer,
+    tokens: Tensor,
+    saes: list[SAE],
+    stop_at_layer: int,
+    extra_names: tuple[str, ...] = (),
+) -> tuple[Tensor, list[Tensor], dict[str, Tensor]]:
+    """The SAEs' true activations on `tokens`: what `run_with_cache_with_saes(..., use_error_term=True)` caches.
+
+    With the error term, a spliced-in SAE adds back exactly what it fails to reconstruct, so the model
+    downstream sees its clean activations (up to float rounding). Running the clean model and encoding
+    each SAE's input once gives the same activations for a quarter of the SAE work: the splice encodes
+    and decodes twice (once for its output, once for the error term), densely, over d_sae latents.
+
+    Returns (the model's output at `stop_at_layer`, each SAE's dense activations, the cache of `extra_names`).
+    """
+    names = [sae.cfg.metadata.hook_name for sae in saes]
+    with torch.no_grad():
+        output, cache = model.run_with_cache(
+            tokens, names_filter=[*names, *extra_names], stop_at_layer=stop_at_layer, remove_batch_dim=False
+        )
+        acts = [sae.encode(cache[name]) for sae, name in zip(saes, names)]
+    return output, acts, {name: cache[name] for name in extra_names}

@@ -9,6 +9,7 @@ from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
 from part_utils.hooks import _get_hook_layer
+from solutions.jacobian import sparse_jacobian
 from solutions.sparse_sae import encode_active
 from solutions.sparse_tensor import SparseTensor
 
@@ -47,8 +48,9 @@ def token_to_latent_gradients(
         latent_acts:        the SAE's latent activations
     """
     token_scales = torch.ones(tokens.shape, device=model.cfg.device)
-    # A sequence has far fewer positions than active latents, so forward mode (one pass per input
-    # position) does the same job as reverse mode (one pass per active latent) in fewer passes.
-    jacobian, (latent_acts_dense,) = torch.func.jacfwd(tokens_to_latent_acts, has_aux=True)(token_scales, tokens, sae, model)
+    # A sequence has far fewer positions than active latents, so forward mode (one JVP per position)
+    # does the job of reverse mode (one backward pass per active latent) in fewer passes; sparse_jacobian
+    # picks it, in memory-bounded chunks for long prompts.
+    jacobian, (latent_acts_dense,) = sparse_jacobian(tokens_to_latent_acts, token_scales, (tokens, sae, model), tokens.numel(), model)
     token_latent_grads = einops.rearrange(jacobian, "n_active batch seq -> batch seq n_active")
     return token_latent_grads, SparseTensor.from_dense(latent_acts_dense)

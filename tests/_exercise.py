@@ -13,6 +13,9 @@ from sae_lens import SAE, HookedSAETransformer
 from tests._report import CheckFailed, call_learner, fmt_seconds, passed, shape_of
 from tests._state import preserved_state
 
+# The parts of a gradient exercise's result that can be checked on their own (None: all of it).
+PARTS = (None, "gradients", "activations")
+
 
 def run_check(
     exercise: str,
@@ -23,23 +26,55 @@ def run_check(
     saes: Sequence[SAE],
     n_outputs: int,
     compare: Callable[[Any, Any], str],
+    part: str | None = None,
+    exception_hint: Callable[[BaseException], str | None] | None = None,
 ) -> None:
     """Call `reference(*args)` and `fn(*args)`, then `compare(got, want)`; it returns a summary or raises.
 
+    `part` checks one part of the result, for graders that give points separately: "gradients" (the
+    first output, compared against the reference's activations) or "activations" (every other output).
+
+    `exception_hint(error)` may name the likely mistake behind an exception the learner's function raised.
+
     State the learner's function leaves behind (hooks, attached SAEs, use_error_term, grad mode) is
-    undone and, if the results were right, reported as the reason the check fails.
+    undone and reported: as the reason the check fails if the results were right, else alongside
+    what was wrong (it may be why).
     """
+    if part not in PARTS:
+        raise ValueError(f"part should be one of {PARTS}, not {part!r}")
     if not callable(fn):
         raise CheckFailed(exercise, f"the first argument should be your function, but it is a {shape_of(fn)}.")
     start = time.perf_counter()
-    with preserved_state(model, saes), torch.enable_grad():
+    # enable_grad outside preserved_state: a learner who switches gradients off is seen, not masked.
+    with torch.enable_grad(), preserved_state(model, saes):
         want = reference(*args)
-    with preserved_state(model, saes) as changes, torch.enable_grad():
-        got = call_learner(exercise, fn, *args)
+    raised: CheckFailed | None = None
+    with torch.enable_grad(), preserved_state(model, saes) as changes:
+        try:
+            got = call_learner(exercise, fn, *args)
+        except CheckFailed as failure:
+            raised = failure
+    if raised is not None:
+        hint = raised.hint
+        if hint is None and raised.learner_error is not None and exception_hint is not None:
+            hint = exception_hint(raised.learner_error)
+        raise _also_changed(CheckFailed(exercise, raised.message, hint), changes) from None
     if not isinstance(got, tuple) or len(got) != n_outputs:
         length = f"a tuple of {len(got)}" if isinstance(got, tuple) else f"a {shape_of(got)}"
-        raise CheckFailed(exercise, f"your function should return a tuple of {n_outputs} items, but it returned {length}.")
-    summary = compare(got, want)
+        raise _also_changed(
+            CheckFailed(exercise, f"your function should return a tuple of {n_outputs} items, but it returned {length}."), changes
+        )
+    if part == "gradients":
+        got = (got[0], *want[1:])
+    elif part == "activations":
+        got = (want[0], *got[1:])
+    try:
+        summary = compare(got, want)
+    except CheckFailed as failure:
+        raise _also_changed(failure, changes) from None
+    if part is not None:
+        summary = f"{part} only: {summary}"
+
     if changes:
         raise CheckFailed(
             exercise,
@@ -48,3 +83,16 @@ def run_check(
             + ". The check has undone this; fix the function so it leaves no trace.",
         )
     passed(exercise, f"{summary} ({fmt_seconds(time.perf_counter() - start)} for your function and the reference)")
+
+
+def _also_changed(failure: CheckFailed, changes: list[str]) -> CheckFailed:
+    """`failure`, with what the learner's function left changed in the model or SAEs added to its message."""
+    if not changes:
+        return failure
+    message = (
+        failure.message
+        + "\n\nYour function also changed the model or SAEs and did not put them back (this may be why): it "
+        + "; it ".join(changes)
+        + ". The check has undone this."
+    )
+    return CheckFailed(failure.exercise, message, failure.hint)

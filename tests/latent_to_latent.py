@@ -105,6 +105,7 @@ def test_latent_to_latent_gradients(
     prompt: str | None = None,
     layer_from: int | None = None,
     layer_to: int | None = None,
+    part: str | None = None,
 ) -> None:
     """Check latent_to_latent_gradients against the reference on this world's prompt and layer pair."""
     settings = exercise_settings(model).latent_to_latent
@@ -123,6 +124,7 @@ def test_latent_to_latent_gradients(
         compare=lambda got, want: compare_latent_to_latent(
             EXERCISE, got, want, lambda recon, want: layer_hint(recon, want[1].dense, sae_from, sae_to, model)
         ),
+        part=part,
     )
 
 

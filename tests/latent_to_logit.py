@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
 import solutions
+from part_utils.hooks import _get_hook_layer
 from part_utils.worlds import exercise_settings
 from tests._compare import compare_sparse_tensor, require_sparse_tensor
 from tests._exercise import run_check
@@ -17,7 +19,40 @@ from tests._report import CheckFailed, close_enough, compare_tensor, shape_of
 EXERCISE = "test_latent_to_logit_gradients"
 
 
-def compare_latent_to_logit(got: tuple, want: tuple, k: int) -> str:
+@torch.no_grad()
+def _position_hint(got: Any, tokens: Tensor, model: HookedSAETransformer) -> str | None:
+    """If `got` is the true logits at another position than the final one, say which."""
+    if not isinstance(got, Tensor) or got.ndim != 1:
+        return None
+    all_logits = model(tokens)[0]
+    for position in range(all_logits.shape[0] - 1):
+        if close_enough(got, all_logits[position]):
+            return (
+                f"These are the logits at position {position}; the gradients are for the final position's logits: "
+                "logits[0, -1]."
+            )
+    return None
+
+
+@torch.no_grad()
+def _recon_hint(got: Any, want_acts: Any, sae: SAE, model: HookedSAETransformer) -> str | None:
+    """If `got` is the reconstructed logits with the SAE's reconstruction entering one layer off, say so."""
+    if not isinstance(got, Tensor):
+        return None
+    layer = _get_hook_layer(sae)
+    resid = sae.decode(want_acts.dense)
+    for start in (layer - 1, layer + 1):
+        if 0 <= start <= model.cfg.n_layers and close_enough(got, model(resid, start_at_layer=start)[0, -1]):
+            return (
+                f"Your reconstructed logits match start_at_layer={start}; it should be {layer}: an SAE on "
+                f"blocks.{layer}.hook_resid_pre reconstructs the input of block {layer}."
+            )
+    return None
+
+
+def compare_latent_to_logit(
+    got: tuple, want: tuple, k: int, tokens: Tensor, sae: SAE, model: HookedSAETransformer
+) -> str:
     grads, logits, logits_recon, token_ids, latent_acts = got
     want_grads, want_logits, want_recon, want_ids, want_acts = want
     require_sparse_tensor(EXERCISE, "latent_acts", latent_acts)
@@ -34,6 +69,8 @@ def compare_latent_to_logit(got: tuple, want: tuple, k: int) -> str:
             hint = f"Return only the final position's logits, shape {shape_of(reference)}: logits[0, -1]."
         elif name == "logits" and close_enough(value, want_recon):
             hint = "These are the reconstructed logits. The true logits come from the run with use_error_term=True."
+        elif not close_enough(value, reference):
+            hint = _position_hint(value, tokens, model) or (_recon_hint(value, want_acts, sae, model) if name == "logits_recon" else None)
         compare_tensor(EXERCISE, name, value, reference, hint)
 
     if not isinstance(token_ids, list) or not all(isinstance(t, int) for t in token_ids):
@@ -45,7 +82,12 @@ def compare_latent_to_logit(got: tuple, want: tuple, k: int) -> str:
         elif token_ids == want_recon.topk(k).indices.tolist():
             hint = "You took the top k of the reconstructed logits; take them from the true logits."
         raise CheckFailed(EXERCISE, f"token_ids are {token_ids[:5]}…, the reference's {want_ids[:5]}….", hint)
-    compare_tensor(EXERCISE, "latent_logit_gradients", grads, want_grads)
+    hint = None
+    if isinstance(grads, Tensor) and grads.shape == want_grads.shape[::-1] and grads.shape[0] != grads.shape[1]:
+        hint = "The Jacobian is transposed: rows are the top-k logits (outputs), columns the active latents (inputs)."
+    elif isinstance(grads, Tensor) and grads.ndim == 2 and grads.shape[0] == model.cfg.d_vocab:
+        hint = "This Jacobian has a row for every logit: differentiate only the logits of the top k token ids."
+    compare_tensor(EXERCISE, "latent_logit_gradients", grads, want_grads, hint)
     return f"gradients {shape_of(want_grads)} from {want_grads.shape[1]} active latents to the top {k} logits match the reference"
 
 
@@ -57,6 +99,7 @@ def test_latent_to_logit_gradients(
     prompt: str | None = None,
     layer: int | None = None,
     k: int | None = None,
+    part: str | None = None,
 ) -> None:
     """Check latent_to_logit_gradients against the reference on this world's prompt, layer and k."""
     settings = exercise_settings(model).latent_to_logit
@@ -71,7 +114,8 @@ def test_latent_to_logit_gradients(
         model,
         (sae,),
         n_outputs=5,
-        compare=lambda got, want: compare_latent_to_logit(got, want, k),
+        compare=lambda got, want: compare_latent_to_logit(got, want, k, tokens, sae, model),
+        part=part,
     )
 
 

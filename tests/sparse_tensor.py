@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tests._report import CheckFailed, call_learner, compare_tensor, fmt_seconds, passed, shape_of
+from tests._report import CheckFailed, call_learner, compare_tensor, fmt_seconds, learner_warnings, passed, shape_of
 
 EXERCISE = "test_sparse_tensor"
 
@@ -52,9 +52,13 @@ def _check_from_dense(SparseTensor: Any, label: str, dense: Tensor) -> None:
     )
     if isinstance(indices, Tensor) and indices.shape != want_indices.shape:
         hint = hint_indices
+        message = f"{where}: indices have shape {shape_of(indices)}, expected {shape_of(want_indices)}"
         if indices.ndim == 1 and want_indices.ndim == 2:
             hint = "The indices were squeezed. " + hint_indices
-        raise CheckFailed(EXERCISE, f"{where}: indices have shape {shape_of(indices)}, expected {shape_of(want_indices)}.", hint)
+        elif indices.ndim >= 1 and len(indices) in (dense.numel(), int((dense >= 0).sum())) != len(want_indices):
+            message += ": one for every entry, zeros included"
+            hint = "Keep only the active (positive) entries: dense > 0."
+        raise CheckFailed(EXERCISE, message + ".", hint)
     if isinstance(values, Tensor) and values.shape != want_values.shape and values.numel() == dense.numel():
         raise CheckFailed(
             EXERCISE,
@@ -64,6 +68,18 @@ def _check_from_dense(SparseTensor: Any, label: str, dense: Tensor) -> None:
     if isinstance(values, Tensor) and values.shape == want_values.shape and label.startswith("a tensor with negative"):
         if not torch.equal(values, want_values) and (values < 0).any():
             raise CheckFailed(EXERCISE, f"{where}: negative entries were kept.", "An active latent is a positive one: use dense > 0, not dense != 0.")
+    if (
+        isinstance(indices, Tensor)
+        and indices.ndim == 2
+        and indices.shape[1] > 1
+        and not torch.equal(indices, want_indices)
+        and torch.equal(indices.flip(-1), want_indices)
+    ):
+        raise CheckFailed(
+            EXERCISE,
+            f"{where}: the index columns are in reverse order (last dimension first).",
+            "indices[i] = (i_1, ..., i_k) lists the dimensions in order: torch.argwhere(dense > 0) does that.",
+        )
     compare_tensor(EXERCISE, f"{where}: indices (sparse[1])", indices, want_indices, hint_indices)
     compare_tensor(EXERCISE, f"{where}: values (sparse[0])", values, want_values, "values[i] must be the entry at indices[i], in the same (row-major) order.")
     if isinstance(values, Tensor) and values.dtype != dense.dtype:
@@ -78,7 +94,7 @@ def _check_from_sparse(SparseTensor: Any, label: str, dense: Tensor) -> None:
     is_active = dense > 0
     sparse = (dense[is_active], is_active.nonzero(), tuple(dense.shape))
     dense = torch.where(is_active, dense, torch.zeros((), dtype=dense.dtype, device=dense.device))
-    result = call_learner(EXERCISE, SparseTensor.from_sparse, sparse)
+    result = _call_from_sparse(SparseTensor, sparse)
     got = getattr(result, "dense", None)
     hint = None
     if isinstance(got, Tensor) and got.dtype != dense.dtype:
@@ -96,6 +112,41 @@ def _check_from_sparse(SparseTensor: Any, label: str, dense: Tensor) -> None:
     )
     if getattr(result, "sparse", None) is None or result.sparse[0] is not sparse[0]:
         raise CheckFailed(EXERCISE, f"{where}: `.sparse` should be the (values, indices, shape) tuple you were given.")
+
+
+def _call_from_sparse(SparseTensor: Any, sparse: tuple) -> Any:
+    try:
+        return call_learner(EXERCISE, SparseTensor.from_sparse, sparse)
+    except CheckFailed as failure:
+        if failure.hint is not None or failure.learner_error is None:
+            raise
+        raise CheckFailed(
+            EXERCISE,
+            failure.message,
+            "Index with one tensor per dimension: dense[indices.unbind(-1)] = values (indexing with the (n, k) "
+            "matrix itself, dense[indices], picks whole slices along the first dimension).",
+        ) from None
+
+
+def _check_device_kept(SparseTensor: Any) -> None:
+    """from_sparse must build the dense tensor on the values' device. On a CPU-only machine a forgotten
+    device= goes unnoticed, so try values on the `meta` device (shapes only, no data): a dense tensor
+    made with torch.zeros(shape) lands on the CPU instead."""
+    values = torch.empty(3, device="meta")
+    indices = torch.empty(3, 2, dtype=torch.long, device="meta")
+    try:
+        with learner_warnings(EXERCISE):
+            dense = getattr(SparseTensor.from_sparse((values, indices, (4, 5))), "dense", None)
+    except Exception:  # code that needs real data (e.g. .tolist()) cannot run on meta: nothing to learn here
+        return
+    if isinstance(dense, Tensor) and dense.device != values.device:
+        raise CheckFailed(
+            EXERCISE,
+            f"SparseTensor.from_sparse: with values on the {values.device} device, .dense is on {dense.device}.",
+            "Create the dense tensor on the values' device (and with their dtype): "
+            "torch.zeros(shape, dtype=values.dtype, device=values.device), or values.new_zeros(shape). "
+            "Otherwise it breaks on a GPU.",
+        )
 
 
 def _check_differentiable(SparseTensor: Any, device: torch.device) -> None:
@@ -117,22 +168,39 @@ def _check_differentiable(SparseTensor: Any, device: torch.device) -> None:
             "Build the dense tensor from the values with tensor operations only (no .item(), .tolist() or "
             "Python loops over values, no torch.sparse); then jacrev can trace through it.",
         ) from None
-    compare_tensor(EXERCISE, "the gradient of from_sparse(values).dense.sum() w.r.t. the values", gradient, torch.ones_like(values))
+    hint = None
+    if isinstance(gradient, Tensor) and gradient.shape == values.shape and not gradient.any():
+        hint = (
+            "The gradient is zero: the dense tensor does not depend on the values as tensors. Copy the values "
+            "in with tensor indexing (dense[indices.unbind(-1)] = values), not through .item(), .tolist() or float()."
+        )
+    compare_tensor(EXERCISE, "the gradient of from_sparse(values).dense.sum() w.r.t. the values", gradient, torch.ones_like(values), hint)
 
 
-def test_sparse_tensor(SparseTensor: Any) -> None:
-    """Check SparseTensor.from_dense and SparseTensor.from_sparse on 1-D to 4-D tensors and corner cases."""
+def test_sparse_tensor(SparseTensor: Any, *, part: str | None = None) -> None:
+    """Check SparseTensor.from_dense and SparseTensor.from_sparse on 1-D to 4-D tensors and corner cases.
+
+    `part` ("from_dense" or "from_sparse") checks one of the two methods alone, for graders that give
+    points for each; from_sparse's part includes differentiating through it.
+    """
+    if part not in (None, "from_dense", "from_sparse"):
+        raise ValueError(f"part should be None, 'from_dense' or 'from_sparse', not {part!r}")
     start = time.perf_counter()
     from part_utils.device import get_device
 
     devices = [torch.device("cpu")] + ([get_device()] if get_device().type != "cpu" else [])
     for device in devices:
-        for label, dense in _cases(device):
-            _check_from_dense(SparseTensor, label, dense)
-        for label, dense in _cases(device):
-            _check_from_sparse(SparseTensor, label, dense)
-        call_learner(EXERCISE, _check_differentiable, SparseTensor, device)
-    passed(EXERCISE, f"from_dense and from_sparse agree with the reference on {len(_cases(devices[0]))} cases ({fmt_seconds(time.perf_counter() - start)})")
+        if part in (None, "from_dense"):
+            for label, dense in _cases(device):
+                _check_from_dense(SparseTensor, label, dense)
+        if part in (None, "from_sparse"):
+            for label, dense in _cases(device):
+                _check_from_sparse(SparseTensor, label, dense)
+            call_learner(EXERCISE, _check_differentiable, SparseTensor, device)
+    if part in (None, "from_sparse"):
+        _check_device_kept(SparseTensor)
+    checked = "from_dense and from_sparse agree" if part is None else f"{part} agrees"
+    passed(EXERCISE, f"{checked} with the reference on {len(_cases(devices[0]))} cases ({fmt_seconds(time.perf_counter() - start)})")
 
 
 test_sparse_tensor.__test__ = False  # a learner check, not a test of this project: pytest must not collect it

@@ -30,15 +30,46 @@ def _scaled_before_positions(tokens: Tensor, sae: SAE, model: HookedSAETransform
     return torch.func.jacrev(latents)(torch.ones(tokens.shape, device=tokens.device)).permute(1, 2, 0)
 
 
+@torch.no_grad()
+def _latent_acts_hint(got_dense: Any, tokens: Tensor, sae: SAE, model: HookedSAETransformer) -> str | None:
+    """Name the mistake behind wrong latent activations, if they match a known one."""
+    layer = _get_hook_layer(sae)
+    token_embeddings, position_embeddings = model.embed(tokens), model.pos_embed(tokens)
+    variants = {
+        "Your latent activations come from the token embeddings alone: add the positional embeddings too "
+        "(model(tokens, stop_at_layer=0) gives their sum).": (token_embeddings, layer),
+        "Your latent activations are those of all-zero embeddings: evaluate the Jacobian at token_scales = "
+        "torch.ones(...), where the model runs unchanged.": (torch.zeros_like(token_embeddings), layer),
+    }
+    for stop in (layer - 1, layer + 1):
+        if 0 <= stop <= model.cfg.n_layers:
+            variants[
+                f"Your latent activations match stop_at_layer={stop}; it should be {layer}: an SAE on "
+                f"blocks.{layer}.hook_resid_pre reads the input of block {layer}."
+            ] = (token_embeddings + position_embeddings, stop)
+    for hint, (resid, stop) in variants.items():
+        if close_enough(got_dense, sae.encode(model(resid, start_at_layer=0, stop_at_layer=stop))):
+            return hint
+    return None
+
+
 def compare_token_to_latent(got: tuple, want: tuple, tokens: Tensor, sae: SAE, model: HookedSAETransformer) -> str:
     grads, latent_acts = got
     want_grads, want_acts = want
     require_sparse_tensor(EXERCISE, "latent_acts", latent_acts)
-    compare_sparse_tensor(EXERCISE, "latent_acts", latent_acts, want_acts)
+    acts_hint = None
+    if not close_enough(latent_acts.dense, want_acts.dense):
+        acts_hint = _latent_acts_hint(latent_acts.dense, tokens, sae, model)
+    compare_sparse_tensor(EXERCISE, "latent_acts", latent_acts, want_acts, acts_hint)
     hint = None
     if isinstance(grads, Tensor) and grads.shape != want_grads.shape:
         if grads.shape == want_grads.permute(2, 0, 1).shape:
             hint = "jacrev returns (n_active, batch, seq); rearrange it to (batch, seq, n_active)."
+        elif sae.cfg.d_sae in grads.shape[:-2] or grads.numel() == tokens.numel() * latent_acts.dense.numel():
+            hint = (
+                "This Jacobian has an entry for every latent, active or not. Return the values of the active latents "
+                "(latent_acts.sparse[0]) from the function you differentiate, so there is one column per active latent."
+            )
         elif grads.ndim == 4 or (grads.ndim == 3 and grads.shape[-1] == model.cfg.d_model):
             hint = "Differentiate with respect to one scale per position (token_scales of shape (batch, seq)), not the embedding vectors."
     elif isinstance(grads, Tensor) and not close_enough(grads, want_grads):
@@ -61,6 +92,7 @@ def test_token_to_latent_gradients(
     *,
     prompt: str | None = None,
     layer: int | None = None,
+    part: str | None = None,
 ) -> None:
     """Check token_to_latent_gradients against the reference on this world's prompt and layer."""
     settings = exercise_settings(model).token_to_latent
@@ -75,6 +107,7 @@ def test_token_to_latent_gradients(
         (sae,),
         n_outputs=2,
         compare=lambda got, want: compare_token_to_latent(got, want, tokens, sae, model),
+        part=part,
     )
 
 

@@ -108,7 +108,7 @@ print(memory_report(device))
 # zeros with the values' dtype and device.
 # </details>
 
-# %% [exercise]
+# %% [exercise exercise=sparse_tensor]
 class SparseTensor:
     """
     A non-negative tensor in two forms at once:
@@ -160,6 +160,20 @@ class SparseTensor:
 # %% [check]
 tests.test_sparse_tensor(SparseTensor)
 
+# %% [grader exercise=sparse_tensor id=sparse_tensor-from_dense points=1]
+tests.test_sparse_tensor(SparseTensor, part="from_dense")
+### BEGIN HIDDEN TESTS
+import grading.hidden
+grading.hidden.check("sparse_tensor", "from_dense", SparseTensor)
+### END HIDDEN TESTS
+
+# %% [grader exercise=sparse_tensor id=sparse_tensor-from_sparse points=1]
+tests.test_sparse_tensor(SparseTensor, part="from_sparse")
+### BEGIN HIDDEN TESTS
+import grading.hidden
+grading.hidden.check("sparse_tensor", "from_sparse", SparseTensor)
+### END HIDDEN TESTS
+
 # %% [markdown]
 # A quick look at what you built, on a small example:
 
@@ -197,7 +211,7 @@ print("round trip equal:", t.equal(SparseTensor.from_sparse(example_sparse.spars
 # `SparseTensor.from_dense` gives you both the values and the dense tensor to return.
 # </details>
 
-# %% [exercise]
+# %% [exercise exercise=latent_to_latent]
 def latent_acts_to_later_latent_acts(
     latent_acts_nonzero: Float[Tensor, " nonzero_acts"],
     latent_acts_nonzero_inds: Int[Tensor, "nonzero_acts n_indices"],
@@ -260,7 +274,7 @@ def latent_acts_to_later_latent_acts(
 # than setting it on the SAE) does that for you.
 # </details>
 
-# %% [exercise]
+# %% [exercise exercise=latent_to_latent]
 def latent_to_latent_gradients(
     tokens: Float[Tensor, "batch seq"],
     sae_from: SAE,
@@ -298,8 +312,22 @@ def latent_to_latent_gradients(
     ### END SOLUTION
 
 
-# %% [check points=3]
+# %% [check]
 tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes)
+
+# %% [grader exercise=latent_to_latent id=latent_to_latent-activations points=1]
+tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes, part="activations")
+### BEGIN HIDDEN TESTS
+import grading.hidden
+grading.hidden.check("latent_to_latent", "activations", latent_to_latent_gradients)
+### END HIDDEN TESTS
+
+# %% [grader exercise=latent_to_latent id=latent_to_latent-gradients points=2]
+tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes, part="gradients")
+### BEGIN HIDDEN TESTS
+import grading.hidden
+grading.hidden.check("latent_to_latent", "gradients", latent_to_latent_gradients)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # Now run it on this world's prompt and look at the result. First a sanity check of the
@@ -371,7 +399,7 @@ for sae_id, latent_idx in world.facts.get("latent_to_latent", {}).get("dashboard
 # `(n_active, batch, seq)`: rearrange it.
 # </details>
 
-# %% [exercise]
+# %% [exercise exercise=token_to_latent]
 def tokens_to_latent_acts(
     token_scales: Float[Tensor, "batch seq"],
     tokens: Int[Tensor, "batch seq"],
@@ -415,8 +443,22 @@ def token_to_latent_gradients(
     ### END SOLUTION
 
 
-# %% [check points=2]
+# %% [check]
 tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes)
+
+# %% [grader exercise=token_to_latent id=token_to_latent-activations points=1]
+tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes, part="activations")
+### BEGIN HIDDEN TESTS
+import grading.hidden
+grading.hidden.check("token_to_latent", "activations", token_to_latent_gradients)
+### END HIDDEN TESTS
+
+# %% [grader exercise=token_to_latent id=token_to_latent-gradients points=1]
+tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes, part="gradients")
+### BEGIN HIDDEN TESTS
+import grading.hidden
+grading.hidden.check("token_to_latent", "gradients", token_to_latent_gradients)
+### END HIDDEN TESTS
 
 # %%
 settings = exercises.token_to_latent
@@ -468,7 +510,7 @@ show_observations(world, "token_to_latent")
 # `logits.topk(k).indices.tolist()` gives the token ids, highest first.
 # </details>
 
-# %% [exercise]
+# %% [exercise exercise=latent_to_logit]
 def latent_acts_to_logits(
     latent_acts_nonzero: Float[Tensor, " nonzero_acts"],
     latent_acts_nonzero_inds: Int[Tensor, "nonzero_acts n_indices"],
@@ -524,8 +566,22 @@ def latent_to_logit_gradients(
     ### END SOLUTION
 
 
-# %% [check points=2]
+# %% [check]
 tests.test_latent_to_logit_gradients(latent_to_logit_gradients, model, saes)
+
+# %% [grader exercise=latent_to_logit id=latent_to_logit-activations points=1]
+tests.test_latent_to_logit_gradients(latent_to_logit_gradients, model, saes, part="activations")
+### BEGIN HIDDEN TESTS
+import grading.hidden
+grading.hidden.check("latent_to_logit", "activations", latent_to_logit_gradients)
+### END HIDDEN TESTS
+
+# %% [grader exercise=latent_to_logit id=latent_to_logit-gradients points=1]
+tests.test_latent_to_logit_gradients(latent_to_logit_gradients, model, saes, part="gradients")
+### BEGIN HIDDEN TESTS
+import grading.hidden
+grading.hidden.check("latent_to_logit", "gradients", latent_to_logit_gradients)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # First, how well does the model do on the prompt, with and without the SAE spliced in (its
@@ -560,6 +616,10 @@ plot_latent_to_logit(latent_logit_grads, latent_acts, token_ids, str_toks, setti
 
 # %%
 show_observations(world, "latent_to_logit")
+# The latent whose gradient on the top prediction is largest, in this world, with this prompt:
+top_latent = latent_acts.indices[latent_logit_grads[0].argmax()][-1].item()
+print(f"Latent {top_latent} pushes {model.to_single_str_token(token_ids[0])!r} up the most.")
+display_dashboard(sae_id=saes[settings.layer].cfg.metadata.hook_name, latent_idx=top_latent)
 for sae_id, latent_idx in world.facts.get("latent_to_logit", {}).get("dashboards", []):
     display_dashboard(sae_id=sae_id, latent_idx=latent_idx)
 
@@ -601,7 +661,7 @@ show_attention_patterns(model, rep_tokens, [*induction.prev_token_heads, *induct
 # `resid_pre_clean` from the cache of the true run (`get_act_name("resid_pre", layer_from)`).
 # </details>
 
-# %% [exercise]
+# %% [exercise exercise=attention]
 def latent_acts_to_later_latent_acts_attn(
     latent_acts_nonzero: Float[Tensor, " nonzero_acts"],
     latent_acts_nonzero_inds: Int[Tensor, "nonzero_acts n_indices"],
@@ -678,8 +738,22 @@ def latent_to_latent_gradients_attn(
     ### END SOLUTION
 
 
-# %% [check points=3]
+# %% [check]
 tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, model, attn_saes)
+
+# %% [grader exercise=attention id=attention-activations points=1]
+tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, model, attn_saes, part="activations")
+### BEGIN HIDDEN TESTS
+import grading.hidden
+grading.hidden.check("attention", "activations", latent_to_latent_gradients_attn)
+### END HIDDEN TESTS
+
+# %% [grader exercise=attention id=attention-gradients points=2]
+tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, model, attn_saes, part="gradients")
+### BEGIN HIDDEN TESTS
+import grading.hidden
+grading.hidden.check("attention", "gradients", latent_to_latent_gradients_attn)
+### END HIDDEN TESTS
 
 # %%
 str_toks = model.to_str_tokens(rep_tokens[0])

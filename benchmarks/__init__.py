@@ -1,0 +1,1 @@
+"""`make bench`: the reference solutions against the straightforward formulation (see bench.py)."""

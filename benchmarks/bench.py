@@ -1,0 +1,390 @@
+"""`make bench`: the reference solutions against the straightforward formulation, side by side.
+
+For each of the four gradient computations, on the small world (the toy world, or the tiny random
+world when the toy world's files are missing) and on a GPT-2-shaped world of random weights, this
+runs the straightforward implementation (`solutions/straightforward.py`: dense SAE maps, jacrev over
+every output, the spec's code) and the reference (`solutions`) alternately in this one process, and
+prints the median wall time, the extra peak memory, their ratios, and whether both gave the same
+results (by the learner checks' own comparisons and tolerances). It then times every learner check
+on the small world, and prints how many bytes of SAE weights the GPT-2-shaped world loaded.
+
+Peak memory: on the CPU, the rise of the process's peak resident set size (Linux's VmHWM, reset
+before each call through /proc/self/clear_refs) above its resident size just before the call. It
+counts everything the call allocates and touches (torch's tensors, autograd's saved activations,
+Python objects), not just tensors. On CUDA, torch.cuda.max_memory_allocated above the memory
+allocated before the call. Each figure is the largest over the repeats.
+
+    python benchmarks/bench.py [--worlds small,gpt2] [--repeats 3] [--threads N] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import io
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+import solutions  # noqa: E402
+import solutions.straightforward as straightforward  # noqa: E402
+import tests as checks  # noqa: E402
+from benchmarks.worlds import gpt2_shaped_world, latents_per_token, small_world  # noqa: E402
+from part_utils.worlds import World  # noqa: E402
+
+MIB = 1024**2
+
+
+# ----------------------------------------------------------------------------------------------- memory
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+
+class PeakMemory:
+    """Extra peak memory of a block, in bytes (None where this system cannot tell)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.linux = os.path.exists("/proc/self/clear_refs")
+        self._libc = ctypes.CDLL("libc.so.6") if self.linux else None
+
+    def method(self) -> str:
+        if self.device.type == "cuda":
+            return "CUDA: torch.cuda.max_memory_allocated above the memory allocated before the call"
+        if self.linux:
+            return "CPU: rise of the process's peak resident set (VmHWM, reset before the call) above its resident set before it"
+        return "not measured on this system"
+
+    @contextlib.contextmanager
+    def measure(self, result: dict[str, int | None]):
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+            yield
+            torch.cuda.synchronize()
+            result["bytes"] = torch.cuda.max_memory_allocated() - before
+        elif self.linux:
+            self._libc.malloc_trim(0)  # hand freed heap back, so that the baseline is what is in use
+            with open("/proc/self/clear_refs", "w") as clear:
+                clear.write("5")  # resets VmHWM to the current resident set
+            before = _status_kib("VmRSS")
+            yield
+            result["bytes"] = max(0, _status_kib("VmHWM") - before) * 1024
+        else:
+            yield
+            result["bytes"] = None
+
+
+# ------------------------------------------------------------------------------------------- the cases
+@dataclass
+class Case:
+    name: str
+    straightforward: Callable[..., Any]
+    reference: Callable[..., Any]
+    args: tuple[Any, ...]
+    size: str
+
+
+def cases(world: World, token_sae: Any = None) -> list[Case]:
+    model, ex = world.model, world.exercises
+    l2l = ex.latent_to_latent
+    tokens_l2l = model.to_tokens(l2l.prompt)
+    t2l_tokens, t2l_sae = model.to_tokens(ex.token_to_latent.prompt), token_sae if token_sae is not None else world.saes[ex.token_to_latent.layer]
+    l2g = ex.latent_to_logit
+    ind = ex.induction
+    ind_tokens = ind.repeated_tokens(model)
+    return [
+        Case(
+            f"latent_to_latent (L{l2l.layer_from}->L{l2l.layer_to})",
+            straightforward.latent_to_latent_gradients,
+            solutions.latent_to_latent_gradients,
+            (tokens_l2l, world.saes[l2l.layer_from], world.saes[l2l.layer_to], model),
+            f"{tokens_l2l.shape[-1]} tokens",
+        ),
+        Case(
+            f"token_to_latent (L{ex.token_to_latent.layer})",
+            straightforward.token_to_latent_gradients,
+            solutions.token_to_latent_gradients,
+            (t2l_tokens, t2l_sae, model),
+            f"{t2l_tokens.shape[-1]} tokens",
+        ),
+        Case(
+            f"latent_to_logit (L{l2g.layer}, k={l2g.k})",
+            straightforward.latent_to_logit_gradients,
+            solutions.latent_to_logit_gradients,
+            (model.to_tokens(l2g.prompt), world.saes[l2g.layer], model, l2g.k),
+            f"{model.to_tokens(l2g.prompt).shape[-1]} tokens",
+        ),
+        Case(
+            f"attention (L{ind.layer_from}->L{ind.layer_to})",
+            straightforward.latent_to_latent_gradients_attn,
+            solutions.latent_to_latent_gradients_attn,
+            (ind_tokens, world.attn_saes[ind.layer_from], world.attn_saes[ind.layer_to], model),
+            f"{ind_tokens.shape[-1]} tokens",
+        ),
+    ]
+
+
+def _jacobian_shape(result: Any) -> str:
+    return "x".join(str(n) for n in result[0].shape)
+
+
+# Float32 results computed in different orders (dense vs sparse SAE maps, forward vs reverse mode)
+# differ by rounding: relative to the largest entry, this much is the same result. Mistakes change
+# results by whole percent; at GPT-2's shape rounding alone reaches 1e-4 (the figures print it).
+RELATIVE_TOLERANCE = 1e-3
+
+
+def aligned_latent_jacobians(got: tuple, want: tuple) -> tuple[tuple, tuple, str]:
+    """For (Jacobian, earlier latents, later latents, later latents from the reconstruction) results whose
+    active sets differ by latents that rounding switched on in one and not the other (activation a
+    rounding error away from zero): both Jacobians restricted to the latents active in both."""
+    rows_got, rows_want = (r[3].sparse[1].tolist() for r in (got, want))
+    cols_got, cols_want = (r[1].sparse[1].tolist() for r in (got, want))
+    rows = [tuple(i) for i in rows_want if i in rows_got]
+    cols = [tuple(i) for i in cols_want if i in cols_got]
+    odd = [tuple(i) for i in rows_got + rows_want if (i in rows_got) != (i in rows_want)]
+    largest = max((float(r[3].dense[i]) for i in odd for r in (got, want)), default=0.0)
+
+    def restrict(result: tuple, row_labels: list, col_labels: list) -> Tensor:
+        at_row = {tuple(i): n for n, i in enumerate(row_labels)}
+        at_col = {tuple(i): n for n, i in enumerate(col_labels)}
+        return result[0][[at_row[i] for i in rows]][:, [at_col[i] for i in cols]]
+
+    note = f"{len(odd)} later latent(s) active in one only, activation at most {largest:.1e}; "
+    return (
+        (restrict(got, rows_got, cols_got), *got[1:3]),
+        (restrict(want, rows_want, cols_want), *want[1:3]),
+        note,
+    )
+
+
+def differences(got: Any, want: Any, name: str = "result") -> tuple[float, list[str]]:
+    """(largest difference relative to the largest entry, over all outputs; what differs beyond tolerance)."""
+    if isinstance(want, tuple):
+        worst, problems = 0.0, []
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            d, p = differences(g, w, f"{name}[{i}]")
+            worst, problems = max(worst, d), problems + p
+        return worst, problems
+    if hasattr(want, "dense"):  # a SparseTensor
+        return differences(got.dense, want.dense, f"{name}.dense")
+    if isinstance(want, torch.Tensor):
+        if got.shape != want.shape:
+            return float("inf"), [f"{name}: shape {tuple(got.shape)} != {tuple(want.shape)}"]
+        scale = float(want.detach().abs().max()) if want.numel() else 0.0
+        diff = float((got.detach() - want.detach()).abs().max()) if want.numel() else 0.0
+        relative = diff / scale if scale > 0 else diff
+        return relative, [f"{name}: max |diff| {diff:.2e} (max |value| {scale:.2e})"] if relative > RELATIVE_TOLERANCE else []
+    return (0.0, []) if got == want else (float("inf"), [f"{name}: {got!r} != {want!r}"])
+
+
+@dataclass
+class Row:
+    world: str
+    case: Case
+    times: dict[str, list[float]]
+    peaks: dict[str, list[int | None]]
+    same: str
+    jacobian: str
+
+    def time(self, impl: str) -> float:
+        return statistics.median(self.times[impl])
+
+    def peak(self, impl: str) -> int | None:
+        values = self.peaks[impl]
+        return None if any(v is None for v in values) else max(values)
+
+
+def run_case(world_name: str, case: Case, repeats: int, memory: PeakMemory) -> Row:
+    impls = {"straightforward": case.straightforward, "reference": case.reference}
+    times: dict[str, list[float]] = {name: [] for name in impls}
+    peaks: dict[str, list[int | None]] = {name: [] for name in impls}
+    results: dict[str, Any] = {}
+    with torch.enable_grad():
+        for name, fn in impls.items():  # warm-up, and the results compared below
+            results[name] = fn(*case.args)
+        got, want, note = results["reference"], results["straightforward"], ""
+        if len(want) == 4 and got[0].shape != want[0].shape:
+            got, want, note = aligned_latent_jacobians(got, want)
+        worst, problems = differences(got, want)
+        same = f"yes ({note}max rel. diff {worst:.0e})" if not problems else "NO: " + note + "; ".join(problems)
+        jacobian = _jacobian_shape(results["reference"])
+        results.clear()
+        for repeat in range(repeats):
+            # Alternate the order, so that neither always runs first after the other's allocations.
+            order = list(impls) if repeat % 2 == 0 else list(impls)[::-1]
+            for name in order:
+                measured: dict[str, int | None] = {}
+                with memory.measure(measured):
+                    start = time.perf_counter()
+                    result = impls[name](*case.args)
+                    times[name].append(time.perf_counter() - start)
+                peaks[name].append(measured["bytes"])
+                del result
+    return Row(world_name, case, times, peaks, same, jacobian)
+
+
+# ------------------------------------------------------------------------------------------- reporting
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{cpu}, {cores} cores available, {torch.get_num_threads()} torch threads, load average {load:.1f} at start; "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, torch {torch.__version__}"
+    )
+
+
+def fmt_mib(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / MIB:,.0f} MiB" if n >= 10 * MIB else f"{n / MIB:.1f} MiB"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return "n/a"
+    return f"{a / b:.1f}x" if b > 0 else "inf"
+
+
+def print_table(rows: list[Row]) -> None:
+    print(
+        "| world | computation | Jacobian | straightforward time | reference time | speed-up "
+        "| straightforward extra peak | reference extra peak | memory ratio | same results |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for row in rows:
+        st, rt = row.time("straightforward"), row.time("reference")
+        sp, rp = row.peak("straightforward"), row.peak("reference")
+        print(
+            f"| {row.world} | {row.case.name}, {row.case.size} | {row.jacobian} | {st:.3f} s | {rt:.3f} s | {ratio(st, rt)} "
+            f"| {fmt_mib(sp)} | {fmt_mib(rp)} | {ratio(sp, rp)} | {row.same} |"
+        )
+
+
+def time_learner_checks(world: World, repeats: int) -> list[tuple[str, float]]:
+    """Each learner check, passed the reference solution: the time a learner waits when it passes."""
+    model = world.model
+    runs = [
+        ("test_sparse_tensor", lambda: checks.test_sparse_tensor(solutions.SparseTensor)),
+        ("test_latent_to_latent_gradients", lambda: checks.test_latent_to_latent_gradients(solutions.latent_to_latent_gradients, model, world.saes)),
+        ("test_token_to_latent_gradients", lambda: checks.test_token_to_latent_gradients(solutions.token_to_latent_gradients, model, world.saes)),
+        ("test_latent_to_logit_gradients", lambda: checks.test_latent_to_logit_gradients(solutions.latent_to_logit_gradients, model, world.saes)),
+        ("test_latent_to_latent_gradients_attn", lambda: checks.test_latent_to_latent_gradients_attn(solutions.latent_to_latent_gradients_attn, model, world.attn_saes)),
+    ]
+    timings = []
+    for name, run in runs:
+        run_times = []
+        for _ in range(repeats + 1):  # the first call also loads the SAEs it needs: not counted
+            with contextlib.redirect_stdout(io.StringIO()):
+                start = time.perf_counter()
+                run()
+                run_times.append(time.perf_counter() - start)
+        timings.append((name, statistics.median(run_times[1:])))
+    return timings
+
+
+def sae_bytes(world: World) -> tuple[int, list[str]]:
+    loaded, names = 0, []
+    for kind, saes in (("resid", world.saes), ("attn", world.attn_saes)):
+        for layer in getattr(saes, "loaded_layers", ()):
+            sae = saes[layer]
+            loaded += sum(p.numel() * p.element_size() for p in sae.parameters())
+            names.append(f"{kind} L{layer}")
+    return loaded, names
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worlds", default="small,gpt2", help="comma-separated: small, gpt2")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls of each implementation (median reported)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    memory = PeakMemory(device)
+    print(f"Machine: {machine()}")
+    print(f"Device: {device}. Peak memory: {memory.method()}.")
+    print(f"Each implementation: one warm-up call, then {args.repeats} timed calls alternating with the other; median time, largest peak.\n")
+
+    rows: list[Row] = []
+    failed = False
+    check_times: list[tuple[str, float]] = []
+    small_name = None
+    for which in args.worlds.split(","):
+        start = time.perf_counter()
+        token_sae = None
+        if which == "small":
+            world = small_world()
+            world.model.to(device)
+            small_name = f"{world.name} ({world.model.cfg.n_layers}L, d_model {world.model.cfg.d_model}, d_sae {world.saes[world.exercises.token_to_latent.layer].cfg.d_sae})"
+            label = world.name
+        elif which == "gpt2":
+            world, token_sae = gpt2_shaped_world(seed=0)
+            label = "GPT-2 shape"
+        else:
+            raise SystemExit(f"unknown world {which!r}: choose small or gpt2")
+        print(f"== {world.name} world: {world.description}; built in {time.perf_counter() - start:.0f} s")
+        counts = latents_per_token(world, token_sae)
+        print("   active latents per token: " + ", ".join(f"{k} {v:.1f}" for k, v in counts.items()))
+        for case in cases(world, token_sae):
+            row = run_case(label, case, args.repeats, memory)
+            failed |= row.same.startswith("NO")
+            rows.append(row)
+            print(
+                f"   {case.name}: straightforward {row.time('straightforward'):.3f} s / {fmt_mib(row.peak('straightforward'))}, "
+                f"reference {row.time('reference'):.3f} s / {fmt_mib(row.peak('reference'))}; same: {row.same}",
+                flush=True,
+            )
+        if which == "small":
+            check_times = time_learner_checks(world, args.repeats)
+        if which == "gpt2":
+            loaded, names = sae_bytes(world)
+            d_in, d_sae = 768, 24576  # both released GPT-2 small SAE families: d_in 768, d_sae 24576
+            per_sae = (2 * d_in * d_sae + d_sae + d_in) * 4
+            print(
+                f"   SAE weights loaded: {loaded / MIB:,.0f} MiB ({len(names)} SAEs: {', '.join(names)}), against "
+                f"{24 * per_sae / MIB:,.0f} MiB for all 12 layers of both releases (24 x {per_sae / MIB:.0f} MiB): "
+                f"{loaded / (24 * per_sae):.0%}"
+            )
+        del world, token_sae
+        gc.collect()
+
+    print("\nResults (speed-up and memory ratio: straightforward / reference):\n")
+    print_table(rows)
+    if check_times:
+        print(f"\nLearner checks on the {small_name} world, passed the reference solutions (median of {args.repeats}):\n")
+        print("| check | time |")
+        print("|---|---:|")
+        for name, seconds in check_times:
+            print(f"| {name} | {seconds:.2f} s |")
+    if failed:
+        print("\nFAILED: the reference and the straightforward implementation disagree (see 'same results').")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

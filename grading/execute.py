@@ -1,0 +1,158 @@
+"""nbgrader's Execute preprocessor, made to survive what submissions do to their kernel.
+
+nbgrader 0.9 gives up on a whole notebook when its kernel dies (os._exit, a segfault, the OOM killer)
+or stops answering, so one bad cell would cost a student every point. `RobustExecute` instead:
+
+- runs the notebook; when the kernel dies or hangs past the per-cell timeout and an interrupt, it
+  notes which cell was running, starts a fresh kernel and runs the notebook again with that cell
+  skipped (an error output in its place says why), up to `max_kernel_deaths` times;
+- gives a timed-out cell an error that names the time limit;
+- adds an `IntegrityViolation` error to each graded cell of an exercise the static scan flagged
+  (decided outside the kernel, so the student's code cannot undo it);
+- puts a "Grading notes" cell at the top of the notebook, which the feedback shows, and writes the
+  same events as JSON for the class summary.
+
+The runner passes the job (flags, notes, where to write the report) in `GRADING_JOB`, a JSON file.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from typing import Any
+
+import nbformat
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbconvert.preprocessors.execute import NotebookClient
+from nbformat.notebooknode import NotebookNode
+from nbgrader.preprocessors import Execute
+from traitlets import Integer
+
+NOTES_CELL_ID = "grading-notes"
+
+
+class KernelUnresponsive(RuntimeError):
+    pass
+
+
+def _error(ename: str, text: str) -> NotebookNode:
+    return NotebookNode(output_type="error", ename=ename, evalue=text, traceback=[f"{ename}: {text}"])
+
+
+def _is_grade(cell: NotebookNode) -> bool:
+    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("grade"))
+
+
+class RobustExecute(Execute):
+    max_kernel_deaths = Integer(6, help="Kernel deaths or hangs tolerated per notebook (each skips one cell).").tag(config=True)
+    unresponsive_timeout = Integer(20, help="Seconds an interrupted kernel has to answer before it counts as hung.").tag(config=True)
+
+    def _job(self) -> dict[str, Any]:
+        path = os.environ.get("GRADING_JOB")
+        if not path or not os.path.exists(path):
+            return {}
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+
+    def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None) -> tuple[NotebookNode, Any]:
+        self.error_on_timeout = {
+            "ename": "CellTimeoutError",
+            "evalue": f"this cell ran longer than the grader's limit of {self.timeout} s per cell and was interrupted",
+            "traceback": [f"CellTimeoutError: this cell ran longer than the grader's limit of {self.timeout} s per cell and was interrupted (an infinite loop?)."],
+        }
+        job = self._job()
+        original = copy.deepcopy(nb)
+        skipped: dict[int, str] = {}
+        events: list[dict[str, Any]] = []
+        while True:
+            self._timed_out: list[int] = []
+            self._running: int | None = None
+            try:
+                nb, resources = self._execute_once(copy.deepcopy(original), resources, skipped)
+                break
+            except (DeadKernelError, KernelUnresponsive, CellTimeoutError, RuntimeError) as error:
+                index = self._running
+                if index is None or index in skipped or len(skipped) >= self.max_kernel_deaths:
+                    raise
+                dead = isinstance(error, DeadKernelError) or "died" in str(error).lower()
+                reason = (
+                    "the kernel died while running this cell (os._exit, a crash, or running out of memory)"
+                    if dead
+                    else f"the kernel stopped responding while running this cell (past the {self.timeout} s limit, and an interrupt did not stop it)"
+                )
+                self.log.warning("Cell %s: %s; re-running the notebook without it", index, reason)
+                skipped[index] = reason
+                events.append({"event": "kernel_died" if dead else "kernel_hung", "cell": index, "grade_id": _grade_id(original.cells[index])})
+        for index in self._timed_out:
+            events.append({"event": "timeout", "cell": index, "grade_id": _grade_id(nb.cells[index])})
+
+        flags: dict[str, list[str]] = job.get("flags", {})
+        exercise_of: dict[str, str] = job.get("exercise_of", {})
+        for cell in nb.cells:
+            gid = _grade_id(cell)
+            exercise = exercise_of.get(gid or "")
+            reasons = flags.get(exercise or "") or flags.get("*")
+            if _is_grade(cell) and cell.cell_type == "code" and reasons:
+                if not any(o.get("ename") == "IntegrityViolation" for o in cell.get("outputs", [])):
+                    cell.outputs.append(_error("IntegrityViolation", f"no credit for {exercise}: " + "; ".join(reasons)))
+        nb.cells.insert(0, self._notes_cell(job.get("notes", []), skipped, nb, flags, events))
+        report = job.get("report")
+        if report:
+            with open(report, "w", encoding="utf-8") as file:
+                json.dump({"events": events, "flags": flags, "notes": job.get("notes", [])}, file, indent=1)
+        return nb, resources
+
+    def _notes_cell(self, notes: list[str], skipped: dict[int, str], nb: NotebookNode, flags: dict, events: list) -> NotebookNode:
+        lines = [f"- {note}" for note in notes]
+        for index, reason in sorted(skipped.items()):
+            lines.append(f"- Cell {index} (`{_grade_id(nb.cells[index]) or 'unnamed'}`): {reason}; the grader skipped it and ran the rest in a fresh kernel.")
+        for event in events:
+            if event["event"] == "timeout":
+                lines.append(f"- Cell {event['cell']} (`{event['grade_id'] or 'unnamed'}`) ran past the {self.timeout} s limit per cell and was interrupted.")
+        for exercise, reasons in sorted(flags.items()):
+            lines.append(f"- **Integrity, no credit for {'every exercise' if exercise == '*' else exercise}**: your code " + "; ".join(reasons) + ".")
+        text = "## Grading notes\n\n" + ("\n".join(lines) if lines else "Nothing to report: every cell ran normally.")
+        cell = nbformat.v4.new_markdown_cell(text, id=NOTES_CELL_ID)
+        return cell
+
+    def _execute_once(self, nb: NotebookNode, resources: Any, skipped: dict[int, str]) -> tuple[NotebookNode, Any]:
+        NotebookClient.__init__(self, nb, None)
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources)
+        with self.setup_kernel():
+            assert self.kc
+            info_msg = self.wait_for_reply(self.kc.kernel_info())
+            assert info_msg
+            self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+            for index, cell in enumerate(self.nb.cells):
+                self._running = index
+                if index in skipped:
+                    cell.outputs = [_error("KernelDied" if "died" in skipped[index] else "KernelUnresponsive", skipped[index] + "; the grader skipped it.")]
+                    continue
+                self.preprocess_cell(cell, resources, index)
+                if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
+                    self._timed_out.append(index)
+                    self._ensure_responsive()
+            self._running = None
+        self.set_widgets_metadata()
+        return self.nb, self.resources
+
+    def _ensure_responsive(self) -> None:
+        """After an interrupt, the kernel must answer a trivial request soon, or it counts as hung."""
+        assert self.kc is not None
+        msg_id = self.kc.execute("pass", store_history=False)
+        saved = self.timeout
+        self.timeout = self.unresponsive_timeout
+        try:
+            reply = self.wait_for_reply(msg_id)
+        except Exception as error:  # noqa: BLE001
+            raise KernelUnresponsive(str(error)) from None
+        finally:
+            self.timeout = saved
+        if reply is None:
+            raise KernelUnresponsive("no reply after an interrupt")
+
+
+def _grade_id(cell: NotebookNode) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")

@@ -1,0 +1,199 @@
+"""The hidden tests of the graded cells: the same checks, on a second world and other prompts and layers.
+
+Each graded cell runs a visible learner check on the grading world (the toy world), then, in its
+hidden region (never shown to students, stripped from their feedback), `check(exercise, part, fn)`:
+
+1. integrity: no credit if the static scan flagged this exercise (`GRADING_INTEGRITY_FLAGS`, set by the
+   runner outside the kernel), if the checks or `torch.testing` were replaced since the kernel started,
+   or if the function is, or calls, a reference solution;
+2. the same part of the same check on a seeded random world (different weights, layers, prompts, k and
+   sequence seed), where an output hard-coded from the visible check's reference cannot match.
+
+A failure raises `HiddenTestFailed` or `IntegrityViolation`, which IPython shows as one message, so the
+feedback says why without showing the hidden test's code or inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+import tests
+from grading import guard
+
+HIDDEN_SEED = 1
+# Layers, prompts and k of the hidden world (a TINY_SHAPE random world: 4 layers, SAEs on every layer).
+HIDDEN_SETTINGS = {
+    "latent_to_latent": {"prompt": "Big Ben stands in London, by the river.", "layer_from": 1, "layer_to": 3},
+    "token_to_latent": {"prompt": "The museum is closed on Mondays", "layer": 3},
+    "latent_to_logit": {"prompt": "The Colosseum is in the city of", "layer": 2, "k": 7},
+    "attention": {"seed": 3, "layer_from": 0, "layer_to": 1},
+}
+
+
+class _OneMessage(AssertionError):
+    def __init__(self, text: str):
+        self.text = text
+        super().__init__(text)
+
+    def _render_traceback_(self) -> list[str]:
+        return [self.text]
+
+
+class HiddenTestFailed(_OneMessage):
+    """The visible check passed (or was not reached), but the same check on the hidden inputs failed."""
+
+
+class IntegrityViolation(_OneMessage):
+    """The exercise gets no credit: its code patched the checks or used the reference solutions."""
+
+
+def static_flags() -> dict[str, list[str]]:
+    try:
+        return json.loads(os.environ.get("GRADING_INTEGRITY_FLAGS", "{}"))
+    except ValueError:
+        return {}
+
+
+@functools.lru_cache(maxsize=1)
+def hidden_world() -> Any:
+    from part_utils.random_world import TINY_SHAPE, build_random_world
+    from part_utils.worlds import current_world, register
+
+    previous = current_world()
+    with contextlib.redirect_stdout(io.StringIO()):
+        world = build_random_world(TINY_SHAPE, seed=HIDDEN_SEED, device=_device())
+    register(world)  # so that the checks find this model's settings...
+    if previous is not None:
+        register(previous)  # ...while the notebook's world stays the current one
+    return world
+
+
+def _device() -> torch.device:
+    from part_utils.device import get_device
+
+    return get_device()
+
+
+def _integrity(exercise: str, fn: Any) -> None:
+    flags = static_flags().get(exercise) or static_flags().get("*")
+    if flags:
+        raise IntegrityViolation(f"✗ integrity ({exercise}): no credit for this exercise: " + "; ".join(flags))
+    patched = guard.changed()
+    if patched:
+        raise IntegrityViolation(
+            f"✗ integrity ({exercise}): no credit: the checks were modified while the notebook ran ({', '.join(patched[:5])})."
+        )
+    if guard.defined_in_solutions(fn):
+        raise IntegrityViolation(f"✗ integrity ({exercise}): no credit: the function checked is the reference solution's.")
+
+
+def _traced(fn: Callable[..., Any], calls: list[str]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        with guard.tripwire() as hits:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                calls.extend(hits)
+
+    return traced
+
+
+class _TracedSparseTensor:
+    """The student's SparseTensor class, with its two constructors traced."""
+
+    def __init__(self, cls: Any, calls: list[str]):
+        self.from_dense = _traced(cls.from_dense, calls)
+        self.from_sparse = _traced(cls.from_sparse, calls)
+
+
+def _sparse_cases() -> list[tuple[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(HIDDEN_SEED)
+
+    def sparse_random(shape: tuple[int, ...], density: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        values = torch.rand(shape, generator=generator) + 0.05
+        keep = torch.rand(shape, generator=generator) < density
+        signs = torch.where(torch.rand(shape, generator=generator) < 0.1, -1.0, 1.0)
+        return torch.where(keep, values * signs, torch.zeros(())).to(dtype=dtype, device=_device())
+
+    single = torch.zeros(1, 1, 9, device=_device())
+    single[0, 0, 4] = 0.7
+    return [
+        ("a 1-D tensor", sparse_random((257,), 0.05)),
+        ("a (batch, seq, d_sae) tensor", sparse_random((3, 11, 37), 0.15)),
+        ("a float64 4-D tensor", sparse_random((2, 2, 3, 5), 0.4, torch.float64)),
+        ("a single active entry", single),
+        ("no active entry", torch.zeros(2, 3, device=_device())),
+    ]
+
+
+def _check_sparse_tensor(SparseTensor: Any, part: str) -> None:
+    from tests._report import CheckFailed, compare_tensor
+
+    name = "test_sparse_tensor"
+    for label, dense in _sparse_cases():
+        active = dense > 0
+        values, indices, shape = dense[active], active.nonzero(), tuple(dense.shape)
+        if part == "from_dense":
+            result = SparseTensor.from_dense(dense)
+            sparse = getattr(result, "sparse", None)
+            if not (isinstance(sparse, tuple) and len(sparse) == 3):
+                raise CheckFailed(name, f"from_dense on {label}: `.sparse` is not a (values, indices, shape) tuple.")
+            compare_tensor(name, f"from_dense on {label}: indices", sparse[1], indices)
+            compare_tensor(name, f"from_dense on {label}: values", sparse[0], values)
+            if sparse[0].dtype != dense.dtype or tuple(sparse[2]) != shape:
+                raise CheckFailed(name, f"from_dense on {label}: the values' dtype or the shape is wrong.")
+            compare_tensor(name, f"from_dense on {label}: .dense", result.dense, dense)
+        else:
+            result = SparseTensor.from_sparse((values, indices, shape))
+            expected = torch.where(active, dense, torch.zeros((), dtype=dense.dtype, device=dense.device))
+            got = getattr(result, "dense", None)
+            if isinstance(got, torch.Tensor) and got.dtype != expected.dtype:
+                raise CheckFailed(name, f"from_sparse on {label}: .dense has dtype {got.dtype}, expected {expected.dtype}.")
+            compare_tensor(name, f"from_sparse on {label}: .dense", got, expected)
+
+
+def _run_hidden(exercise: str, part: str, fn: Any, calls: list[str]) -> None:
+    if exercise == "sparse_tensor":
+        tests._report.call_learner("test_sparse_tensor", _check_sparse_tensor, _TracedSparseTensor(fn, calls), part)
+        return
+    world = hidden_world()
+    settings = HIDDEN_SETTINGS[exercise]
+    traced = _traced(fn, calls)
+    if exercise == "latent_to_latent":
+        tests.test_latent_to_latent_gradients(traced, world.model, world.saes, part=part, **settings)
+    elif exercise == "token_to_latent":
+        tests.test_token_to_latent_gradients(traced, world.model, world.saes, part=part, **settings)
+    elif exercise == "latent_to_logit":
+        tests.test_latent_to_logit_gradients(traced, world.model, world.saes, part=part, **settings)
+    elif exercise == "attention":
+        tests.test_latent_to_latent_gradients_attn(traced, world.model, world.attn_saes, part=part, **settings)
+    else:
+        raise ValueError(f"unknown exercise {exercise!r}")
+
+
+def check(exercise: str, part: str, fn: Any) -> None:
+    """The hidden test of one graded cell: integrity, then `part` of the exercise's check on hidden inputs."""
+    _integrity(exercise, fn)
+    calls: list[str] = []
+    output = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(output):
+            _run_hidden(exercise, part, fn, calls)
+    except tests.CheckFailed as error:
+        if calls:
+            raise IntegrityViolation(f"✗ integrity ({exercise}): no credit: your code called the reference solutions ({calls[0]}).") from None
+        raise HiddenTestFailed(
+            f"✗ hidden test ({exercise}, {part}): the same check on a second world and prompt failed:\n{error.message}"
+        ) from None
+    if calls:
+        raise IntegrityViolation(f"✗ integrity ({exercise}): no credit: your code called the reference solutions ({calls[0]}).")
+    print(f"✓ hidden test ({exercise}, {part}) passed on a second world and prompt")

@@ -1,0 +1,26 @@
+"""Runs first in every grading kernel (`--IPKernelApp.exec_lines`), before any cell of the notebook.
+
+- caps the kernel's memory (RLIMIT_DATA), so that a runaway allocation is a MemoryError in one cell
+  rather than the OOM killer taking the machine's other kernels down;
+- silences warnings: nbgrader scores a cell 0 when anything reaches stderr;
+- imports the checks, caches the reference solutions and snapshots the checks for `grading.guard`.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import warnings
+
+_limit = int(os.environ.get("GRADING_MEMORY_BYTES", "0"))
+if _limit > 0:
+    resource.setrlimit(resource.RLIMIT_DATA, (_limit, _limit))
+warnings.simplefilter("ignore")
+
+import tests  # noqa: E402  (after the limits: the checks import torch)
+import torch.testing  # noqa: E402,F401
+
+from grading import guard, hidden  # noqa: E402,F401
+
+guard.memoize_reference()
+guard.snapshot()

@@ -1,0 +1,96 @@
+"""Rebuild a submission from the released notebook, keeping only what the student may change.
+
+nbgrader restores the source of locked and graded cells that a student edited, but not cells a student
+deleted (unless they are graded) nor their order. So before grading, each submission is rebuilt: every
+cell of the release, in order, with the student's version of each solution cell, and the cells the
+student added kept where they were (after the same release cell). A notebook that cannot be read at all
+is graded as the untouched release, so that the student still gets a row in the grades and feedback.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+
+def _grade_id(cell: NotebookNode) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def _exercise(cell: NotebookNode) -> str | None:
+    return cell.get("metadata", {}).get("latent_gradients", {}).get("exercise")
+
+
+def normalize(submitted: Path, release: NotebookNode) -> tuple[NotebookNode, list[str], list[tuple[str, str]]]:
+    """Returns (notebook to grade, notes for the student, [(exercise, source)] of the student's own code)."""
+    notes: list[str] = []
+    try:
+        submission = nbformat.read(submitted, as_version=4)
+        cells = list(submission.cells)
+    except Exception as error:  # noqa: BLE001 (any unreadable file is graded as the release)
+        notes.append(f"The submitted notebook could not be read ({type(error).__name__}: {error}); it was graded as the untouched release.")
+        return copy.deepcopy(release), notes, []
+
+    release_ids = [_grade_id(cell) for cell in release.cells]
+    release_by_id = {gid: cell for gid, cell in zip(release_ids, release.cells)}
+    solution_ids = {gid for gid, cell in release_by_id.items() if cell.metadata.get("nbgrader", {}).get("solution")}
+    exercise_of = {gid: _exercise(cell) for gid, cell in release_by_id.items() if _exercise(cell)}
+
+    student_solutions: dict[str, NotebookNode] = {}
+    added_after: dict[str | None, list[NotebookNode]] = {}
+    seen: set[str] = set()
+    last_known: str | None = None
+    for cell in cells:
+        gid = _grade_id(cell)
+        if gid in release_by_id and gid not in seen:
+            seen.add(gid)
+            last_known = gid
+            if gid in solution_ids:
+                student_solutions[gid] = cell
+            elif cell.get("source", "") != release_by_id[gid].source and release_by_id[gid].metadata["nbgrader"].get("grade"):
+                notes.append(f"Graded cell `{gid}` was edited; the original was restored and graded.")
+        else:
+            added = copy.deepcopy(cell)
+            added.get("metadata", {}).pop("nbgrader", None)
+            added_after.setdefault(last_known, []).append(added)
+
+    for gid in release_ids:
+        if gid not in seen and gid in release_by_id and release_by_id[gid].metadata["nbgrader"].get("grade"):
+            notes.append(f"Graded cell `{gid}` was deleted; it was restored and graded.")
+        elif gid not in seen and gid in solution_ids:
+            notes.append(f"Solution cell `{gid}` was deleted; its empty version from the release was graded.")
+    missing_locked = [gid for gid in release_ids if gid not in seen and gid not in solution_ids and not release_by_id[gid].metadata["nbgrader"].get("grade")]
+    if missing_locked:
+        notes.append(f"{len(missing_locked)} locked cell(s) were deleted and restored.")
+
+    out = nbformat.v4.new_notebook(metadata=copy.deepcopy(release.metadata))
+    own_code: list[tuple[str, str]] = []
+    current_exercise = "*"
+    for cell in added_after.get(None, []):
+        out.cells.append(cell)
+        if cell.cell_type == "code":
+            own_code.append(("*", cell.source))
+    for gid, cell in zip(release_ids, release.cells):
+        current_exercise = exercise_of.get(gid, current_exercise)
+        if gid in student_solutions:
+            mine = copy.deepcopy(student_solutions[gid])
+            mine.metadata["nbgrader"] = copy.deepcopy(cell.metadata["nbgrader"])
+            mine.metadata["latent_gradients"] = copy.deepcopy(cell.metadata.get("latent_gradients", {}))
+            out.cells.append(mine)
+            own_code.append((current_exercise, mine.source))
+        else:
+            out.cells.append(copy.deepcopy(cell))
+        for added in added_after.get(gid, []):
+            out.cells.append(added)
+            if added.cell_type == "code":
+                own_code.append((current_exercise, added.source))
+    for index, cell in enumerate(out.cells):
+        cell["id"] = f"cell-{index:03d}"
+    return out, notes, own_code
+
+
+def exercise_of_cells(release: NotebookNode) -> dict[str, str]:
+    return {gid: ex for gid, ex in ((_grade_id(c), _exercise(c)) for c in release.cells) if gid and ex}

@@ -1,0 +1,54 @@
+"""Where the course lives, and the limits every grading kernel runs under (each overridable by env)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COURSE = Path(os.environ.get("GRADING_COURSE_DIR", ROOT / "nbgrader")).resolve()
+ASSIGNMENT = "latent_gradients"
+NOTEBOOK = "latent_gradients"
+
+# The world every grading kernel loads, whatever the notebook asks for (part_utils.worlds reads
+# LATENT_GRADIENTS_GRADING_WORLD in every load_world call). The toy world ships with the course: grading
+# needs no network and gives every student the same model.
+GRADING_WORLD = os.environ.get("GRADING_WORLD", "toy")
+
+# Per-cell time limit. The slowest graded cell on the toy world (the attention check: the learner's
+# function twice and the reference once) takes under 60 s on one busy CPU core; 300 s leaves a 5x
+# margin for a slow machine while an infinite loop costs a bounded five minutes.
+CELL_TIMEOUT_S = int(os.environ.get("GRADING_CELL_TIMEOUT", "300"))
+# Memory limit of each grading kernel (RLIMIT_DATA: the heap and every private writable mapping). A
+# kernel with the toy world and every check run peaks below 2 GiB; 8 GiB is room for a wasteful but
+# honest solution, and a runaway one gets a MemoryError instead of taking the machine down.
+MEMORY_LIMIT_GB = float(os.environ.get("GRADING_MEMORY_GB", "8"))
+# Wall-clock limit for grading one submission, everything included (restarts after kernel deaths too).
+SUBMISSION_TIMEOUT_S = int(os.environ.get("GRADING_SUBMISSION_TIMEOUT", "3600"))
+# How many times a submission's kernel may die (os._exit, a crash, the OOM killer) before the grader
+# stops re-running it; each death skips the cell that caused it.
+MAX_KERNEL_DEATHS = int(os.environ.get("GRADING_MAX_KERNEL_DEATHS", "6"))
+
+
+def kernel_env(threads: int | None = None) -> dict[str, str]:
+    """The environment of every nbgrader process and grading kernel: the grading world, no stderr noise."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "LATENT_GRADIENTS_GRADING_WORLD": GRADING_WORLD,
+            "LATENT_GRADIENTS_DEVICE": env.get("LATENT_GRADIENTS_DEVICE", "cpu"),
+            # nbgrader scores a cell 0 when anything reaches stderr: progress bars and warnings do.
+            "TQDM_DISABLE": "1",
+            "PYTHONWARNINGS": "ignore",
+            "HF_HUB_OFFLINE": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "TRANSFORMERS_VERBOSITY": "error",
+            "MALLOC_ARENA_MAX": "2",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
+            "GRADING_MEMORY_BYTES": str(int(MEMORY_LIMIT_GB * 2**30)),
+        }
+    )
+    if threads is not None:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[name] = str(threads)
+    return env

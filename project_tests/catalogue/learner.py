@@ -1,0 +1,257 @@
+"""Learner-style solutions with a knob per choice a learner makes: the catalogues turn one knob each.
+
+Each maker returns a function with the exercise's signature, written the way the course's
+instructions lead a learner to write it (dense `sae.decode` / `sae.encode`, `torch.func.jacrev`,
+`run_with_cache_with_saes`). With every knob at its default the function is correct.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import einops
+import torch
+from sae_lens import SAE, HookedSAETransformer
+from torch import Tensor
+from transformer_lens.utilities import get_act_name
+
+from part_utils.hooks import _get_hook_layer
+from solutions import SparseTensor
+
+
+def acts_name(sae: SAE) -> str:
+    return f"{sae.cfg.metadata.hook_name}.hook_sae_acts_post"
+
+
+def true_latents(
+    tokens: Tensor,
+    saes: list[SAE],
+    model: HookedSAETransformer,
+    *,
+    error_term: str = "argument",
+    how: str = "splice",
+    remove_batch_dim: bool = False,
+    extra_names: tuple[str, ...] = (),
+) -> tuple[Tensor, list[SparseTensor], dict[str, Tensor]]:
+    """(logits, [SparseTensor of each SAE's latents], cache) with no gradients.
+
+    error_term: "argument" (use_error_term=True to run_with_cache_with_saes), "none" (forgotten),
+    "set_and_reset" (set on the SAEs, put back in a finally), "set_no_reset" (set, never put back).
+    how: "splice" (run_with_cache_with_saes) or "plain_cache" (run_with_cache, then sae.encode).
+    """
+    names = [acts_name(sae) for sae in saes]
+    with torch.no_grad():
+        if how == "plain_cache":
+            logits, cache = model.run_with_cache(
+                tokens, names_filter=[*(sae.cfg.metadata.hook_name for sae in saes), *extra_names]
+            )
+            latents = [sae.encode(cache[sae.cfg.metadata.hook_name]) for sae in saes]
+        else:
+            kwargs: dict[str, Any] = {"use_error_term": True} if error_term == "argument" else {}
+            if error_term.startswith("set"):
+                for sae in saes:
+                    sae.use_error_term = True
+            try:
+                logits, cache = model.run_with_cache_with_saes(
+                    tokens, saes=saes, names_filter=[*names, *extra_names], remove_batch_dim=remove_batch_dim, **kwargs
+                )
+            finally:
+                if error_term == "set_and_reset":
+                    for sae in saes:
+                        sae.use_error_term = False
+            latents = [cache[name] for name in names]
+    return logits, [SparseTensor.from_dense(dense) for dense in latents], cache
+
+
+def dense_of(values: Tensor, indices: Tensor, shape: tuple[int, ...]) -> Tensor:
+    return SparseTensor.from_sparse((values, indices, shape)).dense
+
+
+def latent_to_latent(
+    *,
+    error_term: str = "argument",
+    how: str = "splice",
+    start: int = 0,
+    stop: int = 0,
+    dense_jacobian: bool = False,
+    transpose: bool = False,
+    jacobian: Callable[..., Any] = torch.func.jacrev,
+    remove_batch_dim: bool = False,
+    decode: str = "sae",
+) -> Callable[..., Any]:
+    """`start` / `stop` are off-by-one errors added to start_at_layer / stop_at_layer."""
+
+    def latent_to_latent_gradients(tokens: Tensor, sae_from: SAE, sae_to: SAE, model: HookedSAETransformer):
+        def later_latents(values: Tensor, indices: Tensor, shape: tuple[int, ...]):
+            dense = dense_of(values, indices, shape)
+            if decode == "sae":
+                resid = sae_from.decode(dense)
+            else:  # by hand: the decoder matrix, then its bias
+                resid = einops.einsum(dense, sae_from.W_dec, "b s l, l d -> b s d") + sae_from.b_dec
+            resid = model(
+                resid,
+                start_at_layer=_get_hook_layer(sae_from) + start,
+                stop_at_layer=_get_hook_layer(sae_to) + stop,
+            )
+            later = SparseTensor.from_dense(sae_to.encode(resid))
+            return later.sparse[0], (later.dense,)
+
+        _, (prev, next_true), _ = true_latents(
+            tokens, [sae_from, sae_to], model, error_term=error_term, how=how, remove_batch_dim=remove_batch_dim
+        )
+        if dense_jacobian:
+            grads, (next_recon,) = jacobian(lambda dense: later_latents(*SparseTensor.from_dense(dense).sparse), has_aux=True)(prev.dense)
+        else:
+            grads, (next_recon,) = jacobian(later_latents, has_aux=True)(*prev.sparse)
+        if transpose:
+            grads = grads.T
+        return grads, prev, next_true, SparseTensor.from_dense(next_recon)
+
+    return latent_to_latent_gradients
+
+
+def token_to_latent(
+    *,
+    scale: str = "sum",
+    stop: int = 0,
+    permute: bool = True,
+    per_dimension: bool = False,
+    at: float = 1.0,
+    jacobian: Callable[..., Any] = torch.func.jacrev,
+    dense_latents: bool = False,
+) -> Callable[..., Any]:
+    """scale: "sum" (scale token + positional embeddings), "token_only" (scale W_E rows, then add
+    positions), "einsum" (the sum, scaled with an einsum), "no_positions" (positions forgotten)."""
+
+    def token_to_latent_gradients(tokens: Tensor, sae: SAE, model: HookedSAETransformer):
+        def latents(scales: Tensor):
+            if scale == "token_only":
+                resid = model.embed(tokens) * scales[..., None] + model.pos_embed(tokens)
+            elif scale == "no_positions":
+                resid = model.embed(tokens) * scales[..., None]
+            elif scale == "einsum":
+                resid = torch.einsum("bsd,bs->bsd", model(tokens, stop_at_layer=0), scales)
+            else:
+                resid = model(tokens, stop_at_layer=0) * (scales if per_dimension else scales[..., None])
+            dense = sae.encode(model(resid, start_at_layer=0, stop_at_layer=_get_hook_layer(sae) + stop))
+            if dense_latents:
+                return dense, (dense,)
+            later = SparseTensor.from_dense(dense)
+            return later.sparse[0], (later.dense,)
+
+        shape = (*tokens.shape, model.cfg.d_model) if per_dimension else tokens.shape
+        scales = torch.full(shape, at, device=tokens.device)
+        grads, (dense,) = jacobian(latents, has_aux=True)(scales)
+        if permute and not dense_latents:
+            grads = grads.permute(1, 2, 0) if grads.ndim == 3 else grads.permute(1, 2, 3, 0)
+        return grads, SparseTensor.from_dense(dense)
+
+    return token_to_latent_gradients
+
+
+def latent_to_logit(
+    *,
+    error_term: str = "argument",
+    how: str = "splice",
+    position: int = -1,
+    topk_from: str = "true",
+    token_ids_as: str = "list",
+    start: int = 0,
+    transpose: bool = False,
+    keep_batch: bool = False,
+    jacobian: Callable[..., Any] = torch.func.jacrev,
+    unembed: str = "model",
+) -> Callable[..., Any]:
+    def latent_to_logit_gradients(tokens: Tensor, sae: SAE, model: HookedSAETransformer, k: int | None = None):
+        logits_all, (acts,), _ = true_latents(tokens, [sae], model, error_term=error_term, how=how)
+        logits = logits_all[0, position]
+
+        def final_logits(values: Tensor, indices: Tensor, shape: tuple[int, ...], token_ids: Any):
+            resid = sae.decode(dense_of(values, indices, shape))
+            if unembed == "model":
+                out = model(resid, start_at_layer=_get_hook_layer(sae) + start)[0, position]
+            else:  # the final layer norm and unembedding by hand, final position only
+                final = model(resid, start_at_layer=_get_hook_layer(sae) + start, stop_at_layer=model.cfg.n_layers)
+                out = model.unembed(model.ln_final(final))[0, position]
+            chosen = out if token_ids is None else out[token_ids]
+            return chosen, (out,)
+
+        if token_ids_as == "bottom":
+            token_ids = logits.argsort()[:k]
+        elif topk_from == "true":
+            token_ids = logits.topk(k).indices
+        else:  # the reconstructed logits: one forward pass first
+            with torch.no_grad():
+                _, (recon,) = final_logits(*acts.sparse, None)
+            token_ids = recon.topk(k).indices
+        token_ids = token_ids.tolist() if token_ids_as in ("list", "bottom") else (sorted(token_ids.tolist()) if token_ids_as == "sorted" else token_ids)
+        grads, (logits_recon,) = jacobian(final_logits, has_aux=True)(*acts.sparse, token_ids)
+        if transpose:
+            grads = grads.T
+        if keep_batch:
+            logits, logits_recon = logits_all[0], logits_recon[None]
+        return grads, logits, logits_recon, token_ids, acts
+
+    return latent_to_logit_gradients
+
+
+def attention(
+    *,
+    error_term: str = "argument",
+    how: str = "splice",
+    replace_z: bool = True,
+    hooks: str = "run_with_hooks",
+    start: int = 0,
+    stop: int = 0,
+    dense_jacobian: bool = False,
+    jacobian: Callable[..., Any] = torch.func.jacrev,
+) -> Callable[..., Any]:
+    """hooks: "run_with_hooks", "context" (model.hooks), "ctx" (store z in hook.ctx), "add_hook" (model.add_hook, never removed)."""
+
+    def latent_to_latent_gradients_attn(tokens: Tensor, sae_from: SAE, sae_to: SAE, model: HookedSAETransformer):
+        layer_from, layer_to = _get_hook_layer(sae_from), _get_hook_layer(sae_to)
+        resid_pre_name = get_act_name("resid_pre", layer_from)
+        z_from, z_to = get_act_name("z", layer_from), get_act_name("z", layer_to)
+
+        def later_latents(values: Tensor, indices: Tensor, shape: tuple[int, ...], resid_pre: Tensor):
+            z_recon = sae_from.decode(dense_of(values, indices, shape))
+            stored: list[Tensor] = []
+
+            def set_z(z: Tensor, hook: Any) -> Tensor:
+                return z_recon if replace_z else z
+
+            def store_z(z: Tensor, hook: Any) -> None:
+                if hooks == "ctx":
+                    hook.ctx["z"] = z
+                else:
+                    stored.append(z)
+
+            fwd_hooks = [(z_from, set_z), (z_to, store_z)]
+            kwargs = dict(start_at_layer=layer_from + start, stop_at_layer=layer_to + 1 + stop)
+            if hooks == "context":
+                with model.hooks(fwd_hooks=fwd_hooks):
+                    model(resid_pre, **kwargs)
+            elif hooks == "add_hook":
+                for name, hook in fwd_hooks:
+                    model.add_hook(name, hook)
+                model(resid_pre, **kwargs)
+            else:
+                model.run_with_hooks(resid_pre, fwd_hooks=fwd_hooks, **kwargs)
+            z = model.hook_dict[z_to].ctx.pop("z") if hooks == "ctx" else stored[-1]
+            later = SparseTensor.from_dense(sae_to.encode(z))
+            return later.sparse[0], (later.dense,)
+
+        _, (prev, next_true), cache = true_latents(
+            tokens, [sae_from, sae_to], model, error_term=error_term, how=how, extra_names=(resid_pre_name,)
+        )
+        resid_pre = cache[resid_pre_name]
+        if dense_jacobian:
+            grads, (next_recon,) = jacobian(
+                lambda dense, r: later_latents(*SparseTensor.from_dense(dense).sparse, r), has_aux=True
+            )(prev.dense, resid_pre)
+        else:
+            grads, (next_recon,) = jacobian(later_latents, has_aux=True)(*prev.sparse, resid_pre)
+        return grads, prev, next_true, SparseTensor.from_dense(next_recon)
+
+    return latent_to_latent_gradients_attn

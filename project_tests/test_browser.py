@@ -1,0 +1,391 @@
+"""The course as learners meet it: JupyterLab in a real browser (Debian's Chromium, headless, via Playwright).
+
+One JupyterLab server, started like `make lab` (the course's jupyter_lab_config.py, loopback only, a
+random free port, a token), serves copies of the two notebooks the test opens, so that nothing in the
+repository is modified:
+
+- the solutions notebook: run all cells on the offline world; no cell shows an error; each plotly
+  heatmap (three exercises, the induction heatmap and its filtered view) rendered as a plot, with
+  legible axis labels and a hover label that names the latent, the token and the position; the
+  circuitsvis attention view rendered; an offline latent card rendered;
+- the released (nbgrader) exercise notebook: the first check call on a stub shows the learner-facing
+  message, not a traceback wall; nbgrader's Validate button is there and reports the unfinished exercises.
+
+Throughout, the page fetches nothing but the local server. Screenshots of every plot (with and without
+its hover label), the attention view, the latent card, the check message and the Validate report are
+saved under build/screenshots/, and their paths are printed at the end of the run.
+
+The world is the trained toy world when its weights are in part_utils/toy_world_data/, else the
+random one (same code path); the test says which. Skips, saying why, only where no Chromium is installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lab_server import LabServer, start_lab  # project_tests/lab_server.py
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "build" / "screenshots"
+SOLUTIONS = ROOT / "notebooks" / "latent_gradients_solutions.ipynb"
+NBGRADER_SOURCE = ROOT / "nbgrader" / "source" / "latent_gradients" / "latent_gradients.ipynb"
+RELEASED = ROOT / "nbgrader" / "release" / "latent_gradients" / "latent_gradients.ipynb"
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+# The flags Debian's Chromium needs to run headless here (as root, in a container, with no network).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RUN_TIMEOUT_MS = 240_000
+VALIDATE_TIMEOUT_MS = 240_000
+
+# Which plot is which, by the start of its title; and what its hover label must name.
+PLOTS = {
+    "latent_to_latent": r"^Gradients between SAE latents in layer \d+ and layer \d+(?! \(attention)",
+    "token_to_latent": r"^Gradients between input tokens and SAE latents",
+    "latent_to_logit": r"^Gradients between SAE latents in layer \d+ and the top \d+ logits",
+    "induction": r"^Gradients between SAE latents in layer \d+ and layer \d+ \(attention SAEs\)",
+    "induction_filtered": r"^Induction latents in layer",
+}
+# Where, in the plot's own pixels, the heatmap cell with the largest |gradient| is centred.
+LARGEST_CELL_JS = """el => {
+    const z = el.calcdata[0][0].z, xa = el._fullLayout.xaxis, ya = el._fullLayout.yaxis;
+    let best = [0, 0], value = -1;
+    Array.from(z).forEach((row, i) => Array.from(row).forEach((v, j) => { if (Math.abs(v) > value) { value = Math.abs(v); best = [i, j]; } }));
+    return [xa._offset + xa.l2p(best[1]), ya._offset + ya.l2p(best[0])];
+}"""
+LATENT = r"(F\d+\.\d+|latent \d+)"
+TOKEN_AND_POSITION = r"'[^']*' \(\d+\)|\"[^\"]*\" \(\d+\)"
+
+
+def offline_world() -> str:
+    """The trained toy world when its files are all there, else the random world (the same code path)."""
+    data = ROOT / "part_utils" / "toy_world_data"
+    return "toy" if all((data / name).exists() for name in ("world.json", "model.safetensors", "saes.safetensors")) else "random"
+
+
+def find_chromium() -> str | None:
+    for candidate in (*CHROMIUM_CANDIDATES, shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+def released_notebook(work_dir: Path) -> Path:
+    """The student notebook as `make release` makes it: nbgrader/release/'s when it is up to date, else one
+    generated here, with the course's nbgrader config, into a temporary course folder (the test writes
+    nothing into the repository)."""
+    if RELEASED.exists() and RELEASED.stat().st_mtime >= NBGRADER_SOURCE.stat().st_mtime:
+        return RELEASED
+    course = work_dir / "course"
+    shutil.copytree(NBGRADER_SOURCE.parent, course / "source" / "latent_gradients")
+    subprocess.run(
+        [sys.executable, "-m", "nbgrader", "generate_assignment", "latent_gradients", f"--CourseDirectory.root={course}",
+         f"--CourseDirectory.db_url=sqlite:///{course / 'gradebook.db'}", "--force"],
+        cwd=NBGRADER_SOURCE.parent.parent.parent, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return course / "release" / "latent_gradients" / "latent_gradients.ipynb"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path = find_chromium()
+    if path is None:
+        pytest.skip("No Chromium installed: the browser test needs Debian's chromium package (`apt-get install chromium`).")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("The playwright Python package is not installed (`pip install -e '.[dev]'`).")
+    return path
+
+
+@pytest.fixture(scope="module")
+def lab(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    work = tmp_path_factory.mktemp("jupyterlab")
+    served = work / "served"
+    served.mkdir()
+    shutil.copy(SOLUTIONS, served / "latent_gradients_solutions.ipynb")
+    shutil.copy(released_notebook(work), served / "latent_gradients.ipynb")
+    server = start_lab(served, work, env={"LATENT_GRADIENTS_WORLD": offline_world(), "LATENT_GRADIENTS_DEVICE": "cpu"})
+    yield server
+    server.stop()
+
+
+class Screenshots:
+    def __init__(self) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.paths: list[Path] = []
+
+    def take(self, locator, name: str) -> Path:  # noqa: ANN001 (a Playwright Locator)
+        path = SCREENSHOTS / f"{name}.png"
+        locator.screenshot(path=str(path), animations="disabled")
+        self.paths.append(path)
+        return path
+
+
+@pytest.fixture(scope="module")
+def screenshots(figures) -> Iterator[Screenshots]:
+    shots = Screenshots()
+    yield shots
+    for path in shots.paths:
+        figures.add("browser screenshots", str(path.relative_to(ROOT)))
+
+
+@pytest.fixture
+def page(chromium: str, lab: LabServer, tmp_path: Path) -> Iterator:
+    """A fresh Chromium profile with one page; any request that leaves the local server is blocked and recorded."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 2600, "height": 1600},
+        )
+        outside: list[str] = []
+
+        def guard(route, request) -> None:  # noqa: ANN001 (Playwright's Route and Request)
+            url = request.url
+            if url.startswith(lab.base_url) or url.startswith(("data:", "blob:")):
+                route.continue_()
+            else:
+                outside.append(url)
+                route.abort()
+
+        context.route("**/*", guard)
+        page = context.pages[0] if context.pages else context.new_page()
+        page.set_default_timeout(60_000)
+        try:
+            yield page
+        finally:
+            context.close()
+    assert not outside, f"the page tried to fetch from outside the local server: {outside[:10]}"
+
+
+# --- driving JupyterLab ------------------------------------------------------------------------------------------
+
+def open_notebook(page, lab: LabServer, name: str) -> None:  # noqa: ANN001
+    page.goto(lab.url(name))
+    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=120_000)
+    page.wait_for_function(
+        f"""() => {{
+            const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+            return panel && panel.context && panel.context.path.endsWith({name!r})
+                && panel.sessionContext.session && panel.sessionContext.session.kernel
+                && panel.sessionContext.session.kernel.connectionStatus === 'connected'
+                && panel.sessionContext.session.kernel.status === 'idle';
+        }}""",
+        timeout=120_000,
+    )
+
+
+def run_all_cells(page) -> float:  # noqa: ANN001
+    """Run > Run All Cells from the menu bar, as a learner would; wait until nothing is queued or running."""
+    start = time.perf_counter()
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-item", has_text=re.compile(r"^Run All Cells")).click()
+    page.wait_for_function("() => document.querySelectorAll('.jp-InputPrompt').length > 0 && "
+                           "[...document.querySelectorAll('.jp-InputPrompt')].some(p => p.textContent.includes('*'))",
+                           timeout=30_000)  # fmt: skip
+    page.wait_for_function(
+        """() => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            const busy = [...document.querySelectorAll('.jp-InputPrompt')].some(p => p.textContent.includes('*'));
+            const kernel = panel.sessionContext.session.kernel;
+            return !busy && kernel.status === 'idle';
+        }""",
+        timeout=RUN_TIMEOUT_MS,
+        polling=500,
+    )
+    return time.perf_counter() - start
+
+
+def run_new_cell(page, code: str) -> None:  # noqa: ANN001
+    """Add a code cell at the end of the notebook and run it, as a learner trying something would."""
+    page.evaluate(
+        """async (code) => {
+            const app = window.jupyterapp, notebook = app.shell.currentWidget.content;
+            notebook.activeCellIndex = notebook.widgets.length - 1;
+            await app.commands.execute('notebook:insert-cell-below');
+            notebook.activeCell.model.sharedModel.setSource(code);
+            await app.commands.execute('notebook:run-cell');
+        }""",
+        code,
+    )
+    page.wait_for_function(
+        """() => {
+            const notebook = window.jupyterapp.shell.currentWidget.content;
+            const last = notebook.widgets[notebook.widgets.length - 1];
+            return last.model.executionCount !== null && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle';
+        }""",
+        timeout=120_000,
+        polling=500,
+    )
+
+
+def notebook_json(page) -> dict:  # noqa: ANN001
+    return page.evaluate("() => window.jupyterapp.shell.currentWidget.context.model.toJSON()")
+
+
+def code_cells(page) -> list[dict]:  # noqa: ANN001
+    return [cell for cell in notebook_json(page)["cells"] if cell["cell_type"] == "code"]
+
+
+def source_of(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def errors_in(cells: list[dict]) -> list[tuple[int, str, str]]:
+    return [
+        (i, output["ename"], output["evalue"][:300])
+        for i, cell in enumerate(cells)
+        for output in cell.get("outputs", [])
+        if output["output_type"] == "error"
+    ]
+
+
+def cell_node(page, index: int):  # noqa: ANN001, ANN201
+    """The page's code cell `index` (counting code cells only)."""
+    return page.locator(".jp-Notebook .jp-CodeCell").nth(index)
+
+
+# --- the tests -----------------------------------------------------------------------------------------------------
+
+def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Screenshots, figures) -> None:  # noqa: ANN001
+    world = offline_world()
+    open_notebook(page, lab, "latent_gradients_solutions.ipynb")
+    seconds = run_all_cells(page)
+    cells = code_cells(page)
+
+    # Every cell ran, and none shows an error.
+    assert all(cell["execution_count"] for cell in cells), "not every code cell ran"
+    assert not errors_in(cells), f"cells show errors: {errors_in(cells)}"
+    rendered_errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+    assert not [text for text in rendered_errors if "Traceback" in text or "Error" in text], rendered_errors
+    banner = page.locator(".jp-OutputArea-output").filter(has_text=re.compile(r"\bworld\b", re.IGNORECASE)).first.inner_text()
+    assert world in banner.lower(), f"the first world banner does not name the {world} world: {banner[:300]!r}"
+
+    # Every plotly figure rendered as a plot: one per `.show()`, drawn by the jupyterlab-plotly extension as SVG.
+    shows = sum(source_of(cell).count(".show()") for cell in cells)
+    page_text = page.locator(".jp-Notebook").inner_text()
+    assert "No renderer could be found" not in page_text, "an output has no renderer in JupyterLab"
+    assert '"layout": {' not in page_text and '{"data": [' not in page_text, "a figure shows as raw JSON"
+    plots = page.locator(".jp-OutputArea-output.jp-RenderedPlotly.js-plotly-plot")
+    assert plots.count() == shows == len(PLOTS), f"{plots.count()} plotly plots rendered for {shows} figures shown"
+    found: dict[str, int] = {}
+    for i in range(plots.count()):
+        title = plots.nth(i).locator(".gtitle").text_content()
+        names = [name for name, pattern in PLOTS.items() if re.search(pattern, title)]
+        assert len(names) == 1, f"plot {i} has an unexpected title: {title!r}"
+        found[names[0]] = i
+    assert set(found) == set(PLOTS), f"missing plots: {set(PLOTS) - set(found)}"
+
+    for name, i in found.items():
+        plot = plots.nth(i)
+        plot.scroll_into_view_if_needed()
+        assert plot.locator(".heatmaplayer .hm image, .heatmaplayer image").count() >= 1, f"{name}: no heatmap drawn"
+        for axis in ("xtitle", "ytitle"):
+            assert plot.locator(f".g-{axis}").text_content().strip(), f"{name}: the {axis} is empty"
+        ticks = plot.locator(".xtick text, .ytick text").all_text_contents()
+        assert ticks and all(re.search(r"\(\d+\)", tick) for tick in ticks), f"{name}: tick labels lack positions: {ticks[:5]}"
+        font_sizes = plot.locator(".xtick text").evaluate_all("nodes => nodes.map(n => parseFloat(getComputedStyle(n).fontSize))")
+        assert min(font_sizes) >= 10, f"{name}: tick labels too small to read ({min(font_sizes)} px)"
+        screenshots.take(plot, f"solutions_{name}")
+        # Hover the largest gradient: the label names the latent, the token and its position, and the value.
+        box = plot.bounding_box()
+        x, y = plot.evaluate(LARGEST_CELL_JS)
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        hover = plot.locator(".hoverlayer .hovertext")
+        hover.first.wait_for(timeout=10_000)
+        label = hover.first.text_content()
+        assert re.search(LATENT, label) and re.search(TOKEN_AND_POSITION, label) and "gradient:" in label, (
+            f"{name}: the hover label does not name the latent, token and position: {label!r}"
+        )
+        screenshots.take(plot, f"solutions_{name}_hover")
+        page.mouse.move(5, 5)
+
+    # circuitsvis's attention view, from its local JavaScript: the React app drew the heads and a pattern.
+    view = page.locator(".jp-OutputArea-output [id^='circuits-vis-']")
+    assert view.count() == 1, f"{view.count()} circuitsvis views found"
+    view.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "el => el.querySelectorAll('canvas, svg, table').length > 0 && el.getBoundingClientRect().height > 100",
+        arg=view.element_handle(),
+        timeout=30_000,
+    )
+    screenshots.take(view, "solutions_attention_patterns")
+
+    # An offline latent card (the toy and random worlds have no Neuronpedia page).
+    cards = page.locator(".jp-OutputArea-output .latent-card")
+    if world == "random":
+        # The random world has no measured facts, so the notebook names no latents to look up: ask for one.
+        assert cards.count() == 0
+        run_new_cell(page, "display_dashboard(sae_id=saes[exercises.latent_to_latent.layer_from].cfg.metadata.hook_name, latent_idx=0)")
+    assert cards.count() >= 1, "no offline latent card rendered"
+    card = cards.first
+    card.scroll_into_view_if_needed()
+    assert card.is_visible() and re.search(r"Latent \d+ of", card.inner_text()) and "Boosts" in card.inner_text()
+    screenshots.take(card, "solutions_latent_card")
+
+    figures.add("browser", f"solutions notebook in JupyterLab + Chromium on the {world} world: Run All {seconds:.1f} s, "
+                           f"{len(cells)} code cells, no error; {len(found)} plotly plots, 1 attention view, {cards.count()} latent cards")  # fmt: skip
+
+
+def test_released_exercise_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Screenshots, figures) -> None:  # noqa: ANN001
+    world = offline_world()
+    open_notebook(page, lab, "latent_gradients.ipynb")
+    run_all_cells(page)  # Run All stops at the first error: the first check, on a stub
+    cells = code_cells(page)
+    first_check = next(i for i, cell in enumerate(cells) if source_of(cell).lstrip().startswith("tests.test_"))
+    errors = errors_in(cells)
+    assert errors and errors[0][0] == first_check, f"the first error is not the first check cell: {errors[:3]}"
+    assert errors[0][1] == "CheckFailed", f"the first check raised {errors[0][1]}, not the learner-facing message"
+
+    # What the learner sees: the message, not a traceback wall.
+    output = cell_node(page, first_check).locator(".jp-OutputArea-output").last
+    output.scroll_into_view_if_needed()
+    shown = output.inner_text()
+    assert "fill in its body" in shown and "NotImplementedError" in shown, shown[:500]
+    assert "Traceback" not in shown and not re.search(r'File ".*", line \d+', shown), f"a traceback is shown:\n{shown[:1500]}"
+    assert len(shown.strip().splitlines()) <= 12, f"the message is {len(shown.splitlines())} lines long:\n{shown[:1500]}"
+    screenshots.take(cell_node(page, first_check), "exercises_first_check_message")
+
+    # nbgrader's Validate button (its JupyterLab extension) is on the notebook's toolbar, and reports the stubs.
+    validate = page.locator(".jp-NotebookPanel-toolbar .validate-button")
+    assert validate.count() == 1, "nbgrader's Validate button is not on the notebook toolbar"
+    start = time.perf_counter()
+    validate.click()
+    report = page.locator(".jp-Dialog #validation-message")
+    report.wait_for(timeout=VALIDATE_TIMEOUT_MS)
+    seconds = time.perf_counter() - start
+    text = report.inner_text()
+    failed = text.count("The following cell failed")
+    released = nbformat.read(lab.root_dir / "latent_gradients.ipynb", as_version=4)
+    graded = [cell for cell in released.cells if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code"]
+    assert failed == len(graded) and text.count("NotImplementedError") >= len(graded), (
+        f"Validate should report each of the {len(graded)} autograded checks as failed on the stubs; it says:\n{text[:2000]}"
+    )
+    screenshots.take(page.locator(".jp-Dialog-content"), "exercises_validate")
+    page.locator(".jp-Dialog .jp-mod-accept, .jp-Dialog button").first.click()
+
+    figures.add("browser", f"released exercise notebook on the {world} world: the first check shows "
+                           f"{len(shown.strip().splitlines())} lines, no traceback; Validate reports {failed} failed cells in {seconds:.1f} s")  # fmt: skip

@@ -1,0 +1,132 @@
+"""The learner checks tell wrong solutions from correct ones, and say what went wrong.
+
+Every entry of the wrong catalogue (project_tests/catalogue/wrong.py) must be rejected, with its
+mistake named in the message where it can be recognised; every entry of the correct catalogue
+(catalogue/correct.py) must pass. Both run on the tiny random world and, when its files are
+there, on the trained toy world. The kill rate and false-reject rate of each check are printed at
+the end of the run.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import tests as checks
+from catalogue import EXERCISES, Entry, all_entries, outcome
+from part_utils.toy_world import DATA_DIR, WORLD_FILE
+from part_utils.worlds import World, load_world, register
+
+ENTRIES = all_entries()
+WORLDS = ("tiny", "toy")
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+@pytest.fixture(scope="session")
+def toy_world() -> World:
+    if not (DATA_DIR / WORLD_FILE).exists():
+        pytest.skip(f"the trained toy world is not there ({DATA_DIR.name}/{WORLD_FILE} is missing): run scripts/train_toy_world.py")
+    return load_world("toy", device="cpu", verbose=False)
+
+
+@pytest.fixture
+def world(request: pytest.FixtureRequest) -> World:
+    world = request.getfixturevalue(f"{request.param}_world")
+    return register(world)  # the checks find the world's settings by its model
+
+
+def _params(entries: list[Entry]) -> list:
+    return [
+        pytest.param(world, entry, id=f"{world}-{entry.id}", marks=getattr(pytest.mark, entry.exercise))
+        for world in WORLDS
+        for entry in entries
+    ]
+
+
+@pytest.mark.parametrize(("world", "entry"), _params([e for e in ENTRIES if not e.correct]), indirect=["world"])
+def test_wrong_solution_is_rejected(world: World, entry: Entry) -> None:
+    result = outcome(entry, world)
+    assert not result.accepted, f"{entry.description}: the check passed it:\n{result.message}"
+    assert "Traceback" not in result.message
+    if entry.hint is not None:
+        assert _normalised(entry.hint) in _normalised(result.message), (
+            f"{entry.description}: the message should name the mistake ({entry.hint!r}):\n{result.message}"
+        )
+
+
+@pytest.mark.parametrize(("world", "entry"), _params([e for e in ENTRIES if e.correct]), indirect=["world"])
+def test_correct_solution_is_accepted(world: World, entry: Entry) -> None:
+    result = outcome(entry, world)
+    assert result.accepted, f"{entry.description}: the check rejected it:\n{result.message}"
+
+
+def test_catalogues_are_big_enough() -> None:
+    wrong = [e for e in ENTRIES if not e.correct]
+    correct = [e for e in ENTRIES if e.correct]
+    assert len(wrong) >= 25 and len(correct) >= 10
+    assert {e.exercise for e in wrong} == {e.exercise for e in correct} == set(EXERCISES)
+    recognised = [e for e in wrong if e.hint is not None]
+    assert len(recognised) >= 0.9 * len(wrong), "most mistakes should be named in the message"
+
+
+@pytest.mark.parametrize("exercise", list(EXERCISES), ids=list(EXERCISES))
+def test_stub_gets_the_learner_message(exercise: str, tiny_world: World) -> None:
+    """A function still raising NotImplementedError is told to fill in its body, without a traceback."""
+
+    def stub(*args: object) -> None:
+        raise NotImplementedError()
+
+    class StubSparseTensor:
+        @classmethod
+        def from_dense(cls, dense: object) -> None:
+            raise NotImplementedError()
+
+        @classmethod
+        def from_sparse(cls, sparse: object) -> None:
+            raise NotImplementedError()
+
+    from catalogue import run_check
+
+    with pytest.raises(checks.CheckFailed) as failure:
+        run_check(exercise, StubSparseTensor if exercise == "sparse_tensor" else stub, register(tiny_world))
+    assert re.search(r"still raises NotImplementedError: fill in its body", str(failure.value))
+
+
+def test_kill_and_false_reject_rates(request: pytest.FixtureRequest, tiny_world: World, figures) -> None:  # noqa: ANN001
+    """Run both catalogues on every world there is; print the table; 100% killed, 0% falsely rejected."""
+    worlds = {"tiny": tiny_world}
+    if (DATA_DIR / WORLD_FILE).exists():
+        worlds["toy"] = request.getfixturevalue("toy_world")
+    header = f"{'world':6} {'check':18} {'killed':>9} {'named':>9} {'kill rate':>10} {'accepted':>9} {'false-reject':>13} {'max rel. err':>13}"
+    lines = [header, "-" * len(header)]
+    failures = []
+    for name, world in worlds.items():
+        register(world)
+        for exercise in EXERCISES:
+            wrong = [e for e in ENTRIES if e.exercise == exercise and not e.correct]
+            right = [e for e in ENTRIES if e.exercise == exercise and e.correct]
+            wrong_out = [outcome(e, world) for e in wrong]
+            right_out = [outcome(e, world) for e in right]
+            killed = sum(not o.accepted for o in wrong_out)
+            named = sum(
+                not o.accepted and e.hint is not None and _normalised(e.hint) in _normalised(o.message)
+                for e, o in zip(wrong, wrong_out)
+            )
+            recognisable = sum(e.hint is not None for e in wrong)
+            false_rejects = sum(not o.accepted for o in right_out)
+            errors = [o.relative_error for o in right_out if o.relative_error is not None]
+            lines.append(
+                f"{name:6} {exercise:18} {killed:>4}/{len(wrong):<4} {named:>4}/{recognisable:<4} "
+                f"{killed / len(wrong):>10.0%} {len(right) - false_rejects:>4}/{len(right):<4} "
+                f"{false_rejects / len(right):>13.0%} {max(errors) if errors else 0.0:>13.1e}"
+            )
+            failures += [f"{name}: {e.id} passed" for e, o in zip(wrong, wrong_out) if o.accepted]
+            failures += [f"{name}: {e.id} rejected" for e, o in zip(right, right_out) if not o.accepted]
+    for line in lines:
+        figures.add("learner checks: wrong catalogue killed, correct catalogue falsely rejected", line)
+    print("\n".join(lines))
+    assert not failures, failures

@@ -1,0 +1,132 @@
+"""State hygiene: after a check, the model and SAEs are exactly as before, whatever the learner did.
+
+A learner function that adds hooks, attaches SAEs, sets use_error_term, switches gradients off,
+puts the model in training mode or changes requires_grad, and then either raises or returns the
+right answer, leaves no trace after the check; and the learner is told what their function changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+import solutions
+import tests as checks
+from catalogue import EXERCISES, run_check
+from part_utils.worlds import World
+
+GRADIENT_EXERCISES = [name for name in EXERCISES if name != "sparse_tensor"]
+
+
+def _saes(world: World, exercise: str) -> list:
+    return list(world.attn_saes.values()) if exercise == "attention" else list(world.saes.values())
+
+
+def _state(world: World, exercise: str) -> dict[str, Any]:
+    model, saes = world.model, _saes(world, exercise)
+    points = {**model.hook_dict, **{f"sae{i}.{n}": p for i, sae in enumerate(saes) for n, p in sae.hook_dict.items()}}
+    modules = [model, *saes]
+    return {
+        "grad_enabled": torch.is_grad_enabled(),
+        "training": [m.training for m in modules],
+        "hooks": {name: (len(p.fwd_hooks), len(p.bwd_hooks), len(p._forward_hooks), len(p._backward_hooks)) for name, p in points.items()},
+        "ctx": {name: dict(p.ctx) for name, p in points.items() if p.ctx},
+        "attached_saes": sorted(model._acts_to_saes),
+        "use_error_term": [sae.use_error_term for sae in saes],
+        "requires_grad": [p.requires_grad for m in modules for p in m.parameters()],
+        "parameters": [p.detach().clone() for m in modules for p in m.parameters()],
+    }
+
+
+def _assert_same(before: dict[str, Any], after: dict[str, Any]) -> None:
+    for key in before:
+        if key == "parameters":
+            assert all(torch.equal(a, b) for a, b in zip(before[key], after[key])), "parameters changed"
+        else:
+            assert before[key] == after[key], key
+
+
+def _leaky(exercise: str, then: Callable[..., Any]) -> Callable[..., Any]:
+    """A learner function that leaves every kind of state behind, then calls `then(*args)`."""
+
+    def learner_fn(*args: Any) -> Any:
+        result = then(*args)
+        # (tokens, sae_from, sae_to, model) or (tokens, sae, model[, k])
+        sae_from, model = args[1], args[3] if exercise in ("latent_to_latent", "attention") else args[2]
+        sae_from.use_error_term = True
+        model.add_hook(sae_from.cfg.metadata.hook_name.replace("hook_z", "hook_pattern"), lambda x, hook: None)
+        model.add_hook("blocks.0.hook_resid_post", lambda x, hook: None, dir="bwd")
+        sae_from.hook_sae_acts_post.add_hook(lambda x, hook: None)
+        model.hook_dict["blocks.1.hook_resid_pre"].ctx["stash"] = 1
+        model.add_sae(sae_from)
+        model.train()
+        model.W_U.requires_grad_(False)
+        torch.set_grad_enabled(False)
+        return result
+
+    return learner_fn
+
+
+def _raise(*args: Any) -> Any:
+    raise RuntimeError("learner bug")
+
+
+@pytest.mark.parametrize("exercise", GRADIENT_EXERCISES)
+def test_state_is_restored_when_the_function_raises(exercise: str, fresh_world: World) -> None:
+    before = _state(fresh_world, exercise)
+    with pytest.raises(checks.CheckFailed) as failure:
+        run_check(exercise, _leaky(exercise, _raise), fresh_world)
+    _assert_same(before, _state(fresh_world, exercise))
+    assert "raised RuntimeError" in str(failure.value) and "learner bug" in str(failure.value)
+
+
+@pytest.mark.parametrize("exercise", GRADIENT_EXERCISES)
+def test_leaked_state_is_undone_and_reported(exercise: str, fresh_world: World) -> None:
+    before = _state(fresh_world, exercise)
+    reference = getattr(solutions, EXERCISES[exercise][1])
+    with pytest.raises(checks.CheckFailed) as failure:
+        run_check(exercise, _leaky(exercise, reference), fresh_world)
+    _assert_same(before, _state(fresh_world, exercise))
+    message = str(failure.value)
+    assert "your results are right, but your function changed the model or SAEs" in message
+    for words in ("use_error_term=True", "left hooks", "attached", "gradient computation off", "training mode", "requires_grad"):
+        assert words in message, words
+
+
+@pytest.mark.parametrize("exercise", GRADIENT_EXERCISES)
+def test_wrong_results_and_leaked_state_are_both_reported(exercise: str, fresh_world: World) -> None:
+    before = _state(fresh_world, exercise)
+    reference = getattr(solutions, EXERCISES[exercise][1])
+
+    def off_by_a_bit(*args: Any) -> Any:
+        grads, *rest = reference(*args)
+        return (grads * 1.01, *rest)
+
+    with pytest.raises(checks.CheckFailed) as failure:
+        run_check(exercise, _leaky(exercise, off_by_a_bit), fresh_world)
+    _assert_same(before, _state(fresh_world, exercise))
+    message = str(failure.value)
+    assert "differs from the reference" in message and "also changed the model or SAEs" in message
+
+
+@pytest.mark.parametrize("exercise", GRADIENT_EXERCISES)
+def test_a_clean_correct_function_leaves_state_untouched(exercise: str, fresh_world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    fresh_world.saes[next(iter(fresh_world.saes))].use_error_term  # noqa: B018 (SAEs loaded before the snapshot)
+    before = _state(fresh_world, exercise)
+    run_check(exercise, getattr(solutions, EXERCISES[exercise][1]), fresh_world)
+    _assert_same(before, _state(fresh_world, exercise))
+    assert "passed" in capsys.readouterr().out
+
+
+def test_in_place_weight_changes_are_reported(fresh_world: World) -> None:
+    def scribbles(tokens: Any, sae_from: Any, sae_to: Any, model: Any) -> Any:
+        result = solutions.latent_to_latent_gradients(tokens, sae_from, sae_to, model)
+        with torch.no_grad():
+            sae_to.b_enc.add_(0.0)
+        return result
+
+    with pytest.raises(checks.CheckFailed, match="modified model or SAE weights in place"):
+        run_check("latent_to_latent", scribbles, fresh_world)

@@ -1,0 +1,242 @@
+"""The reference solutions are right: they equal the straightforward formulation, and an oracle.
+
+The references are written for speed (sparse SAE maps, forward or reverse mode, chunks), so each
+gradient computation is checked two ways on the tiny world: against `solutions/straightforward.py`
+(the spec's dense formulation, all outputs), and against central finite differences of the same map
+written from scratch in float64 (no torch.func, no sae_lens encode/decode), on a few Jacobian entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from sae_lens import SAE, StandardSAE
+from torch import Tensor
+from transformer_lens.utilities import get_act_name
+
+import solutions
+import solutions.straightforward as straightforward
+from part_utils.hooks import _get_hook_layer
+from part_utils.random_world import TINY_SHAPE, build_random_world
+from part_utils.worlds import World
+
+STEP = 1e-4  # central differences in float64: truncation ~STEP**2, rounding ~1e-16 / STEP
+N_ENTRIES = 6  # Jacobian entries checked per computation: the largest, and a seeded random few
+
+
+# ------------------------------------------------------------------------------------ shared helpers
+def assert_same_results(got: object, want: object, name: str = "result") -> None:
+    """Every output of the reference equals the straightforward one's, up to float32 rounding."""
+    if isinstance(want, tuple):
+        assert isinstance(got, tuple) and len(got) == len(want), name
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_same_results(g, w, f"{name}[{i}]")
+    elif hasattr(want, "dense"):
+        assert_same_results(got.dense, want.dense, f"{name}.dense")
+        assert torch.equal(got.sparse[1], want.sparse[1]), f"{name}: different active latents"
+    elif isinstance(want, Tensor):
+        scale = float(want.detach().abs().max()) if want.numel() else 1.0
+        torch.testing.assert_close(got.detach(), want.detach(), rtol=1e-4, atol=1e-5 * scale + 1e-7, msg=name)
+    else:
+        assert got == want, name
+
+
+@pytest.fixture(scope="module")
+def world64(tiny_world: World) -> World:
+    """The tiny world in float64, for the finite-difference oracle (the tiny world itself stays float32).
+
+    Built again from its seed rather than deep-copied: sae_lens wraps each MLP's forward in a closure
+    over the original module, so a deep copy of a HookedSAETransformer still runs the original MLPs.
+    """
+    world = build_random_world(TINY_SHAPE, seed=0, device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(world.model.parameters(), tiny_world.model.parameters()))
+    saes = [world.saes[layer] for layer in world.exercises.residual_layers]
+    saes += [world.attn_saes[layer] for layer in world.exercises.attention_layers]  # calibrated in float32
+    for sae in saes:
+        sae.to(torch.float64)
+    world.model.to(torch.float64)
+    return world
+
+
+def decode(sae: SAE, dense: Tensor, d_head: int) -> Tensor:
+    """A plain ReLU SAE's decoder, by hand."""
+    assert type(sae) is StandardSAE and sae.cfg.normalize_activations == "none"
+    out = dense @ sae.W_dec + sae.b_dec
+    return out.unflatten(-1, (-1, d_head)) if sae.cfg.reshape_activations == "hook_z" else out
+
+
+def encode(sae: SAE, x: Tensor) -> Tensor:
+    """A plain ReLU SAE's encoder, by hand."""
+    assert type(sae) is StandardSAE and sae.cfg.normalize_activations == "none"
+    if sae.cfg.reshape_activations == "hook_z":
+        x = x.flatten(-2)
+    return torch.relu((x - sae.b_dec * sae.cfg.apply_b_dec_to_input) @ sae.W_enc + sae.b_enc)
+
+
+def dense_of(values: Tensor, indices: Tensor, shape: tuple[int, ...]) -> Tensor:
+    dense = values.new_zeros(shape)
+    dense[indices.unbind(-1)] = values
+    return dense
+
+
+def entries_to_check(jacobian: Tensor, allowed: Tensor | None = None) -> list[tuple[int, ...]]:
+    """The largest entries of the Jacobian and a few random ones (seeded), among `allowed` entries."""
+    magnitude = jacobian.detach().abs().clone()
+    if allowed is not None:
+        magnitude[~allowed] = -1
+    flat = magnitude.flatten()
+    largest = flat.topk(N_ENTRIES // 2).indices.tolist()
+    candidates = (flat >= 0).nonzero().flatten()
+    generator = torch.Generator().manual_seed(0)
+    random = candidates[torch.randperm(len(candidates), generator=generator)[: N_ENTRIES - len(largest)]].tolist()
+    return [tuple(int(i) for i in torch.unravel_index(torch.tensor(e), jacobian.shape)) for e in (*largest, *random)]
+
+
+def central_difference(f: Callable[[Tensor], Tensor], x: Tensor, input_index: tuple[int, ...], output_index: tuple[int, ...]) -> float:
+    step = torch.zeros_like(x)
+    step[input_index] = STEP
+    with torch.no_grad():
+        return float((f(x + step)[output_index] - f(x - step)[output_index]) / (2 * STEP))
+
+
+def assert_matches_oracle(jacobian: Tensor, oracle: list[float], entries: list[tuple[int, ...]]) -> None:
+    got = torch.tensor([float(jacobian.detach()[e]) for e in entries], dtype=torch.float64)
+    want = torch.tensor(oracle, dtype=torch.float64)
+    scale = float(jacobian.detach().abs().max())
+    torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4 * scale + 1e-7, msg=f"entries {entries}")
+
+
+def active_with_margin(sparse_tensor: object, margin: float = 1e-3) -> Tensor:
+    """Which active latents are far enough from zero that a step of STEP cannot switch them off."""
+    return sparse_tensor.sparse[0] > margin
+
+
+# ------------------------------------------------------------------------------------------- the tests
+@pytest.mark.sparse_tensor
+def test_sparse_tensor_reference() -> None:
+    """SparseTensor against torch's own sparse COO format (coalesced: row-major order), both ways."""
+    generator = torch.Generator().manual_seed(0)
+    for shape in ((50,), (3, 40), (2, 5, 30), (2, 2, 3, 7)):
+        dense = torch.relu(torch.randn(shape, generator=generator) - 1.0)
+        coo = dense.to_sparse().coalesce()
+        sparse_tensor = solutions.SparseTensor.from_dense(dense)
+        values, indices, got_shape = sparse_tensor.sparse
+        assert torch.equal(values, coo.values()) and torch.equal(indices, coo.indices().T) and got_shape == shape
+        assert torch.equal(solutions.SparseTensor.from_sparse((values, indices, got_shape)).dense, dense)
+
+
+@pytest.mark.latent_to_latent
+def test_latent_to_latent_reference(tiny_world: World, world64: World) -> None:
+    ex = tiny_world.exercises.latent_to_latent
+    model = tiny_world.model
+    tokens = model.to_tokens(ex.prompt)
+    args = (tokens, tiny_world.saes[ex.layer_from], tiny_world.saes[ex.layer_to], model)
+    with torch.enable_grad():
+        result = solutions.latent_to_latent_gradients(*args)
+        assert_same_results(result, straightforward.latent_to_latent_gradients(*args))
+
+    grads, prev, _, next_recon = result
+    assert grads.shape == (len(next_recon.sparse[0]), len(prev.sparse[0]))
+    m64, sae_from, sae_to = world64.model, world64.saes[ex.layer_from], world64.saes[ex.layer_to]
+    _, indices, shape = prev.sparse
+    rows = next_recon.sparse[1]
+
+    def later_latents(values: Tensor) -> Tensor:
+        resid = m64(decode(sae_from, dense_of(values, indices, shape), m64.cfg.d_head), start_at_layer=ex.layer_from, stop_at_layer=ex.layer_to)
+        return encode(sae_to, resid)[rows.unbind(-1)]
+
+    entries = entries_to_check(grads, active_with_margin(next_recon)[:, None].expand_as(grads))
+    values = prev.sparse[0].detach().to(torch.float64)
+    oracle = [central_difference(later_latents, values, (col,), (row,)) for row, col in entries]
+    assert_matches_oracle(grads, oracle, entries)
+
+
+@pytest.mark.token_to_latent
+def test_token_to_latent_reference(tiny_world: World, world64: World) -> None:
+    ex = tiny_world.exercises.token_to_latent
+    model = tiny_world.model
+    tokens = model.to_tokens(ex.prompt)
+    args = (tokens, tiny_world.saes[ex.layer], model)
+    with torch.enable_grad():
+        result = solutions.token_to_latent_gradients(*args)
+        assert_same_results(result, straightforward.token_to_latent_gradients(*args))
+
+    grads, acts = result
+    assert grads.shape == (*tokens.shape, len(acts.sparse[0]))
+    m64, sae = world64.model, world64.saes[ex.layer]
+    outputs = acts.sparse[1]
+
+    def latents(scales: Tensor) -> Tensor:
+        resid = m64(m64(tokens, stop_at_layer=0) * scales[..., None], start_at_layer=0, stop_at_layer=ex.layer)
+        return encode(sae, resid)[outputs.unbind(-1)]
+
+    entries = entries_to_check(grads, active_with_margin(acts)[None, None].expand_as(grads))
+    scales = torch.ones(tokens.shape, dtype=torch.float64)
+    oracle = [central_difference(latents, scales, (b, s), (j,)) for b, s, j in entries]
+    assert_matches_oracle(grads, oracle, entries)
+
+
+@pytest.mark.latent_to_logit
+def test_latent_to_logit_reference(tiny_world: World, world64: World) -> None:
+    ex = tiny_world.exercises.latent_to_logit
+    model = tiny_world.model
+    tokens = model.to_tokens(ex.prompt)
+    args = (tokens, tiny_world.saes[ex.layer], model, ex.k)
+    with torch.enable_grad():
+        result = solutions.latent_to_logit_gradients(*args)
+        assert_same_results(result, straightforward.latent_to_logit_gradients(*args))
+
+    grads, logits, _, token_ids, acts = result
+    assert grads.shape == (ex.k, len(acts.sparse[0])) and len(token_ids) == ex.k
+    assert token_ids == logits.topk(ex.k).indices.tolist()
+    m64, sae = world64.model, world64.saes[ex.layer]
+    _, indices, shape = acts.sparse
+
+    def top_logits(values: Tensor) -> Tensor:
+        return m64(decode(sae, dense_of(values, indices, shape), m64.cfg.d_head), start_at_layer=ex.layer)[0, -1, token_ids]
+
+    entries = entries_to_check(grads)
+    values = acts.sparse[0].detach().to(torch.float64)
+    oracle = [central_difference(top_logits, values, (col,), (row,)) for row, col in entries]
+    assert_matches_oracle(grads, oracle, entries)
+
+
+@pytest.mark.attention
+def test_attention_reference(tiny_world: World, world64: World) -> None:
+    ex = tiny_world.exercises.induction
+    model = tiny_world.model
+    tokens = ex.repeated_tokens(model)
+    args = (tokens, tiny_world.attn_saes[ex.layer_from], tiny_world.attn_saes[ex.layer_to], model)
+    with torch.enable_grad():
+        result = solutions.latent_to_latent_gradients_attn(*args)
+        assert_same_results(result, straightforward.latent_to_latent_gradients_attn(*args))
+
+    grads, prev, _, next_recon = result
+    assert grads.shape == (len(next_recon.sparse[0]), len(prev.sparse[0]))
+    m64, sae_from, sae_to = world64.model, world64.attn_saes[ex.layer_from], world64.attn_saes[ex.layer_to]
+    _, indices, shape = prev.sparse
+    rows = next_recon.sparse[1]
+    resid_pre_name = get_act_name("resid_pre", ex.layer_from)
+    with torch.no_grad():
+        _, cache = m64.run_with_cache(tokens, names_filter=resid_pre_name)
+
+    def later_latents(values: Tensor) -> Tensor:
+        z_recon = decode(sae_from, dense_of(values, indices, shape), m64.cfg.d_head)
+        z_later: list[Tensor] = []
+        m64.run_with_hooks(
+            cache[resid_pre_name],
+            start_at_layer=ex.layer_from,
+            stop_at_layer=ex.layer_to + 1,
+            fwd_hooks=[
+                (get_act_name("z", _get_hook_layer(sae_from)), lambda z, hook: z_recon),
+                (get_act_name("z", _get_hook_layer(sae_to)), lambda z, hook: z_later.append(z)),
+            ],
+        )
+        return encode(sae_to, z_later[0])[rows.unbind(-1)]
+
+    entries = entries_to_check(grads, active_with_margin(next_recon)[:, None].expand_as(grads))
+    values = prev.sparse[0].detach().to(torch.float64)
+    oracle = [central_difference(later_latents, values, (col,), (row,)) for row, col in entries]
+    assert_matches_oracle(grads, oracle, entries)

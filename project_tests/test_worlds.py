@@ -1,0 +1,343 @@
+"""Loading worlds: GPT-2 from a fake local Hugging Face cache, GPT-2 with nothing to load, the random world, the tokenizer.
+
+Nothing here touches the network: every test runs with `internet_reachable` answering False and with
+sockets to anywhere but this machine refused, so a test that would download fails instead of hanging.
+
+The `gpt2` world is loaded through the learner's own path (`load_world("gpt2")`, i.e.
+`gpt2_world.load_gpt2_world`, `HookedSAETransformer.from_pretrained("gpt2-small")` and
+`SAE.from_pretrained(...)`) from a cache that `fake_hf_cache.py` writes in the real file formats, at
+tiny sizes. huggingface_hub reads HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE once, at import, so the
+fixtures set both the environment variables and the `huggingface_hub.constants` read from them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import solutions
+import tests as checks
+from fake_hf_cache import build_fake_hf_cache  # project_tests/fake_hf_cache.py
+from part_utils import gpt2_world, worlds
+from part_utils.random_world import CALIBRATION_TEXTS, TINY_SHAPE, WorldShape, build_random_world
+from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_tokenizer
+from part_utils.worlds import GPT2_EXERCISES, World, WorldUnavailable, load_world
+
+pytestmark = pytest.mark.worlds
+
+# The fake GPT-2: as many layers as the real one (the exercises use layers 0, 3, 9 and 4, 5), tiny widths.
+FAKE_N_LAYERS, FAKE_D_MODEL, FAKE_N_HEADS, FAKE_D_SAE = 12, 32, 2, 64
+# Asking for GPT-2 with no network and nothing cached must fail at once, not after the clients' retries.
+MAX_FAILURE_SECONDS = 10.0
+
+
+def _is_local(address: object) -> bool:
+    host = address[0] if isinstance(address, tuple) else address
+    if not isinstance(host, str):  # a Unix socket's path as bytes, say
+        return True
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return not isinstance(address, tuple)  # a Unix socket's path
+
+
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Say the Hub cannot be reached, and refuse any connection off this machine should something try.
+
+    Also clears the variables that choose a world, so that each test gets the world it names.
+    Returns the list of the addresses refused, for the caller to check that nothing tried.
+    """
+    monkeypatch.delenv(worlds.WORLD_ENV, raising=False)
+    monkeypatch.delenv(worlds.GRADING_WORLD_ENV, raising=False)
+    monkeypatch.setattr(worlds, "internet_reachable", lambda *args, **kwargs: False)
+    refused: list[object] = []
+    real_connect = socket.socket.connect
+
+    def connect(self: socket.socket, address: object) -> None:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address):
+            refused.append(address)
+            raise OSError(f"test_worlds: network access refused ({address!r})")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return refused
+
+
+def _use_hf_home(monkeypatch: pytest.MonkeyPatch, hf_home: Path, offline: bool = True) -> None:
+    """Point Hugging Face's clients at `hf_home`, in offline mode unless told otherwise."""
+    from huggingface_hub import constants
+
+    hub = hf_home / "hub"
+    hub.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr(constants, "HF_HOME", str(hf_home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr(constants, "HF_ASSETS_CACHE", str(hf_home / "assets"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(hf_home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(hf_home / "stored_tokens"))
+    from transformer_lens.utilities import hf_utils
+
+    monkeypatch.setattr(hf_utils, "CACHE_DIR", str(hub))
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    refused = _no_network(monkeypatch)
+    yield
+    assert not refused, f"something tried to reach the network: {refused}"
+
+
+@pytest.fixture(scope="module")
+def fake_hf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    hf_home = tmp_path_factory.mktemp("fake_hf_home")
+    build_fake_hf_cache(hf_home, n_layers=FAKE_N_LAYERS, d_model=FAKE_D_MODEL, n_heads=FAKE_N_HEADS, d_sae=FAKE_D_SAE)
+    return hf_home
+
+
+@pytest.fixture(scope="module")
+def gpt2_from_fake_cache(fake_hf_home: Path) -> Iterator[tuple[World, tuple[int, ...], tuple[int, ...], float]]:
+    """The gpt2 world, loaded by `load_world("gpt2")` from the fake cache; with the SAE layers loaded by then, and the time taken."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        refused = _no_network(monkeypatch)
+        _use_hf_home(monkeypatch, fake_hf_home)
+        start = time.perf_counter()
+        world = load_world("gpt2", device="cpu")
+        seconds = time.perf_counter() - start
+        yield world, world.saes.loaded_layers, world.attn_saes.loaded_layers, seconds
+        assert not refused, f"loading GPT-2 from the cache tried to reach the network: {refused}"
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch, fake_hf_home: Path) -> Path:
+    """Hugging Face's clients pointed at the fake cache, offline, for one test (SAEs loaded late need it)."""
+    _use_hf_home(monkeypatch, fake_hf_home)
+    return fake_hf_home
+
+
+# ---------------------------------------------------------------------------------------------------
+# GPT-2 from the fake cache
+
+
+def test_fake_cache_is_complete(fake_hub: Path) -> None:
+    assert gpt2_world.missing_from_cache() == []
+    assert gpt2_world.why_unavailable() is None
+
+
+def test_gpt2_world_loads_from_the_cache_with_the_fake_shapes(gpt2_from_fake_cache, figures) -> None:
+    world, _, _, seconds = gpt2_from_fake_cache
+    figures.add("worlds", f"gpt2 world from a fake {FAKE_N_LAYERS}-layer cache: loaded in {seconds:.2f} s")
+    assert world.name == "gpt2" and world.exercises is GPT2_EXERCISES
+    assert "gpt2-small-res-jb" in world.description and "gpt2-small-hook-z-kk" in world.description
+    cfg = world.model.cfg
+    assert (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_vocab) == (FAKE_N_LAYERS, FAKE_D_MODEL, FAKE_N_HEADS, GPT2_VOCAB_SIZE)
+    assert world.model.to_tokens("hi there").tolist() == [[50256, 5303, 612]]
+    assert list(world.saes) == list(world.attn_saes) == list(range(FAKE_N_LAYERS))
+    for layer in GPT2_EXERCISES.residual_layers:
+        sae = world.saes[layer]
+        assert (sae.cfg.d_in, sae.cfg.d_sae) == (FAKE_D_MODEL, FAKE_D_SAE)
+        assert sae.cfg.metadata.hook_name == f"blocks.{layer}.hook_resid_pre"
+        assert sae.W_dec.shape == (FAKE_D_SAE, FAKE_D_MODEL)
+    for layer in GPT2_EXERCISES.attention_layers:
+        sae = world.attn_saes[layer]
+        assert (sae.cfg.d_in, sae.cfg.d_sae) == (FAKE_D_MODEL, FAKE_D_SAE)
+        assert sae.cfg.metadata.hook_name == f"blocks.{layer}.attn.hook_z"
+        assert sae.cfg.reshape_activations == "hook_z"
+    assert worlds.current_world() is world
+    assert worlds.exercise_settings(world.model) is GPT2_EXERCISES
+
+
+def test_gpt2_world_loads_only_the_exercises_saes(gpt2_from_fake_cache) -> None:
+    _, residual_loaded, attention_loaded, _ = gpt2_from_fake_cache
+    assert residual_loaded == GPT2_EXERCISES.residual_layers == (0, 3, 9)
+    assert attention_loaded == GPT2_EXERCISES.attention_layers == (4, 5)
+
+
+def test_gpt2_world_loads_other_saes_when_asked(gpt2_from_fake_cache, fake_hub) -> None:
+    world = gpt2_from_fake_cache[0]
+    sae = world.saes[7]
+    assert sae.cfg.metadata.hook_name == "blocks.7.hook_resid_pre"
+    assert 7 in world.saes.loaded_layers and 7 not in world.attn_saes.loaded_layers
+    with pytest.raises(KeyError, match="layer 12"):
+        world.saes[12]
+
+
+def test_gpt2_sae_missing_from_the_cache_is_unavailable(gpt2_from_fake_cache, fake_hf_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An SAE loaded late, offline, and not cached: WorldUnavailable naming the toy world, not a hub traceback."""
+    hf_home = tmp_path / "model_only_hf_home"
+    (hf_home / "hub").mkdir(parents=True)
+    (hf_home / "hub" / "models--gpt2").symlink_to(fake_hf_home / "hub" / "models--gpt2")
+    _use_hf_home(monkeypatch, hf_home)
+    assert gpt2_world.why_unavailable().startswith("HF_HUB_OFFLINE is set and GPT-2 or its SAEs are not in the local")
+    world = gpt2_from_fake_cache[0]
+    with pytest.raises(WorldUnavailable, match=r"blocks\.11\.hook_resid_pre.*world='toy'"):
+        world.saes[11]
+    assert 11 not in world.saes.loaded_layers
+
+
+@pytest.mark.parametrize(
+    ("check", "solution", "sae_kind"),
+    [
+        ("test_latent_to_latent_gradients", "latent_to_latent_gradients", "saes"),
+        ("test_token_to_latent_gradients", "token_to_latent_gradients", "saes"),
+        ("test_latent_to_logit_gradients", "latent_to_logit_gradients", "saes"),
+        ("test_latent_to_latent_gradients_attn", "latent_to_latent_gradients_attn", "attn_saes"),
+    ],
+)
+def test_learner_checks_pass_with_the_solutions_on_gpt2(gpt2_from_fake_cache, check: str, solution: str, sae_kind: str) -> None:
+    world = gpt2_from_fake_cache[0]
+    getattr(checks, check)(getattr(solutions, solution), world.model, getattr(world, sae_kind))
+
+
+def test_auto_picks_gpt2_when_it_is_cached(fake_hub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sentinel = object()
+    monkeypatch.setattr(gpt2_world, "load_gpt2_world", lambda device: sentinel)
+    monkeypatch.setattr(worlds, "register", lambda world: world)
+    assert load_world("auto", device="cpu", verbose=False) is sentinel
+
+
+def test_cached_gpt2_loads_without_offline_mode_when_the_hub_is_unreachable(fake_hf_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HF_HUB_OFFLINE unset, no network: the cache is enough, and loading runs in offline mode."""
+    _use_hf_home(monkeypatch, fake_hf_home, offline=False)
+    assert gpt2_world.why_unavailable() is None
+    from huggingface_hub import constants
+
+    seen = []
+
+    def from_pretrained(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - stands in for HookedSAETransformer's
+        seen.append(constants.HF_HUB_OFFLINE)
+        raise _Stop
+
+    monkeypatch.setattr(gpt2_world.HookedSAETransformer, "from_pretrained", from_pretrained)
+    with pytest.raises(_Stop):
+        gpt2_world.load_gpt2_world("cpu")
+    assert seen == [True] and constants.HF_HUB_OFFLINE is False
+
+
+class _Stop(Exception):
+    """Stops loading once it has shown what it was to show."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# GPT-2 with nothing to load
+
+
+@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "hub-unreachable"])
+def test_gpt2_fails_fast_naming_the_toy_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: bool, figures) -> None:
+    _use_hf_home(monkeypatch, tmp_path / "empty_hf_home", offline=offline)
+    start = time.perf_counter()
+    with pytest.raises(WorldUnavailable, match="toy") as raised:
+        load_world("gpt2", device="cpu")
+    seconds = time.perf_counter() - start
+    figures.add("worlds", f"gpt2 with an empty cache ({'offline' if offline else 'hub unreachable'}): WorldUnavailable in {seconds:.2f} s")
+    assert seconds < MAX_FAILURE_SECONDS
+    assert "LATENT_GRADIENTS_WORLD=toy" in str(raised.value)
+    assert ("HF_HUB_OFFLINE" if offline else "cannot be reached") in str(raised.value)
+
+
+def test_auto_says_it_falls_back_to_the_toy_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, tiny_world: World) -> None:
+    """The choice `auto` makes and what it prints, whether or not the toy world's data is built (a stand-in loads here)."""
+    _use_hf_home(monkeypatch, tmp_path / "empty_hf_home")
+    stand_in = World("toy", tiny_world.model, tiny_world.saes, tiny_world.attn_saes, tiny_world.exercises, "a stand-in")
+    monkeypatch.setattr(worlds, "load_toy_world", lambda device: stand_in)
+    monkeypatch.setattr(worlds, "register", lambda world: world)
+    assert load_world("auto", device="cpu") is stand_in
+    printed = capsys.readouterr().out
+    assert "GPT-2 is not available (HF_HUB_OFFLINE is set" in printed and "offline toy world" in printed
+    assert "World: toy (a stand-in)" in printed
+
+
+def test_auto_falls_back_to_the_toy_world_visibly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from part_utils import toy_world
+
+    files = [toy_world.DATA_DIR / name for name in (toy_world.MODEL_FILE, toy_world.SAES_FILE, toy_world.WORLD_FILE)]
+    if not all(path.exists() for path in files):
+        pytest.skip(f"the toy world's data is not built yet ({toy_world.DATA_DIR} lacks some of {[p.name for p in files]})")
+    for offline in (True, False):
+        _use_hf_home(monkeypatch, tmp_path / "empty_hf_home", offline=offline)
+        start = time.perf_counter()
+        world = load_world("auto", device="cpu")
+        assert time.perf_counter() - start < MAX_FAILURE_SECONDS
+        printed = capsys.readouterr().out
+        assert world.name == "toy"
+        assert "GPT-2 is not available" in printed and "offline toy world" in printed
+        assert "World: toy" in printed
+
+
+# ---------------------------------------------------------------------------------------------------
+# The random world
+
+
+# Two layers and narrow: building three of these takes about a second.
+SMALL_RANDOM_SHAPE = WorldShape(n_layers=2, d_model=16, n_heads=2, d_mlp=32, d_sae=32, l0=4, exercises=TINY_SHAPE.exercises)
+
+
+def _state(world: World, layers: list[int]) -> dict[str, torch.Tensor]:
+    """The world's weights by name, loading the SAEs of `layers` in that order."""
+    tensors = {f"model.{k}": v for k, v in world.model.state_dict().items()}
+    for layer in layers:
+        tensors |= {f"saes.{layer}.{k}": v for k, v in world.saes[layer].state_dict().items()}
+        tensors |= {f"attn_saes.{layer}.{k}": v for k, v in world.attn_saes[layer].state_dict().items()}
+    return tensors
+
+
+def test_random_world_is_deterministic() -> None:
+    """Same seed, same weights, whichever order the SAEs are loaded in; another seed, other weights."""
+    shape = SMALL_RANDOM_SHAPE
+    layers = list(range(shape.n_layers))
+    first, again, other = (build_random_world(shape, seed=seed) for seed in (0, 0, 1))
+    first_state = _state(first, layers)
+    again_state = _state(again, layers[::-1])
+    other_state = _state(other, layers)
+    assert first_state.keys() == again_state.keys() == other_state.keys()
+    assert all(torch.equal(first_state[key], again_state[key]) for key in first_state)
+    assert not torch.equal(first_state["model.embed.W_E"], other_state["model.embed.W_E"])
+    assert not torch.equal(first_state["saes.0.W_dec"], other_state["saes.0.W_dec"])
+
+
+@torch.no_grad()
+def test_random_world_l0_is_near_its_target(tiny_world: World, figures) -> None:
+    """About `l0` latents fire per token, on the calibration texts and on a sentence the SAEs never saw."""
+    target = TINY_SHAPE.l0
+    texts = [*CALIBRATION_TEXTS, "A quiet river runs past the old mill, where children feed the ducks every Sunday."]
+    hooks = {"residual": (tiny_world.saes, "hook_resid_pre"), "attention": (tiny_world.attn_saes, "attn.hook_z")}
+    names = [f"blocks.{layer}.{hook}" for _, hook in hooks.values() for layer in range(TINY_SHAPE.n_layers)]
+    # One text at a time: a batch would pad, and padding positions are no text's tokens.
+    caches = [tiny_world.model.run_with_cache(text, names_filter=names)[1] for text in texts]
+    for kind, (saes, hook) in hooks.items():
+        for layer in range(TINY_SHAPE.n_layers):
+            name = f"blocks.{layer}.{hook}"
+            # BOS aside: every text's first position is the same, and far from the others.
+            active = torch.cat([(saes[layer].encode(cache[name])[0, 1:] > 0).sum(-1) for cache in caches])
+            l0 = active.float().mean().item()
+            figures.add("worlds", f"random world seed 0, {kind} SAE layer {layer}: L0 {l0:.1f} (target {target})")
+            assert target / 2 <= l0 <= target * 2, f"{kind} SAE layer {layer}: L0 {l0:.1f}, target {target}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The tokenizer
+
+
+def test_tokenizer_is_gpt2s() -> None:
+    tokenizer = gpt2_tokenizer()
+    assert len(tokenizer) == GPT2_VOCAB_SIZE
+    assert tokenizer.bos_token_id == tokenizer.eos_token_id == 50256
+    assert tokenizer("hi there")["input_ids"] == [5303, 612]
+    assert tokenizer.tokenize(" Eiffel") == ["ĠE", "iff", "el"]
+    assert tokenizer("The Eiffel tower is in Paris")["input_ids"] == [464, 412, 733, 417, 10580, 318, 287, 6342]
+    assert tokenizer.decode([464, 412, 733, 417, 10580, 318, 287, 6342]) == "The Eiffel tower is in Paris"
