@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
+# The environment's own tools first (nbgrader runs alembic by name), as if the venv were activated.
+export PATH := $(abspath $(BIN)):$(PATH)
 # Which world the course runs on: auto (GPT-2 when Hugging Face can be reached, else the offline
 # toy world), gpt2, toy or random. `make lab WORLD=toy`.
 WORLD ?= auto

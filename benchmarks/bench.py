@@ -34,12 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
 
 import solutions  # noqa: E402
 import solutions.straightforward as straightforward  # noqa: E402
@@ -163,7 +162,7 @@ def aligned_latent_jacobians(got: tuple, want: tuple) -> tuple[tuple, tuple, str
     rows = [tuple(i) for i in rows_want if i in rows_got]
     cols = [tuple(i) for i in cols_want if i in cols_got]
     odd = [tuple(i) for i in rows_got + rows_want if (i in rows_got) != (i in rows_want)]
-    largest = max((float(r[3].dense[i]) for i in odd for r in (got, want)), default=0.0)
+    largest = max((float(r[3].dense.detach()[i]) for i in odd for r in (got, want)), default=0.0)
 
     def restrict(result: tuple, row_labels: list, col_labels: list) -> Tensor:
         at_row = {tuple(i): n for n, i in enumerate(row_labels)}
@@ -380,7 +379,7 @@ def main() -> int:
         print("| check | time |")
         print("|---|---:|")
         for name, seconds in check_times:
-            print(f"| {name} | {seconds:.2f} s |")
+            print(f"| {name} | {seconds:.3f} s |")
     if failed:
         print("\nFAILED: the reference and the straightforward implementation disagree (see 'same results').")
     return 1 if failed else 0

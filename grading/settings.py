@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +46,8 @@ def kernel_env(threads: int | None = None) -> dict[str, str]:
             "TRANSFORMERS_VERBOSITY": "error",
             "MALLOC_ARENA_MAX": "2",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
+            # nbgrader runs the environment's own tools (alembic, for the gradebook) by name.
+            "PATH": os.pathsep.join(p for p in (str(Path(sys.executable).parent), env.get("PATH", "")) if p),
             "GRADING_MEMORY_BYTES": str(int(MEMORY_LIMIT_GB * 2**30)),
         }
     )

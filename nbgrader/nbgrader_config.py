@@ -4,11 +4,9 @@ Grading runs through `python -m grading` (see grading/), which sets the grading 
 limits) and calls nbgrader once per submission; this file is what every nbgrader command reads.
 """
 
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # the repository, for `grading`
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # `grading` is a top-level folder of the repository, not an installed package
+from grading import examples, settings
 
-from grading import examples, settings  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.nbgrader
 
@@ -54,6 +53,8 @@ def _env() -> dict[str, str]:
         # A kernel with the world loaded peaks well below this; the out-of-memory example reaches it fast.
         "GRADING_MEMORY_GB": "3",
         "PYTHONPATH": str(ROOT),
+        # nbgrader runs the environment's own tools (alembic) by name: the venv need not be activated.
+        "PATH": os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", ""))),
     })
     return env
 

@@ -240,3 +240,23 @@ def test_attention_reference(tiny_world: World, world64: World) -> None:
     values = prev.sparse[0].detach().to(torch.float64)
     oracle = [central_difference(later_latents, values, (col,), (row,)) for row, col in entries]
     assert_matches_oracle(grads, oracle, entries)
+
+
+@pytest.mark.latent_to_latent
+@pytest.mark.latent_to_logit
+def test_chunked_jacobians_are_the_same(tiny_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a memory bound small enough to split every Jacobian into chunks (as a long prompt would),
+    forward mode (latent-to-latent) and reverse mode (top-k logits) give the same results."""
+    import solutions.jacobian
+
+    model, ex = tiny_world.model, tiny_world.exercises
+    l2l, l2g = ex.latent_to_latent, ex.latent_to_logit
+    l2l_args = (model.to_tokens(l2l.prompt), tiny_world.saes[l2l.layer_from], tiny_world.saes[l2l.layer_to], model)
+    l2g_args = (model.to_tokens(l2g.prompt), tiny_world.saes[l2g.layer], model, l2g.k)
+    with torch.enable_grad():
+        whole = (solutions.latent_to_latent_gradients(*l2l_args), solutions.latent_to_logit_gradients(*l2g_args))
+        floats_per_row = 11 * max(model.cfg.d_mlp, 4 * model.cfg.d_model) * model.cfg.n_layers
+        monkeypatch.setattr(solutions.jacobian, "_MAX_FLOATS_IN_FLIGHT", 3 * floats_per_row)  # chunks of ~3 rows
+        assert solutions.jacobian.jacobian_chunk_size(100, 11, model) is not None
+        chunked = (solutions.latent_to_latent_gradients(*l2l_args), solutions.latent_to_logit_gradients(*l2g_args))
+    assert_same_results(chunked, whole)
