@@ -7,12 +7,22 @@ checks`), never by name (`from tests import test_sparse_tensor`), or pytest woul
 from __future__ import annotations
 
 import copy
+import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from part_utils.random_world import TINY_SHAPE, build_random_world
 from part_utils.worlds import World, register
+
+
+@pytest.fixture(scope="session", autouse=True)
+def environment_tools_on_path() -> None:
+    """Subprocesses find this environment's own tools (nbgrader runs `alembic` by name), as if the venv
+    were activated, however pytest was started."""
+    os.environ["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", "")))
 
 
 @pytest.fixture(scope="session")

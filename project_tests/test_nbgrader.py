@@ -53,8 +53,6 @@ def _env() -> dict[str, str]:
         # A kernel with the world loaded peaks well below this; the out-of-memory example reaches it fast.
         "GRADING_MEMORY_GB": "3",
         "PYTHONPATH": str(ROOT),
-        # nbgrader runs the environment's own tools (alembic) by name: the venv need not be activated.
-        "PATH": os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", ""))),
     })
     return env
 

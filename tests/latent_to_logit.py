@@ -80,7 +80,10 @@ def compare_latent_to_logit(
         if sorted(token_ids) == sorted(want_ids):
             hint = "Keep topk's order (highest logit first)."
         elif token_ids == want_recon.topk(k).indices.tolist():
-            hint = "You took the top k of the reconstructed logits; take them from the true logits."
+            hint = (
+                "You took the top k of the reconstructed logits; take them from the true logits, those of the run "
+                "with use_error_term=True (without it, the spliced-in SAE's reconstruction replaces the residual stream)."
+            )
         raise CheckFailed(EXERCISE, f"token_ids are {token_ids[:5]}…, the reference's {want_ids[:5]}….", hint)
     hint = None
     if isinstance(grads, Tensor) and grads.shape == want_grads.shape[::-1] and grads.shape[0] != grads.shape[1]:

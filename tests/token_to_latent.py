@@ -30,23 +30,30 @@ def _scaled_before_positions(tokens: Tensor, sae: SAE, model: HookedSAETransform
     return torch.func.jacrev(latents)(torch.ones(tokens.shape, device=tokens.device)).permute(1, 2, 0)
 
 
+def _has_positional_embeddings(model: HookedSAETransformer) -> bool:
+    return model.cfg.positional_embedding_type == "standard"
+
+
 @torch.no_grad()
 def _latent_acts_hint(got_dense: Any, tokens: Tensor, sae: SAE, model: HookedSAETransformer) -> str | None:
     """Name the mistake behind wrong latent activations, if they match a known one."""
     layer = _get_hook_layer(sae)
-    token_embeddings, position_embeddings = model.embed(tokens), model.pos_embed(tokens)
+    embeddings = model(tokens, stop_at_layer=0)
     variants = {
-        "Your latent activations come from the token embeddings alone: add the positional embeddings too "
-        "(model(tokens, stop_at_layer=0) gives their sum).": (token_embeddings, layer),
         "Your latent activations are those of all-zero embeddings: evaluate the Jacobian at token_scales = "
-        "torch.ones(...), where the model runs unchanged.": (torch.zeros_like(token_embeddings), layer),
+        "torch.ones(...), where the model runs unchanged.": (torch.zeros_like(embeddings), layer),
     }
+    if _has_positional_embeddings(model):  # with rotary positions, block 0's input is the token embedding alone
+        variants[
+            "Your latent activations come from the token embeddings alone: add the positional embeddings too "
+            "(model(tokens, stop_at_layer=0) gives their sum)."
+        ] = (model.embed(tokens), layer)
     for stop in (layer - 1, layer + 1):
         if 0 <= stop <= model.cfg.n_layers:
             variants[
                 f"Your latent activations match stop_at_layer={stop}; it should be {layer}: an SAE on "
                 f"blocks.{layer}.hook_resid_pre reads the input of block {layer}."
-            ] = (token_embeddings + position_embeddings, stop)
+            ] = (embeddings, stop)
     for hint, (resid, stop) in variants.items():
         if close_enough(got_dense, sae.encode(model(resid, start_at_layer=0, stop_at_layer=stop))):
             return hint
@@ -74,7 +81,7 @@ def compare_token_to_latent(got: tuple, want: tuple, tokens: Tensor, sae: SAE, m
             hint = "Differentiate with respect to one scale per position (token_scales of shape (batch, seq)), not the embedding vectors."
     elif isinstance(grads, Tensor) and not close_enough(grads, want_grads):
         with torch.enable_grad():
-            if close_enough(grads, _scaled_before_positions(tokens, sae, model)):
+            if _has_positional_embeddings(model) and close_enough(grads, _scaled_before_positions(tokens, sae, model)):
                 hint = (
                     "You scaled the token embeddings before adding the positional embeddings. Scale their sum: "
                     "model(tokens, stop_at_layer=0) gives it."

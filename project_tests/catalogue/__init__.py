@@ -42,6 +42,12 @@ class Entry:
     correct: bool
     hint: str | None  # wrong entries: a keyword the check's message must contain (None: not recognisable)
     description: str
+    # The entry is about adding positional embeddings, which a world with rotary positions (the toy
+    # world) does not have: there the mistake cannot be made, and the "correct" code cannot run.
+    needs_positional_embeddings: bool = False
+
+    def applies_to(self, world: World) -> bool:
+        return not self.needs_positional_embeddings or world.model.cfg.positional_embedding_type == "standard"
 
     @property
     def id(self) -> str:
@@ -51,12 +57,16 @@ class Entry:
 ENTRIES: list[Entry] = []
 
 
-def _register(correct: bool, exercise: str, hint: str | None, name: str | None, description: str) -> Callable[[Any], Any]:
+def _register(
+    correct: bool, exercise: str, hint: str | None, name: str | None, description: str, needs_positional_embeddings: bool
+) -> Callable[[Any], Any]:
     if exercise not in EXERCISES:
         raise ValueError(f"unknown exercise {exercise!r}")
 
     def register(fn: Any) -> Any:
-        entry = Entry(name or fn.__name__, exercise, fn, correct, hint, description or (fn.__doc__ or "").strip())
+        entry = Entry(
+            name or fn.__name__, exercise, fn, correct, hint, description or (fn.__doc__ or "").strip(), needs_positional_embeddings
+        )
         if any(e.id == entry.id for e in ENTRIES):
             raise ValueError(f"two catalogue entries are called {entry.id}")
         ENTRIES.append(entry)
@@ -65,14 +75,14 @@ def _register(correct: bool, exercise: str, hint: str | None, name: str | None, 
     return register
 
 
-def wrong_entry(exercise: str, hint: str | None, description: str = "", *, name: str | None = None):
+def wrong_entry(exercise: str, hint: str | None, description: str = "", *, name: str | None = None, needs_positional_embeddings: bool = False):
     """Register a wrong learner solution; its check must fail with `hint` in the message."""
-    return _register(False, exercise, hint, name, description)
+    return _register(False, exercise, hint, name, description, needs_positional_embeddings)
 
 
-def correct_entry(exercise: str, description: str = "", *, name: str | None = None):
+def correct_entry(exercise: str, description: str = "", *, name: str | None = None, needs_positional_embeddings: bool = False):
     """Register a correct learner solution; its check must pass."""
-    return _register(True, exercise, None, name, description)
+    return _register(True, exercise, None, name, description, needs_positional_embeddings)
 
 
 @dataclass

@@ -101,7 +101,7 @@ correct("token_to_latent", name="einsum_scale", description="the scale applied w
 correct("token_to_latent", name="jacfwd", description="forward mode")(learner.token_to_latent(jacobian=torch.func.jacfwd))
 
 
-@correct("token_to_latent", description="embed + pos_embed summed by hand, einops.rearrange of the Jacobian")
+@correct("token_to_latent", description="embed + pos_embed summed by hand, einops.rearrange of the Jacobian", needs_positional_embeddings=True)
 def embeddings_by_hand(tokens: Tensor, sae: SAE, model: HookedSAETransformer) -> Any:
     def latents(scales: Tensor):
         resid = (model.embed(tokens) + model.pos_embed(tokens)) * scales.unsqueeze(-1)

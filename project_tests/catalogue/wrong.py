@@ -181,10 +181,10 @@ def grad_mode_left_off(tokens: Tensor, sae_from: SAE, sae_to: SAE, model: Hooked
 # Token-to-latent gradients
 # ---------------------------------------------------------------------------------------------
 
-wrong("token_to_latent", hint="positional", name="scaled_before_positions", description="the token embeddings scaled before the positional ones are added")(
+wrong("token_to_latent", hint="positional", name="scaled_before_positions", description="the token embeddings scaled before the positional ones are added", needs_positional_embeddings=True)(
     learner.token_to_latent(scale="token_only")
 )
-wrong("token_to_latent", hint="positional", name="positions_forgotten", description="model.embed(tokens) alone: no positional embeddings at all")(
+wrong("token_to_latent", hint="positional", name="positions_forgotten", description="model.embed(tokens) alone: no positional embeddings at all", needs_positional_embeddings=True)(
     learner.token_to_latent(scale="no_positions")
 )
 wrong("token_to_latent", hint="rearrange", name="not_permuted", description="jacrev's (n_active, batch, seq) returned as it is")(
