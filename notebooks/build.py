@@ -105,6 +105,12 @@ def _banner(name: str, variant: str) -> nbformat.NotebookNode:
     )
 
 
+LEARNER_NBGRADER = {
+    "exercise": {"solution": True, "grade": False, "locked": False},
+    "check": {"solution": False, "grade": True, "locked": False, "points": 1},
+}
+
+
 def build_notebook(name: str, cells: list[SourceCell], variant: str) -> nbformat.NotebookNode:
     """`variant` is "solutions" or "exercises"."""
     notebook = nbformat.v4.new_notebook()
@@ -122,7 +128,12 @@ def build_notebook(name: str, cells: list[SourceCell], variant: str) -> nbformat
         text = cell.text
         if cell.kind == "exercise":
             text = solution_text(text) if variant == "solutions" else exercise_text(text)
-        notebook.cells.append(nbformat.v4.new_code_cell(text, id=cell_id))
+        new = nbformat.v4.new_code_cell(text, id=cell_id)
+        if cell.kind in LEARNER_NBGRADER:
+            # With these, nbgrader's Validate button reports each check that fails, as it does for the
+            # released notebook; without them it would run the notebook and always report success.
+            new.metadata["nbgrader"] = {"grade_id": cell_id, "schema_version": 3, **LEARNER_NBGRADER[cell.kind]}
+        notebook.cells.append(new)
     return notebook
 
 

@@ -73,3 +73,14 @@ def test_exercise_notebook_runs_until_its_first_stub(monkeypatch: pytest.MonkeyP
         # IPython shows a CheckFailed as its message alone, not as a traceback through the checks.
         assert len(error["traceback"]) == 1 and "Traceback" not in error["traceback"][0]
     figures.add("notebooks", f"exercise notebook on the {offline_world()} world: {seconds:.1f} s; {len(check_cells)} checks fail on the stubs with a message")
+
+
+def test_validate_reports_every_unfinished_exercise(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """nbgrader's Validate, on the learner notebook `make lab` opens, names each check a stub fails."""
+    monkeypatch.setenv("LATENT_GRADIENTS_WORLD", offline_world())
+    notebook = tmp_path / EXERCISES.name
+    notebook.write_bytes(EXERCISES.read_bytes())
+    result = subprocess.run([sys.executable, "-m", "nbgrader", "validate", str(notebook)], cwd=tmp_path, capture_output=True, text=True)
+    checks = [cell for cell in nbformat.read(EXERCISES, as_version=4).cells if cell.source.startswith("tests.test_")]
+    assert result.stdout.count("The following cell failed") == len(checks), result.stdout + result.stderr
+    assert result.stdout.count("still rai") == len(checks), "each failure says the function still raises NotImplementedError"
