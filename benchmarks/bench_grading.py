@@ -19,14 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from grading import examples, settings
 
-from grading import examples, settings  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(world: str, n: int, example: str, workers: int) -> float:
-    env = dict(os.environ, GRADING_WORLD=world, PYTHONPATH=str(ROOT))
+    # nbgrader runs this environment's own tools (alembic) by name, whether or not the venv is activated.
+    env = dict(os.environ, GRADING_WORLD=world, PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
     with tempfile.TemporaryDirectory() as tmp:
         course = Path(tmp)
         shutil.copytree(ROOT / "nbgrader" / "source", course / "source")
