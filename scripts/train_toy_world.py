@@ -2,8 +2,8 @@
 
 Run from the repository root:  python scripts/train_toy_world.py
 (`--measure-only` keeps the weights and only re-chooses the settings and re-measures the facts.)
-It takes about 12 minutes on 2 idle CPU cores (the committed files took 25 minutes on a machine busy
-with other jobs) and rewrites `part_utils/toy_world_data/`:
+It takes about 16 minutes on 2 CPU cores (941 s measured; on cores busy with other jobs, much longer)
+and rewrites `part_utils/toy_world_data/`:
 
 - `model.safetensors`: the transformer's weights in fp16, with only the rows of the GPT-2 token
   ids the corpus uses (`part_utils.toy_world` expands them back to GPT-2's vocabulary on loading);
