@@ -24,6 +24,7 @@ from sae_lens import SAE, HookedSAETransformer, StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 from transformer_lens import HookedTransformerConfig
 
+from part_utils.hooks import _get_hook_layer
 from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_tokenizer
 
 DATA_DIR = Path(__file__).with_name("toy_world_data")
@@ -110,10 +111,6 @@ def load_toy_world_parts(
 # --- Measurements: used by the training script to choose settings and by the project's tests. ---
 
 
-def sae_layer(sae: SAE) -> int:
-    return int(sae.cfg.metadata.hook_name.split(".")[1])
-
-
 def repeated_random_tokens(pool: list[int], seq_len: int, n_seqs: int, seed: int, bos: int) -> torch.Tensor:
     """(n_seqs, 2 * seq_len + 1): BOS, then `seq_len` distinct pool tokens, then the same again."""
     generator = torch.Generator().manual_seed(seed)
@@ -175,7 +172,7 @@ def resid_latent_gradients(
     reconstruction, run through the layers in between, and encoded by `sae_to`. Returns
     (gradients (n_to, n_from), from latent ids, to latent ids).
     """
-    layer_from, layer_to = sae_layer(sae_from), sae_layer(sae_to)
+    layer_from, layer_to = _get_hook_layer(sae_from), _get_hook_layer(sae_to)
     with torch.no_grad():
         resid = model(tokens, stop_at_layer=layer_from)
         latents = sae_from.encode(resid)
@@ -202,7 +199,7 @@ def attn_latent_gradients(
     later z. Returns (gradients (n_to, n_from), from indices (n_from, 3) as (batch, pos, latent),
     to indices (n_to, 3), the clean `sae_to` latent activations).
     """
-    layer_from, layer_to = sae_layer(sae_from), sae_layer(sae_to)
+    layer_from, layer_to = _get_hook_layer(sae_from), _get_hook_layer(sae_to)
     hook_from, hook_to = sae_from.cfg.metadata.hook_name, sae_to.cfg.metadata.hook_name
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=[resid_hook(layer_from), hook_from, hook_to])
