@@ -13,7 +13,8 @@ from part_utils.plots import (
     plot_token_to_latent,
     show_attention_patterns,
 )
-from part_utils.worlds import World, WorldUnavailable, load_world
+from part_utils.world_types import World, WorldUnavailable
+from part_utils.worlds import load_world
 
 __all__ = [
     "World",

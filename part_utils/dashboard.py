@@ -10,20 +10,22 @@ The offline card shows what a latent reads and what it writes:
 from __future__ import annotations
 
 import html
-import re
+
 import torch
 from IPython.display import HTML, IFrame, display
 from sae_lens import SAE
 from torch import Tensor
 
-from part_utils.hooks import _get_hook_layer
-from part_utils.worlds import World, current_world, internet_reachable
+from part_utils.hooks import _get_hook_layer, layer_of_hook
+from part_utils.network import internet_reachable
+from part_utils.world_types import World
+from part_utils.worlds import current_world
 
 NEURONPEDIA_EMBED = "https://neuronpedia.org/{id}/{latent}?embed=true&embedexplanation=true&embedplots=true&embedtest=true&height=300"
 
 
 def _sae_for(world: World, sae_id: str) -> SAE:
-    layer = int(re.match(r"blocks\.(\d+)\.", sae_id).group(1))
+    layer = layer_of_hook(sae_id)
     return world.attn_saes[layer] if sae_id.endswith("hook_z") else world.saes[layer]
 
 

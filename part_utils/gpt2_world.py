@@ -20,9 +20,33 @@ from collections.abc import Iterator
 
 import torch
 from sae_lens import SAE, HookedSAETransformer
+from transformer_lens.utilities import get_act_name
 
-from part_utils import worlds
-from part_utils.worlds import GPT2_EXERCISES, LazySAEs, World, WorldUnavailable
+from part_utils import network
+from part_utils.world_types import (
+    AttentionSettings,
+    ExerciseSettings,
+    LatentToLatentSettings,
+    LatentToLogitSettings,
+    LazySAEs,
+    TokenToLatentSettings,
+    World,
+    WorldUnavailable,
+)
+
+GPT2_EXERCISES = ExerciseSettings(
+    latent_to_latent=LatentToLatentSettings(layer_from=0, layer_to=3, prompt="The Eiffel tower is in Paris"),
+    token_to_latent=TokenToLatentSettings(layer=3, prompt="The Eiffel tower is in Paris"),
+    latent_to_logit=LatentToLogitSettings(layer=9, prompt="The Eiffel tower is in the city of", answer=" Paris", k=25),
+    attention=AttentionSettings(
+        layer_from=4,
+        layer_to=5,
+        seq_len=10,
+        token_pool=None,
+        prev_token_heads=((4, 11),),
+        induction_heads=((5, 1), (5, 5), (5, 8)),
+    ),
+)
 
 # The latents the original GPT-2 analysis singled out (the notebook's text describes them).
 GPT2_FACTS = {
@@ -35,7 +59,7 @@ GPT2_FACTS = {
         ]
     },
     "latent_to_logit": {"dashboards": [["blocks.9.hook_resid_pre", 22250], ["blocks.9.hook_resid_pre", 5879]]},
-    "induction": {
+    "attention": {
         "dashboards": [["blocks.5.hook_z", 35425], ["blocks.5.hook_z", 36126], ["blocks.4.hook_z", 22975], ["blocks.4.hook_z", 21020]]
     },
 }
@@ -52,11 +76,16 @@ MODEL_FILES = (("config.json",), ("model.safetensors", "pytorch_model.bin"), ("t
 
 
 def residual_sae_id(layer: int) -> str:
-    return f"blocks.{layer}.hook_resid_pre"
+    return get_act_name("resid_pre", layer)  # gpt2-small-res-jb names its SAEs by their hook
 
 
 def attention_sae_id(layer: int) -> str:
-    return f"blocks.{layer}.hook_z"
+    return f"blocks.{layer}.hook_z"  # gpt2-small-hook-z-kk's own SAE ids (the hook is blocks.{layer}.attn.hook_z)
+
+
+def is_gpt2_small(model: HookedSAETransformer) -> bool:
+    """Whether `model` is GPT-2 small as TransformerLens loads it, however it was loaded (by this world or by hand)."""
+    return model.cfg.original_architecture == "GPT2LMHeadModel" and model.cfg.model_name == "gpt2"
 
 
 def offline_mode() -> bool:
@@ -117,8 +146,8 @@ def _availability() -> tuple[str | None, bool]:
             + ")"
         )
         return reason, True
-    # Looked up on the module, so that patching `part_utils.worlds.internet_reachable` (as tests do) reaches here.
-    if worlds.internet_reachable():
+    # Looked up on the module, so that patching `part_utils.network.internet_reachable` (as tests do) reaches here.
+    if network.internet_reachable():
         return None, False
     if not missing_from_cache():
         return None, True

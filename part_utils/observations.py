@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from part_utils.worlds import ExerciseSettings, World
+from transformer_lens.utilities import get_act_name
+
+from part_utils.world_types import ExerciseSettings, World
 
 
 def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[str, dict[str, list]]:
     """Per exercise: `observations` (sentences) and `dashboards` ((sae_id, latent) pairs to look at)."""
-    l2l, logit, induction = settings.latent_to_latent, settings.latent_to_logit, settings.induction
+    l2l, logit, induction = settings.latent_to_latent, settings.latent_to_logit, settings.attention
     quality = facts["sae_quality"]
-    resid = lambda layer: f"blocks.{layer}.hook_resid_pre"  # noqa: E731
-    attn = lambda layer: f"blocks.{layer}.attn.hook_z"  # noqa: E731
+
+    def resid(layer: int) -> str:
+        return get_act_name("resid_pre", layer)
+
     mass = facts["induction_rectangle_mass"]
     prev_head = max(induction.prev_token_heads, key=lambda head: facts["prev_token_scores"][head[0]][head[1]])
     induction_heads = ", ".join(f"{l}.{h} ({facts['induction_scores'][l][h]:.2f})" for l, h in induction.induction_heads)
@@ -45,7 +49,7 @@ def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[
                 f"top-1 predictions on held-out text survive (its reconstruction explains {quality[resid(logit.layer)]['fve']:.0%} of the variance).",
             ],
         },
-        "induction": {
+        "attention": {
             "observations": [
                 f"Head {prev_head[0]}.{prev_head[1]} is a previous-token head (score {facts['prev_token_scores'][prev_head[0]][prev_head[1]]:.2f}); "
                 f"induction heads: {induction_heads}.",
@@ -56,7 +60,7 @@ def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[
                     else "No single latent fires on every token of the second half on this sequence."
                 ),
             ],
-            "dashboards": [[attn(induction.layer_to), latent] for latent in second_half],
+            "dashboards": [[get_act_name("z", induction.layer_to), latent] for latent in second_half],
         },
     }
 
@@ -64,7 +68,7 @@ def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[
 def show_observations(world: World, exercise: str) -> None:
     """Print what this world shows in `exercise` (measured when the world was built), if it is known.
 
-    `exercise` is one of "latent_to_latent", "token_to_latent", "latent_to_logit", "induction".
+    `exercise` is one of "latent_to_latent", "token_to_latent", "latent_to_logit", "attention".
     """
     observations = world.facts.get(exercise, {}).get("observations", [])
     if observations:

@@ -160,15 +160,39 @@ def induction_rectangles(
     return boxes
 
 
+def induction_rectangle_masses(gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, seq_len: int) -> dict[str, float]:
+    """Mean |gradient| per cell inside the induction rectangles (see `induction_rectangles`) and outside them.
+
+    "outside_causal" leaves out the cells whose earlier latent's position comes after the later
+    latent's, whose gradient the causal mask makes zero.
+    """
+    pos_from, pos_to = latent_acts_prev.indices[:, 1][None, :], latent_acts_next_recon.indices[:, 1][:, None]
+    inside = (pos_to == pos_from + seq_len - 1) & (pos_from >= 2) & (pos_from <= seq_len + 1)
+    causal = pos_from <= pos_to
+    magnitude = gradients.detach().abs()
+    return {
+        "inside": magnitude[inside].mean().item(),
+        "outside": magnitude[~inside].mean().item(),
+        "outside_causal": magnitude[~inside & causal].mean().item(),
+    }
+
+
 def induction_mass_ratio(gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, seq_len: int) -> float:
     """Mean |gradient| per cell inside the induction rectangles, over the mean per cell outside them."""
-    inside = torch.zeros(gradients.T.shape, dtype=torch.bool, device=gradients.device)
-    for x0, x1, y0, y1 in induction_rectangles(latent_acts_prev, latent_acts_next_recon, seq_len):
-        inside[y0:y1, x0:x1] = True
-    magnitude = gradients.detach().T.abs()
-    if not inside.any() or inside.all():
-        return float("nan")
-    return float(magnitude[inside].mean() / magnitude[~inside].mean().clamp_min(1e-12))
+    masses = induction_rectangle_masses(gradients, latent_acts_prev, latent_acts_next_recon, seq_len)
+    return masses["inside"] / max(masses["outside"], 1e-12)
+
+
+def gradients_between_positions(
+    gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, pos_from: int, pos_to: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The block of a latent-to-latent Jacobian from the earlier latents at `pos_from` to the later ones at `pos_to`.
+
+    Returns (gradients (n_to, n_from), the earlier latent ids, the later latent ids).
+    """
+    rows = latent_acts_next_recon.indices[:, 1] == pos_to
+    cols = latent_acts_prev.indices[:, 1] == pos_from
+    return gradients[rows][:, cols], latent_acts_prev.indices[cols, -1], latent_acts_next_recon.indices[rows, -1]
 
 
 def plot_induction(

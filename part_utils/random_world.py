@@ -16,12 +16,13 @@ import torch
 from sae_lens import SAE, HookedSAETransformer, StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 from transformer_lens import HookedTransformerConfig
+from transformer_lens.utilities import get_act_name
 
+from part_utils.gpt2_world import GPT2_EXERCISES
 from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_tokenizer
-from part_utils.worlds import (
-    GPT2_EXERCISES,
+from part_utils.world_types import (
+    AttentionSettings,
     ExerciseSettings,
-    InductionSettings,
     LatentToLatentSettings,
     LatentToLogitSettings,
     LazySAEs,
@@ -63,7 +64,7 @@ def _small_exercises(n_layers: int) -> ExerciseSettings:
         latent_to_latent=LatentToLatentSettings(layer_from=0, layer_to=2, prompt=gpt2.latent_to_latent.prompt),
         token_to_latent=TokenToLatentSettings(layer=2, prompt=gpt2.token_to_latent.prompt),
         latent_to_logit=LatentToLogitSettings(layer=last, prompt=gpt2.latent_to_logit.prompt, answer=" Paris", k=10),
-        induction=InductionSettings(
+        attention=AttentionSettings(
             layer_from=1,
             layer_to=2,
             seq_len=6,
@@ -99,23 +100,22 @@ def build_random_world(shape: WorldShape, seed: int, device: torch.device | str 
     )
     model = HookedSAETransformer(cfg, tokenizer=gpt2_tokenizer()).eval()
 
-    def make_sae(layer: int, hook: str) -> SAE:
-        return _calibrated_sae(model, layer, hook, shape, seed)
+    def make_sae(layer: int, is_attention: bool) -> SAE:
+        return _calibrated_sae(model, layer, is_attention, shape, seed)
 
     return World(
         name="random",
         model=model,
-        saes=LazySAEs(range(shape.n_layers), lambda layer: make_sae(layer, "hook_resid_pre"), "residual"),
-        attn_saes=LazySAEs(range(shape.n_layers), lambda layer: make_sae(layer, "attn.hook_z"), "attention"),
+        saes=LazySAEs(range(shape.n_layers), lambda layer: make_sae(layer, False), "residual"),
+        attn_saes=LazySAEs(range(shape.n_layers), lambda layer: make_sae(layer, True), "attention"),
         exercises=shape.exercises,
         description=f"seeded random weights (seed {seed}); runs the code, teaches nothing",
     )
 
 
 @torch.no_grad()
-def _calibrated_sae(model: HookedSAETransformer, layer: int, hook: str, shape: WorldShape, seed: int) -> SAE:
-    hook_name = f"blocks.{layer}.{hook}"
-    is_attention = hook == "attn.hook_z"
+def _calibrated_sae(model: HookedSAETransformer, layer: int, is_attention: bool, shape: WorldShape, seed: int) -> SAE:
+    hook_name = get_act_name("z" if is_attention else "resid_pre", layer)
     d_in = shape.n_heads * shape.d_head if is_attention else shape.d_model
     sae = StandardSAE(
         StandardSAEConfig(

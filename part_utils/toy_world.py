@@ -1,9 +1,9 @@
 """The offline toy world: a small trained transformer and its SAEs, shipped in `toy_world_data/`.
 
 `scripts/train_toy_world.py` trains it on `part_utils.toy_corpus` and writes the files; this module
-loads them as the same classes as the GPT-2 world (`HookedSAETransformer`, `StandardSAE`), and
-holds the measurements (head scores, SAE quality, latent gradients) that the training script uses
-to choose the exercise settings and that `project_tests/test_toy_world.py` checks.
+loads them as the same classes as the GPT-2 world (`HookedSAETransformer`, `StandardSAE`) into a
+`World`, and holds the measurements of the model alone (head scores, SAE quality) that the training
+script uses to choose the exercise settings and that `project_tests/test_toy_world.py` checks.
 
 The model was trained on a compact vocabulary (the ~240 GPT-2 tokens the corpus uses); the files
 store only those rows. Loading expands them to GPT-2's full vocabulary, so token ids, the tokenizer
@@ -14,7 +14,6 @@ they never reach any top-k.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,12 @@ from safetensors.torch import load_file
 from sae_lens import SAE, HookedSAETransformer, StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 from transformer_lens import HookedTransformerConfig
+from transformer_lens.utilities import get_act_name
 
-from part_utils.hooks import _get_hook_layer
+from part_utils.observations import toy_observations
 from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_tokenizer
+from part_utils.toy_corpus import fact_sentences
+from part_utils.world_types import ExerciseSettings, World
 
 DATA_DIR = Path(__file__).with_name("toy_world_data")
 MODEL_FILE = "model.safetensors"
@@ -37,14 +39,6 @@ WORLD_FILE = "world.json"
 UNUSED_TOKEN_LOGIT = -40.0
 # `saes.safetensors` holds each SAE's parameters as "{hook_name}.{parameter}".
 SAE_PARAMETERS = ("W_enc", "W_dec", "b_enc", "b_dec")
-
-
-def resid_hook(layer: int) -> str:
-    return f"blocks.{layer}.hook_resid_pre"
-
-
-def attn_hook(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_z"
 
 
 def read_world_json(data_dir: Path = DATA_DIR) -> dict[str, Any]:
@@ -103,20 +97,28 @@ def load_toy_world_parts(
             sae.d_head = d_head
         return sae.to(device).eval()
 
-    resid_saes = {layer: load_sae(resid_hook(layer), False) for layer in range(n_layers)}
-    attn_saes = {layer: load_sae(attn_hook(layer), True) for layer in range(n_layers)}
+    resid_saes = {layer: load_sae(get_act_name("resid_pre", layer), False) for layer in range(n_layers)}
+    attn_saes = {layer: load_sae(get_act_name("z", layer), True) for layer in range(n_layers)}
     return model, resid_saes, attn_saes, world["settings"]
 
 
-# --- Measurements: used by the training script to choose settings and by the project's tests. ---
+def load_toy_world(device: torch.device | str = "cpu") -> World:
+    model, saes, attn_saes, settings = load_toy_world_parts(device)
+    exercises = ExerciseSettings.from_dict(settings)
+    return World(
+        name="toy",
+        model=model,
+        saes=saes,
+        attn_saes=attn_saes,
+        exercises=exercises,
+        description="offline: a small model trained on landmark facts and induction sequences, shipped with the course",
+        facts=toy_observations(settings["facts"], exercises),
+        corpus=fact_sentences,
+    )
 
 
-def repeated_random_tokens(pool: list[int], seq_len: int, n_seqs: int, seed: int, bos: int) -> torch.Tensor:
-    """(n_seqs, 2 * seq_len + 1): BOS, then `seq_len` distinct pool tokens, then the same again."""
-    generator = torch.Generator().manual_seed(seed)
-    pool_tensor = torch.tensor(pool)
-    halves = torch.stack([pool_tensor[torch.randperm(len(pool), generator=generator)[:seq_len]] for _ in range(n_seqs)])
-    return torch.cat([torch.full((n_seqs, 1), bos), halves, halves], dim=1)
+# --- Measurements of the model and its SAEs alone, used by the training script to choose settings and by
+# the project's tests. Measurements through the exercises use the exercises' own functions (scripts/, project_tests/).
 
 
 def fact_token_batch(texts: list[str], length: int) -> torch.Tensor:
@@ -161,99 +163,3 @@ def sae_quality(model: HookedSAETransformer, sae: SAE, batches: list[torch.Tenso
         kept += (clean_logits.argmax(-1) == spliced_logits.argmax(-1)).sum().item()
         n_tokens += tokens.numel()
     return {"l0": l0_sum / n_tokens, "fve": 1 - residual_sq / total_sq, "top1_survival": kept / n_tokens}
-
-
-def resid_latent_gradients(
-    model: HookedSAETransformer, sae_from: SAE, sae_to: SAE, tokens: torch.Tensor, pos_from: int, pos_to: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients from the `sae_from` latents active at `pos_from` to the `sae_to` latents active at `pos_to`.
-
-    The same path as the exercise: every position's residual stream is replaced by `sae_from`'s
-    reconstruction, run through the layers in between, and encoded by `sae_to`. Returns
-    (gradients (n_to, n_from), from latent ids, to latent ids).
-    """
-    layer_from, layer_to = _get_hook_layer(sae_from), _get_hook_layer(sae_to)
-    with torch.no_grad():
-        resid = model(tokens, stop_at_layer=layer_from)
-        latents = sae_from.encode(resid)
-    from_ids = latents[0, pos_from].nonzero().squeeze(-1)
-
-    def later_latents(values: torch.Tensor) -> torch.Tensor:
-        patched = latents.clone()
-        patched[0, pos_from, from_ids] = values
-        resid_to = model(sae_from.decode(patched), start_at_layer=layer_from, stop_at_layer=layer_to)
-        return sae_to.encode(resid_to)[0, pos_to]
-
-    with torch.no_grad():
-        to_ids = later_latents(latents[0, pos_from, from_ids]).nonzero().squeeze(-1)
-    gradients = torch.func.jacrev(lambda values: later_latents(values)[to_ids])(latents[0, pos_from, from_ids])
-    return gradients, from_ids, to_ids
-
-
-def attn_latent_gradients(
-    model: HookedSAETransformer, sae_from: SAE, sae_to: SAE, tokens: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients between all active latents of two hook_z SAEs, as in the attention exercise.
-
-    Layer `sae_from`'s z is replaced by its SAE's reconstruction; `sae_to` encodes the resulting
-    later z. Returns (gradients (n_to, n_from), from indices (n_from, 3) as (batch, pos, latent),
-    to indices (n_to, 3), the clean `sae_to` latent activations).
-    """
-    layer_from, layer_to = _get_hook_layer(sae_from), _get_hook_layer(sae_to)
-    hook_from, hook_to = sae_from.cfg.metadata.hook_name, sae_to.cfg.metadata.hook_name
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=[resid_hook(layer_from), hook_from, hook_to])
-        latents_from = sae_from.encode(cache[hook_from])
-        latents_to_clean = sae_to.encode(cache[hook_to])
-    from_indices = latents_from.nonzero()
-
-    def later_latents(values: torch.Tensor) -> torch.Tensor:
-        patched = torch.zeros_like(latents_from).index_put(tuple(from_indices.T), values)
-        z_recon = sae_from.decode(patched)
-        stored = {}
-
-        def store_z(z: torch.Tensor, hook: Any) -> None:
-            stored["z"] = z
-
-        model.run_with_hooks(
-            cache[resid_hook(layer_from)],
-            start_at_layer=layer_from,
-            stop_at_layer=layer_to + 1,
-            fwd_hooks=[(hook_from, lambda z, hook: z_recon), (hook_to, store_z)],
-        )
-        return sae_to.encode(stored["z"])
-
-    values = latents_from[tuple(from_indices.T)]
-    with torch.no_grad():
-        to_indices = later_latents(values).nonzero()
-    gradients = torch.func.jacrev(lambda v: later_latents(v)[tuple(to_indices.T)])(values)
-    return gradients, from_indices, to_indices, latents_to_clean
-
-
-def induction_rectangle_masses(
-    gradients: torch.Tensor, from_indices: torch.Tensor, to_indices: torch.Tensor, seq_len: int
-) -> dict[str, float]:
-    """Mean |gradient| per cell inside the induction rectangles and outside them.
-
-    A rectangle pairs the earlier latents at a first-B position p (2 <= p <= seq_len + 1) with the
-    later latents at the second-A position p + seq_len - 1, where the induction head reads what
-    the previous-token head wrote. "Outside, causal" leaves out cells whose source position comes
-    after the destination, whose gradient is zero by the causal mask.
-    """
-    pos_from, pos_to = from_indices[:, 1], to_indices[:, 1]
-    first_b = pos_from[None, :]
-    inside = (pos_to[:, None] == first_b + seq_len - 1) & (first_b >= 2) & (first_b <= seq_len + 1)
-    causal = pos_from[None, :] <= pos_to[:, None]
-    magnitude = gradients.abs()
-    return {
-        "inside": magnitude[inside].mean().item(),
-        "outside": magnitude[~inside].mean().item(),
-        "outside_causal": magnitude[~inside & causal].mean().item(),
-    }
-
-
-def latents_on_every_second_half_token(latents: torch.Tensor, seq_len: int) -> list[int]:
-    """Latent ids active at every position of the second half of a (1, 2 * seq_len + 1) induction sequence."""
-    second_half = latents[0, seq_len + 1 :] > 0
-    counts = Counter(second_half.nonzero()[:, 1].tolist())
-    return sorted(latent for latent, count in counts.items() if count >= seq_len)

@@ -1,4 +1,5 @@
-"""Shared fixtures. Every test world comes from one seeded builder, `build_random_world`.
+"""Shared fixtures. Every test world comes from one seeded builder, `build_random_world`, and carries its
+exercise settings (a World attaches them to its model), so the checks need nothing else.
 
 The learner checks live in the `tests` package and are imported as a module (`import tests as
 checks`), never by name (`from tests import test_sparse_tensor`), or pytest would collect them.
@@ -14,8 +15,15 @@ from pathlib import Path
 import pytest
 import torch
 
+import tests as checks
 from part_utils.random_world import TINY_SHAPE, build_random_world
-from part_utils.worlds import World, register
+from part_utils.world_types import World
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One marker per exercise of the exercise table (`pytest -m attention`), beside pyproject.toml's own."""
+    for exercise in checks.EXERCISES:
+        config.addinivalue_line("markers", f"{exercise.name}: {exercise.title}")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -34,7 +42,7 @@ def tiny_world() -> World:
         world.saes[layer]
     for layer in world.exercises.attention_layers:
         world.attn_saes[layer]
-    return register(world)
+    return world
 
 
 @pytest.fixture
@@ -49,7 +57,7 @@ def fresh_world(tiny_world: World) -> World:
         exercises=tiny_world.exercises,
         description=tiny_world.description,
     )
-    return register(world)
+    return world
 
 
 # Figures the tests measure (timings, scores, rates) are printed together at the end of the run, so

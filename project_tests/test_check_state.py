@@ -15,14 +15,14 @@ import torch
 
 import solutions
 import tests as checks
-from catalogue import EXERCISES, run_check
-from part_utils.worlds import World
+from catalogue import EXERCISES, reference_name, run_check
+from part_utils.world_types import World
 
-GRADIENT_EXERCISES = [name for name in EXERCISES if name != "sparse_tensor"]
+GRADIENT_EXERCISES = [name for name, exercise in EXERCISES.items() if exercise.settings_type is not None]
 
 
 def _saes(world: World, exercise: str) -> list:
-    return list(world.attn_saes.values()) if exercise == "attention" else list(world.saes.values())
+    return list(getattr(world, EXERCISES[exercise].sae_map).values())
 
 
 def _state(world: World, exercise: str) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def test_state_is_restored_when_the_function_raises(exercise: str, fresh_world: 
 @pytest.mark.parametrize("exercise", GRADIENT_EXERCISES)
 def test_leaked_state_is_undone_and_reported(exercise: str, fresh_world: World) -> None:
     before = _state(fresh_world, exercise)
-    reference = getattr(solutions, EXERCISES[exercise][1])
+    reference = getattr(solutions, reference_name(exercise))
     with pytest.raises(checks.CheckFailed) as failure:
         run_check(exercise, _leaky(exercise, reference), fresh_world)
     _assert_same(before, _state(fresh_world, exercise))
@@ -99,7 +99,7 @@ def test_leaked_state_is_undone_and_reported(exercise: str, fresh_world: World) 
 @pytest.mark.parametrize("exercise", GRADIENT_EXERCISES)
 def test_wrong_results_and_leaked_state_are_both_reported(exercise: str, fresh_world: World) -> None:
     before = _state(fresh_world, exercise)
-    reference = getattr(solutions, EXERCISES[exercise][1])
+    reference = getattr(solutions, reference_name(exercise))
 
     def off_by_a_bit(*args: Any) -> Any:
         grads, *rest = reference(*args)
@@ -116,7 +116,7 @@ def test_wrong_results_and_leaked_state_are_both_reported(exercise: str, fresh_w
 def test_a_clean_correct_function_leaves_state_untouched(exercise: str, fresh_world: World, capsys: pytest.CaptureFixture[str]) -> None:
     fresh_world.saes[next(iter(fresh_world.saes))].use_error_term  # noqa: B018 (SAEs loaded before the snapshot)
     before = _state(fresh_world, exercise)
-    run_check(exercise, getattr(solutions, EXERCISES[exercise][1]), fresh_world)
+    run_check(exercise, getattr(solutions, reference_name(exercise)), fresh_world)
     _assert_same(before, _state(fresh_world, exercise))
     assert "passed" in capsys.readouterr().out
 

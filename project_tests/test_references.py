@@ -20,7 +20,7 @@ import solutions
 import solutions.straightforward as straightforward
 from part_utils.hooks import _get_hook_layer
 from part_utils.random_world import TINY_SHAPE, build_random_world
-from part_utils.worlds import World
+from part_utils.world_types import World
 
 STEP = 1e-4  # central differences in float64: truncation ~STEP**2, rounding ~1e-16 / STEP
 N_ENTRIES = 6  # Jacobian entries checked per computation: the largest, and a seeded random few
@@ -205,7 +205,7 @@ def test_latent_to_logit_reference(tiny_world: World, world64: World) -> None:
 
 @pytest.mark.attention
 def test_attention_reference(tiny_world: World, world64: World) -> None:
-    ex = tiny_world.exercises.induction
+    ex = tiny_world.exercises.attention
     model = tiny_world.model
     tokens = ex.repeated_tokens(model)
     args = (tokens, tiny_world.attn_saes[ex.layer_from], tiny_world.attn_saes[ex.layer_to], model)

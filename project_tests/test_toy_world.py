@@ -8,11 +8,14 @@ from __future__ import annotations
 import time
 
 import pytest
-import torch
+from transformer_lens.utilities import get_act_name
 
+import solutions
 from part_utils import toy_corpus
 from part_utils import toy_world as tw
+from part_utils.plots import gradients_between_positions, induction_latents, induction_rectangle_masses
 from part_utils.tokenizer import GPT2_VOCAB_SIZE
+from part_utils.world_types import AttentionSettings
 
 pytestmark = pytest.mark.toy_world
 
@@ -42,6 +45,11 @@ def world():
     return (*parts, load_seconds)
 
 
+def _sequences(settings: dict) -> AttentionSettings:
+    """The attention exercise's settings, which draw its repeated random sequences."""
+    return AttentionSettings.from_dict(settings["attention"])
+
+
 def test_loads_quickly_as_real_classes(world, figures):
     model, resid_saes, attn_saes, settings, load_seconds = world
     figures.add("toy world", f"toy world loaded in {load_seconds:.2f} s")
@@ -49,10 +57,10 @@ def test_loads_quickly_as_real_classes(world, figures):
     assert model.cfg.d_vocab == GPT2_VOCAB_SIZE and model.cfg.n_layers >= 6
     assert sorted(resid_saes) == sorted(attn_saes) == list(range(model.cfg.n_layers))
     for layer in range(model.cfg.n_layers):
-        assert resid_saes[layer].cfg.metadata.hook_name == f"blocks.{layer}.hook_resid_pre"
-        assert attn_saes[layer].cfg.metadata.hook_name == f"blocks.{layer}.attn.hook_z"
+        assert resid_saes[layer].cfg.metadata.hook_name == get_act_name("resid_pre", layer) == f"blocks.{layer}.hook_resid_pre"
+        assert attn_saes[layer].cfg.metadata.hook_name == get_act_name("z", layer) == f"blocks.{layer}.attn.hook_z"
         assert attn_saes[layer].cfg.reshape_activations == "hook_z"
-    assert set(settings) >= {"latent_to_latent", "token_to_latent", "latent_to_logit", "attn", "facts"}
+    assert set(settings) >= {"latent_to_latent", "token_to_latent", "latent_to_logit", "attention", "facts"}
 
 
 def test_paris_is_top1(world, figures):
@@ -67,8 +75,8 @@ def test_paris_is_top1(world, figures):
 
 def test_previous_token_and_induction_heads(world, figures):
     model, _, _, settings, _ = world
-    attn = settings["attn"]
-    tokens = tw.repeated_random_tokens(attn["token_pool"], attn["seq_len"], 32, EVAL_SEED, model.tokenizer.bos_token_id)
+    attn = settings["attention"]
+    tokens = _sequences(settings).repeated_tokens(model, EVAL_SEED, n_seqs=32)
     prev_scores, induction_scores = tw.head_scores(model, tokens, attn["seq_len"])
     for layer, head in attn["prev_token_heads"]:
         figures.add("toy world", f"previous-token head {layer}.{head}: score {prev_scores[layer, head]:.2f}")
@@ -82,10 +90,9 @@ def test_previous_token_and_induction_heads(world, figures):
 
 def test_every_sae_reconstructs_faithfully(world, figures):
     model, resid_saes, attn_saes, settings, _ = world
-    attn = settings["attn"]
     batches = [
         tw.fact_token_batch(toy_corpus.corpus_texts(EVAL_SEED, 64), 32),
-        tw.repeated_random_tokens(attn["token_pool"], attn["seq_len"], 32, EVAL_SEED, model.tokenizer.bos_token_id),
+        _sequences(settings).repeated_tokens(model, EVAL_SEED, n_seqs=32),
     ]
     failures = []
     for sae in [*resid_saes.values(), *attn_saes.values()]:
@@ -107,9 +114,10 @@ def test_cross_token_latent_pair_from_E_to_iff(world, figures):
     l2l, facts = settings["latent_to_latent"], settings["facts"]
     str_tokens = model.to_str_tokens(l2l["prompt"])
     e_pos, iff_pos = str_tokens.index(" E"), str_tokens.index("iff")
-    gradients, from_ids, to_ids = tw.resid_latent_gradients(
-        model, resid_saes[l2l["layer_from"]], resid_saes[l2l["layer_to"]], model.to_tokens(l2l["prompt"]), e_pos, iff_pos
+    gradients, prev, _, next_recon = solutions.latent_to_latent_gradients(
+        model.to_tokens(l2l["prompt"]), resid_saes[l2l["layer_from"]], resid_saes[l2l["layer_to"]], model
     )
+    gradients, from_ids, to_ids = gradients_between_positions(gradients, prev, next_recon, e_pos, iff_pos)
     to_index, from_index = divmod(gradients.abs().argmax().item(), gradients.shape[1])
     e_latent, iff_latent = from_ids[from_index].item(), to_ids[to_index].item()
     gradient = gradients[to_index, from_index].item()
@@ -124,13 +132,13 @@ def test_cross_token_latent_pair_from_E_to_iff(world, figures):
 
 def test_induction_circuit_between_attention_saes(world, figures):
     model, _, attn_saes, settings, _ = world
-    attn = settings["attn"]
+    attn = settings["attention"]
     seq_len = attn["seq_len"]
-    tokens = tw.repeated_random_tokens(attn["token_pool"], seq_len, 1, 0, model.tokenizer.bos_token_id)
-    gradients, from_indices, to_indices, _ = tw.attn_latent_gradients(
-        model, attn_saes[attn["layer_from"]], attn_saes[attn["layer_to"]], tokens
+    tokens = _sequences(settings).repeated_tokens(model, seed=0)
+    gradients, prev, _, next_recon = solutions.latent_to_latent_gradients_attn(
+        tokens, attn_saes[attn["layer_from"]], attn_saes[attn["layer_to"]], model
     )
-    masses = tw.induction_rectangle_masses(gradients, from_indices, to_indices, seq_len)
+    masses = induction_rectangle_masses(gradients, prev, next_recon, seq_len)
     ratio = masses["inside"] / masses["outside"]
     causal_ratio = masses["inside"] / masses["outside_causal"]
     figures.add(
@@ -144,10 +152,9 @@ def test_induction_circuit_between_attention_saes(world, figures):
 
 def test_an_attention_latent_fires_on_the_whole_second_half(world, figures):
     model, _, attn_saes, settings, _ = world
-    attn = settings["attn"]
-    tokens = tw.repeated_random_tokens(attn["token_pool"], attn["seq_len"], 1, 0, model.tokenizer.bos_token_id)
-    _, cache = model.run_with_cache(tokens, names_filter=tw.attn_hook(attn["layer_to"]))
-    latents = attn_saes[attn["layer_to"]].encode(cache[tw.attn_hook(attn["layer_to"])])
-    second_half = latents[0, attn["seq_len"] + 1 :] > 0
+    attn = settings["attention"]
+    tokens = _sequences(settings).repeated_tokens(model, seed=0)
+    _, _, next_true, _ = solutions.latent_to_latent_gradients_attn(tokens, attn_saes[attn["layer_from"]], attn_saes[attn["layer_to"]], model)
+    second_half = next_true.dense[0, attn["seq_len"] + 1 :] > 0
     figures.add("toy world", f"most second-half positions covered by one layer {attn['layer_to']} latent: {second_half.sum(0).max().item()} of {attn['seq_len']}")
-    assert tw.latents_on_every_second_half_token(latents, attn["seq_len"])
+    assert induction_latents(next_true, attn["seq_len"]) == settings["facts"]["second_half_latents"]

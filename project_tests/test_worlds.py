@@ -24,10 +24,13 @@ import torch
 import solutions
 import tests as checks
 from fake_hf_cache import build_fake_hf_cache  # project_tests/fake_hf_cache.py
-from part_utils import gpt2_world, worlds
+from part_utils import gpt2_world, network, toy_world, worlds
+from part_utils.gpt2_world import GPT2_EXERCISES
 from part_utils.random_world import CALIBRATION_TEXTS, TINY_SHAPE, WorldShape, build_random_world
 from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_tokenizer
-from part_utils.worlds import GPT2_EXERCISES, World, WorldUnavailable, load_world
+from part_utils.world_types import World, WorldUnavailable
+from part_utils.worlds import load_world
+from tests._exercise import world_settings
 
 pytestmark = pytest.mark.worlds
 
@@ -57,7 +60,7 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """
     monkeypatch.delenv(worlds.WORLD_ENV, raising=False)
     monkeypatch.delenv(worlds.GRADING_WORLD_ENV, raising=False)
-    monkeypatch.setattr(worlds, "internet_reachable", lambda *args, **kwargs: False)
+    monkeypatch.setattr(network, "internet_reachable", lambda *args, **kwargs: False)
     refused: list[object] = []
     real_connect = socket.socket.connect
 
@@ -159,7 +162,18 @@ def test_gpt2_world_loads_from_the_cache_with_the_fake_shapes(gpt2_from_fake_cac
         assert sae.cfg.metadata.hook_name == f"blocks.{layer}.attn.hook_z"
         assert sae.cfg.reshape_activations == "hook_z"
     assert worlds.current_world() is world
-    assert worlds.exercise_settings(world.model) is GPT2_EXERCISES
+    assert world_settings(world.model) is GPT2_EXERCISES
+
+
+def test_gpt2_loaded_by_hand_gets_gpt2s_settings(fake_hub: Path) -> None:
+    """A GPT-2 small the learner loads without load_world() is recognised by its config, not by a guess."""
+    from sae_lens import HookedSAETransformer
+
+    model = HookedSAETransformer.from_pretrained(gpt2_world.MODEL_NAME, device="cpu")
+    assert world_settings(model) is GPT2_EXERCISES
+    model.cfg.model_name = "gpt2-medium"
+    with pytest.raises(LookupError, match="load_world"):
+        world_settings(model)
 
 
 def test_gpt2_world_loads_only_the_exercises_saes(gpt2_from_fake_cache) -> None:
@@ -207,7 +221,6 @@ def test_learner_checks_pass_with_the_solutions_on_gpt2(gpt2_from_fake_cache, ch
 def test_auto_picks_gpt2_when_it_is_cached(fake_hub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sentinel = object()
     monkeypatch.setattr(gpt2_world, "load_gpt2_world", lambda device: sentinel)
-    monkeypatch.setattr(worlds, "register", lambda world: world)
     assert load_world("auto", device="cpu", verbose=False) is sentinel
 
 
@@ -254,8 +267,7 @@ def test_auto_says_it_falls_back_to_the_toy_world(tmp_path: Path, monkeypatch: p
     """The choice `auto` makes and what it prints, whether or not the toy world's data is built (a stand-in loads here)."""
     _use_hf_home(monkeypatch, tmp_path / "empty_hf_home")
     stand_in = World("toy", tiny_world.model, tiny_world.saes, tiny_world.attn_saes, tiny_world.exercises, "a stand-in")
-    monkeypatch.setattr(worlds, "load_toy_world", lambda device: stand_in)
-    monkeypatch.setattr(worlds, "register", lambda world: world)
+    monkeypatch.setattr(toy_world, "load_toy_world", lambda device: stand_in)
     assert load_world("auto", device="cpu") is stand_in
     printed = capsys.readouterr().out
     assert "GPT-2 is not available (HF_HUB_OFFLINE is set" in printed and "offline toy world" in printed

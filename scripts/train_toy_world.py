@@ -35,12 +35,16 @@ from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig  # noqa: E40
 from sae_lens.saes.sae import SAEMetadata, TrainStepInput  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
+from transformer_lens.utilities import get_act_name  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import solutions  # noqa: E402
 from part_utils import toy_corpus  # noqa: E402
 from part_utils import toy_world as tw  # noqa: E402
+from part_utils.plots import gradients_between_positions, induction_latents, induction_rectangle_masses  # noqa: E402
 from part_utils.tokenizer import gpt2_tokenizer  # noqa: E402
+from part_utils.world_types import AttentionSettings  # noqa: E402
 
 SEED = 0
 N_THREADS = 2
@@ -158,8 +162,8 @@ def rounded_to_fp16(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 @torch.no_grad()
 def collect_activations(model: HookedTransformer, sampler: WindowSampler) -> dict[str, torch.Tensor]:
     """Every SAE's training inputs, (tokens, d_in): hook_z's heads are concatenated."""
-    hooks = [tw.resid_hook(layer) for layer in range(model.cfg.n_layers)]
-    hooks += [tw.attn_hook(layer) for layer in range(model.cfg.n_layers)]
+    hooks = [get_act_name("resid_pre", layer) for layer in range(model.cfg.n_layers)]
+    hooks += [get_act_name("z", layer) for layer in range(model.cfg.n_layers)]
     collected: dict[str, list[torch.Tensor]] = {hook: [] for hook in hooks}
     for _ in tqdm(range(SAE_ACTIVATION_WINDOWS // 64), desc="Collecting activations"):
         _, cache = model.run_with_cache(sampler.batch(64), names_filter=hooks)
@@ -250,7 +254,7 @@ def main() -> None:
     world["settings"] = measure_settings(out_dir)
     world["settings"]["facts"]["training_seconds"] = round(time.time() - start)
     (out_dir / tw.WORLD_FILE).write_text(json.dumps(world, indent=1))
-    print(json.dumps({**world["settings"], "attn": {**world["settings"]["attn"], "token_pool": "..."}}, indent=1))
+    print(json.dumps({**world["settings"], "attention": {**world["settings"]["attention"], "token_pool": "..."}}, indent=1))
     print(f"Done in {time.time() - start:.0f} s; files in {out_dir}:")
     for path in sorted(out_dir.iterdir()):
         print(f"  {path.name}: {path.stat().st_size / 1e6:.2f} MB")
@@ -262,7 +266,7 @@ def placeholder_settings() -> dict:
         "latent_to_latent": {"layer_from": 0, "layer_to": 3, "prompt": LATENT_PROMPT},
         "token_to_latent": {"layer": 3, "prompt": LATENT_PROMPT},
         "latent_to_logit": {"layer": 4, "prompt": LOGIT_PROMPT, "answer": LOGIT_ANSWER, "k": LOGIT_K},
-        "attn": {
+        "attention": {
             "layer_from": 0,
             "layer_to": 1,
             "seq_len": INDUCTION_SEQ_LEN,
@@ -290,12 +294,13 @@ def paris_rank(model, prompt: str, answer: str, saes=()) -> tuple[int, float]:
 def measure_settings(data_dir: Path) -> dict:
     """Load the world as the course will, measure it, and choose the exercise settings from the measurements."""
     model, resid_saes, attn_saes, settings = tw.load_toy_world_parts("cpu", data_dir)
-    bos = model.tokenizer.bos_token_id
-    pool = settings["attn"]["token_pool"]
+    # The sequences the attention exercise uses (its heads and layers are what is measured here).
+    sequences = AttentionSettings.from_dict(settings["attention"])
+    pool = settings["attention"]["token_pool"]
     facts: dict = {}
 
     # Heads: the best induction head, and the best previous-token head in an earlier layer.
-    repeated = tw.repeated_random_tokens(pool, INDUCTION_SEQ_LEN, 32, EVAL_SEED, bos)
+    repeated = sequences.repeated_tokens(model, EVAL_SEED, n_seqs=32)
     prev_scores, induction_scores = tw.head_scores(model, repeated, INDUCTION_SEQ_LEN)
     induction_scores[0] = 0  # layer 0 cannot do induction: nothing has been moved yet
     induction_layer, induction_head = top_head(induction_scores)
@@ -331,9 +336,8 @@ def measure_settings(data_dir: Path) -> dict:
     e_pos, iff_pos = str_tokens.index(" E"), str_tokens.index("iff")
     best = None
     for layer_to in (2, 3, 4):
-        gradients, from_ids, to_ids = tw.resid_latent_gradients(
-            model, resid_saes[0], resid_saes[layer_to], tokens, e_pos, iff_pos
-        )
+        gradients, prev, _, next_recon = solutions.latent_to_latent_gradients(tokens, resid_saes[0], resid_saes[layer_to], model)
+        gradients, from_ids, to_ids = gradients_between_positions(gradients, prev, next_recon, e_pos, iff_pos)
         to_index, from_index = divmod(gradients.abs().argmax().item(), gradients.shape[1])
         candidate = (gradients[to_index, from_index].item(), layer_to, from_ids[from_index].item(), to_ids[to_index].item())
         if best is None or abs(candidate[0]) > abs(best[0]):
@@ -342,20 +346,20 @@ def measure_settings(data_dir: Path) -> dict:
     facts.update(e_latent=e_latent, iff_latent=iff_latent, e_iff_gradient=round(gradient, 4))
 
     # Induction circuit between the previous-token head's layer and the induction head's layer.
-    notebook_sequence = tw.repeated_random_tokens(pool, INDUCTION_SEQ_LEN, 1, 0, bos)
-    gradients, from_indices, to_indices, clean_to = tw.attn_latent_gradients(
-        model, attn_saes[prev_layer], attn_saes[induction_layer], notebook_sequence
+    notebook_sequence = sequences.repeated_tokens(model, seed=0)
+    gradients, prev, next_true, next_recon = solutions.latent_to_latent_gradients_attn(
+        notebook_sequence, attn_saes[prev_layer], attn_saes[induction_layer], model
     )
-    masses = tw.induction_rectangle_masses(gradients, from_indices, to_indices, INDUCTION_SEQ_LEN)
+    masses = induction_rectangle_masses(gradients, prev, next_recon, INDUCTION_SEQ_LEN)
     facts["induction_rectangle_mass"] = {name: round(value, 5) for name, value in masses.items()}
-    facts["second_half_latents"] = tw.latents_on_every_second_half_token(clean_to, INDUCTION_SEQ_LEN)
+    facts["second_half_latents"] = induction_latents(next_true, INDUCTION_SEQ_LEN)
 
     heads_over = lambda scores, layer, best_head: sorted({best_head, *(scores[layer] > 0.4).nonzero().flatten().tolist()})
     return {
         "latent_to_latent": {"layer_from": 0, "layer_to": bigram_layer, "prompt": LATENT_PROMPT},
         "token_to_latent": {"layer": bigram_layer, "prompt": LATENT_PROMPT},
         "latent_to_logit": {"layer": logit_layer, "prompt": LOGIT_PROMPT, "answer": LOGIT_ANSWER, "k": LOGIT_K},
-        "attn": {
+        "attention": {
             "layer_from": prev_layer,
             "layer_to": induction_layer,
             "seq_len": INDUCTION_SEQ_LEN,

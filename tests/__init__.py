@@ -3,20 +3,13 @@
 Each runs the learner's function and the reference solution on the same world, and either prints
 what matched or raises `CheckFailed` with what is wrong and, for common mistakes, how to fix it.
 These are not tests of this project (those live in project_tests/): pytest must never collect them.
+
+The checks are exported by name from the exercise table (`tests.exercises.EXERCISES`).
 """
 
 from tests._report import CheckFailed
-from tests.attention import test_latent_to_latent_gradients_attn
-from tests.latent_to_latent import test_latent_to_latent_gradients
-from tests.latent_to_logit import test_latent_to_logit_gradients
-from tests.sparse_tensor import test_sparse_tensor
-from tests.token_to_latent import test_token_to_latent_gradients
+from tests.exercises import BY_NAME, EXERCISES, Exercise
 
-__all__ = [
-    "CheckFailed",
-    "test_latent_to_latent_gradients",
-    "test_latent_to_latent_gradients_attn",
-    "test_latent_to_logit_gradients",
-    "test_sparse_tensor",
-    "test_token_to_latent_gradients",
-]
+globals().update({exercise.check.__name__: exercise.check for exercise in EXERCISES})
+
+__all__ = ["BY_NAME", "EXERCISES", "CheckFailed", "Exercise", *(exercise.check.__name__ for exercise in EXERCISES)]

@@ -10,11 +10,27 @@ from typing import Any
 import torch
 from sae_lens import SAE, HookedSAETransformer
 
+from part_utils.gpt2_world import GPT2_EXERCISES, is_gpt2_small
+from part_utils.world_types import ExerciseSettings, settings_of
 from tests._report import CheckFailed, call_learner, fmt_seconds, passed, shape_of
 from tests._state import preserved_state
 
 # The parts of a gradient exercise's result that can be checked on their own (None: all of it).
 PARTS = (None, "gradients", "activations")
+
+
+def world_settings(model: HookedSAETransformer) -> ExerciseSettings:
+    """The layers and prompts of the world `model` belongs to: those its World attached to it, or GPT-2's for
+    GPT-2 small loaded by hand."""
+    settings = settings_of(model)
+    if settings is not None:
+        return settings
+    if is_gpt2_small(model):
+        return GPT2_EXERCISES
+    raise LookupError(
+        "This model was not loaded with part_utils.load_world(), so the checks do not know which layers and "
+        "prompts to use. Load your model with `world = load_world(...)` and pass `world.model`."
+    )
 
 
 def run_check(

@@ -12,8 +12,7 @@ from transformer_lens.utilities import get_act_name
 
 import solutions
 from part_utils.hooks import _get_hook_layer
-from part_utils.worlds import exercise_settings
-from tests._exercise import run_check
+from tests._exercise import run_check, world_settings
 from tests._report import close_enough
 from tests.latent_to_latent import compare_latent_to_latent
 
@@ -71,7 +70,7 @@ def test_latent_to_latent_gradients_attn(
     part: str | None = None,
 ) -> None:
     """Check latent_to_latent_gradients_attn against the reference on a repeated random sequence."""
-    settings = exercise_settings(model).induction
+    settings = world_settings(model).attention
     sae_from = attn_saes[settings.layer_from if layer_from is None else layer_from]
     sae_to = attn_saes[settings.layer_to if layer_to is None else layer_to]
     tokens = settings.repeated_tokens(model, seed)

@@ -11,9 +11,8 @@ from torch import Tensor
 
 import solutions
 from part_utils.hooks import _get_hook_layer
-from part_utils.worlds import exercise_settings
 from tests._compare import compare_jacobian, compare_sparse_tensor, require_sparse_tensor
-from tests._exercise import run_check
+from tests._exercise import run_check, world_settings
 from tests._report import CheckFailed, close_enough, shape_of
 
 EXERCISE = "test_latent_to_latent_gradients"
@@ -108,7 +107,7 @@ def test_latent_to_latent_gradients(
     part: str | None = None,
 ) -> None:
     """Check latent_to_latent_gradients against the reference on this world's prompt and layer pair."""
-    settings = exercise_settings(model).latent_to_latent
+    settings = world_settings(model).latent_to_latent
     layer_from = settings.layer_from if layer_from is None else layer_from
     layer_to = settings.layer_to if layer_to is None else layer_to
     tokens = model.to_tokens(prompt or settings.prompt)

@@ -11,9 +11,8 @@ from torch import Tensor
 
 import solutions
 from part_utils.hooks import _get_hook_layer
-from part_utils.worlds import exercise_settings
 from tests._compare import compare_sparse_tensor, require_sparse_tensor
-from tests._exercise import run_check
+from tests._exercise import run_check, world_settings
 from tests._report import CheckFailed, close_enough, compare_tensor, shape_of
 
 EXERCISE = "test_latent_to_logit_gradients"
@@ -105,7 +104,7 @@ def test_latent_to_logit_gradients(
     part: str | None = None,
 ) -> None:
     """Check latent_to_logit_gradients against the reference on this world's prompt, layer and k."""
-    settings = exercise_settings(model).latent_to_logit
+    settings = world_settings(model).latent_to_logit
     sae = saes[settings.layer if layer is None else layer]
     k = settings.k if k is None else k
     tokens = model.to_tokens(prompt or settings.prompt)

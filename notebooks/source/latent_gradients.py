@@ -638,7 +638,7 @@ for sae_id, latent_idx in world.facts.get("latent_to_logit", {}).get("dashboards
 # attends to the token *after* its earlier copy):
 
 # %%
-induction = exercises.induction
+induction = exercises.attention
 rep_tokens = induction.repeated_tokens(model, seed=0)
 show_attention_patterns(model, rep_tokens, [*induction.prev_token_heads, *induction.induction_heads])
 
@@ -789,8 +789,8 @@ plot_induction_filtered(gradients, latent_acts_prev, latent_acts_next_recon, str
 # **This world:**
 
 # %%
-show_observations(world, "induction")
-for sae_id, latent_idx in world.facts.get("induction", {}).get("dashboards", []):
+show_observations(world, "attention")
+for sae_id, latent_idx in world.facts.get("attention", {}).get("dashboards", []):
     display_dashboard(sae_id=sae_id, latent_idx=latent_idx)
 
 # %% [markdown]

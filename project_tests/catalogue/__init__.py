@@ -22,16 +22,17 @@ import torch
 
 import solutions
 import tests as checks
-from part_utils.worlds import World
+from part_utils.world_types import World
 
-# Exercise (also the pytest marker) -> (the learner check, the reference solution's name in `solutions`).
-EXERCISES: dict[str, tuple[Callable[..., None], str | None]] = {
-    "sparse_tensor": (checks.test_sparse_tensor, None),
-    "latent_to_latent": (checks.test_latent_to_latent_gradients, "latent_to_latent_gradients"),
-    "token_to_latent": (checks.test_token_to_latent_gradients, "token_to_latent_gradients"),
-    "latent_to_logit": (checks.test_latent_to_logit_gradients, "latent_to_logit_gradients"),
-    "attention": (checks.test_latent_to_latent_gradients_attn, "latent_to_latent_gradients_attn"),
-}
+# The exercises by name (the name is also the pytest marker), from the exercise table.
+EXERCISES = checks.BY_NAME
+
+
+def reference_name(exercise: str) -> str | None:
+    """The name in `solutions` of the exercise's reference function, which the checks look up when they run
+    (None for SparseTensor: its check compares with the expected arrays directly)."""
+    table_entry = EXERCISES[exercise]
+    return None if table_entry.settings_type is None else table_entry.reference.__name__
 
 
 @dataclass(frozen=True)
@@ -141,13 +142,7 @@ def _memoised_reference(name: str | None) -> Iterator[None]:
 
 def run_check(exercise: str, fn: Any, world: World) -> None:
     """Run the exercise's learner check on `fn` in `world` (raises CheckFailed when it fails)."""
-    check, _ = EXERCISES[exercise]
-    if exercise == "sparse_tensor":
-        check(fn)
-    elif exercise == "attention":
-        check(fn, world.model, world.attn_saes)
-    else:
-        check(fn, world.model, world.saes)
+    EXERCISES[exercise].run_check(fn, world)
 
 
 def _relative_error(got: Any, want: Any) -> float | None:
@@ -174,10 +169,10 @@ def outcome(entry: Entry, world: World) -> Outcome:
     key = (_world_key(world), entry.id)
     if key in _OUTCOMES:
         return _OUTCOMES[key]
-    _, reference_name = EXERCISES[entry.exercise]
+    reference = reference_name(entry.exercise)
     returned: list[Any] = []
     fn = entry.fn
-    if reference_name is not None:
+    if reference is not None:
 
         @functools.wraps(entry.fn)
         def fn(*args: Any) -> Any:
@@ -187,7 +182,7 @@ def outcome(entry: Entry, world: World) -> Outcome:
 
     printed = io.StringIO()
     start = time.perf_counter()
-    with _memoised_reference(reference_name), contextlib.redirect_stdout(printed):
+    with _memoised_reference(reference), contextlib.redirect_stdout(printed):
         try:
             run_check(entry.exercise, fn, world)
             accepted, message = True, printed.getvalue()
@@ -195,8 +190,8 @@ def outcome(entry: Entry, world: World) -> Outcome:
             accepted, message = False, printed.getvalue() + failure.render()
     seconds = time.perf_counter() - start
     relative_error = None
-    if entry.correct and returned and reference_name is not None:
-        references = [v for k, v in _REFERENCE_CACHE.items() if k[0] == reference_name]
+    if entry.correct and returned and reference is not None:
+        references = [v for k, v in _REFERENCE_CACHE.items() if k[0] == reference]
         errors = [e for e in (_relative_error(returned[-1], want) for want in references) if e is not None]
         relative_error = min(errors) if errors else None
     result = Outcome(accepted, message, seconds, relative_error)

@@ -1,0 +1,126 @@
+"""The exercise table: the one place that lists the course's exercises and says, for each,
+
+- its one name: the `ExerciseSettings` field, the pytest marker, the notebook's `exercise=` tag and
+  the prefix of its graded cells' ids (`attention-gradients`);
+- its settings type (None for an exercise that needs no world), its reference solution, its
+  straightforward formulation (the independent second implementation the project's tests and the
+  benchmark compare with) and its learner check;
+- its graded parts with their points, and the check's arguments on the hidden grading world.
+
+Everything that lists exercises reads this table (the checks package, the project's tests and
+markers); it lives beside the checks because it names them (notebooks -> tests -> solutions -> part_utils).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import solutions
+from part_utils.world_types import (
+    AttentionSettings,
+    LatentToLatentSettings,
+    LatentToLogitSettings,
+    TokenToLatentSettings,
+    World,
+)
+from solutions import straightforward
+from tests.attention import test_latent_to_latent_gradients_attn
+from tests.latent_to_latent import test_latent_to_latent_gradients
+from tests.latent_to_logit import test_latent_to_logit_gradients
+from tests.sparse_tensor import test_sparse_tensor
+from tests.token_to_latent import test_token_to_latent_gradients
+
+
+@dataclass(frozen=True)
+class Exercise:
+    name: str
+    title: str
+    settings_type: type | None
+    reference: Callable[..., Any]
+    straightforward: Callable[..., Any] | None
+    check: Callable[..., None]
+    # Which of the world's SAE maps the check takes after the model ("saes" or "attn_saes"); None: no world.
+    sae_map: str | None
+    # Graded part (the check's `part=`) -> points.
+    parts: Mapping[str, int]
+    # The check's keyword arguments on the hidden grading world: other layers, prompts, k, sequence seed.
+    hidden: Mapping[str, Any]
+
+    @property
+    def points(self) -> int:
+        return sum(self.parts.values())
+
+    def run_check(self, fn: Any, world: World, **kwargs: Any) -> None:
+        """Run this exercise's learner check on `fn` in `world` (raises `CheckFailed` when it fails)."""
+        if self.sae_map is None:
+            self.check(fn, **kwargs)
+        else:
+            self.check(fn, world.model, getattr(world, self.sae_map), **kwargs)
+
+
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+# In the order the course teaches them.
+EXERCISES: tuple[Exercise, ...] = (
+    Exercise(
+        name="sparse_tensor",
+        title="exercise 1, SparseTensor",
+        settings_type=None,
+        reference=solutions.SparseTensor,
+        straightforward=None,
+        check=test_sparse_tensor,
+        sae_map=None,
+        parts=_frozen({"from_dense": 1, "from_sparse": 1}),
+        hidden=_frozen({}),
+    ),
+    Exercise(
+        name="latent_to_latent",
+        title="exercises 2-3, latent-to-latent gradients",
+        settings_type=LatentToLatentSettings,
+        reference=solutions.latent_to_latent_gradients,
+        straightforward=straightforward.latent_to_latent_gradients,
+        check=test_latent_to_latent_gradients,
+        sae_map="saes",
+        parts=_frozen({"activations": 1, "gradients": 2}),
+        hidden=_frozen({"prompt": "Big Ben stands in London, by the river.", "layer_from": 1, "layer_to": 3}),
+    ),
+    Exercise(
+        name="token_to_latent",
+        title="exercise 4, token-to-latent gradients",
+        settings_type=TokenToLatentSettings,
+        reference=solutions.token_to_latent_gradients,
+        straightforward=straightforward.token_to_latent_gradients,
+        check=test_token_to_latent_gradients,
+        sae_map="saes",
+        parts=_frozen({"activations": 1, "gradients": 1}),
+        hidden=_frozen({"prompt": "The museum is closed on Mondays", "layer": 3}),
+    ),
+    Exercise(
+        name="latent_to_logit",
+        title="exercise 5, latent-to-logit gradients",
+        settings_type=LatentToLogitSettings,
+        reference=solutions.latent_to_logit_gradients,
+        straightforward=straightforward.latent_to_logit_gradients,
+        check=test_latent_to_logit_gradients,
+        sae_map="saes",
+        parts=_frozen({"activations": 1, "gradients": 1}),
+        hidden=_frozen({"prompt": "The Colosseum is in the city of", "layer": 2, "k": 7}),
+    ),
+    Exercise(
+        name="attention",
+        title="exercise 6, attention-SAE gradients (the induction circuit)",
+        settings_type=AttentionSettings,
+        reference=solutions.latent_to_latent_gradients_attn,
+        straightforward=straightforward.latent_to_latent_gradients_attn,
+        check=test_latent_to_latent_gradients_attn,
+        sae_map="attn_saes",
+        parts=_frozen({"activations": 1, "gradients": 2}),
+        hidden=_frozen({"seed": 3, "layer_from": 0, "layer_to": 1}),
+    ),
+)
+BY_NAME: Mapping[str, Exercise] = MappingProxyType({exercise.name: exercise for exercise in EXERCISES})
