@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 WORLD ?= auto
 NOTEBOOK ?= notebooks/latent_gradients_exercises.ipynb
 
-.PHONY: setup lab test notebooks check-notebooks clean
+.PHONY: setup lab test test-fast lint notebooks check-notebooks clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -37,8 +37,18 @@ lab: setup
 		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url="/lab/tree/$(NOTEBOOK)" \
 		$(if $(filter 0,$(shell id -u)),--allow-root)
 
+# Everything: what CI runs (about 8 minutes on 2 cores).
 test: setup
 	$(PY) -m pytest
+
+# The fast tier: unit tests and the learner checks on the tiny random world (under a minute on 2 cores).
+# The tiers are pytest markers (pyproject.toml): this leaves out the tests marked slow.
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+# ruff, configured in pyproject.toml (which rules, and why).
+lint: setup
+	$(BIN)/ruff check .
 
 notebooks: setup
 	$(PY) notebooks/build.py

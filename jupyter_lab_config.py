@@ -38,7 +38,7 @@ DISABLED_LAB_PLUGINS = [
 ]
 
 
-def _course_page_config(handler, page_config):  # noqa: ANN001, ANN202 (jupyterlab_server's hook signature)
+def _course_page_config(handler, page_config):  # jupyterlab_server's hook signature
     disabled = list(page_config.get("disabledExtensions", []))
     page_config["disabledExtensions"] = disabled + [name for name in DISABLED_LAB_PLUGINS if name not in disabled]
     return page_config

@@ -24,7 +24,7 @@ def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[
 
     mass = facts["induction_rectangle_mass"]
     prev_head = max(induction.prev_token_heads, key=lambda head: facts["prev_token_scores"][head[0]][head[1]])
-    induction_heads = ", ".join(f"{l}.{h} ({facts['induction_scores'][l][h]:.2f})" for l, h in induction.induction_heads)
+    induction_heads = ", ".join(f"{layer}.{head} ({facts['induction_scores'][layer][head]:.2f})" for layer, head in induction.induction_heads)
     second_half = facts["second_half_latents"]
     return {
         "latent_to_latent": {

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from sae_lens import SAE, HookedSAETransformer, StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
+from safetensors.torch import load_file
 from transformer_lens import HookedTransformerConfig
 from transformer_lens.utilities import get_act_name
 

@@ -78,7 +78,7 @@ def figures() -> Figures:
     return _FIGURES
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 (pytest's hook signature)
+def pytest_terminal_summary(terminalreporter) -> None:  # pytest's hook signature
     for section, lines in _FIGURES.sections.items():
         terminalreporter.write_sep("-", section)
         for line in lines:

@@ -26,8 +26,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from sae_lens.loading.pretrained_saes_directory import get_repo_id_and_folder_name
+from safetensors.torch import save_file
 
 RESIDUAL_RELEASE = "gpt2-small-res-jb"
 ATTENTION_RELEASE = "gpt2-small-hook-z-kk"

@@ -34,7 +34,7 @@ import pytest
 
 from lab_server import LabServer, start_lab  # project_tests/lab_server.py
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "build" / "screenshots"
@@ -110,7 +110,7 @@ def chromium() -> str:
     if path is None:
         pytest.skip("No Chromium installed: the browser test needs Debian's chromium package (`apt-get install chromium`).")
     try:
-        import playwright.sync_api  # noqa: F401
+        import playwright.sync_api  # noqa: F401 (imported only to learn whether Playwright is installed)
     except ImportError:
         pytest.skip("The playwright Python package is not installed (`pip install -e '.[dev]'`).")
     return path
@@ -133,7 +133,7 @@ class Screenshots:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         self.paths: list[Path] = []
 
-    def take(self, locator, name: str) -> Path:  # noqa: ANN001 (a Playwright Locator)
+    def take(self, locator, name: str) -> Path:  # locator: a Playwright Locator
         path = SCREENSHOTS / f"{name}.png"
         locator.screenshot(path=str(path), animations="disabled")
         self.paths.append(path)
@@ -163,7 +163,7 @@ def page(chromium: str, lab: LabServer, tmp_path: Path) -> Iterator:
         )
         outside: list[str] = []
 
-        def guard(route, request) -> None:  # noqa: ANN001 (Playwright's Route and Request)
+        def guard(route, request) -> None:  # Playwright's Route and Request
             url = request.url
             if url.startswith(lab.base_url) or url.startswith(("data:", "blob:")):
                 route.continue_()
@@ -183,7 +183,7 @@ def page(chromium: str, lab: LabServer, tmp_path: Path) -> Iterator:
 
 # --- driving JupyterLab ------------------------------------------------------------------------------------------
 
-def open_notebook(page, lab: LabServer, name: str) -> None:  # noqa: ANN001
+def open_notebook(page, lab: LabServer, name: str) -> None:
     page.goto(lab.url(name))
     page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=120_000)
     page.wait_for_function(
@@ -198,7 +198,7 @@ def open_notebook(page, lab: LabServer, name: str) -> None:  # noqa: ANN001
     )
 
 
-def run_all_cells(page) -> float:  # noqa: ANN001
+def run_all_cells(page) -> float:
     """Run > Run All Cells from the menu bar, as a learner would; wait until nothing is queued or running."""
     start = time.perf_counter()
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
@@ -219,7 +219,7 @@ def run_all_cells(page) -> float:  # noqa: ANN001
     return time.perf_counter() - start
 
 
-def run_new_cell(page, code: str) -> None:  # noqa: ANN001
+def run_new_cell(page, code: str) -> None:
     """Add a code cell at the end of the notebook and run it, as a learner trying something would."""
     page.evaluate(
         """async (code) => {
@@ -242,11 +242,11 @@ def run_new_cell(page, code: str) -> None:  # noqa: ANN001
     )
 
 
-def notebook_json(page) -> dict:  # noqa: ANN001
+def notebook_json(page) -> dict:
     return page.evaluate("() => window.jupyterapp.shell.currentWidget.context.model.toJSON()")
 
 
-def code_cells(page) -> list[dict]:  # noqa: ANN001
+def code_cells(page) -> list[dict]:
     return [cell for cell in notebook_json(page)["cells"] if cell["cell_type"] == "code"]
 
 
@@ -263,14 +263,14 @@ def errors_in(cells: list[dict]) -> list[tuple[int, str, str]]:
     ]
 
 
-def cell_node(page, index: int):  # noqa: ANN001, ANN201
+def cell_node(page, index: int):
     """The page's code cell `index` (counting code cells only)."""
     return page.locator(".jp-Notebook .jp-CodeCell").nth(index)
 
 
 # --- the tests -----------------------------------------------------------------------------------------------------
 
-def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Screenshots, figures) -> None:  # noqa: ANN001
+def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Screenshots, figures) -> None:
     world = offline_world()
     open_notebook(page, lab, "latent_gradients_solutions.ipynb")
     seconds = run_all_cells(page)
@@ -350,7 +350,7 @@ def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Scr
                            f"{len(cells)} code cells, no error; {len(found)} plotly plots, 1 attention view, {cards.count()} latent cards")  # fmt: skip
 
 
-def test_released_exercise_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Screenshots, figures) -> None:  # noqa: ANN001
+def test_released_exercise_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Screenshots, figures) -> None:
     world = offline_world()
     open_notebook(page, lab, "latent_gradients.ipynb")
     run_all_cells(page)  # Run All stops at the first error: the first check, on a stub

@@ -15,8 +15,9 @@ import torch
 
 import solutions
 import tests as checks
-from catalogue import EXERCISES, reference_name, run_check
 from part_utils.world_types import World
+
+from catalogue import EXERCISES, reference_name, run_check
 
 GRADIENT_EXERCISES = [name for name, exercise in EXERCISES.items() if exercise.settings_type is not None]
 

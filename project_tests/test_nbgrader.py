@@ -26,7 +26,7 @@ from grading import examples, settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.nbgrader
+pytestmark = [pytest.mark.nbgrader, pytest.mark.slow]
 
 WORLD = os.environ.get("LATENT_GRADIENTS_TEST_GRADING_WORLD") or ("toy" if (ROOT / "part_utils" / "toy_world_data").exists() else "random")
 # Reasons each failure kind must give in its feedback (HTML, so quotes and brackets are escaped).

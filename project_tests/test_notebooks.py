@@ -45,6 +45,7 @@ def test_generated_notebooks_are_fresh() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # executes a notebook in a kernel
 def test_solutions_notebook_runs_clean(monkeypatch: pytest.MonkeyPatch, figures) -> None:
     """Top to bottom with no error and nothing on stderr (which nbgrader would score as a failure)."""
     notebook, seconds = execute(SOLUTIONS, monkeypatch, allow_errors=False)
@@ -58,6 +59,7 @@ def test_solutions_notebook_runs_clean(monkeypatch: pytest.MonkeyPatch, figures)
         figures.add("notebooks", f"  {line}")
 
 
+@pytest.mark.slow  # executes a notebook in a kernel
 def test_exercise_notebook_runs_until_its_first_stub(monkeypatch: pytest.MonkeyPatch, figures) -> None:
     """Everything before the first check runs; every check then fails with the learner-facing message."""
     notebook, seconds = execute(EXERCISES, monkeypatch, allow_errors=True)
@@ -75,6 +77,7 @@ def test_exercise_notebook_runs_until_its_first_stub(monkeypatch: pytest.MonkeyP
     figures.add("notebooks", f"exercise notebook on the {offline_world()} world: {seconds:.1f} s; {len(check_cells)} checks fail on the stubs with a message")
 
 
+@pytest.mark.slow  # executes a notebook in a kernel
 def test_validate_reports_every_unfinished_exercise(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """nbgrader's Validate, on the learner notebook `make lab` opens, names each check a stub fails."""
     monkeypatch.setenv("LATENT_GRADIENTS_WORLD", offline_world())

@@ -33,7 +33,10 @@ def test_environment_yml_agrees_with_pyproject() -> None:
     pip = next(dep["pip"] for dep in environment["dependencies"] if isinstance(dep, dict))
     python = next(dep.split("=", 1)[1] for dep in conda if dep.startswith("python="))
     low, high = re.fullmatch(r">=(\d+\.\d+),<(\d+\.\d+)", project["requires-python"]).groups()
-    as_tuple = lambda version: tuple(int(part) for part in version.split("."))  # noqa: E731
+
+    def as_tuple(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in version.split("."))
+
     assert as_tuple(low) <= as_tuple(python) < as_tuple(high)
     # torch first, pinned as in pyproject; then the project itself, which brings every other pin.
     assert pip[0] == f"torch=={pinned(project['dependencies'])['torch']}"
@@ -44,7 +47,7 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make lab" in readme and "make test" in readme
     ci = (ROOT / ".ci" / "run").read_text()
-    assert re.search(r"^make test$", ci, re.MULTILINE)
+    assert re.search(r"^make lint\nmake test$", ci, re.MULTILINE), "CI lints, then runs the README's test command"
     makefile = (ROOT / "Makefile").read_text()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     torch_install = f"pip install --quiet torch=={pinned(project['dependencies'])['torch']}"

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tests as checks
-from catalogue import correct as correct_catalogue
 from solutions import SparseTensor
+
+from catalogue import correct as correct_catalogue
 
 pytestmark = pytest.mark.sparse_tensor
 

@@ -17,7 +17,7 @@ from part_utils.plots import gradients_between_positions, induction_latents, ind
 from part_utils.tokenizer import GPT2_VOCAB_SIZE
 from part_utils.world_types import AttentionSettings
 
-pytestmark = pytest.mark.toy_world
+pytestmark = [pytest.mark.toy_world, pytest.mark.slow]
 
 # The world's data is tiny, so the same held-out documents the training script measured on are cheap.
 EVAL_SEED = 12345

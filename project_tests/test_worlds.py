@@ -23,7 +23,6 @@ import torch
 
 import solutions
 import tests as checks
-from fake_hf_cache import build_fake_hf_cache  # project_tests/fake_hf_cache.py
 from part_utils import gpt2_world, network, toy_world, worlds
 from part_utils.gpt2_world import GPT2_EXERCISES
 from part_utils.random_world import CALIBRATION_TEXTS, TINY_SHAPE, WorldShape, build_random_world
@@ -31,6 +30,8 @@ from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_tokenizer
 from part_utils.world_types import World, WorldUnavailable
 from part_utils.worlds import load_world
 from tests._exercise import world_settings
+
+from fake_hf_cache import build_fake_hf_cache  # project_tests/fake_hf_cache.py
 
 pytestmark = pytest.mark.worlds
 
@@ -232,7 +233,7 @@ def test_cached_gpt2_loads_without_offline_mode_when_the_hub_is_unreachable(fake
 
     seen = []
 
-    def from_pretrained(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - stands in for HookedSAETransformer's
+    def from_pretrained(*args, **kwargs):  # stands in for HookedSAETransformer's
         seen.append(constants.HF_HUB_OFFLINE)
         raise _Stop
 

@@ -29,22 +29,22 @@ from pathlib import Path
 # starve each other and a training step can take ten times as long.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
-from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig  # noqa: E402
-from sae_lens.saes.sae import SAEMetadata, TrainStepInput  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
-from transformer_lens.utilities import get_act_name  # noqa: E402
+import torch
+from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig
+from sae_lens.saes.sae import SAEMetadata, TrainStepInput
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens.utilities import get_act_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import solutions  # noqa: E402
-from part_utils import toy_corpus  # noqa: E402
-from part_utils import toy_world as tw  # noqa: E402
-from part_utils.plots import gradients_between_positions, induction_latents, induction_rectangle_masses  # noqa: E402
-from part_utils.tokenizer import gpt2_tokenizer  # noqa: E402
-from part_utils.world_types import AttentionSettings  # noqa: E402
+import solutions
+from part_utils import toy_corpus
+from part_utils import toy_world as tw
+from part_utils.plots import gradients_between_positions, induction_latents, induction_rectangle_masses
+from part_utils.tokenizer import gpt2_tokenizer
+from part_utils.world_types import AttentionSettings
 
 SEED = 0
 N_THREADS = 2
@@ -354,7 +354,9 @@ def measure_settings(data_dir: Path) -> dict:
     facts["induction_rectangle_mass"] = {name: round(value, 5) for name, value in masses.items()}
     facts["second_half_latents"] = induction_latents(next_true, INDUCTION_SEQ_LEN)
 
-    heads_over = lambda scores, layer, best_head: sorted({best_head, *(scores[layer] > 0.4).nonzero().flatten().tolist()})
+    def heads_over(scores: torch.Tensor, layer: int, best_head: int) -> list[int]:
+        return sorted({best_head, *(scores[layer] > 0.4).nonzero().flatten().tolist()})
+
     return {
         "latent_to_latent": {"layer_from": 0, "layer_to": bigram_layer, "prompt": LATENT_PROMPT},
         "token_to_latent": {"layer": bigram_layer, "prompt": LATENT_PROMPT},

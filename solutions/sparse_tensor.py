@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 
@@ -22,14 +21,14 @@ class SparseTensor:
         self.dense = dense
 
     @classmethod
-    def from_dense(cls, dense: Tensor) -> "SparseTensor":
+    def from_dense(cls, dense: Tensor) -> SparseTensor:
         """Creates a SparseTensor from a dense tensor, keeping its positive entries."""
         is_active = dense > 0
         # Boolean indexing and nonzero() both walk the tensor in row-major order, so values[i] sits at indices[i].
         return cls((dense[is_active], is_active.nonzero(), tuple(dense.shape)), dense)
 
     @classmethod
-    def from_sparse(cls, sparse: tuple[Tensor, Tensor, tuple[int, ...]]) -> "SparseTensor":
+    def from_sparse(cls, sparse: tuple[Tensor, Tensor, tuple[int, ...]]) -> SparseTensor:
         """Creates a SparseTensor from (values, indices, shape), scattering the values into a dense tensor."""
         values, indices, shape = sparse
         dense = values.new_zeros(shape)

@@ -147,7 +147,7 @@ def call_learner(exercise: str, fn: Callable[..., Any], *args: Any, **kwargs: An
         ) from None
     except CheckFailed:
         raise
-    except Exception as error:  # the learner's bug, whatever it is, is reported rather than re-raised
+    except Exception as error:  # noqa: BLE001 (the learner's bug, whatever it is, is reported rather than re-raised)
         failure = CheckFailed(
             exercise,
             f"calling your function raised {type(error).__name__}:\n{textwrap.indent(learner_frames(error), '    ')}",

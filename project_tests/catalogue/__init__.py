@@ -201,7 +201,7 @@ def outcome(entry: Entry, world: World) -> Outcome:
 
 def all_entries() -> list[Entry]:
     """Every entry of both catalogues (importing them registers their entries)."""
-    from . import correct as _correct  # noqa: F401
-    from . import wrong as _wrong  # noqa: F401
+    from . import correct as _correct  # noqa: F401 (imported for its side effect: registering its entries)
+    from . import wrong as _wrong  # noqa: F401 (imported for its side effect: registering its entries)
 
     return list(ENTRIES)

@@ -1,0 +1,99 @@
+"""The exercise table (tests/exercises.py) is the one list of exercises, and everything else agrees with it.
+
+Also: a world's exercise settings travel with its model, so the checks find them with no registry.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import solutions
+import tests as checks
+from part_utils.random_world import TINY_SHAPE, build_random_world
+from part_utils.world_types import ExerciseSettings, World
+from solutions import straightforward
+from tests._exercise import world_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+NBGRADER_SOURCE = ROOT / "nbgrader" / "source" / "latent_gradients" / "latent_gradients.ipynb"
+
+
+def test_settings_fields_are_the_exercises_with_settings() -> None:
+    fields = typing.get_type_hints(ExerciseSettings)
+    with_settings = [exercise for exercise in checks.EXERCISES if exercise.settings_type is not None]
+    assert [field.name for field in dataclasses.fields(ExerciseSettings)] == [exercise.name for exercise in with_settings]
+    for exercise in with_settings:
+        assert fields[exercise.name] is exercise.settings_type
+
+
+def test_checks_and_solutions_are_exported_under_their_names() -> None:
+    for exercise in checks.EXERCISES:
+        assert getattr(checks, exercise.check.__name__) is exercise.check
+        assert getattr(solutions, exercise.reference.__name__) is exercise.reference
+        if exercise.straightforward is not None:
+            assert getattr(straightforward, exercise.straightforward.__name__) is exercise.straightforward
+            assert exercise.straightforward.__name__ == exercise.reference.__name__
+
+
+def test_graded_cells_agree_with_the_table() -> None:
+    """Every graded part has one autograded cell worth its points, and every cell belongs to a table exercise."""
+    notebook = nbformat.read(NBGRADER_SOURCE, as_version=4)
+    graded: dict[tuple[str, str], int] = {}
+    tagged = set()
+    for cell in notebook.cells:
+        nbgrader = cell.metadata.get("nbgrader", {})
+        exercise = cell.metadata.get("latent_gradients", {}).get("exercise")
+        if exercise is not None:
+            tagged.add(exercise)
+        if nbgrader.get("grade"):
+            part = nbgrader["grade_id"].removeprefix(f"{exercise}-")
+            assert (exercise, part) not in graded, f"two graded cells for {exercise} {part}"
+            graded[(exercise, part)] = nbgrader["points"]
+    assert tagged == set(checks.BY_NAME)
+    assert graded == {(exercise.name, part): points for exercise in checks.EXERCISES for part, points in exercise.parts.items()}
+
+
+def test_grading_lists_agree_with_the_table() -> None:
+    """grading/ still spells the exercises out (until it reads the table): the same names, order, points and hidden settings."""
+    from grading import examples, hidden, summary
+
+    assert summary.EXERCISE_ORDER == tuple(checks.BY_NAME)
+    assert examples.POINTS == {exercise.name: exercise.points for exercise in checks.EXERCISES}
+    assert hidden.HIDDEN_SETTINGS == {exercise.name: dict(exercise.hidden) for exercise in checks.EXERCISES if exercise.hidden}
+
+
+@pytest.mark.parametrize("exercise", [e for e in checks.EXERCISES if e.hidden], ids=lambda e: e.name)
+def test_hidden_settings_fit_the_hidden_world(exercise: checks.Exercise) -> None:
+    """The hidden arguments name layers the hidden world (a TINY_SHAPE random world) has, and other ones than the visible check's."""
+    visible = dataclasses.asdict(getattr(TINY_SHAPE.exercises, exercise.name))
+    layers = {key: value for key, value in exercise.hidden.items() if key.startswith("layer")}
+    assert layers and all(0 <= layer < TINY_SHAPE.n_layers for layer in layers.values())
+    assert any(visible[key] != value for key, value in layers.items())
+
+
+def test_a_world_carries_its_settings_to_the_checks(tiny_world: World) -> None:
+    assert world_settings(tiny_world.model) is tiny_world.exercises
+    assert world_settings(copy.deepcopy(tiny_world.model)) == tiny_world.exercises
+
+
+def test_any_world_built_gets_its_own_settings() -> None:
+    """Two worlds built side by side (as the hidden tests do): each model keeps its own settings, with no call to remember."""
+    other_settings = dataclasses.replace(TINY_SHAPE.exercises, token_to_latent=dataclasses.replace(TINY_SHAPE.exercises.token_to_latent, layer=1))
+    first = build_random_world(TINY_SHAPE, seed=1)
+    second = build_random_world(dataclasses.replace(TINY_SHAPE, exercises=other_settings), seed=2)
+    assert world_settings(first.model) is TINY_SHAPE.exercises
+    assert world_settings(second.model) is other_settings
+
+
+def test_a_model_no_world_holds_is_refused_with_a_way_out(tiny_world: World) -> None:
+    from sae_lens import HookedSAETransformer
+
+    bare = HookedSAETransformer(tiny_world.model.cfg)
+    with pytest.raises(LookupError, match=r"load_world\(\.\.\.\)"):
+        world_settings(bare)
