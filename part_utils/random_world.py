@@ -10,7 +10,7 @@ trained toy world is the one that teaches).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from sae_lens import SAE, HookedSAETransformer, StandardSAE, StandardSAEConfig
@@ -20,15 +20,7 @@ from transformer_lens.utilities import get_act_name
 
 from part_utils.gpt2_world import GPT2_EXERCISES
 from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_tokenizer
-from part_utils.world_types import (
-    AttentionSettings,
-    ExerciseSettings,
-    LatentToLatentSettings,
-    LatentToLogitSettings,
-    LazySAEs,
-    TokenToLatentSettings,
-    World,
-)
+from part_utils.world_types import ExerciseSettings, LazySAEs, World
 
 # Text the SAE thresholds are calibrated on: a mix of facts and everyday sentences.
 CALIBRATION_TEXTS = (
@@ -58,20 +50,13 @@ class WorldShape:
 
 def _small_exercises(n_layers: int) -> ExerciseSettings:
     """GPT-2's prompts, on layers that fit a model of `n_layers` layers."""
-    last = n_layers - 1
     gpt2 = GPT2_EXERCISES
-    return ExerciseSettings(
-        latent_to_latent=LatentToLatentSettings(layer_from=0, layer_to=2, prompt=gpt2.latent_to_latent.prompt),
-        token_to_latent=TokenToLatentSettings(layer=2, prompt=gpt2.token_to_latent.prompt),
-        latent_to_logit=LatentToLogitSettings(layer=last, prompt=gpt2.latent_to_logit.prompt, answer=" Paris", k=10),
-        attention=AttentionSettings(
-            layer_from=1,
-            layer_to=2,
-            seq_len=6,
-            token_pool=None,
-            prev_token_heads=((1, 0),),
-            induction_heads=((2, 0),),
-        ),
+    return replace(
+        gpt2,
+        latent_to_latent=replace(gpt2.latent_to_latent, layer_from=0, layer_to=2),
+        token_to_latent=replace(gpt2.token_to_latent, layer=2),
+        latent_to_logit=replace(gpt2.latent_to_logit, layer=n_layers - 1, k=10),
+        attention=replace(gpt2.attention, layer_from=1, layer_to=2, seq_len=6, prev_token_heads=((1, 0),), induction_heads=((2, 0),)),
     )
 
 

@@ -19,7 +19,7 @@ from part_utils.world_types import World
 
 from catalogue import EXERCISES, reference_name, run_check
 
-GRADIENT_EXERCISES = [name for name, exercise in EXERCISES.items() if exercise.settings_type is not None]
+GRADIENT_EXERCISES = [name for name, exercise in EXERCISES.items() if exercise.settings is not None]
 
 
 def _saes(world: World, exercise: str) -> list:

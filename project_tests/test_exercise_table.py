@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import typing
 from pathlib import Path
 
 import nbformat
@@ -24,12 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 NBGRADER_SOURCE = ROOT / "nbgrader" / "source" / "latent_gradients" / "latent_gradients.ipynb"
 
 
-def test_settings_fields_are_the_exercises_with_settings() -> None:
-    fields = typing.get_type_hints(ExerciseSettings)
-    with_settings = [exercise for exercise in checks.EXERCISES if exercise.settings_type is not None]
-    assert [field.name for field in dataclasses.fields(ExerciseSettings)] == [exercise.name for exercise in with_settings]
-    for exercise in with_settings:
-        assert fields[exercise.name] is exercise.settings_type
+def test_settings_fields_are_the_settings_the_exercises_read() -> None:
+    """Every ExerciseSettings field is read by a check and named after the exercise it belongs to."""
+    fields = [field.name for field in dataclasses.fields(ExerciseSettings)]
+    assert set(fields) == {exercise.settings for exercise in checks.EXERCISES if exercise.settings is not None}
+    assert set(fields) <= set(checks.BY_NAME)
+    for exercise in checks.EXERCISES:
+        if exercise.settings is not None:
+            assert dataclasses.is_dataclass(exercise.settings_type)
 
 
 def test_checks_and_solutions_are_exported_under_their_names() -> None:
@@ -71,7 +72,7 @@ def test_grading_lists_agree_with_the_table() -> None:
 @pytest.mark.parametrize("exercise", [e for e in checks.EXERCISES if e.hidden], ids=lambda e: e.name)
 def test_hidden_settings_fit_the_hidden_world(exercise: checks.Exercise) -> None:
     """The hidden arguments name layers the hidden world (a TINY_SHAPE random world) has, and other ones than the visible check's."""
-    visible = dataclasses.asdict(getattr(TINY_SHAPE.exercises, exercise.name))
+    visible = dataclasses.asdict(getattr(TINY_SHAPE.exercises, exercise.settings))
     layers = {key: value for key, value in exercise.hidden.items() if key.startswith("layer")}
     assert layers and all(0 <= layer < TINY_SHAPE.n_layers for layer in layers.values())
     assert any(visible[key] != value for key, value in layers.items())

@@ -12,9 +12,9 @@ from transformer_lens.utilities import get_act_name
 
 import solutions
 from part_utils.hooks import _get_hook_layer
-from tests._exercise import run_check, world_settings
+from tests._exercise import world_settings
 from tests._report import close_enough
-from tests.latent_to_latent import compare_latent_to_latent
+from tests.latent_to_latent import check_latent_pair
 
 EXERCISE = "test_latent_to_latent_gradients_attn"
 
@@ -74,18 +74,16 @@ def test_latent_to_latent_gradients_attn(
     sae_from = attn_saes[settings.layer_from if layer_from is None else layer_from]
     sae_to = attn_saes[settings.layer_to if layer_to is None else layer_to]
     tokens = settings.repeated_tokens(model, seed)
-    run_check(
+    check_latent_pair(
         EXERCISE,
         latent_to_latent_gradients_attn,
         solutions.latent_to_latent_gradients_attn,
-        (tokens, sae_from, sae_to, model),
+        tokens,
+        sae_from,
+        sae_to,
         model,
-        (sae_from, sae_to),
-        n_outputs=4,
-        compare=lambda got, want: compare_latent_to_latent(
-            EXERCISE, got, want, lambda recon, want: _diagnose_recon(recon, want, tokens, sae_from, sae_to, model)
-        ),
-        part=part,
+        lambda recon, want: _diagnose_recon(recon, want, tokens, sae_from, sae_to, model),
+        part,
         exception_hint=lambda error: _exception_hint(error, _get_hook_layer(sae_to)),
     )
 

@@ -1,10 +1,11 @@
 """The exercise table: the one place that lists the course's exercises and says, for each,
 
-- its one name: the `ExerciseSettings` field, the pytest marker, the notebook's `exercise=` tag and
-  the prefix of its graded cells' ids (`attention-gradients`);
-- its settings type (None for an exercise that needs no world), its reference solution, its
-  straightforward formulation (the independent second implementation the project's tests and the
-  benchmark compare with) and its learner check;
+- its one name: the pytest marker, the notebook's `exercise=` tag, the prefix of its graded cells' ids
+  (`attention-gradients`) and, for an exercise with settings of its own, the `ExerciseSettings` field;
+- its settings: the `ExerciseSettings` field its check reads in every world (its own, or another
+  exercise's whose layers and prompts it shares; None for an exercise that needs no world), and so
+  their type; its reference solution, its straightforward formulation (the independent second
+  implementation the project's tests and the benchmark compare with) and its learner check;
 - its graded parts with their points, and the check's arguments on the hidden grading world.
 
 Everything that lists exercises reads this table (the checks package, the project's tests and
@@ -13,19 +14,14 @@ markers); it lives beside the checks because it names them (notebooks -> tests -
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 import solutions
-from part_utils.world_types import (
-    AttentionSettings,
-    LatentToLatentSettings,
-    LatentToLogitSettings,
-    TokenToLatentSettings,
-    World,
-)
+from part_utils.world_types import ExerciseSettings, World
 from solutions import straightforward
 from tests.attention import test_latent_to_latent_gradients_attn
 from tests.latent_to_latent import test_latent_to_latent_gradients
@@ -38,7 +34,8 @@ from tests.token_to_latent import test_token_to_latent_gradients
 class Exercise:
     name: str
     title: str
-    settings_type: type | None
+    # The ExerciseSettings field the check reads (None: the exercise needs no world).
+    settings: str | None
     reference: Callable[..., Any]
     straightforward: Callable[..., Any] | None
     check: Callable[..., None]
@@ -48,6 +45,10 @@ class Exercise:
     parts: Mapping[str, int]
     # The check's keyword arguments on the hidden grading world: other layers, prompts, k, sequence seed.
     hidden: Mapping[str, Any]
+
+    @property
+    def settings_type(self) -> type | None:
+        return None if self.settings is None else typing.get_type_hints(ExerciseSettings)[self.settings]
 
     @property
     def points(self) -> int:
@@ -70,7 +71,7 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise(
         name="sparse_tensor",
         title="exercise 1, SparseTensor",
-        settings_type=None,
+        settings=None,
         reference=solutions.SparseTensor,
         straightforward=None,
         check=test_sparse_tensor,
@@ -81,7 +82,7 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise(
         name="latent_to_latent",
         title="exercises 2-3, latent-to-latent gradients",
-        settings_type=LatentToLatentSettings,
+        settings="latent_to_latent",
         reference=solutions.latent_to_latent_gradients,
         straightforward=straightforward.latent_to_latent_gradients,
         check=test_latent_to_latent_gradients,
@@ -92,7 +93,7 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise(
         name="token_to_latent",
         title="exercise 4, token-to-latent gradients",
-        settings_type=TokenToLatentSettings,
+        settings="token_to_latent",
         reference=solutions.token_to_latent_gradients,
         straightforward=straightforward.token_to_latent_gradients,
         check=test_token_to_latent_gradients,
@@ -103,7 +104,7 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise(
         name="latent_to_logit",
         title="exercise 5, latent-to-logit gradients",
-        settings_type=LatentToLogitSettings,
+        settings="latent_to_logit",
         reference=solutions.latent_to_logit_gradients,
         straightforward=straightforward.latent_to_logit_gradients,
         check=test_latent_to_logit_gradients,
@@ -114,7 +115,7 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise(
         name="attention",
         title="exercise 6, attention-SAE gradients (the induction circuit)",
-        settings_type=AttentionSettings,
+        settings="attention",
         reference=solutions.latent_to_latent_gradients_attn,
         straightforward=straightforward.latent_to_latent_gradients_attn,
         check=test_latent_to_latent_gradients_attn,

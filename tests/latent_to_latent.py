@@ -96,6 +96,34 @@ def compare_latent_to_latent(
     )
 
 
+def check_latent_pair(
+    exercise: str,
+    fn: Any,
+    reference: Callable[..., Any],
+    tokens: Tensor,
+    sae_from: SAE,
+    sae_to: SAE,
+    model: HookedSAETransformer,
+    diagnose_recon: Callable[[Any, tuple], str | None],
+    part: str | None,
+    exception_hint: Callable[[BaseException], str | None] | None = None,
+) -> None:
+    """The check of a latent-to-latent function, residual or attention: `fn(tokens, sae_from, sae_to, model)`
+    returns (gradients, prev, next, next_recon), compared with `reference`'s."""
+    run_check(
+        exercise,
+        fn,
+        reference,
+        (tokens, sae_from, sae_to, model),
+        model,
+        (sae_from, sae_to),
+        n_outputs=4,
+        compare=lambda got, want: compare_latent_to_latent(exercise, got, want, diagnose_recon),
+        part=part,
+        exception_hint=exception_hint,
+    )
+
+
 def test_latent_to_latent_gradients(
     latent_to_latent_gradients: Any,
     model: HookedSAETransformer,
@@ -112,18 +140,16 @@ def test_latent_to_latent_gradients(
     layer_to = settings.layer_to if layer_to is None else layer_to
     tokens = model.to_tokens(prompt or settings.prompt)
     sae_from, sae_to = saes[layer_from], saes[layer_to]
-    run_check(
+    check_latent_pair(
         EXERCISE,
         latent_to_latent_gradients,
         solutions.latent_to_latent_gradients,
-        (tokens, sae_from, sae_to, model),
+        tokens,
+        sae_from,
+        sae_to,
         model,
-        (sae_from, sae_to),
-        n_outputs=4,
-        compare=lambda got, want: compare_latent_to_latent(
-            EXERCISE, got, want, lambda recon, want: layer_hint(recon, want[1].dense, sae_from, sae_to, model)
-        ),
-        part=part,
+        lambda recon, want: layer_hint(recon, want[1].dense, sae_from, sae_to, model),
+        part,
     )
 
 

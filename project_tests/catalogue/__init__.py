@@ -32,7 +32,7 @@ def reference_name(exercise: str) -> str | None:
     """The name in `solutions` of the exercise's reference function, which the checks look up when they run
     (None for SparseTensor: its check compares with the expected arrays directly)."""
     table_entry = EXERCISES[exercise]
-    return None if table_entry.settings_type is None else table_entry.reference.__name__
+    return None if table_entry.settings is None else table_entry.reference.__name__
 
 
 @dataclass(frozen=True)
