@@ -21,8 +21,11 @@ from part_utils.worlds import load_world
 from catalogue import EXERCISES, Entry, all_entries, outcome
 
 ENTRIES = all_entries()
-# The trained toy world is the slow tier's (`make test-fast` runs the catalogues on the tiny world only).
-WORLDS = ("tiny", pytest.param("toy", marks=[pytest.mark.toy_world, pytest.mark.slow]))
+WORLDS = ("tiny", pytest.param("toy", marks=pytest.mark.toy_world))
+# Running every catalogue entry through its check is the slow tier's (`make test`): `make test-fast` keeps
+# the tests of the catalogues themselves and the stubs, and project_tests/test_check_state.py runs every
+# check on the tiny world.
+slow = pytest.mark.slow
 
 
 def _world_name(world: str | object) -> str:
@@ -59,6 +62,7 @@ def _params(entries: list[Entry]) -> list:
     ]
 
 
+@slow
 @pytest.mark.parametrize(("world", "entry"), _params([e for e in ENTRIES if not e.correct]), indirect=["world"])
 def test_wrong_solution_is_rejected(world: World, entry: Entry) -> None:
     if not entry.applies_to(world):
@@ -72,6 +76,7 @@ def test_wrong_solution_is_rejected(world: World, entry: Entry) -> None:
         )
 
 
+@slow
 @pytest.mark.parametrize(("world", "entry"), _params([e for e in ENTRIES if e.correct]), indirect=["world"])
 def test_correct_solution_is_accepted(world: World, entry: Entry) -> None:
     if not entry.applies_to(world):
@@ -112,6 +117,7 @@ def test_stub_gets_the_learner_message(exercise: str, tiny_world: World) -> None
     assert re.search(r"still raises NotImplementedError: fill in its body", str(failure.value))
 
 
+@slow
 @pytest.mark.parametrize("world", WORLDS, indirect=True)
 def test_kill_and_false_reject_rates(world: World, figures) -> None:
     """Run both catalogues on the world; print the table; 100% killed, 0% falsely rejected."""

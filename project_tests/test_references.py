@@ -244,6 +244,7 @@ def test_attention_reference(tiny_world: World, world64: World) -> None:
 
 @pytest.mark.latent_to_latent
 @pytest.mark.latent_to_logit
+@pytest.mark.slow  # every Jacobian again, in chunks of one
 def test_chunked_jacobians_are_the_same(tiny_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """With a memory bound small enough to split every Jacobian into chunks (as a long prompt would),
     forward mode (latent-to-latent) and reverse mode (top-k logits) give the same results."""

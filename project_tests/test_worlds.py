@@ -205,18 +205,10 @@ def test_gpt2_sae_missing_from_the_cache_is_unavailable(gpt2_from_fake_cache, fa
     assert 11 not in world.saes.loaded_layers
 
 
-@pytest.mark.parametrize(
-    ("check", "solution", "sae_kind"),
-    [
-        ("test_latent_to_latent_gradients", "latent_to_latent_gradients", "saes"),
-        ("test_token_to_latent_gradients", "token_to_latent_gradients", "saes"),
-        ("test_latent_to_logit_gradients", "latent_to_logit_gradients", "saes"),
-        ("test_latent_to_latent_gradients_attn", "latent_to_latent_gradients_attn", "attn_saes"),
-    ],
-)
-def test_learner_checks_pass_with_the_solutions_on_gpt2(gpt2_from_fake_cache, check: str, solution: str, sae_kind: str) -> None:
-    world = gpt2_from_fake_cache[0]
-    getattr(checks, check)(getattr(solutions, solution), world.model, getattr(world, sae_kind))
+@pytest.mark.slow  # GPT-2's twelve layers, if at tiny widths
+@pytest.mark.parametrize("exercise", [e for e in checks.EXERCISES if e.sae_map is not None], ids=lambda e: e.name)
+def test_learner_checks_pass_with_the_solutions_on_gpt2(gpt2_from_fake_cache, exercise: checks.Exercise) -> None:
+    exercise.run_check(exercise.reference, gpt2_from_fake_cache[0])
 
 
 def test_auto_picks_gpt2_when_it_is_cached(fake_hub: Path, monkeypatch: pytest.MonkeyPatch, tiny_world: World) -> None:
