@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import solutions
 import tests as checks
 from part_utils import gpt2_world, network, toy_world, worlds
 from part_utils.gpt2_world import GPT2_EXERCISES
