@@ -28,6 +28,9 @@ from pathlib import Path
 import torch
 from sae_lens.loading.pretrained_saes_directory import get_repo_id_and_folder_name
 from safetensors.torch import save_file
+from transformer_lens.utilities import get_act_name
+
+from part_utils.gpt2_world import attention_sae_id, residual_sae_id
 
 RESIDUAL_RELEASE = "gpt2-small-res-jb"
 ATTENTION_RELEASE = "gpt2-small-hook-z-kk"
@@ -120,7 +123,7 @@ def _sae_weights(d_in: int, d_sae: int, threshold: float, generator: torch.Gener
 
 
 def _write_residual_sae(hub: Path, layer: int, d_model: int, d_sae: int, generator: torch.Generator) -> None:
-    sae_id = f"blocks.{layer}.hook_resid_pre"
+    sae_id = residual_sae_id(layer)
     repo_id, folder_name = get_repo_id_and_folder_name(RESIDUAL_RELEASE, sae_id)
     folder = snapshot_dir(hub, repo_id) / folder_name
     folder.mkdir(parents=True, exist_ok=True)
@@ -174,7 +177,7 @@ def _write_residual_sae(hub: Path, layer: int, d_model: int, d_sae: int, generat
 
 
 def _write_attention_sae(hub: Path, layer: int, d_model: int, d_sae: int, generator: torch.Generator) -> None:
-    repo_id, weights_path = get_repo_id_and_folder_name(ATTENTION_RELEASE, f"blocks.{layer}.hook_z")
+    repo_id, weights_path = get_repo_id_and_folder_name(ATTENTION_RELEASE, attention_sae_id(layer))
     snapshot = snapshot_dir(hub, repo_id)
     # Connor Kissane's training config: sae_lens reads act_size, dict_size and act_name from it.
     cfg = {
@@ -193,7 +196,7 @@ def _write_attention_sae(hub: Path, layer: int, d_model: int, d_sae: int, genera
         "head": "cat",
         "concat_heads": True,
         "resample_scheme": "anthropic",
-        "act_name": f"blocks.{layer}.attn.hook_z",
+        "act_name": get_act_name("z", layer),
         "act_size": d_model,
         "dict_size": d_sae,
         "name": f"gpt2-small_{layer}_{d_sae}_z",

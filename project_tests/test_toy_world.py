@@ -57,8 +57,8 @@ def test_loads_quickly_as_real_classes(world, figures):
     assert model.cfg.d_vocab == GPT2_VOCAB_SIZE and model.cfg.n_layers >= 6
     assert sorted(resid_saes) == sorted(attn_saes) == list(range(model.cfg.n_layers))
     for layer in range(model.cfg.n_layers):
-        assert resid_saes[layer].cfg.metadata.hook_name == get_act_name("resid_pre", layer) == f"blocks.{layer}.hook_resid_pre"
-        assert attn_saes[layer].cfg.metadata.hook_name == get_act_name("z", layer) == f"blocks.{layer}.attn.hook_z"
+        assert resid_saes[layer].cfg.metadata.hook_name == get_act_name("resid_pre", layer)
+        assert attn_saes[layer].cfg.metadata.hook_name == get_act_name("z", layer)
         assert attn_saes[layer].cfg.reshape_activations == "hook_z"
     assert set(settings) >= {"latent_to_latent", "token_to_latent", "latent_to_logit", "attention", "facts"}
 

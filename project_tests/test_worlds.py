@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformer_lens.utilities import get_act_name
 
 import tests as checks
 from part_utils import gpt2_world, network, toy_world, worlds
@@ -154,12 +155,12 @@ def test_gpt2_world_loads_from_the_cache_with_the_fake_shapes(gpt2_from_fake_cac
     for layer in GPT2_EXERCISES.residual_layers:
         sae = world.saes[layer]
         assert (sae.cfg.d_in, sae.cfg.d_sae) == (FAKE_D_MODEL, FAKE_D_SAE)
-        assert sae.cfg.metadata.hook_name == f"blocks.{layer}.hook_resid_pre"
+        assert sae.cfg.metadata.hook_name == get_act_name("resid_pre", layer)
         assert sae.W_dec.shape == (FAKE_D_SAE, FAKE_D_MODEL)
     for layer in GPT2_EXERCISES.attention_layers:
         sae = world.attn_saes[layer]
         assert (sae.cfg.d_in, sae.cfg.d_sae) == (FAKE_D_MODEL, FAKE_D_SAE)
-        assert sae.cfg.metadata.hook_name == f"blocks.{layer}.attn.hook_z"
+        assert sae.cfg.metadata.hook_name == get_act_name("z", layer)
         assert sae.cfg.reshape_activations == "hook_z"
     assert worlds.current_world() is world
     assert world_settings(world.model) is GPT2_EXERCISES
@@ -320,13 +321,13 @@ def test_random_world_l0_is_near_its_target(tiny_world: World, figures) -> None:
     """About `l0` latents fire per token, on the calibration texts and on a sentence the SAEs never saw."""
     target = TINY_SHAPE.l0
     texts = [*CALIBRATION_TEXTS, "A quiet river runs past the old mill, where children feed the ducks every Sunday."]
-    hooks = {"residual": (tiny_world.saes, "hook_resid_pre"), "attention": (tiny_world.attn_saes, "attn.hook_z")}
-    names = [f"blocks.{layer}.{hook}" for _, hook in hooks.values() for layer in range(TINY_SHAPE.n_layers)]
+    hooks = {"residual": (tiny_world.saes, "resid_pre"), "attention": (tiny_world.attn_saes, "z")}
+    names = [get_act_name(hook, layer) for _, hook in hooks.values() for layer in range(TINY_SHAPE.n_layers)]
     # One text at a time: a batch would pad, and padding positions are no text's tokens.
     caches = [tiny_world.model.run_with_cache(text, names_filter=names)[1] for text in texts]
     for kind, (saes, hook) in hooks.items():
         for layer in range(TINY_SHAPE.n_layers):
-            name = f"blocks.{layer}.{hook}"
+            name = get_act_name(hook, layer)
             # BOS aside: every text's first position is the same, and far from the others.
             active = torch.cat([(saes[layer].encode(cache[name])[0, 1:] > 0).sum(-1) for cache in caches])
             l0 = active.float().mean().item()
