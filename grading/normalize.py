@@ -4,7 +4,8 @@ nbgrader restores the source of locked and graded cells that a student edited, b
 deleted (unless they are graded) nor their order. So before grading, each submission is rebuilt: every
 cell of the release, in order, with the student's version of each solution cell, and the cells the
 student added kept where they were (after the same release cell). A notebook that cannot be read at all
-is graded as the untouched release, so that the student still gets a row in the grades and feedback.
+is graded as the untouched release by the batch runner, so that the student still gets a row in the
+grades and feedback.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from pathlib import Path
 
 import nbformat
 from nbformat import NotebookNode
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Unicode
+
+# Key, in the notebook's `latent_gradients` metadata, of what the grading preprocessors hand each other.
+GRADING_METADATA = "grading"
 
 
 def _grade_id(cell: NotebookNode) -> str | None:
@@ -24,15 +30,10 @@ def _exercise(cell: NotebookNode) -> str | None:
     return cell.get("metadata", {}).get("latent_gradients", {}).get("exercise")
 
 
-def normalize(submitted: Path, release: NotebookNode) -> tuple[NotebookNode, list[str], list[tuple[str, str]]]:
+def normalize(submission: NotebookNode, release: NotebookNode) -> tuple[NotebookNode, list[str], list[tuple[str, str]]]:
     """Returns (notebook to grade, notes for the student, [(exercise, source)] of the student's own code)."""
     notes: list[str] = []
-    try:
-        submission = nbformat.read(submitted, as_version=4)
-        cells = list(submission.cells)
-    except Exception as error:  # noqa: BLE001 (any unreadable file is graded as the release)
-        notes.append(f"The submitted notebook could not be read ({type(error).__name__}: {error}); it was graded as the untouched release.")
-        return copy.deepcopy(release), notes, []
+    cells = list(submission.cells)
 
     release_ids = [_grade_id(cell) for cell in release.cells]
     release_by_id = {gid: cell for gid, cell in zip(release_ids, release.cells)}
@@ -90,6 +91,24 @@ def normalize(submitted: Path, release: NotebookNode) -> tuple[NotebookNode, lis
     for index, cell in enumerate(out.cells):
         cell["id"] = f"cell-{index:03d}"
     return out, notes, own_code
+
+
+class NormalizeSubmission(NbGraderPreprocessor):
+    """nbgrader preprocessor (first of autograde's sanitize stage): the submission rebuilt from the release.
+
+    Its notes and the student's own code (for `IntegrityScan`) go into the notebook's metadata, which
+    the rebuilt notebook takes from the release, so a submission cannot write them itself.
+    """
+
+    course_root = Unicode("", help="The nbgrader course directory, whose release/ holds the released notebooks.").tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        info = resources["nbgrader"]
+        release_path = Path(self.course_root) / "release" / info["assignment"] / f"{info['notebook']}.ipynb"
+        release = nbformat.read(release_path, as_version=4)
+        out, notes, own_code = normalize(nb, release)
+        out.metadata.setdefault("latent_gradients", {})[GRADING_METADATA] = {"notes": notes, "own_code": own_code}
+        return out, resources
 
 
 def exercise_of_cells(release: NotebookNode) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,9 +32,19 @@ SUBMISSION_TIMEOUT_S = int(os.environ.get("GRADING_SUBMISSION_TIMEOUT", "3600"))
 MAX_KERNEL_DEATHS = int(os.environ.get("GRADING_MAX_KERNEL_DEATHS", "6"))
 
 
-def kernel_env(threads: int | None = None) -> dict[str, str]:
+# The instructor's secret that chooses the hidden tests' inputs (grading/hidden_params.py); never
+# passed to a grading kernel.
+SECRET_ENV = "GRADING_SECRET"
+
+
+def kernel_threads() -> int:
+    """Threads per grading kernel: GRADING_THREADS (the runner sets cores / jobs), else every core."""
+    return max(1, int(os.environ.get("GRADING_THREADS") or os.cpu_count() or 1))
+
+
+def kernel_env(threads: int | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of every nbgrader process and grading kernel: the grading world, no stderr noise."""
-    env = dict(os.environ)
+    env = {k: v for k, v in (os.environ if base is None else base).items() if k != SECRET_ENV}
     env.update(
         {
             "LATENT_GRADIENTS_GRADING_WORLD": GRADING_WORLD,

@@ -1,7 +1,9 @@
 """nbgrader configuration of the course. Run nbgrader from this directory (the Makefile does).
 
-Grading runs through `python -m grading` (see grading/), which sets the grading environment (toy world,
-limits) and calls nbgrader once per submission; this file is what every nbgrader command reads.
+The whole grading pipeline is here, so that `nbgrader autograde latent_gradients` run by hand in this
+folder, formgrader's Autograde button and `make autograde` (which only adds N at a time and the
+summary) grade alike: normalization and the integrity scan (sanitize stage), then execution in the
+sandboxed kernel (grading/sandbox.py) in the grading environment, with the notes and flags applied.
 """
 
 from pathlib import Path
@@ -13,15 +15,21 @@ from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties,
     CheckCellMetadata,
     ClearHiddenTests,
+    ClearOutput,
+    DeduplicateIds,
     GetGrades,
     IgnorePattern,
     LimitOutput,
+    OverwriteCells,
+    OverwriteKernelspec,
     SaveAutoGrades,
 )
 
 from grading import settings  # noqa: E402
 from grading.execute import RobustExecute  # noqa: E402
 from grading.feedback import HideHiddenTracebacks  # noqa: E402
+from grading.integrity import IntegrityScan  # noqa: E402
+from grading.normalize import NormalizeSubmission  # noqa: E402
 
 c = get_config()  # noqa: F821 (defined by traitlets when it loads this file)
 
@@ -31,8 +39,20 @@ c.CourseDirectory.root = str(HERE)
 c.CourseDirectory.db_url = f"sqlite:///{HERE / 'gradebook.db'}?timeout=120"
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
 
+# Autograde, sanitize stage: nbgrader's own, after the submission is rebuilt from the release and its
+# code scanned (grading/normalize.py, grading/integrity.py).
+c.Autograde.sanitize_preprocessors = [
+    NormalizeSubmission,
+    IntegrityScan,
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    OverwriteCells,
+    CheckCellMetadata,
+]
+c.NormalizeSubmission.course_root = str(HERE)
 # Autograde: nbgrader's own pipeline, with the notebook executed by RobustExecute, which survives dying
-# and hanging kernels and applies the integrity findings (grading/execute.py).
+# and hanging kernels and applies the integrity findings (grading/execute.py), in sandboxed kernels.
 c.Autograde.autograde_preprocessors = [
     RobustExecute,
     IgnorePattern,
@@ -51,6 +71,9 @@ c.Execute.extra_arguments = [
     "--IPKernelApp.exec_lines=['import grading.kernel_setup']",
 ]
 c.RobustExecute.max_kernel_deaths = settings.MAX_KERNEL_DEATHS
+c.RobustExecute.reports_directory = str(HERE / "reports")
+# The kernel sees neither the gradebook nor any submission nor the instructor's secret (all in here).
+c.SandboxProvisioner.hidden_paths = [str(HERE)]
 
 # Feedback: hidden tests are stripped, so students see why a cell failed but not the hidden test.
 # Tracebacks that quote hidden lines are cut to their message.
