@@ -3,8 +3,9 @@
 Set up by `kernel_setup` before any student code runs:
 
 - `snapshot()` records every function and class of the learner checks (`tests.*`), of `torch.testing`,
-  and the comparison functions of `torch` the checks rely on; `changed()` names those that a student's
-  code has since replaced (a monkeypatch) or whose code object it swapped.
+  and the comparison functions of `torch` the checks rely on, and every method of the classes of
+  sae_lens, transformer_lens and torch.nn (the world's SAEs and model run on them); `changed()` names
+  those that a student's code has since replaced (a monkeypatch) or whose code object it swapped.
 - `memoize_reference()` wraps each reference solution so that the checks compute it once per input
   (a graded cell checks one part of a result; the next cell checks another part of the same result),
   and so that a call to it can be noticed;
@@ -31,6 +32,9 @@ from typing import Any
 
 _SOLUTIONS_DIR = str(Path(__file__).resolve().parent.parent / "solutions")
 _WATCHED_MODULES = ("tests", "torch.testing", "solutions")
+# Libraries whose classes' methods are watched: patching one (say, every SAE encodes to zeros) changes
+# the reference's results as much as the learner's.
+_WATCHED_LIBRARIES = ("sae_lens", "transformer_lens", "torch.nn")
 _TORCH_FUNCTIONS = ("allclose", "isclose", "equal", "isfinite", "argwhere", "where", "unravel_index")
 
 _snapshot: dict[str, tuple[Any, Any]] = {}
@@ -49,11 +53,31 @@ def _watched() -> Iterator[tuple[str, Any, str, Any]]:
                 yield f"{module_name}.{attribute}", module, attribute, value
     for attribute in _TORCH_FUNCTIONS:
         yield f"torch.{attribute}", torch, attribute, getattr(torch, attribute)
+    libraries = [name for name in list(sys.modules) if any(name == m or name.startswith(m + ".") for m in _WATCHED_LIBRARIES)]
+    for module_name in sorted(libraries):
+        for class_name, klass in list(vars(sys.modules[module_name]).items()):
+            if isinstance(klass, type) and klass.__module__ == module_name:
+                for attribute, value in list(vars(klass).items()):
+                    if isinstance(value, types.FunctionType):
+                        yield f"{module_name}.{class_name}.{attribute}", klass, attribute, value
+
+
+def _methods() -> dict[str, frozenset[str]]:
+    """The names of each watched library class's own methods: a method added to a subclass counts too."""
+    found: dict[str, set[str]] = {}
+    for name, owner, attribute, _ in _watched():
+        if isinstance(owner, type):
+            found.setdefault(f"{owner.__module__}.{owner.__qualname__}", set()).add(attribute)
+    return {klass: frozenset(names) for klass, names in found.items()}
+
+
+_snapshot_methods: dict[str, frozenset[str]] = {}
 
 
 def snapshot() -> None:
     for name, _, _, value in _watched():
         _snapshot[name] = (value, getattr(value, "__code__", None))
+    _snapshot_methods.update(_methods())
 
 
 def changed() -> list[str]:
@@ -65,6 +89,8 @@ def changed() -> list[str]:
         current = getattr(*owner_attr, None) if owner_attr else None
         if current is not value or getattr(current, "__code__", None) is not code:
             found.append(name)
+    for klass, names in _methods().items():
+        found += [f"{klass}.{name}" for name in sorted(names - _snapshot_methods.get(klass, names))]
     for module_name in _WATCHED_MODULES:
         module = sys.modules.get(module_name)
         if module is not None and not getattr(module, "__file__", None):

@@ -24,7 +24,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 
 from grading.normalize import GRADING_METADATA
 
-PROTECTED_MODULES = ("tests", "torch", "solutions", "grading", "part_utils", "nbgrader", "builtins", "numpy")
+PROTECTED_MODULES = ("tests", "torch", "solutions", "grading", "part_utils", "nbgrader", "builtins", "numpy", "sae_lens", "transformer_lens")
 PROTECTED_NAMES = ("tests", "grading")
 DYNAMIC = {"__import__": "a dynamic import (__import__)", "exec": "exec()", "eval": "eval()", "globals": "globals()", "compile": "compile()"}
 

@@ -25,6 +25,8 @@ CELL_TIMEOUT_S = int(os.environ.get("GRADING_CELL_TIMEOUT", "300"))
 # kernel with the toy world and every check run peaks below 2 GiB; 8 GiB is room for a wasteful but
 # honest solution, and a runaway one gets a MemoryError instead of taking the machine down.
 MEMORY_LIMIT_GB = float(os.environ.get("GRADING_MEMORY_GB", "8"))
+# Seconds an interrupted cell's kernel has to answer before it counts as hung (and is replaced).
+UNRESPONSIVE_TIMEOUT_S = int(os.environ.get("GRADING_UNRESPONSIVE_TIMEOUT", "20"))
 # Wall-clock limit for grading one submission, everything included (restarts after kernel deaths too).
 SUBMISSION_TIMEOUT_S = int(os.environ.get("GRADING_SUBMISSION_TIMEOUT", "3600"))
 # How many times a submission's kernel may die (os._exit, a crash, the OOM killer) before the grader

@@ -28,8 +28,10 @@ from nbgrader.preprocessors import (  # noqa: E402
 from grading import settings  # noqa: E402
 from grading.execute import RobustExecute  # noqa: E402
 from grading.feedback import HideHiddenTracebacks  # noqa: E402
+from grading.hidden_params import ChooseHiddenTests  # noqa: E402
 from grading.integrity import IntegrityScan  # noqa: E402
 from grading.normalize import NormalizeSubmission  # noqa: E402
+from grading.outputs import LimitOutputBytes, StderrIsNotAFailure  # noqa: E402
 
 c = get_config()  # noqa: F821 (defined by traitlets when it loads this file)
 
@@ -50,14 +52,17 @@ c.Autograde.sanitize_preprocessors = [
     OverwriteCells,
     CheckCellMetadata,
 ]
-c.NormalizeSubmission.course_root = str(HERE)
+c.NormalizeSubmission.course_root = c.ChooseHiddenTests.course_root = str(HERE)
 # Autograde: nbgrader's own pipeline, with the notebook executed by RobustExecute, which survives dying
 # and hanging kernels and applies the integrity findings (grading/execute.py), in sandboxed kernels.
 c.Autograde.autograde_preprocessors = [
+    ChooseHiddenTests,
     RobustExecute,
+    StderrIsNotAFailure,
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
+    LimitOutputBytes,
     SaveAutoGrades,
     AssignLatePenalties,
     CheckCellMetadata,
@@ -71,7 +76,8 @@ c.Execute.extra_arguments = [
     "--IPKernelApp.exec_lines=['import grading.kernel_setup']",
 ]
 c.RobustExecute.max_kernel_deaths = settings.MAX_KERNEL_DEATHS
-c.RobustExecute.reports_directory = str(HERE / "reports")
+c.RobustExecute.unresponsive_timeout = settings.UNRESPONSIVE_TIMEOUT_S
+c.RobustExecute.reports_directory = c.LimitOutputBytes.reports_directory = str(HERE / "reports")
 # The kernel sees neither the gradebook nor any submission nor the instructor's secret (all in here).
 c.SandboxProvisioner.hidden_paths = [str(HERE)]
 
