@@ -4,7 +4,7 @@
     python benchmarks/bench_grading.py --n 6 --example partial --world random --workers 1 2 4
 
 Each run releases the assignment into a fresh temporary course directory, submits `--n` copies of an
-example submission (grading/examples.py) and times `python -m grading autograde --jobs W` end to end
+example submission (project_tests/grading_examples.py) and times `python -m grading autograde --jobs W` end to end
 (the real nbgrader flow: one nbgrader process and one kernel per submission).
 """
 
@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from grading import examples, settings
+from grading.grader import settings
+from project_tests import grading_examples as examples
 
 ROOT = Path(__file__).resolve().parent.parent
 

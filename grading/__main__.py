@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from grading import settings
+from grading.grader import settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,12 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     course = args.course.resolve()
     if args.command == "autograde":
-        from grading.runner import autograde_all
+        from grading.grader.runner import autograde_all
 
         results = autograde_all(course, args.jobs, args.student)
         return 0 if all(r.returncode == 0 for r in results) else 1
     if args.command == "secret":
-        from grading.hidden_params import SECRET_FILE, read_secret
+        from grading.grader.hidden_params import SECRET_FILE, read_secret
 
         read_secret(course, create=True)
         print(f"The hidden tests' secret: {course / SECRET_FILE} (or GRADING_SECRET); keep it to reproduce grades.")
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "feedback":
         command = [sys.executable, "-m", "nbgrader", "generate_feedback", settings.ASSIGNMENT, "--force"]
         return subprocess.run(command, cwd=course, env=settings.kernel_env()).returncode
-    from grading.summary import write_summary
+    from grading.grader.summary import write_summary
 
     write_summary(course)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grading import hidden_params
+from grading.grader import hidden_params
 
 pytestmark = pytest.mark.nbgrader
 

@@ -1,4 +1,4 @@
-"""The real nbgrader flow, end to end, on example submissions the test creates (grading/examples.py).
+"""The real nbgrader flow, end to end, on example submissions the test creates (project_tests/grading_examples.py).
 
 In a temporary copy of the course directory: release the assignment, submit the reference solutions,
 the untouched release, a partially correct notebook and one of each failure kind (raises, infinite
@@ -27,11 +27,13 @@ from pathlib import Path
 
 import pytest
 
-from grading import examples, settings
+from grading.grader import settings
+from project_tests import grading_examples as examples
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.nbgrader
+# One batch of every example on 2 busy cores takes several minutes: longer than the default per-test limit.
+pytestmark = [pytest.mark.nbgrader, pytest.mark.timeout(2400)]
 
 WORLD = os.environ.get("LATENT_GRADIENTS_TEST_GRADING_WORLD") or ("toy" if (ROOT / "part_utils" / "toy_world_data").exists() else "random")
 # Reasons each failure kind must give in its feedback (HTML, so quotes and brackets are escaped).
@@ -103,7 +105,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float,
         result = _run(step, course)
         assert result.returncode == 0, result.stdout + result.stderr
     release = (course / "release" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb").read_text()
-    assert "BEGIN HIDDEN TESTS" not in release and "grading.hidden" not in release and "### BEGIN SOLUTION" not in release
+    assert "BEGIN HIDDEN TESTS" not in release and "grading.kernel.hidden" not in release and "### BEGIN SOLUTION" not in release
     listener = socket.create_server(("127.0.0.1", 0))  # the hostile submission's target: loopback only
     listener.settimeout(0.5)
     built = examples.build(course, loopback_port=listener.getsockname()[1])
@@ -167,7 +169,7 @@ def test_feedback_hides_hidden_tests(graded) -> None:
     course = graded[0]
     for html in (course / "feedback").glob(f"*/{settings.ASSIGNMENT}/*.html"):
         text = html.read_text()
-        assert "grading.hidden" not in text and "BEGIN HIDDEN TESTS" not in text, html
+        assert "grading.kernel.hidden" not in text and "BEGIN HIDDEN TESTS" not in text, html
 
 
 def test_integrity_is_flagged_in_the_summary(graded) -> None:

@@ -13,7 +13,7 @@ Set up by `kernel_setup` before any student code runs:
   directly or through these wrappers) is recorded: the hidden tests run the student's function in it.
 
 All this lives in the student's kernel, so a determined student could subvert it; the static scan in
-`grading.integrity`, which runs outside the kernel, is the authoritative check. This one catches what
+`grading.grader.integrity`, which runs outside the kernel, is the authoritative check. This one catches what
 the static scan cannot see (names built at run time).
 """
 
@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-_SOLUTIONS_DIR = str(Path(__file__).resolve().parent.parent / "solutions")
+_SOLUTIONS_DIR = str(Path(__file__).resolve().parents[2] / "solutions")
 _WATCHED_MODULES = ("tests", "torch.testing", "solutions")
 # Libraries whose classes' methods are watched: patching one (say, every SAE encodes to zeros) changes
 # the reference's results as much as the learner's.

@@ -19,11 +19,6 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 
-from nbformat import NotebookNode
-from nbgrader.preprocessors import NbGraderPreprocessor
-
-from grading.normalize import GRADING_METADATA
-
 PROTECTED_MODULES = ("tests", "torch", "solutions", "grading", "part_utils", "nbgrader", "builtins", "numpy", "sae_lens", "transformer_lens")
 PROTECTED_NAMES = ("tests", "grading")
 DYNAMIC = {"__import__": "a dynamic import (__import__)", "exec": "exec()", "eval": "eval()", "globals": "globals()", "compile": "compile()"}
@@ -174,17 +169,3 @@ def scan_cells(cells: list[tuple[str, str]], locked_sources: Iterable[str]) -> d
             if finding not in flags[exercise]:
                 flags[exercise].append(finding)
     return flags
-
-
-class IntegrityScan(NbGraderPreprocessor):
-    """nbgrader preprocessor (after `NormalizeSubmission`): the scan's findings into the notebook's metadata.
-
-    `RobustExecute` turns them into an IntegrityViolation error in each graded cell of a flagged exercise.
-    """
-
-    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        job = nb.metadata.setdefault("latent_gradients", {}).setdefault(GRADING_METADATA, {})
-        marks = [c.get("metadata", {}).get("nbgrader") for c in nb.cells]
-        locked = [c.source for c, mark in zip(nb.cells, marks) if c.cell_type == "code" and mark and not mark.get("solution")]
-        job["flags"] = scan_cells([tuple(pair) for pair in job.pop("own_code", [])], locked)
-        return nb, resources

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from grading import settings
-from grading.sandbox import sandbox_problem
+from grading.grader import settings
+from grading.grader.sandbox import sandbox_problem
 
 
 @dataclass

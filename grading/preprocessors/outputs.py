@@ -19,7 +19,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer, Unicode
 
-from grading.execute import NOTES_CELL_ID, _is_grade
+from grading.preprocessors.execute import NOTES_CELL_ID, _is_grade
 
 TRUNCATED = "\n… [output truncated by the grader: {dropped:,} more bytes]\n"
 

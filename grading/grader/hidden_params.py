@@ -26,11 +26,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from nbformat import NotebookNode
-from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Unicode
-
-from grading import settings
+from grading.grader import settings
 
 SECRET_FILE = ".grading_secret"
 PARAMS_ENV = "GRADING_HIDDEN_PARAMS"
@@ -156,13 +152,3 @@ def params_for(course: Path) -> dict[str, Any]:
     partial.write_text(json.dumps(chosen, indent=1), encoding="utf-8")
     partial.replace(cache)
     return chosen
-
-
-class ChooseHiddenTests(NbGraderPreprocessor):
-    """nbgrader preprocessor (before execution): the hidden tests' inputs, for the grading kernel's environment."""
-
-    course_root = Unicode("", help="The nbgrader course directory (its secret, and reports/ for the cache).").tag(config=True)
-
-    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        os.environ[PARAMS_ENV] = json.dumps(params_for(Path(self.course_root)))
-        return nb, resources

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from grading import settings
+from grading.grader import settings
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 POINTS = {"sparse_tensor": 2, "latent_to_latent": 3, "token_to_latent": 2, "latent_to_logit": 2, "attention": 3}

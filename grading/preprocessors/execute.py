@@ -32,8 +32,8 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Integer, Unicode
 
-from grading import sandbox
-from grading.normalize import GRADING_METADATA, exercise_of_cells
+from grading.grader import sandbox
+from grading.grader.normalize import GRADING_METADATA, exercise_of_cells
 
 NOTES_CELL_ID = "grading-notes"
 

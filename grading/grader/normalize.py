@@ -11,12 +11,8 @@ grades and feedback.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
-
 import nbformat
 from nbformat import NotebookNode
-from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Unicode
 
 # Key, in the notebook's `latent_gradients` metadata, of what the grading preprocessors hand each other.
 GRADING_METADATA = "grading"
@@ -91,24 +87,6 @@ def normalize(submission: NotebookNode, release: NotebookNode) -> tuple[Notebook
     for index, cell in enumerate(out.cells):
         cell["id"] = f"cell-{index:03d}"
     return out, notes, own_code
-
-
-class NormalizeSubmission(NbGraderPreprocessor):
-    """nbgrader preprocessor (first of autograde's sanitize stage): the submission rebuilt from the release.
-
-    Its notes and the student's own code (for `IntegrityScan`) go into the notebook's metadata, which
-    the rebuilt notebook takes from the release, so a submission cannot write them itself.
-    """
-
-    course_root = Unicode("", help="The nbgrader course directory, whose release/ holds the released notebooks.").tag(config=True)
-
-    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        info = resources["nbgrader"]
-        release_path = Path(self.course_root) / "release" / info["assignment"] / f"{info['notebook']}.ipynb"
-        release = nbformat.read(release_path, as_version=4)
-        out, notes, own_code = normalize(nb, release)
-        out.metadata.setdefault("latent_gradients", {})[GRADING_METADATA] = {"notes": notes, "own_code": own_code}
-        return out, resources
 
 
 def exercise_of_cells(release: NotebookNode) -> dict[str, str]:

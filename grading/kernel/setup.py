@@ -20,7 +20,7 @@ warnings.simplefilter("ignore")
 import tests  # noqa: E402  (after the limits: the checks import torch)
 import torch.testing  # noqa: E402,F401
 
-from grading import guard, hidden  # noqa: E402,F401
+from grading.kernel import guard, hidden  # noqa: E402,F401
 
 guard.memoize_reference()
 guard.snapshot()

@@ -37,7 +37,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import Bool, List, Unicode, default
 
-from grading import settings
+from grading.grader import settings
 
 # What the sandbox did to the kernels of this process, for the grading notes (RobustExecute reads and
 # clears it after each run; one nbgrader process grades one submission at a time).
@@ -102,7 +102,8 @@ def _namespace_processes(outer_pid: int) -> list[str]:
             status = (entry / "status").read_text()
             inner_pid = next(line.split()[-1] for line in status.splitlines() if line.startswith("NSpid:"))
             if inner_pid not in ("1", "2"):  # bwrap's init, then the kernel it started
-                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()[:80])
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                found.append(command[:80] or next(line.split(None, 1)[-1] for line in status.splitlines() if line.startswith("Name:")))
         except (OSError, StopIteration):
             continue
     return found
@@ -147,12 +148,13 @@ class SandboxProvisioner(LocalProvisioner):
             kwargs["cwd"] = "/"
         return kwargs
 
-    async def shutdown_requested(self, restart: bool = False) -> None:
-        if self.pid is not None:
+    def note_processes_left(self) -> None:
+        """Before the kernel is asked to go: which processes of the submission are still running."""
+        if self.pid is not None and self.process is not None and self.process.poll() is None:
             left = _namespace_processes(self.pid)
             if left:
                 EVENTS.append(f"{len(left)} process(es) your code started were still running when grading ended and were killed ({'; '.join(left[:3])}).")
-        await super().shutdown_requested(restart=restart)
+
 
     async def cleanup(self, restart: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -177,3 +179,11 @@ class SandboxedKernelManager(AsyncKernelManager):
             self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
             self.provisioner = SandboxProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
         return await super()._async_pre_start_kernel(**kw)
+
+    async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+        # Counted first: the shutdown interrupts the kernel, asks it to exit, and its processes die with it.
+        if isinstance(self.provisioner, SandboxProvisioner):
+            self.provisioner.note_processes_left()
+        await super()._async_shutdown_kernel(now=now, restart=restart)
+
+    shutdown_kernel = _async_shutdown_kernel  # as AsyncKernelManager: the coroutine itself

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 import tests
-from grading import guard
+from grading.kernel import guard
 
 def params() -> dict[str, Any]:
     try:
