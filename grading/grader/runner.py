@@ -105,7 +105,8 @@ def autograde_all(course: Path, jobs: int = 1, only: list[str] | None = None) ->
     names = only or students(course)
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     print(f"Grading {len(names)} submission(s) with {jobs} worker(s), {threads} thread(s) per kernel, on the "
-          f"{settings.GRADING_WORLD} world; limits: {settings.CELL_TIMEOUT_S} s per cell, {settings.MEMORY_LIMIT_GB:g} GiB per kernel.")
+          f"{settings.GRADING_WORLD} world; limits: {settings.CELL_TIMEOUT_S} s per cell, {settings.MEMORY_LIMIT_GB:g} GiB per kernel; "
+          f"sandbox: {'NONE' if problem else 'bubblewrap (active)'}.")
     start = time.perf_counter()
     results: list[Result] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
