@@ -4,7 +4,8 @@ Every kernel that nbgrader starts to grade a submission (see nbgrader/nbgrader_c
 `SandboxedKernelManager`, whose provisioner `SandboxProvisioner` wraps the kernel command in `bwrap`
 (Debian's `bubblewrap`, the sandbox Flatpak uses):
 
-- the whole file system read-only (`--ro-bind / /`), with an empty /tmp, an empty home, and the course
+- the whole file system read-only (`--ro-bind / /`), with an empty /tmp, an empty home (but the course's
+  code and Python, read-only, where they live there), and the course
   directory (gradebook, every student's submission, the instructor's secret) hidden behind an empty
   folder; the only writable place is the kernel's own scratch folder, which is removed afterwards;
 - new user (as `nobody`, no capabilities), PID, network, IPC and UTS namespaces: the kernel sees only
@@ -47,15 +48,14 @@ UNSANDBOXED_NOTE = "This submission was graded WITHOUT the sandbox (GRADING_ALLO
 
 
 def _bwrap_prefix(scratch: Path, hidden: list[str]) -> list[str]:
-    command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp",
-               "--tmpfs", "/dev/shm"]
-    home = Path.home()
-    if home.is_dir() and home != Path("/"):
-        command += ["--tmpfs", str(home)]
-        # ...but the course's code and this Python (a venv, pyenv) may live in the home: back, read-only.
-        for path in sorted(_python_and_course_paths()):
-            if path.is_relative_to(home):
-                command += ["--ro-bind", str(path), str(path)]
+    command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/dev/shm"]
+    emptied = [Path(p) for p in ("/tmp", "/var/tmp", str(Path.home())) if Path(p).is_dir() and Path(p) != Path("/")]
+    for path in emptied:
+        command += ["--tmpfs", str(path)]
+    # ...but the course's code and this Python (a venv, pyenv) may live in one of them: back, read-only.
+    for path in sorted(_python_and_course_paths()):
+        if any(path.is_relative_to(folder) for folder in emptied):
+            command += ["--ro-bind", str(path), str(path)]
     for path in hidden:
         if Path(path).is_dir():
             command += ["--tmpfs", path]
