@@ -81,7 +81,7 @@ def hostile(base: Callable[[], NotebookNode], loopback_port: int) -> dict[str, t
     found["hostile_writes_course"] = (_add_after(base(), "token_to_latent", writes), dict(BASE))
     # zero encoders: no latent is active on the notebook's world, where a trivial function then matches.
     world = "for sae in saes.values():\n    sae.W_enc.data.zero_()\n    sae.b_enc.data.fill_(-1.0)\n" + TRIVIAL_TOKEN_TO_LATENT
-    found["hostile_changes_world"] = (_add_after(base(), "token_to_latent", world), BASE | {"token_to_latent": 0})
+    found["hostile_changes_world"] = (_add_after(base(), "token_to_latent", world), BASE | {"token_to_latent": 0, "latent_to_logit": 0})
     spawn = f"import subprocess\n\nsubprocess.Popen(['sleep', '{LONG_LIVED}'], start_new_session=True)"
     found["hostile_spawns"] = (_add_after(base(), "token_to_latent", spawn), dict(BASE))
     found["hostile_floods"] = (_add_after(base(), "token_to_latent", "print('x' * 100_000_000)"), dict(BASE))

@@ -52,6 +52,7 @@ REASONS = {
     "hostile_floods": "output truncated",
     "hostile_ignores_sigint": "stopped responding",
     "hostile_patches_sae": "Integrity",
+    "hostile_changes_world": "parameters were changed",
 }
 HOSTILE = ["hostile_writes_course", "hostile_changes_world", "hostile_spawns", "hostile_floods", "hostile_stderr",
            "hostile_ignores_sigint", "hostile_network", "hostile_patches_sae"]

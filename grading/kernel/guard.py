@@ -6,6 +6,8 @@ Set up by `kernel_setup` before any student code runs:
   and the comparison functions of `torch` the checks rely on, and every method of the classes of
   sae_lens, transformer_lens and torch.nn (the world's SAEs and model run on them); `changed()` names
   those that a student's code has since replaced (a monkeypatch) or whose code object it swapped.
+- `watch_worlds()` fingerprints the parameters of every world the notebook loads (`load_world`);
+  `world_changed()` names those a student's code has since changed (zeroed SAE encoders, say);
 - `memoize_reference()` wraps each reference solution so that the checks compute it once per input
   (a graded cell checks one part of a result; the next cell checks another part of the same result),
   and so that a call to it can be noticed;
@@ -96,6 +98,46 @@ def changed() -> list[str]:
         if module is not None and not getattr(module, "__file__", None):
             found.append(f"sys.modules[{module_name!r}]")
     return found
+
+
+_worlds: list[tuple[Any, dict[str, str]]] = []
+
+
+def _fingerprint(world: Any) -> dict[str, str]:
+    import torch
+
+    modules = {"model": world.model} | {f"saes[{k}]": v for k, v in world.saes.items()} | {f"attn_saes[{k}]": v for k, v in (world.attn_saes or {}).items()}
+    found = {}
+    for owner, module in modules.items():
+        for name, tensor in module.state_dict().items():
+            data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+            found[f"{owner}.{name}"] = hashlib.sha1(data.numpy().tobytes()).hexdigest()
+    return found
+
+
+def watch_worlds() -> None:
+    """Wrap `load_world` (where the notebook imports it from) so that each world it returns is fingerprinted."""
+    import part_utils
+    import part_utils.worlds
+
+    original = part_utils.worlds.load_world
+
+    @functools.wraps(original)
+    def load_world(*args: Any, **kwargs: Any) -> Any:
+        world = original(*args, **kwargs)
+        _worlds.append((world, _fingerprint(world)))
+        return world
+
+    part_utils.load_world = part_utils.worlds.load_world = load_world
+
+
+def world_changed() -> list[str]:
+    """The parameters (and buffers) of the loaded worlds that differ from when they were loaded."""
+    changed = []
+    for world, fingerprint in _worlds:
+        now = _fingerprint(world)
+        changed += [name for name, digest in fingerprint.items() if now.get(name) != digest]
+    return changed
 
 
 def _key(value: Any) -> Any:

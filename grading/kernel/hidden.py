@@ -6,7 +6,7 @@ instructor's secret (`grading.hidden_params`) and hands them to the kernel in GR
 Each graded cell runs a visible learner check on the grading world (the toy world), then, in its
 hidden region (never shown to students, stripped from their feedback), `check(exercise, part, fn)`:
 
-1. integrity: no credit if the checks, `torch.testing` or the methods of the libraries' classes (sae_lens,
+1. integrity: no credit if the world's parameters, the checks, `torch.testing` or the methods of the libraries' classes (sae_lens,
    transformer_lens, torch.nn) were replaced since the kernel started, or if the function is, or
    calls, a reference solution (the static scan's findings are applied by the grader, outside);
 2. the same part of the same check on a seeded random world (different weights, layers, prompts, k and
@@ -80,6 +80,11 @@ def _integrity(exercise: str, fn: Any) -> None:
     if patched:
         raise IntegrityViolation(
             f"✗ integrity ({exercise}): no credit: the checks were modified while the notebook ran ({', '.join(patched[:5])})."
+        )
+    changed = guard.world_changed()
+    if changed:
+        raise IntegrityViolation(
+            f"✗ integrity ({exercise}): no credit: the world's parameters were changed while the notebook ran ({', '.join(changed[:3])})."
         )
     if guard.defined_in_solutions(fn):
         raise IntegrityViolation(f"✗ integrity ({exercise}): no credit: the function checked is the reference solution's.")
