@@ -1,6 +1,6 @@
 """The hidden tests' inputs, chosen at grading time from the instructor's secret (runs in the grader).
 
-The hidden tests (`grading.hidden`, in the student's kernel) run each exercise on a second world with
+The hidden tests (`grading.kernel.hidden`, in the student's kernel) run each exercise on a second world with
 other prompts, layers and k. Those are not written in the course's code, which learners receive: they
 are derived from a secret that only the instructor has, so that no one can compute the hidden answers
 ahead of time. The secret is, first found:

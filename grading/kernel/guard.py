@@ -1,6 +1,6 @@
 """In-kernel integrity: what the checks are made of when the kernel starts, and who calls the reference.
 
-Set up by `kernel_setup` before any student code runs:
+Set up by `grading.kernel.setup` before any student code runs:
 
 - `snapshot()` records every function and class of the learner checks (`tests.*`), of `torch.testing`,
   and the comparison functions of `torch` the checks rely on, and every method of the classes of
