@@ -68,6 +68,7 @@ NBGRADER := cd nbgrader && ../$(PY) -m nbgrader
 release: setup notebooks
 	$(NBGRADER) db assignment add latent_gradients
 	$(NBGRADER) generate_assignment latent_gradients --force
+	$(PY) -m grading secret
 
 autograde: setup
 	$(PY) -m grading autograde --jobs $(JOBS)

@@ -4,8 +4,9 @@
     python benchmarks/bench_grading.py --n 6 --example partial --world random --workers 1 2 4
 
 Each run releases the assignment into a fresh temporary course directory, submits `--n` copies of an
-example submission (grading/examples.py) and times `python -m grading autograde --jobs W` end to end
-(the real nbgrader flow: one nbgrader process and one kernel per submission).
+example submission (project_tests/grading_examples.py) and times `python -m grading autograde --jobs W` end to end
+(the real nbgrader flow: one nbgrader process and one sandboxed kernel per submission), then generates
+the feedback and reports the largest feedback file.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from grading import examples, settings
+from grading.grader import settings
+from project_tests import grading_examples as examples
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(world: str, n: int, example: str, workers: int) -> float:
+def run(world: str, n: int, example: str, workers: int) -> tuple[float, int]:
+    """(seconds to autograde, bytes of the largest feedback file)."""
     # nbgrader runs this environment's own tools (alembic) by name, whether or not the venv is activated.
-    env = dict(os.environ, GRADING_WORLD=world, PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
+    # The hidden tests need a secret; any fixed one will do for timing.
+    env = dict(os.environ, GRADING_WORLD=world, GRADING_SECRET=os.environ.get("GRADING_SECRET", "bench"), PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
     with tempfile.TemporaryDirectory() as tmp:
         course = Path(tmp)
         shutil.copytree(ROOT / "nbgrader" / "source", course / "source")
@@ -38,23 +42,26 @@ def run(world: str, n: int, example: str, workers: int) -> float:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "grading", "autograde", "--course", str(course), "--jobs", str(workers)],
                        cwd=course, env=env, check=True, capture_output=True)
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        subprocess.run([sys.executable, "-m", "grading", "feedback", "--course", str(course)], cwd=course, env=env, check=True, capture_output=True)
+        return seconds, max(path.stat().st_size for path in course.glob("feedback/*/*/*.html"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--world", default="toy")
     parser.add_argument("--n", type=int, default=4, help="submissions per run")
-    parser.add_argument("--example", default="solutions", choices=("solutions", "partial", "release", "raises"))
+    parser.add_argument("--example", default="solutions", choices=("solutions", "partial", "release", "raises", "hostile_floods"))
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     print(f"{args.n} copies of '{args.example}' on the {args.world} world, {os.cpu_count()} CPU cores")
     base = None
     for workers in args.workers:
-        seconds = run(args.world, args.n, args.example, workers)
+        seconds, feedback_bytes = run(args.world, args.n, args.example, workers)
         base = base or seconds
         print(f"workers {workers}: {seconds:.1f} s total, {seconds / args.n:.1f} s per submission, "
-              f"{60 * args.n / seconds:.2f} submissions/min, speed-up {base / seconds:.2f}x")
+              f"{60 * args.n / seconds:.2f} submissions/min, speed-up {base / seconds:.2f}x; "
+              f"largest feedback file {feedback_bytes / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,22 @@
-"""The course's autograder around nbgrader: batch runner, robust execution, hidden tests, integrity, summary.
+"""The course's autograder, inside nbgrader's own pipeline (nbgrader/nbgrader_config.py).
 
     python -m grading autograde [--jobs N] [--student ID ...]   # every submission in nbgrader/submitted/
     python -m grading feedback                                  # HTML feedback, hidden tests stripped
     python -m grading grades                                    # grades.csv + per-exercise class summary
+    python -m grading secret                                    # the hidden tests' secret, created if missing
 
-The Makefile's `release`, `autograde`, `feedback` and `grades` targets call these. Modules:
+The Makefile's `release`, `autograde`, `feedback` and `grades` targets call these. By stage:
 
-- `settings`:     paths, limits (per-cell timeout, memory) and the grading world, overridable by env;
-- `normalize`:    rebuilds a submission from the release, keeping only the student's own cells;
-- `integrity`:    static scan of the student's code for patched checks and reference-solution imports;
-- `execute`:      the nbgrader Execute preprocessor that survives dying and hanging kernels;
-- `kernel_setup`: runs first in every grading kernel (memory limit, no warnings, integrity snapshot);
-- `hidden`:       the hidden tests the graded cells run (a second world and prompt);
-- `runner`:       grades submissions in parallel, one nbgrader process each;
-- `summary`:      the class summary (table and plotly chart).
+- `grader/` runs in the grader's own processes, never in a student's kernel:
+  `settings` (paths, limits, the kernel's environment), `sandbox` (the kernel provisioner: bubblewrap),
+  `normalize` (a submission rebuilt from the release), `integrity` (static scan of the student's code),
+  `hidden_params` (the hidden tests' inputs from the instructor's secret), `runner` (N at a time, a
+  row for every submission), `summary` (the class summary);
+- `preprocessors/` are the nbgrader preprocessors, one job each, in pipeline order: `normalize`,
+  `integrity` (sanitize stage); `hidden_tests`, `execute`, `outputs` (autograde stage); `feedback`;
+- `kernel/` runs inside the student's sandboxed kernel: `setup` (first: memory cap, silenced
+  warnings, the guard's snapshot), `guard` (runtime integrity), `hidden` (the hidden tests the graded
+  cells call).
+
+The example submissions of the project's tests and benchmark are in project_tests/grading_examples.py.
 """

@@ -1,4 +1,4 @@
-"""`python -m grading autograde|feedback|grades`; see grading/__init__.py."""
+"""`python -m grading autograde|feedback|grades|secret`; see grading/__init__.py."""
 
 from __future__ import annotations
 
@@ -7,26 +7,32 @@ import subprocess
 import sys
 from pathlib import Path
 
-from grading import settings
+from grading.grader import settings
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grading", description="The course's autograder around nbgrader.")
-    parser.add_argument("command", choices=("autograde", "feedback", "grades"))
+    parser.add_argument("command", choices=("autograde", "feedback", "grades", "secret"))
     parser.add_argument("--course", type=Path, default=settings.COURSE, help="the nbgrader course directory")
     parser.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded in parallel")
     parser.add_argument("--student", action="append", help="grade only this student (repeatable)")
     args = parser.parse_args(argv)
     course = args.course.resolve()
     if args.command == "autograde":
-        from grading.runner import autograde_all
+        from grading.grader.runner import autograde_all
 
         results = autograde_all(course, args.jobs, args.student)
         return 0 if all(r.returncode == 0 for r in results) else 1
+    if args.command == "secret":
+        from grading.grader.hidden_params import SECRET_FILE, read_secret
+
+        read_secret(course, create=True)
+        print(f"The hidden tests' secret: {course / SECRET_FILE} (or GRADING_SECRET); keep it to reproduce grades.")
+        return 0
     if args.command == "feedback":
         command = [sys.executable, "-m", "nbgrader", "generate_feedback", settings.ASSIGNMENT, "--force"]
         return subprocess.run(command, cwd=course, env=settings.kernel_env()).returncode
-    from grading.summary import write_summary
+    from grading.grader.summary import write_summary
 
     write_summary(course)
     return 0

@@ -1,7 +1,9 @@
 """nbgrader configuration of the course. Run nbgrader from this directory (the Makefile does).
 
-Grading runs through `python -m grading` (see grading/), which sets the grading environment (toy world,
-limits) and calls nbgrader once per submission; this file is what every nbgrader command reads.
+The whole grading pipeline is here, so that `nbgrader autograde latent_gradients` run by hand in this
+folder, formgrader's Autograde button and `make autograde` (which only adds N at a time and the
+summary) grade alike: normalization and the integrity scan (sanitize stage), then execution in the
+sandboxed kernel (grading/grader/sandbox.py) in the grading environment, with the notes and flags applied.
 """
 
 from pathlib import Path
@@ -13,15 +15,23 @@ from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties,
     CheckCellMetadata,
     ClearHiddenTests,
+    ClearOutput,
+    DeduplicateIds,
     GetGrades,
     IgnorePattern,
     LimitOutput,
+    OverwriteCells,
+    OverwriteKernelspec,
     SaveAutoGrades,
 )
 
-from grading import settings  # noqa: E402
-from grading.execute import RobustExecute  # noqa: E402
-from grading.feedback import HideHiddenTracebacks  # noqa: E402
+from grading.grader import settings  # noqa: E402
+from grading.preprocessors.execute import RobustExecute  # noqa: E402
+from grading.preprocessors.feedback import HideHiddenTracebacks  # noqa: E402
+from grading.preprocessors.hidden_tests import ChooseHiddenTests  # noqa: E402
+from grading.preprocessors.integrity import IntegrityScan  # noqa: E402
+from grading.preprocessors.normalize import NormalizeSubmission  # noqa: E402
+from grading.preprocessors.outputs import LimitOutputBytes, StderrIsNotAFailure  # noqa: E402
 
 c = get_config()  # noqa: F821 (defined by traitlets when it loads this file)
 
@@ -31,13 +41,28 @@ c.CourseDirectory.root = str(HERE)
 c.CourseDirectory.db_url = f"sqlite:///{HERE / 'gradebook.db'}?timeout=120"
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
 
+# Autograde, sanitize stage: nbgrader's own, after the submission is rebuilt from the release and its
+# code scanned (grading/preprocessors/normalize.py, integrity.py).
+c.Autograde.sanitize_preprocessors = [
+    NormalizeSubmission,
+    IntegrityScan,
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    OverwriteCells,
+    CheckCellMetadata,
+]
+c.NormalizeSubmission.course_root = c.ChooseHiddenTests.course_root = str(HERE)
 # Autograde: nbgrader's own pipeline, with the notebook executed by RobustExecute, which survives dying
-# and hanging kernels and applies the integrity findings (grading/execute.py).
+# and hanging kernels and applies the integrity findings (grading/preprocessors/execute.py), in sandboxed kernels.
 c.Autograde.autograde_preprocessors = [
+    ChooseHiddenTests,
     RobustExecute,
+    StderrIsNotAFailure,
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
+    LimitOutputBytes,
     SaveAutoGrades,
     AssignLatePenalties,
     CheckCellMetadata,
@@ -48,9 +73,13 @@ c.Execute.startup_timeout = 120
 c.Execute.extra_arguments = [
     "--HistoryManager.hist_file=:memory:",
     # Memory limit, silenced warnings and the integrity snapshot, before the first cell runs.
-    "--IPKernelApp.exec_lines=['import grading.kernel_setup']",
+    "--IPKernelApp.exec_lines=['import grading.kernel.setup']",
 ]
 c.RobustExecute.max_kernel_deaths = settings.MAX_KERNEL_DEATHS
+c.RobustExecute.unresponsive_timeout = settings.UNRESPONSIVE_TIMEOUT_S
+c.RobustExecute.reports_directory = c.LimitOutputBytes.reports_directory = str(HERE / "reports")
+# The kernel sees neither the gradebook nor any submission nor the instructor's secret (all in here).
+c.SandboxProvisioner.hidden_paths = [str(HERE)]
 
 # Feedback: hidden tests are stripped, so students see why a cell failed but not the hidden test.
 # Tracebacks that quote hidden lines are cut to their message.

@@ -5,7 +5,7 @@
 - grader cells become autograded test cells worth their `points`, with their own `id` as grade_id.
   Each checks one part of an exercise (from_dense / from_sparse, activations / gradients), so partial
   credit is real, and its hidden tests run the same check on a second world and prompt (see
-  grading/hidden.py), so hard-coded outputs earn nothing;
+  grading/kernel/hidden.py), so hard-coded outputs earn nothing;
 - every other cell is locked, so a student's edits to it are undone when grading.
 
 Solution and grader cells also carry `metadata.latent_gradients.exercise`, the exercise they belong

@@ -1,10 +1,14 @@
-"""The real nbgrader flow, end to end, on example submissions the test creates (grading/examples.py).
+"""The real nbgrader flow, end to end, on example submissions the test creates (project_tests/grading_examples.py).
 
 In a temporary copy of the course directory: release the assignment, submit the reference solutions,
 the untouched release, a partially correct notebook and one of each failure kind (raises, infinite
 loop, os._exit, out of memory, syntax error, edited and deleted test cells, monkeypatched checks,
-imported reference solutions, an unreadable file), autograde them all with 2 workers, generate
-feedback and the grades, and check every score, every reason in the feedback and the class summary.
+imported reference solutions, an unreadable file), the hostile submissions (writing into the course,
+changing the world, a long-lived process, 100 MB of output, stderr, an infinite loop that ignores
+SIGINT, a network connection, a patched SAE class) and the stub again after them; autograde them all in
+one batch with 2 workers, generate feedback and the grades, and check every score, every reason in the
+feedback and the class summary, that the repository is unchanged and that no process of the batch is
+left. Then `nbgrader autograde` run by hand gives the same scores for four of them.
 
 The grading world is the toy world when its weights are present, as in production; set
 LATENT_GRADIENTS_TEST_GRADING_WORLD=random for a faster run on a tiny random world.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -22,11 +27,13 @@ from pathlib import Path
 
 import pytest
 
-from grading import examples, settings
+from grading.grader import settings
+from project_tests import grading_examples as examples
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = [pytest.mark.nbgrader, pytest.mark.slow]
+# One batch of every example on 2 busy cores takes several minutes: longer than the default per-test limit.
+pytestmark = [pytest.mark.nbgrader, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 WORLD = os.environ.get("LATENT_GRADIENTS_TEST_GRADING_WORLD") or ("toy" if (ROOT / "part_utils" / "toy_world_data").exists() else "random")
 # Reasons each failure kind must give in its feedback (HTML, so quotes and brackets are escaped).
@@ -40,7 +47,17 @@ REASONS = {
     "monkeypatch": "Integrity",
     "imports_solutions": "reference solutions",
     "unreadable": "could not be read",
+    "hostile_writes_course": "sandbox blocked it",
+    "hostile_spawns": "were killed",
+    "hostile_floods": "output truncated",
+    "hostile_ignores_sigint": "stopped responding",
+    "hostile_patches_sae": "Integrity",
+    "hostile_changes_world": "parameters were changed",
 }
+HOSTILE = ["hostile_writes_course", "hostile_changes_world", "hostile_spawns", "hostile_floods", "hostile_stderr",
+           "hostile_ignores_sigint", "hostile_network", "hostile_patches_sae"]
+# Graded again by `nbgrader autograde` run by hand, one process each, as an instructor would.
+BY_HAND = ["solutions", "zz_stub", "partial", "raises"]
 
 
 def _env() -> dict[str, str]:
@@ -50,11 +67,30 @@ def _env() -> dict[str, str]:
         # The slowest graded cell on the toy world takes well under this on 2 busy cores; the infinite
         # loop costs one timeout.
         "GRADING_CELL_TIMEOUT": env.get("GRADING_CELL_TIMEOUT", "150" if WORLD == "toy" else "40"),
+        # Interrupted cells that ignore SIGINT are given up on after this (the hostile loop).
+        "GRADING_UNRESPONSIVE_TIMEOUT": "10",
         # A kernel with the world loaded peaks well below this; the out-of-memory example reaches it fast.
         "GRADING_MEMORY_GB": "3",
         "PYTHONPATH": str(ROOT),
+        "GRADING_SECRET": "project-tests-secret-1",
     })
     return env
+
+
+def _git_status() -> str:
+    return subprocess.run(["git", "status", "--porcelain", "--ignored=no"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+def _processes_with(marker: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and "pytest" not in cmdline:
+            found.append(cmdline)
+    return found
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -62,7 +98,7 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float, str]:
+def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float, str, dict]:
     course = tmp_path_factory.mktemp("course")
     shutil.copytree(ROOT / "nbgrader" / "source", course / "source")
     shutil.copy(ROOT / "nbgrader" / "nbgrader_config.py", course / "nbgrader_config.py")
@@ -70,16 +106,26 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float,
         result = _run(step, course)
         assert result.returncode == 0, result.stdout + result.stderr
     release = (course / "release" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb").read_text()
-    assert "BEGIN HIDDEN TESTS" not in release and "grading.hidden" not in release and "### BEGIN SOLUTION" not in release
-    built = examples.build(course)
+    assert "BEGIN HIDDEN TESTS" not in release and "grading.kernel.hidden" not in release and "### BEGIN SOLUTION" not in release
+    listener = socket.create_server(("127.0.0.1", 0))  # the hostile submission's target: loopback only
+    listener.settimeout(0.5)
+    built = examples.build(course, loopback_port=listener.getsockname()[1])
     examples.submit(course, built)
+    status_before = _git_status()
     start = time.perf_counter()
     result = _run(["-m", "grading", "autograde", "--course", str(course), "--jobs", "2"], course)
     seconds = time.perf_counter() - start
+    try:
+        connected = listener.accept()[0] is not None
+    except TimeoutError:
+        connected = False
+    listener.close()
+    after = {"git status": (status_before, _git_status()), "connected": connected,
+             "survivors": _processes_with(f"sleep {examples.LONG_LIVED}")}
     for step in (["-m", "grading", "feedback", "--course", str(course)], ["-m", "grading", "grades", "--course", str(course)]):
         done = _run(step, course)
         assert done.returncode == 0, done.stdout + done.stderr
-    return course, built, seconds, result.stdout + result.stderr
+    return course, built, seconds, result.stdout + result.stderr, after
 
 
 def _scores(course: Path) -> dict[str, dict[str, str]]:
@@ -88,7 +134,7 @@ def _scores(course: Path) -> dict[str, dict[str, str]]:
 
 
 def test_batch_completes_and_every_submission_has_a_row(graded, figures) -> None:
-    course, built, seconds, output = graded
+    course, built, seconds, output, _ = graded
     assert "FAILED" not in output, output
     with open(course / "reports" / "grades.csv", newline="") as file:
         students = {row["student_id"] for row in csv.DictReader(file)}
@@ -101,10 +147,10 @@ def test_batch_completes_and_every_submission_has_a_row(graded, figures) -> None
 
 @pytest.mark.parametrize("student", [
     "solutions", "release", "partial", "raises", "infinite_loop", "kernel_exit", "out_of_memory",
-    "syntax_error", "edited_tests", "monkeypatch", "imports_solutions", "unreadable",
+    "syntax_error", "edited_tests", "monkeypatch", "imports_solutions", "unreadable", *HOSTILE, "zz_stub",
 ])
 def test_scores_per_exercise(graded, student: str, figures) -> None:
-    course, built, _, output = graded
+    course, built, _, output, _ = graded
     row = _scores(course)[student]
     expected = built[student][1]
     got = {exercise: float(row[exercise]) for exercise in expected}
@@ -124,7 +170,7 @@ def test_feedback_hides_hidden_tests(graded) -> None:
     course = graded[0]
     for html in (course / "feedback").glob(f"*/{settings.ASSIGNMENT}/*.html"):
         text = html.read_text()
-        assert "grading.hidden" not in text and "BEGIN HIDDEN TESTS" not in text, html
+        assert "grading.kernel.hidden" not in text and "BEGIN HIDDEN TESTS" not in text, html
 
 
 def test_integrity_is_flagged_in_the_summary(graded) -> None:
@@ -136,3 +182,36 @@ def test_integrity_is_flagged_in_the_summary(graded) -> None:
     summary = (course / "reports" / "summary.md").read_text()
     assert "Integrity flags" in summary and "monkeypatch" in summary
     assert (course / "reports" / "summary.html").stat().st_size > 10_000
+
+
+def test_the_batch_leaves_no_trace(graded) -> None:
+    """The sandbox held: the repository is as it was, no process is left, nothing reached the network."""
+    after = graded[4]
+    before, now = after["git status"]
+    assert now == before, f"the batch changed the repository:\n{now}"
+    assert not after["survivors"], after["survivors"]
+    assert not after["connected"], "a submission reached a loopback port from its kernel"
+
+
+def test_feedback_is_bounded(graded) -> None:
+    course = graded[0]
+    largest = max(path.stat().st_size for path in (course / "feedback").glob(f"*/{settings.ASSIGNMENT}/*.html"))
+    assert largest < 20e6, f"a feedback file has {largest:,} bytes"
+    flooded = course / "autograded" / "hostile_floods" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb"
+    assert flooded.stat().st_size < 5e6
+
+
+def test_nbgrader_by_hand_grades_alike(graded) -> None:
+    """`nbgrader autograde` in the course directory, as nbgrader's docs say, gives the batch's scores."""
+    course = graded[0]
+    batch = _scores(course)
+    hand = [subprocess.Popen([sys.executable, "-m", "nbgrader", "autograde", settings.ASSIGNMENT, "--student", student, "--force"],
+                             cwd=course, env=_env() | {"GRADING_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for student in BY_HAND]
+    assert all(process.wait(timeout=1800) == 0 for process in hand)
+    done = _run(["-m", "grading", "grades", "--course", str(course)], course)
+    assert done.returncode == 0, done.stdout + done.stderr
+    again = _scores(course)
+    exercises = list(examples.POINTS)
+    for student in BY_HAND:
+        assert [again[student][e] for e in exercises] == [batch[student][e] for e in exercises], student

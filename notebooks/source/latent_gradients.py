@@ -163,15 +163,15 @@ tests.test_sparse_tensor(SparseTensor)
 # %% [grader exercise=sparse_tensor id=sparse_tensor-from_dense points=1]
 tests.test_sparse_tensor(SparseTensor, part="from_dense")
 ### BEGIN HIDDEN TESTS
-import grading.hidden
-grading.hidden.check("sparse_tensor", "from_dense", SparseTensor)
+import grading.kernel.hidden
+grading.kernel.hidden.check("sparse_tensor", "from_dense", SparseTensor)
 ### END HIDDEN TESTS
 
 # %% [grader exercise=sparse_tensor id=sparse_tensor-from_sparse points=1]
 tests.test_sparse_tensor(SparseTensor, part="from_sparse")
 ### BEGIN HIDDEN TESTS
-import grading.hidden
-grading.hidden.check("sparse_tensor", "from_sparse", SparseTensor)
+import grading.kernel.hidden
+grading.kernel.hidden.check("sparse_tensor", "from_sparse", SparseTensor)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -318,15 +318,15 @@ tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes)
 # %% [grader exercise=latent_to_latent id=latent_to_latent-activations points=1]
 tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes, part="activations")
 ### BEGIN HIDDEN TESTS
-import grading.hidden
-grading.hidden.check("latent_to_latent", "activations", latent_to_latent_gradients)
+import grading.kernel.hidden
+grading.kernel.hidden.check("latent_to_latent", "activations", latent_to_latent_gradients)
 ### END HIDDEN TESTS
 
 # %% [grader exercise=latent_to_latent id=latent_to_latent-gradients points=2]
 tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes, part="gradients")
 ### BEGIN HIDDEN TESTS
-import grading.hidden
-grading.hidden.check("latent_to_latent", "gradients", latent_to_latent_gradients)
+import grading.kernel.hidden
+grading.kernel.hidden.check("latent_to_latent", "gradients", latent_to_latent_gradients)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -449,15 +449,15 @@ tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes)
 # %% [grader exercise=token_to_latent id=token_to_latent-activations points=1]
 tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes, part="activations")
 ### BEGIN HIDDEN TESTS
-import grading.hidden
-grading.hidden.check("token_to_latent", "activations", token_to_latent_gradients)
+import grading.kernel.hidden
+grading.kernel.hidden.check("token_to_latent", "activations", token_to_latent_gradients)
 ### END HIDDEN TESTS
 
 # %% [grader exercise=token_to_latent id=token_to_latent-gradients points=1]
 tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes, part="gradients")
 ### BEGIN HIDDEN TESTS
-import grading.hidden
-grading.hidden.check("token_to_latent", "gradients", token_to_latent_gradients)
+import grading.kernel.hidden
+grading.kernel.hidden.check("token_to_latent", "gradients", token_to_latent_gradients)
 ### END HIDDEN TESTS
 
 # %%
@@ -572,15 +572,15 @@ tests.test_latent_to_logit_gradients(latent_to_logit_gradients, model, saes)
 # %% [grader exercise=latent_to_logit id=latent_to_logit-activations points=1]
 tests.test_latent_to_logit_gradients(latent_to_logit_gradients, model, saes, part="activations")
 ### BEGIN HIDDEN TESTS
-import grading.hidden
-grading.hidden.check("latent_to_logit", "activations", latent_to_logit_gradients)
+import grading.kernel.hidden
+grading.kernel.hidden.check("latent_to_logit", "activations", latent_to_logit_gradients)
 ### END HIDDEN TESTS
 
 # %% [grader exercise=latent_to_logit id=latent_to_logit-gradients points=1]
 tests.test_latent_to_logit_gradients(latent_to_logit_gradients, model, saes, part="gradients")
 ### BEGIN HIDDEN TESTS
-import grading.hidden
-grading.hidden.check("latent_to_logit", "gradients", latent_to_logit_gradients)
+import grading.kernel.hidden
+grading.kernel.hidden.check("latent_to_logit", "gradients", latent_to_logit_gradients)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -744,15 +744,15 @@ tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, mode
 # %% [grader exercise=attention id=attention-activations points=1]
 tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, model, attn_saes, part="activations")
 ### BEGIN HIDDEN TESTS
-import grading.hidden
-grading.hidden.check("attention", "activations", latent_to_latent_gradients_attn)
+import grading.kernel.hidden
+grading.kernel.hidden.check("attention", "activations", latent_to_latent_gradients_attn)
 ### END HIDDEN TESTS
 
 # %% [grader exercise=attention id=attention-gradients points=2]
 tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, model, attn_saes, part="gradients")
 ### BEGIN HIDDEN TESTS
-import grading.hidden
-grading.hidden.check("attention", "gradients", latent_to_latent_gradients_attn)
+import grading.kernel.hidden
+grading.kernel.hidden.check("attention", "gradients", latent_to_latent_gradients_attn)
 ### END HIDDEN TESTS
 
 # %%

@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 
-PROTECTED_MODULES = ("tests", "torch", "solutions", "grading", "part_utils", "nbgrader", "builtins", "numpy")
+PROTECTED_MODULES = ("tests", "torch", "solutions", "grading", "part_utils", "nbgrader", "builtins", "numpy", "sae_lens", "transformer_lens")
 PROTECTED_NAMES = ("tests", "grading")
 DYNAMIC = {"__import__": "a dynamic import (__import__)", "exec": "exec()", "eval": "eval()", "globals": "globals()", "compile": "compile()"}
 

@@ -3,7 +3,8 @@
 - caps the kernel's memory (RLIMIT_DATA), so that a runaway allocation is a MemoryError in one cell
   rather than the OOM killer taking the machine's other kernels down;
 - silences warnings: nbgrader scores a cell 0 when anything reaches stderr;
-- imports the checks, caches the reference solutions and snapshots the checks for `grading.guard`.
+- imports the checks, caches the reference solutions, fingerprints the worlds the notebook loads and
+  snapshots the checks for `grading.kernel.guard`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ warnings.simplefilter("ignore")
 import tests  # noqa: E402  (after the limits: the checks import torch)
 import torch.testing  # noqa: E402,F401
 
-from grading import guard, hidden  # noqa: E402,F401
+from grading.kernel import guard, hidden  # noqa: E402,F401
 
 guard.memoize_reference()
+guard.watch_worlds()
 guard.snapshot()

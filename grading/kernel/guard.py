@@ -1,10 +1,13 @@
 """In-kernel integrity: what the checks are made of when the kernel starts, and who calls the reference.
 
-Set up by `kernel_setup` before any student code runs:
+Set up by `grading.kernel.setup` before any student code runs:
 
 - `snapshot()` records every function and class of the learner checks (`tests.*`), of `torch.testing`,
-  and the comparison functions of `torch` the checks rely on; `changed()` names those that a student's
-  code has since replaced (a monkeypatch) or whose code object it swapped.
+  and the comparison functions of `torch` the checks rely on, and every method of the classes of
+  sae_lens, transformer_lens and torch.nn (the world's SAEs and model run on them); `changed()` names
+  those that a student's code has since replaced (a monkeypatch) or whose code object it swapped.
+- `watch_worlds()` fingerprints the parameters of every world the notebook loads (`load_world`);
+  `world_changed()` names those a student's code has since changed (zeroed SAE encoders, say);
 - `memoize_reference()` wraps each reference solution so that the checks compute it once per input
   (a graded cell checks one part of a result; the next cell checks another part of the same result),
   and so that a call to it can be noticed;
@@ -12,7 +15,7 @@ Set up by `kernel_setup` before any student code runs:
   directly or through these wrappers) is recorded: the hidden tests run the student's function in it.
 
 All this lives in the student's kernel, so a determined student could subvert it; the static scan in
-`grading.integrity`, which runs outside the kernel, is the authoritative check. This one catches what
+`grading.grader.integrity`, which runs outside the kernel, is the authoritative check. This one catches what
 the static scan cannot see (names built at run time).
 """
 
@@ -29,8 +32,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-_SOLUTIONS_DIR = str(Path(__file__).resolve().parent.parent / "solutions")
+_SOLUTIONS_DIR = str(Path(__file__).resolve().parents[2] / "solutions")
 _WATCHED_MODULES = ("tests", "torch.testing", "solutions")
+# Libraries whose classes' methods are watched: patching one (say, every SAE encodes to zeros) changes
+# the reference's results as much as the learner's.
+_WATCHED_LIBRARIES = ("sae_lens", "transformer_lens", "torch.nn")
 _TORCH_FUNCTIONS = ("allclose", "isclose", "equal", "isfinite", "argwhere", "where", "unravel_index")
 
 _snapshot: dict[str, tuple[Any, Any]] = {}
@@ -49,11 +55,31 @@ def _watched() -> Iterator[tuple[str, Any, str, Any]]:
                 yield f"{module_name}.{attribute}", module, attribute, value
     for attribute in _TORCH_FUNCTIONS:
         yield f"torch.{attribute}", torch, attribute, getattr(torch, attribute)
+    libraries = [name for name in list(sys.modules) if any(name == m or name.startswith(m + ".") for m in _WATCHED_LIBRARIES)]
+    for module_name in sorted(libraries):
+        for class_name, klass in list(vars(sys.modules[module_name]).items()):
+            if isinstance(klass, type) and klass.__module__ == module_name:
+                for attribute, value in list(vars(klass).items()):
+                    if isinstance(value, types.FunctionType):
+                        yield f"{module_name}.{class_name}.{attribute}", klass, attribute, value
+
+
+def _methods() -> dict[str, frozenset[str]]:
+    """The names of each watched library class's own methods: a method added to a subclass counts too."""
+    found: dict[str, set[str]] = {}
+    for name, owner, attribute, _ in _watched():
+        if isinstance(owner, type):
+            found.setdefault(f"{owner.__module__}.{owner.__qualname__}", set()).add(attribute)
+    return {klass: frozenset(names) for klass, names in found.items()}
+
+
+_snapshot_methods: dict[str, frozenset[str]] = {}
 
 
 def snapshot() -> None:
     for name, _, _, value in _watched():
         _snapshot[name] = (value, getattr(value, "__code__", None))
+    _snapshot_methods.update(_methods())
 
 
 def changed() -> list[str]:
@@ -65,11 +91,53 @@ def changed() -> list[str]:
         current = getattr(*owner_attr, None) if owner_attr else None
         if current is not value or getattr(current, "__code__", None) is not code:
             found.append(name)
+    for klass, names in _methods().items():
+        found += [f"{klass}.{name}" for name in sorted(names - _snapshot_methods.get(klass, names))]
     for module_name in _WATCHED_MODULES:
         module = sys.modules.get(module_name)
         if module is not None and not getattr(module, "__file__", None):
             found.append(f"sys.modules[{module_name!r}]")
     return found
+
+
+_worlds: list[tuple[Any, dict[str, str]]] = []
+
+
+def _fingerprint(world: Any) -> dict[str, str]:
+    import torch
+
+    modules = {"model": world.model} | {f"saes[{k}]": v for k, v in world.saes.items()} | {f"attn_saes[{k}]": v for k, v in (world.attn_saes or {}).items()}
+    found = {}
+    for owner, module in modules.items():
+        for name, tensor in module.state_dict().items():
+            data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+            found[f"{owner}.{name}"] = hashlib.sha1(data.numpy().tobytes()).hexdigest()
+    return found
+
+
+def watch_worlds() -> None:
+    """Wrap `load_world` (where the notebook imports it from) so that each world it returns is fingerprinted."""
+    import part_utils
+    import part_utils.worlds
+
+    original = part_utils.worlds.load_world
+
+    @functools.wraps(original)
+    def load_world(*args: Any, **kwargs: Any) -> Any:
+        world = original(*args, **kwargs)
+        _worlds.append((world, _fingerprint(world)))
+        return world
+
+    part_utils.load_world = part_utils.worlds.load_world = load_world
+
+
+def world_changed() -> list[str]:
+    """The parameters (and buffers) of the loaded worlds that differ from when they were loaded."""
+    changed = []
+    for world, fingerprint in _worlds:
+        now = _fingerprint(world)
+        changed += [name for name, digest in fingerprint.items() if now.get(name) != digest]
+    return changed
 
 
 def _key(value: Any) -> Any:

@@ -12,7 +12,10 @@ or stops answering, so one bad cell would cost a student every point. `RobustExe
 - puts a "Grading notes" cell at the top of the notebook, which the feedback shows, and writes the
   same events as JSON for the class summary.
 
-The runner passes the job (flags, notes, where to write the report) in `GRADING_JOB`, a JSON file.
+Kernels run in the grading sandbox (`grading.sandbox.SandboxedKernelManager`), whose notes (processes
+killed, no sandbox) join the grading notes. The notes and integrity flags of the earlier preprocessors
+(`NormalizeSubmission`, `IntegrityScan`) come in the notebook's metadata; the events go to
+`reports/runs/<student>.json` for the class summary.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.preprocessors.execute import NotebookClient
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import Integer
+from traitlets import Integer, Unicode
+
+from grading.grader import sandbox
+from grading.grader.normalize import GRADING_METADATA, exercise_of_cells
 
 NOTES_CELL_ID = "grading-notes"
 
@@ -48,12 +54,19 @@ class RobustExecute(Execute):
     max_kernel_deaths = Integer(6, help="Kernel deaths or hangs tolerated per notebook (each skips one cell).").tag(config=True)
     unresponsive_timeout = Integer(20, help="Seconds an interrupted kernel has to answer before it counts as hung.").tag(config=True)
 
-    def _job(self) -> dict[str, Any]:
-        path = os.environ.get("GRADING_JOB")
-        if not path or not os.path.exists(path):
-            return {}
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)
+    reports_directory = Unicode("", help="Where to write reports/runs/<student>.json (events, flags, notes) for the summary.").tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("kernel_manager_class", sandbox.SandboxedKernelManager)
+        super().__init__(**kwargs)
+
+    def _job(self, nb: NotebookNode) -> dict[str, Any]:
+        job = dict(nb.metadata.get("latent_gradients", {}).get(GRADING_METADATA, {}))
+        job["exercise_of"] = exercise_of_cells(nb)
+        # A note only the batch runner can give (it graded the release in place of an unreadable notebook).
+        extra = os.environ.get("GRADING_RUNNER_NOTE")
+        job["notes"] = list(job.get("notes", [])) + ([extra] if extra else [])
+        return job
 
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None) -> tuple[NotebookNode, Any]:
         self.error_on_timeout = {
@@ -61,7 +74,8 @@ class RobustExecute(Execute):
             "evalue": f"this cell ran longer than the grader's limit of {self.timeout} s per cell and was interrupted",
             "traceback": [f"CellTimeoutError: this cell ran longer than the grader's limit of {self.timeout} s per cell and was interrupted (an infinite loop?)."],
         }
-        job = self._job()
+        job = self._job(nb)
+        sandbox.EVENTS.clear()
         original = copy.deepcopy(nb)
         skipped: dict[int, str] = {}
         events: list[dict[str, Any]] = []
@@ -96,11 +110,14 @@ class RobustExecute(Execute):
             if _is_grade(cell) and cell.cell_type == "code" and reasons:
                 if not any(o.get("ename") == "IntegrityViolation" for o in cell.get("outputs", [])):
                     cell.outputs.append(_error("IntegrityViolation", f"no credit for {exercise}: " + "; ".join(reasons)))
-        nb.cells.insert(0, self._notes_cell(job.get("notes", []), skipped, nb, flags, events))
-        report = job.get("report")
-        if report:
-            with open(report, "w", encoding="utf-8") as file:
-                json.dump({"events": events, "flags": flags, "notes": job.get("notes", [])}, file, indent=1)
+        notes = job.get("notes", []) + list(dict.fromkeys(sandbox.EVENTS)) + _blocked_writes(nb)
+        nb.cells.insert(0, self._notes_cell(notes, skipped, nb, flags, events))
+        student = (resources or {}).get("nbgrader", {}).get("student")
+        if self.reports_directory and student:
+            runs = os.path.join(self.reports_directory, "runs")
+            os.makedirs(runs, exist_ok=True)
+            with open(os.path.join(runs, f"{student}.json"), "w", encoding="utf-8") as file:
+                json.dump({"events": events, "flags": flags, "notes": notes}, file, indent=1)
         return nb, resources
 
     def _notes_cell(self, notes: list[str], skipped: dict[int, str], nb: NotebookNode, flags: dict, events: list) -> NotebookNode:
@@ -152,6 +169,15 @@ class RobustExecute(Execute):
             self.timeout = saved
         if reply is None:
             raise KernelUnresponsive("no reply after an interrupt")
+
+
+def _blocked_writes(nb: NotebookNode) -> list[str]:
+    """A note when the sandbox refused a write (the kernel's file system is read-only outside its scratch)."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error" and "Read-only file system" in str(output.get("evalue", "")):
+                return ["Your code tried to write outside its scratch folder; the sandbox blocked it (the file system is read-only there)."]
+    return []
 
 
 def _grade_id(cell: NotebookNode) -> str | None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COURSE = Path(os.environ.get("GRADING_COURSE_DIR", ROOT / "nbgrader")).resolve()
 ASSIGNMENT = "latent_gradients"
 NOTEBOOK = "latent_gradients"
@@ -24,6 +25,8 @@ CELL_TIMEOUT_S = int(os.environ.get("GRADING_CELL_TIMEOUT", "300"))
 # kernel with the toy world and every check run peaks below 2 GiB; 8 GiB is room for a wasteful but
 # honest solution, and a runaway one gets a MemoryError instead of taking the machine down.
 MEMORY_LIMIT_GB = float(os.environ.get("GRADING_MEMORY_GB", "8"))
+# Seconds an interrupted cell's kernel has to answer before it counts as hung (and is replaced).
+UNRESPONSIVE_TIMEOUT_S = int(os.environ.get("GRADING_UNRESPONSIVE_TIMEOUT", "20"))
 # Wall-clock limit for grading one submission, everything included (restarts after kernel deaths too).
 SUBMISSION_TIMEOUT_S = int(os.environ.get("GRADING_SUBMISSION_TIMEOUT", "3600"))
 # How many times a submission's kernel may die (os._exit, a crash, the OOM killer) before the grader
@@ -31,9 +34,19 @@ SUBMISSION_TIMEOUT_S = int(os.environ.get("GRADING_SUBMISSION_TIMEOUT", "3600"))
 MAX_KERNEL_DEATHS = int(os.environ.get("GRADING_MAX_KERNEL_DEATHS", "6"))
 
 
-def kernel_env(threads: int | None = None) -> dict[str, str]:
+# The instructor's secret that chooses the hidden tests' inputs (grading/hidden_params.py); never
+# passed to a grading kernel.
+SECRET_ENV = "GRADING_SECRET"
+
+
+def kernel_threads() -> int:
+    """Threads per grading kernel: GRADING_THREADS (the runner sets cores / jobs), else every core."""
+    return max(1, int(os.environ.get("GRADING_THREADS") or os.cpu_count() or 1))
+
+
+def kernel_env(threads: int | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of every nbgrader process and grading kernel: the grading world, no stderr noise."""
-    env = dict(os.environ)
+    env = {k: v for k, v in (os.environ if base is None else base).items() if k != SECRET_ENV}
     env.update(
         {
             "LATENT_GRADIENTS_GRADING_WORLD": GRADING_WORLD,

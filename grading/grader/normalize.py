@@ -4,16 +4,18 @@ nbgrader restores the source of locked and graded cells that a student edited, b
 deleted (unless they are graded) nor their order. So before grading, each submission is rebuilt: every
 cell of the release, in order, with the student's version of each solution cell, and the cells the
 student added kept where they were (after the same release cell). A notebook that cannot be read at all
-is graded as the untouched release, so that the student still gets a row in the grades and feedback.
+is graded as the untouched release by the batch runner, so that the student still gets a row in the
+grades and feedback.
 """
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
-
 import nbformat
 from nbformat import NotebookNode
+
+# Key, in the notebook's `latent_gradients` metadata, of what the grading preprocessors hand each other.
+GRADING_METADATA = "grading"
 
 
 def _grade_id(cell: NotebookNode) -> str | None:
@@ -24,15 +26,10 @@ def _exercise(cell: NotebookNode) -> str | None:
     return cell.get("metadata", {}).get("latent_gradients", {}).get("exercise")
 
 
-def normalize(submitted: Path, release: NotebookNode) -> tuple[NotebookNode, list[str], list[tuple[str, str]]]:
+def normalize(submission: NotebookNode, release: NotebookNode) -> tuple[NotebookNode, list[str], list[tuple[str, str]]]:
     """Returns (notebook to grade, notes for the student, [(exercise, source)] of the student's own code)."""
     notes: list[str] = []
-    try:
-        submission = nbformat.read(submitted, as_version=4)
-        cells = list(submission.cells)
-    except Exception as error:  # noqa: BLE001 (any unreadable file is graded as the release)
-        notes.append(f"The submitted notebook could not be read ({type(error).__name__}: {error}); it was graded as the untouched release.")
-        return copy.deepcopy(release), notes, []
+    cells = list(submission.cells)
 
     release_ids = [_grade_id(cell) for cell in release.cells]
     release_by_id = {gid: cell for gid, cell in zip(release_ids, release.cells)}

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from grading import settings
+from grading.grader import settings
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 POINTS = {"sparse_tensor": 2, "latent_to_latent": 3, "token_to_latent": 2, "latent_to_logit": 2, "attention": 3}
@@ -53,7 +53,52 @@ def _edit(nb: NotebookNode, exercise: str, edit: Callable[[str], str], which: in
     return nb
 
 
-def build(course: Path) -> dict[str, tuple[str, dict[str, float]]]:
+def _add_after(nb: NotebookNode, exercise: str, source: str) -> NotebookNode:
+    """A cell of the student's own, after the exercise's last solution cell."""
+    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") and _exercise(c) == exercise]
+    nb.cells.insert(nb.cells.index(cells[-1]) + 1, nbformat.v4.new_code_cell(source))
+    return nb
+
+
+# token_to_latent_gradients with the right types and shapes and nothing in them: it matches the
+# reference only on a world where no latent is active.
+TRIVIAL_TOKEN_TO_LATENT = """
+def token_to_latent_gradients(tokens, sae, model):
+    dense = t.zeros(*tokens.shape, sae.cfg.d_sae, device=tokens.device)
+    return t.zeros(*tokens.shape, 0, device=tokens.device), SparseTensor.from_dense(dense)
+"""
+# A marker that the test looks for among the machine's processes after the batch.
+LONG_LIVED = "31337"
+
+
+def hostile(base: Callable[[], NotebookNode], loopback_port: int) -> dict[str, tuple[NotebookNode, dict[str, float]]]:
+    """Submissions that attack the grader; each keeps the base's correct exercises 1, 4 and 5."""
+    found: dict[str, tuple[NotebookNode, dict[str, float]]] = {}
+    writes = "import pathlib\n\n" + "\n".join(
+        f"pathlib.Path(tests.__file__).parent.joinpath({name!r}).write_text('def test_token_to_latent_gradients(*a, **k): print(\"passed\")')"
+        for name in ("token_to_latent.py",)
+    )
+    found["hostile_writes_course"] = (_add_after(base(), "token_to_latent", writes), dict(BASE))
+    # zero encoders: no latent is active on the notebook's world, where a trivial function then matches.
+    world = "for sae in saes.values():\n    sae.W_enc.data.zero_()\n    sae.b_enc.data.fill_(-1.0)\n" + TRIVIAL_TOKEN_TO_LATENT
+    found["hostile_changes_world"] = (_add_after(base(), "token_to_latent", world), BASE | {"token_to_latent": 0, "latent_to_logit": 0})
+    spawn = f"import subprocess\n\nsubprocess.Popen(['sleep', '{LONG_LIVED}'], start_new_session=True)"
+    found["hostile_spawns"] = (_add_after(base(), "token_to_latent", spawn), dict(BASE))
+    found["hostile_floods"] = (_add_after(base(), "token_to_latent", "print('x' * 100_000_000)"), dict(BASE))
+    stderr = lambda s: "import sys\n\n" + s.replace('    """\n    token_scales', '    """\n    print("computing the gradients", file=sys.stderr)\n    token_scales')  # noqa: E731
+    found["hostile_stderr"] = (_edit(base(), "token_to_latent", stderr), dict(BASE))
+    sigint = "import signal\nimport time\n\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.1)"
+    found["hostile_ignores_sigint"] = (_add_after(base(), "token_to_latent", sigint), dict(BASE))
+    network = f"import socket\n\nsocket.create_connection(('127.0.0.1', {loopback_port}), timeout=5).sendall(b'leak')"
+    found["hostile_network"] = (_add_after(base(), "token_to_latent", network), dict(BASE))
+    # the class, reached through an instance so that the static scan cannot see it: the runtime guard must.
+    patch = ("def zero_encode(self, x):\n    return t.zeros(*x.shape[:-1], self.cfg.d_sae, device=x.device)\n\n"
+             "for sae in saes.values():\n    setattr(type(sae), 'encode', zero_encode)\n" + TRIVIAL_TOKEN_TO_LATENT)
+    found["hostile_patches_sae"] = (_add_after(base(), "token_to_latent", patch), BASE | {"token_to_latent": 0, "latent_to_logit": 0})
+    return found
+
+
+def build(course: Path, loopback_port: int = 9) -> dict[str, tuple[str, dict[str, float]]]:
     release = nbformat.read(course / "release" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb", as_version=4)
     source = nbformat.read(course / "source" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb", as_version=4)
 
@@ -100,6 +145,9 @@ def build(course: Path) -> dict[str, tuple[str, dict[str, float]]]:
     examples["imports_solutions"] = (imports, BASE | {"latent_to_logit": 0})
 
     examples["unreadable"] = ('{"cells": [ this is not JSON', dict(ZERO))
+    examples |= hostile(base, loopback_port)
+    # the stub again, graded after every hostile submission (students are graded in name order)
+    examples["zz_stub"] = (copy.deepcopy(release), dict(ZERO))
     return {name: (nb if isinstance(nb, str) else nbformat.writes(nb), expected) for name, (nb, expected) in examples.items()}
 
 

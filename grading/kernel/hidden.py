@@ -1,11 +1,14 @@
 """The hidden tests of the graded cells: the same checks, on a second world and other prompts and layers.
 
+Their inputs (world seed, prompts, layers, k) are not in this code: the grader chooses them from the
+instructor's secret (`grading.hidden_params`) and hands them to the kernel in GRADING_HIDDEN_PARAMS.
+
 Each graded cell runs a visible learner check on the grading world (the toy world), then, in its
 hidden region (never shown to students, stripped from their feedback), `check(exercise, part, fn)`:
 
-1. integrity: no credit if the static scan flagged this exercise (`GRADING_INTEGRITY_FLAGS`, set by the
-   runner outside the kernel), if the checks or `torch.testing` were replaced since the kernel started,
-   or if the function is, or calls, a reference solution;
+1. integrity: no credit if the world's parameters, the checks, `torch.testing` or the methods of the libraries' classes (sae_lens,
+   transformer_lens, torch.nn) were replaced since the kernel started, or if the function is, or
+   calls, a reference solution (the static scan's findings are applied by the grader, outside);
 2. the same part of the same check on a seeded random world (different weights, layers, prompts, k and
    sequence seed), where an output hard-coded from the visible check's reference cannot match.
 
@@ -26,16 +29,13 @@ from typing import Any
 import torch
 
 import tests
-from grading import guard
+from grading.kernel import guard
 
-HIDDEN_SEED = 1
-# Layers, prompts and k of the hidden world (a TINY_SHAPE random world: 4 layers, SAEs on every layer).
-HIDDEN_SETTINGS = {
-    "latent_to_latent": {"prompt": "Big Ben stands in London, by the river.", "layer_from": 1, "layer_to": 3},
-    "token_to_latent": {"prompt": "The museum is closed on Mondays", "layer": 3},
-    "latent_to_logit": {"prompt": "The Colosseum is in the city of", "layer": 2, "k": 7},
-    "attention": {"seed": 3, "layer_from": 0, "layer_to": 1},
-}
+def params() -> dict[str, Any]:
+    try:
+        return json.loads(os.environ["GRADING_HIDDEN_PARAMS"])
+    except (KeyError, ValueError):
+        raise RuntimeError("the hidden tests run only in the grader (no GRADING_HIDDEN_PARAMS in this kernel)") from None
 
 
 class _OneMessage(AssertionError):
@@ -55,13 +55,6 @@ class IntegrityViolation(_OneMessage):
     """The exercise gets no credit: its code patched the checks or used the reference solutions."""
 
 
-def static_flags() -> dict[str, list[str]]:
-    try:
-        return json.loads(os.environ.get("GRADING_INTEGRITY_FLAGS", "{}"))
-    except ValueError:
-        return {}
-
-
 @functools.lru_cache(maxsize=1)
 def hidden_world() -> Any:
     from part_utils.random_world import TINY_SHAPE, build_random_world
@@ -69,7 +62,7 @@ def hidden_world() -> Any:
 
     previous = current_world()
     with contextlib.redirect_stdout(io.StringIO()):
-        world = build_random_world(TINY_SHAPE, seed=HIDDEN_SEED, device=_device())
+        world = build_random_world(TINY_SHAPE, seed=params()["world_seed"], device=_device())
     register(world)  # so that the checks find this model's settings...
     if previous is not None:
         register(previous)  # ...while the notebook's world stays the current one
@@ -83,13 +76,15 @@ def _device() -> torch.device:
 
 
 def _integrity(exercise: str, fn: Any) -> None:
-    flags = static_flags().get(exercise) or static_flags().get("*")
-    if flags:
-        raise IntegrityViolation(f"✗ integrity ({exercise}): no credit for this exercise: " + "; ".join(flags))
     patched = guard.changed()
     if patched:
         raise IntegrityViolation(
             f"✗ integrity ({exercise}): no credit: the checks were modified while the notebook ran ({', '.join(patched[:5])})."
+        )
+    changed = guard.world_changed()
+    if changed:
+        raise IntegrityViolation(
+            f"✗ integrity ({exercise}): no credit: the world's parameters were changed while the notebook ran ({', '.join(changed[:3])})."
         )
     if guard.defined_in_solutions(fn):
         raise IntegrityViolation(f"✗ integrity ({exercise}): no credit: the function checked is the reference solution's.")
@@ -116,7 +111,7 @@ class _TracedSparseTensor:
 
 
 def _sparse_cases() -> list[tuple[str, torch.Tensor]]:
-    generator = torch.Generator().manual_seed(HIDDEN_SEED)
+    generator = torch.Generator().manual_seed(params()["sparse_seed"])
 
     def sparse_random(shape: tuple[int, ...], density: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         values = torch.rand(shape, generator=generator) + 0.05
@@ -166,7 +161,7 @@ def _run_hidden(exercise: str, part: str, fn: Any, calls: list[str]) -> None:
         tests._report.call_learner("test_sparse_tensor", _check_sparse_tensor, _TracedSparseTensor(fn, calls), part)
         return
     world = hidden_world()
-    settings = HIDDEN_SETTINGS[exercise]
+    settings = params()[exercise]
     traced = _traced(fn, calls)
     if exercise == "latent_to_latent":
         tests.test_latent_to_latent_gradients(traced, world.model, world.saes, part=part, **settings)

@@ -1,14 +1,13 @@
 """Grade every submission in nbgrader/submitted/, N at a time, each in its own nbgrader process.
 
-One process per submission isolates them: a submission that hangs, kills or exhausts its kernel costs
-only its own process, and the batch goes on. Per submission the runner:
+What nbgrader lacks, and only that: the grading itself (normalization, integrity scan, sandboxed
+execution, notes) is nbgrader's own pipeline, configured in nbgrader/nbgrader_config.py, so grading a
+submission here or with `nbgrader autograde` by hand gives the same scores. The runner adds:
 
-1. rebuilds the notebook from the release (`grading.normalize`) into nbgrader/normalized/<student>/;
-2. scans the student's own code (`grading.integrity`);
-3. runs `nbgrader autograde --student <student>` on it, with `grading.execute.RobustExecute` executing
-   the notebook (see nbgrader/nbgrader_config.py) in the grading environment (`settings.kernel_env`);
-4. if nbgrader still fails (e.g. a notebook it cannot handle), grades the untouched release in its
-   place with a note, so that every submission gets a row in the grades and a feedback file.
+1. N submissions at a time, one nbgrader process each, with the cores shared out (GRADING_THREADS):
+   a submission that hangs, kills or exhausts its kernel costs only its own process;
+2. a row for every submission: when nbgrader cannot grade one at all (it cannot read the notebook), the
+   untouched release is graded in its place, with a note that says why.
 """
 
 from __future__ import annotations
@@ -23,11 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import nbformat
-
-from grading import settings
-from grading.integrity import scan_cells
-from grading.normalize import exercise_of_cells, normalize
+from grading.grader import settings
+from grading.grader.sandbox import sandbox_problem
 
 
 @dataclass
@@ -44,7 +40,7 @@ def course_paths(course: Path) -> dict[str, Path]:
     return {
         "release": course / "release" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb",
         "submitted": course / "submitted",
-        "normalized": course / "normalized",
+        "fallback": course / "fallback",
         "reports": course / "reports",
     }
 
@@ -54,11 +50,10 @@ def students(course: Path) -> list[str]:
     return sorted(p.parent.name for p in submitted.glob(f"*/{settings.ASSIGNMENT}") if p.is_dir())
 
 
-def _autograde(course: Path, student: str, env: dict[str, str], log: Path) -> int:
+def _autograde(course: Path, student: str, env: dict[str, str], log: Path, submitted: str) -> int:
     command = [
         sys.executable, "-m", "nbgrader", "autograde", settings.ASSIGNMENT,
-        "--student", student, "--force",
-        "--CourseDirectory.submitted_directory=normalized",
+        "--student", student, "--force", f"--CourseDirectory.submitted_directory={submitted}",
     ]
     for attempt in range(3):
         with open(log, "a", encoding="utf-8") as out:
@@ -78,49 +73,40 @@ def _autograde(course: Path, student: str, env: dict[str, str], log: Path) -> in
 def grade_one(course: Path, student: str, threads: int) -> Result:
     start = time.perf_counter()
     paths = course_paths(course)
-    release = nbformat.read(paths["release"], as_version=4)
-    source_dir = paths["submitted"] / student / settings.ASSIGNMENT
-    staging = paths["normalized"] / student / settings.ASSIGNMENT
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for item in source_dir.iterdir():
-        if item.is_file() and item.suffix != ".ipynb":
-            shutil.copy(item, staging / item.name)
-
-    notebook, notes, own_code = normalize(source_dir / f"{settings.NOTEBOOK}.ipynb", release)
-    locked = [c.source for c in release.cells if c.cell_type == "code" and not c.metadata.get("nbgrader", {}).get("solution")]
-    flags = scan_cells(own_code, locked)
-    nbformat.write(notebook, staging / f"{settings.NOTEBOOK}.ipynb")
-
-    for sub in ("jobs", "runs", "logs"):
-        (paths["reports"] / sub).mkdir(parents=True, exist_ok=True)
-    job = paths["reports"] / "jobs" / f"{student}.json"
+    (paths["reports"] / "logs").mkdir(parents=True, exist_ok=True)
     log = paths["reports"] / "logs" / f"{student}.log"
     log.write_text("", encoding="utf-8")
-    job_data = {"student": student, "flags": flags, "notes": notes, "exercise_of": exercise_of_cells(release),
-                "report": str(paths["reports"] / "runs" / f"{student}.json")}
-    job.write_text(json.dumps(job_data, indent=1), encoding="utf-8")
-    env = settings.kernel_env(threads) | {"GRADING_JOB": str(job), "GRADING_INTEGRITY_FLAGS": json.dumps(flags)}
-
-    code = _autograde(course, student, env, log)
+    # nbgrader runs this environment's own tools (alembic, for the gradebook) by name.
+    env = dict(os.environ, GRADING_THREADS=str(threads), PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
+    code = _autograde(course, student, env, log, "submitted")
     fallback = False
+    notes: list[str] = []
     if code != 0:
+        # nbgrader could not grade the notebook at all (it cannot even read it): grade the release in its
+        # place, so that the student gets a row and a feedback that says why.
         fallback = True
-        notes = notes + [f"The grader could not run this notebook (nbgrader exit status {code}); the untouched release was graded in its place, so every exercise scores 0. Ask your instructor."]
-        job_data["notes"] = notes
-        job.write_text(json.dumps(job_data, indent=1), encoding="utf-8")
-        nbformat.write(release, staging / f"{settings.NOTEBOOK}.ipynb")
-        code = _autograde(course, student, env, log)
-    result = Result(student, time.perf_counter() - start, code, fallback, flags, notes)
+        notes = [f"The grader could not run this notebook (nbgrader exit status {code}); the untouched release was graded in its place, so every exercise scores 0. Ask your instructor."]
+        staging = paths["fallback"] / student / settings.ASSIGNMENT
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(paths["submitted"] / student / settings.ASSIGNMENT, staging, ignore=shutil.ignore_patterns("*.ipynb"))
+        shutil.copy(paths["release"], staging / f"{settings.NOTEBOOK}.ipynb")
+        code = _autograde(course, student, env | {"GRADING_RUNNER_NOTE": notes[0]}, log, paths["fallback"].name)
+    run = paths["reports"] / "runs" / f"{student}.json"
+    report = json.loads(run.read_text(encoding="utf-8")) if run.exists() else {}
+    result = Result(student, time.perf_counter() - start, code, fallback, report.get("flags", {}), report.get("notes", notes))
     (paths["reports"] / "runs" / f"{student}.result.json").write_text(json.dumps(asdict(result), indent=1), encoding="utf-8")
     return result
 
 
 def autograde_all(course: Path, jobs: int = 1, only: list[str] | None = None) -> list[Result]:
+    problem = sandbox_problem()
+    if problem:
+        print(f"WARNING: the grading sandbox cannot run ({problem}); nbgrader will refuse to grade unless GRADING_ALLOW_UNSANDBOXED=1.", flush=True)
     names = only or students(course)
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     print(f"Grading {len(names)} submission(s) with {jobs} worker(s), {threads} thread(s) per kernel, on the "
-          f"{settings.GRADING_WORLD} world; limits: {settings.CELL_TIMEOUT_S} s per cell, {settings.MEMORY_LIMIT_GB:g} GiB per kernel.")
+          f"{settings.GRADING_WORLD} world; limits: {settings.CELL_TIMEOUT_S} s per cell, {settings.MEMORY_LIMIT_GB:g} GiB per kernel; "
+          f"sandbox: {'NONE' if problem else 'bubblewrap (active)'}.")
     start = time.perf_counter()
     results: list[Result] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:

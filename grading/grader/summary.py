@@ -16,8 +16,8 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
-from grading import settings
-from grading.normalize import exercise_of_cells
+from grading.grader import settings
+from grading.grader.normalize import exercise_of_cells
 
 EXERCISE_ORDER = ("sparse_tensor", "latent_to_latent", "token_to_latent", "latent_to_logit", "attention")
 

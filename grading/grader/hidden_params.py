@@ -1,0 +1,154 @@
+"""The hidden tests' inputs, chosen at grading time from the instructor's secret (runs in the grader).
+
+The hidden tests (`grading.kernel.hidden`, in the student's kernel) run each exercise on a second world with
+other prompts, layers and k. Those are not written in the course's code, which learners receive: they
+are derived from a secret that only the instructor has, so that no one can compute the hidden answers
+ahead of time. The secret is, first found:
+
+- the environment variable GRADING_SECRET;
+- the file `.grading_secret` in the nbgrader course directory (git-ignored; `make release` creates it
+  with a random value when missing; keep it, or grades cannot be reproduced).
+
+From the secret, a seeded generator draws the hidden world's seed and, for each exercise, candidate
+settings; the first candidate whose reference result is non-trivial on that world (active latents on
+both sides, nonzero gradients) is used, so that every hidden test can fail. The choice is cached per
+secret in reports/ (the kernel cannot see the course directory), and handed to each grading kernel in
+GRADING_HIDDEN_PARAMS; the secret itself never reaches a kernel (see `settings.kernel_env`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import secrets
+from pathlib import Path
+from typing import Any
+
+from grading.grader import settings
+
+SECRET_FILE = ".grading_secret"
+PARAMS_ENV = "GRADING_HIDDEN_PARAMS"
+# Prompts the hidden tests draw from (any English text works on the random world's byte tokenizer).
+PROMPTS = (
+    "Big Ben stands in London, by the river.",
+    "The museum is closed on Mondays",
+    "The Colosseum is in the city of",
+    "A quick brown fox jumps over the lazy dog.",
+    "She poured the tea and sat down by the window",
+    "The train to Berlin leaves at nine in the morning",
+    "Water boils at one hundred degrees Celsius",
+    "He wrote the letter, sealed it and sent it to Paris",
+)
+N_LAYERS = 4  # the hidden world is a TINY_SHAPE random world: SAEs on each of its 4 layers
+MAX_TRIES = 50
+
+
+def read_secret(course: Path, create: bool = False) -> str:
+    """The instructor's secret; with `create`, a new random one is written to the course when there is none."""
+    if os.environ.get(settings.SECRET_ENV):
+        return os.environ[settings.SECRET_ENV]
+    path = course / SECRET_FILE
+    if not path.exists():
+        if not create:
+            raise RuntimeError(f"No grading secret: set {settings.SECRET_ENV} or create {path} (`make release` does).")
+        path.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+def candidates(secret: str) -> tuple[int, int, list[dict[str, dict[str, Any]]]]:
+    """(world seed, sparse-tensor seed, candidate settings per exercise in the order they are tried)."""
+    rng = random.Random(hashlib.sha256(secret.encode()).digest())
+    world_seed, sparse_seed = rng.randrange(2**31), rng.randrange(2**31)
+    pairs = [(a, b) for a in range(N_LAYERS) for b in range(a + 1, N_LAYERS)]
+    tries = []
+    for _ in range(MAX_TRIES):
+        layer_from, layer_to = rng.choice(pairs)
+        attn_from, attn_to = rng.choice(pairs)
+        tries.append({
+            "latent_to_latent": {"prompt": rng.choice(PROMPTS), "layer_from": layer_from, "layer_to": layer_to},
+            "token_to_latent": {"prompt": rng.choice(PROMPTS), "layer": rng.randrange(N_LAYERS)},
+            "latent_to_logit": {"prompt": rng.choice(PROMPTS), "layer": rng.randrange(N_LAYERS), "k": rng.randrange(3, 11)},
+            "attention": {"seed": rng.randrange(10_000), "layer_from": attn_from, "layer_to": attn_to},
+        })
+    return world_seed, sparse_seed, tries
+
+
+def hidden_world(seed: int) -> Any:
+    from part_utils.random_world import TINY_SHAPE, build_random_world
+
+    return build_random_world(TINY_SHAPE, seed=seed, device="cpu")
+
+
+def reference_sizes(world: Any, exercise: str, chosen: dict[str, Any]) -> dict[str, float]:
+    """How much the reference result of one hidden test holds: active latents of each side, gradient mass."""
+    import torch
+
+    import solutions
+    from part_utils.worlds import exercise_settings
+
+    model = world.model
+
+    def active(sparse: Any) -> int:
+        return int(sparse.sparse[0].numel())
+
+    with torch.enable_grad():
+        if exercise == "latent_to_latent":
+            tokens = model.to_tokens(chosen["prompt"])
+            grads, prev, _, recon = solutions.latent_to_latent_gradients(tokens, world.saes[chosen["layer_from"]], world.saes[chosen["layer_to"]], model)
+            return {"from": active(prev), "to": active(recon), "gradient": float(grads.detach().abs().sum())}
+        if exercise == "token_to_latent":
+            tokens = model.to_tokens(chosen["prompt"])
+            grads, acts = solutions.token_to_latent_gradients(tokens, world.saes[chosen["layer"]], model)
+            return {"from": int(tokens.numel()), "to": active(acts), "gradient": float(grads.detach().abs().sum())}
+        if exercise == "latent_to_logit":
+            tokens = model.to_tokens(chosen["prompt"])
+            result = solutions.latent_to_logit_gradients(tokens, world.saes[chosen["layer"]], model, chosen["k"])
+            return {"from": active(result[-1]), "to": chosen["k"], "gradient": float(result[0].detach().abs().sum())}
+        tokens = exercise_settings(model).induction.repeated_tokens(model, chosen["seed"])
+        grads, prev, _, recon = solutions.latent_to_latent_gradients_attn(tokens, world.attn_saes[chosen["layer_from"]], world.attn_saes[chosen["layer_to"]], model)
+        return {"from": active(prev), "to": active(recon), "gradient": float(grads.detach().abs().sum())}
+
+
+def non_trivial(sizes: dict[str, float]) -> bool:
+    return sizes["from"] > 0 and sizes["to"] > 0 and sizes["gradient"] > 0
+
+
+def choose(secret: str) -> dict[str, Any]:
+    """The hidden tests' inputs for this secret: per exercise, the first candidate that can fail."""
+    from part_utils.worlds import current_world, register
+
+    world_seed, sparse_seed, tries = candidates(secret)
+    previous = current_world()
+    world = hidden_world(world_seed)
+    register(world)  # so that the reference finds this model's settings...
+    try:
+        chosen: dict[str, Any] = {"world_seed": world_seed, "sparse_seed": sparse_seed, "reference_sizes": {}}
+        for exercise in tries[0]:
+            for candidate in tries:
+                sizes = reference_sizes(world, exercise, candidate[exercise])
+                if non_trivial(sizes):
+                    chosen[exercise], chosen["reference_sizes"][exercise] = candidate[exercise], sizes
+                    break
+            else:
+                raise RuntimeError(f"no non-trivial hidden test for {exercise} in {MAX_TRIES} tries: choose another secret")
+    finally:
+        if previous is not None:
+            register(previous)  # ...while whichever world was current stays so
+    return chosen
+
+
+def params_for(course: Path) -> dict[str, Any]:
+    """`choose(secret)`, cached in reports/ under the secret's hash (parallel graders may both compute it)."""
+    secret = read_secret(course)
+    cache = course / "reports" / f"hidden-params-{hashlib.sha256(secret.encode()).hexdigest()[:16]}.json"
+    if cache.exists():
+        return json.loads(cache.read_text(encoding="utf-8"))
+    chosen = choose(secret)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(chosen, indent=1), encoding="utf-8")
+    partial.replace(cache)
+    return chosen

@@ -1,0 +1,38 @@
+"""The hidden tests' inputs come from the instructor's secret, and every hidden test can fail."""
+
+from __future__ import annotations
+
+import pytest
+
+from grading.grader import hidden_params
+
+pytestmark = pytest.mark.nbgrader
+
+SECRETS = ("project-tests-secret-1", "another instructor", "0123456789abcdef")
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+def test_every_hidden_reference_is_non_trivial(secret: str) -> None:
+    """Measured on the references that `choose` computed on the hidden world for the inputs it chose."""
+    chosen = hidden_params.choose(secret)
+    for exercise in ("latent_to_latent", "token_to_latent", "latent_to_logit", "attention"):
+        sizes = chosen["reference_sizes"][exercise]
+        assert sizes["from"] > 0 and sizes["to"] > 0 and sizes["gradient"] > 0, (secret, exercise, chosen[exercise], sizes)
+    assert hidden_params.non_trivial({"from": 3, "to": 0, "gradient": 0.0}) is False
+
+
+def test_the_secret_decides_the_inputs() -> None:
+    first, again, other = (hidden_params.candidates(s) for s in (SECRETS[0], SECRETS[0], SECRETS[1]))
+    assert first == again
+    assert first[0] != other[0] and first[2][0] != other[2][0]
+
+
+def test_the_secret_comes_from_the_environment_or_the_course(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("GRADING_SECRET", raising=False)
+    with pytest.raises(RuntimeError, match="No grading secret"):
+        hidden_params.read_secret(tmp_path)
+    created = hidden_params.read_secret(tmp_path, create=True)
+    assert len(created) == 64 and hidden_params.read_secret(tmp_path) == created
+    assert (tmp_path / hidden_params.SECRET_FILE).stat().st_mode & 0o077 == 0
+    monkeypatch.setenv("GRADING_SECRET", "from the environment")
+    assert hidden_params.read_secret(tmp_path) == "from the environment"
