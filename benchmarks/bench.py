@@ -43,8 +43,16 @@ from torch import Tensor  # noqa: E402
 import solutions  # noqa: E402
 import solutions.straightforward as straightforward  # noqa: E402
 import tests as checks  # noqa: E402
+from benchmarks import flops as useful_flops  # noqa: E402
+from benchmarks.flops import matmul_gflops  # noqa: E402
 from benchmarks.worlds import gpt2_shaped_world, latents_per_token, small_world  # noqa: E402
+from part_utils.hooks import _get_hook_layer  # noqa: E402
 from part_utils.worlds import World  # noqa: E402
+from tests._compare import aligned_jacobians  # noqa: E402
+from tests._report import CheckFailed  # noqa: E402
+from tests.latent_to_latent import compare_latent_to_latent  # noqa: E402
+from tests.latent_to_logit import compare_latent_to_logit  # noqa: E402
+from tests.token_to_latent import compare_token_to_latent  # noqa: E402
 
 MIB = 1024**2
 
@@ -101,6 +109,10 @@ class Case:
     reference: Callable[..., Any]
     args: tuple[Any, ...]
     size: str
+    # The learner check's own comparison of (the straightforward results, as a learner's; the reference's).
+    compare: Callable[[tuple, tuple], Any]
+    # The Jacobian's useful FLOPs, counted from the reference's results (benchmarks/flops.py).
+    flops: Callable[[tuple], float]
 
 
 def cases(world: World, token_sae: Any = None) -> list[Case]:
@@ -109,6 +121,7 @@ def cases(world: World, token_sae: Any = None) -> list[Case]:
     tokens_l2l = model.to_tokens(l2l.prompt)
     t2l_tokens, t2l_sae = model.to_tokens(ex.token_to_latent.prompt), token_sae if token_sae is not None else world.saes[ex.token_to_latent.layer]
     l2g = ex.latent_to_logit
+    l2g_tokens, l2g_sae = model.to_tokens(l2g.prompt), world.saes[l2g.layer]
     ind = ex.induction
     ind_tokens = ind.repeated_tokens(model)
     return [
@@ -118,6 +131,8 @@ def cases(world: World, token_sae: Any = None) -> list[Case]:
             solutions.latent_to_latent_gradients,
             (tokens_l2l, world.saes[l2l.layer_from], world.saes[l2l.layer_to], model),
             f"{tokens_l2l.shape[-1]} tokens",
+            lambda got, want: compare_latent_to_latent("latent_to_latent", got, want),
+            lambda result: useful_flops.latent_to_latent(model, result, l2l.layer_from, l2l.layer_to, attention=False),
         ),
         Case(
             f"token_to_latent (L{ex.token_to_latent.layer})",
@@ -125,13 +140,17 @@ def cases(world: World, token_sae: Any = None) -> list[Case]:
             solutions.token_to_latent_gradients,
             (t2l_tokens, t2l_sae, model),
             f"{t2l_tokens.shape[-1]} tokens",
+            lambda got, want: compare_token_to_latent(got, want, t2l_tokens, t2l_sae, model),
+            lambda result: useful_flops.token_to_latent(model, result, _get_hook_layer(t2l_sae)),
         ),
         Case(
             f"latent_to_logit (L{l2g.layer}, k={l2g.k})",
             straightforward.latent_to_logit_gradients,
             solutions.latent_to_logit_gradients,
-            (model.to_tokens(l2g.prompt), world.saes[l2g.layer], model, l2g.k),
-            f"{model.to_tokens(l2g.prompt).shape[-1]} tokens",
+            (l2g_tokens, l2g_sae, model, l2g.k),
+            f"{l2g_tokens.shape[-1]} tokens",
+            lambda got, want: compare_latent_to_logit(got, want, l2g.k, l2g_tokens, l2g_sae, model),
+            lambda result: useful_flops.latent_to_logit(model, result, l2g.layer),
         ),
         Case(
             f"attention (L{ind.layer_from}->L{ind.layer_to})",
@@ -139,6 +158,8 @@ def cases(world: World, token_sae: Any = None) -> list[Case]:
             solutions.latent_to_latent_gradients_attn,
             (ind_tokens, world.attn_saes[ind.layer_from], world.attn_saes[ind.layer_to], model),
             f"{ind_tokens.shape[-1]} tokens",
+            lambda got, want: compare_latent_to_latent("attention", got, want),
+            lambda result: useful_flops.latent_to_latent(model, result, ind.layer_from, ind.layer_to, attention=True),
         ),
     ]
 
@@ -147,54 +168,22 @@ def _jacobian_shape(result: Any) -> str:
     return "x".join(str(n) for n in result[0].shape)
 
 
-# Float32 results computed in different orders (dense vs sparse SAE maps, forward vs reverse mode)
-# differ by rounding: relative to the largest entry, this much is the same result. Mistakes change
-# results by whole percent; at GPT-2's shape rounding alone reaches 1e-4 (the figures print it).
-RELATIVE_TOLERANCE = 1e-3
-
-
-def aligned_latent_jacobians(got: tuple, want: tuple) -> tuple[tuple, tuple, str]:
-    """For (Jacobian, earlier latents, later latents, later latents from the reconstruction) results whose
-    active sets differ by latents that rounding switched on in one and not the other (activation a
-    rounding error away from zero): both Jacobians restricted to the latents active in both."""
-    rows_got, rows_want = (r[3].sparse[1].tolist() for r in (got, want))
-    cols_got, cols_want = (r[1].sparse[1].tolist() for r in (got, want))
-    rows = [tuple(i) for i in rows_want if i in rows_got]
-    cols = [tuple(i) for i in cols_want if i in cols_got]
-    odd = [tuple(i) for i in rows_got + rows_want if (i in rows_got) != (i in rows_want)]
-    largest = max((float(r[3].dense.detach()[i]) for i in odd for r in (got, want)), default=0.0)
-
-    def restrict(result: tuple, row_labels: list, col_labels: list) -> Tensor:
-        at_row = {tuple(i): n for n, i in enumerate(row_labels)}
-        at_col = {tuple(i): n for n, i in enumerate(col_labels)}
-        return result[0][[at_row[i] for i in rows]][:, [at_col[i] for i in cols]]
-
-    note = f"{len(odd)} later latent(s) active in one only, activation at most {largest:.1e}; "
-    return (
-        (restrict(got, rows_got, cols_got), *got[1:3]),
-        (restrict(want, rows_want, cols_want), *want[1:3]),
-        note,
-    )
-
-
-def differences(got: Any, want: Any, name: str = "result") -> tuple[float, list[str]]:
-    """(largest difference relative to the largest entry, over all outputs; what differs beyond tolerance)."""
-    if isinstance(want, tuple):
-        worst, problems = 0.0, []
-        for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            d, p = differences(g, w, f"{name}[{i}]")
-            worst, problems = max(worst, d), problems + p
-        return worst, problems
-    if hasattr(want, "dense"):  # a SparseTensor
-        return differences(got.dense, want.dense, f"{name}.dense")
-    if isinstance(want, torch.Tensor):
-        if got.shape != want.shape:
-            return float("inf"), [f"{name}: shape {tuple(got.shape)} != {tuple(want.shape)}"]
-        scale = float(want.detach().abs().max()) if want.numel() else 0.0
-        diff = float((got.detach() - want.detach()).abs().max()) if want.numel() else 0.0
-        relative = diff / scale if scale > 0 else diff
-        return relative, [f"{name}: max |diff| {diff:.2e} (max |value| {scale:.2e})"] if relative > RELATIVE_TOLERANCE else []
-    return (0.0, []) if got == want else (float("inf"), [f"{name}: {got!r} != {want!r}"])
+def same_results(case: Case, got: tuple, want: tuple) -> str:
+    """The learner check's verdict on the straightforward results (as a learner's) against the reference's,
+    and the Jacobians' largest difference relative to their largest entry, on the latents active in
+    both (as the check compares them: a latent a rounding error from zero may be active in one only)."""
+    try:
+        case.compare(got, want)
+    except CheckFailed as failure:
+        return "NO: " + failure.message
+    note, got_jacobian, want_jacobian = "", got[0], want[0]
+    if len(want) == 4 and got[0].shape != want[0].shape:  # (Jacobian, earlier, later, later from the reconstruction)
+        odd = len({tuple(i) for i in got[3].sparse[1].tolist()} ^ {tuple(i) for i in want[3].sparse[1].tolist()})
+        note = f"{odd} later latent(s) of rounding-error activation active in one only; "
+        got_jacobian, want_jacobian = aligned_jacobians(case.name, "Jacobian", got[0], got[3], got[1], want[0], want[3], want[1])
+    scale = float(want_jacobian.abs().max()) if want_jacobian.numel() else 0.0
+    difference = float((got_jacobian - want_jacobian).abs().max()) / scale if scale > 0 else 0.0
+    return f"yes ({note}max rel. diff {difference:.0e})"
 
 
 @dataclass
@@ -205,6 +194,12 @@ class Row:
     peaks: dict[str, list[int | None]]
     same: str
     jacobian: str
+    flops: float  # useful FLOPs of the Jacobian
+    gflops_per_s: float  # single-thread matmul speed, measured just before the case
+
+    def bound(self) -> float:
+        """The lower bound on the reference's time: its useful FLOPs at the measured matmul speed."""
+        return self.flops / (self.gflops_per_s * 1e9)
 
     def time(self, impl: str) -> float:
         return statistics.median(self.times[impl])
@@ -215,6 +210,7 @@ class Row:
 
 
 def run_case(world_name: str, case: Case, repeats: int, memory: PeakMemory) -> Row:
+    gflops_per_s = matmul_gflops()
     impls = {"straightforward": case.straightforward, "reference": case.reference}
     times: dict[str, list[float]] = {name: [] for name in impls}
     peaks: dict[str, list[int | None]] = {name: [] for name in impls}
@@ -222,12 +218,10 @@ def run_case(world_name: str, case: Case, repeats: int, memory: PeakMemory) -> R
     with torch.enable_grad():
         for name, fn in impls.items():  # warm-up, and the results compared below
             results[name] = fn(*case.args)
-        got, want, note = results["reference"], results["straightforward"], ""
-        if len(want) == 4 and got[0].shape != want[0].shape:
-            got, want, note = aligned_latent_jacobians(got, want)
-        worst, problems = differences(got, want)
-        same = f"yes ({note}max rel. diff {worst:.0e})" if not problems else "NO: " + note + "; ".join(problems)
+        with contextlib.redirect_stdout(io.StringIO()):  # the checks' notes on learner warnings
+            same = same_results(case, results["straightforward"], results["reference"])
         jacobian = _jacobian_shape(results["reference"])
+        flops = case.flops(results["reference"])
         results.clear()
         for repeat in range(repeats):
             # Alternate the order, so that neither always runs first after the other's allocations.
@@ -240,7 +234,7 @@ def run_case(world_name: str, case: Case, repeats: int, memory: PeakMemory) -> R
                     times[name].append(time.perf_counter() - start)
                 peaks[name].append(measured["bytes"])
                 del result
-    return Row(world_name, case, times, peaks, same, jacobian)
+    return Row(world_name, case, times, peaks, same, jacobian, flops, gflops_per_s)
 
 
 # ------------------------------------------------------------------------------------------- reporting
@@ -270,14 +264,16 @@ def ratio(a: float | None, b: float | None) -> str:
 def print_table(rows: list[Row]) -> None:
     print(
         "| world | computation | Jacobian | straightforward time | reference time | speed-up "
+        "| useful GFLOP | lower bound | reference / bound "
         "| straightforward extra peak | reference extra peak | memory ratio | same results |"
     )
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
         st, rt = row.time("straightforward"), row.time("reference")
         sp, rp = row.peak("straightforward"), row.peak("reference")
         print(
             f"| {row.world} | {row.case.name}, {row.case.size} | {row.jacobian} | {st:.3f} s | {rt:.3f} s | {ratio(st, rt)} "
+            f"| {row.flops / 1e9:.2f} | {row.bound():.3f} s | {ratio(rt, row.bound())} "
             f"| {fmt_mib(sp)} | {fmt_mib(rp)} | {ratio(sp, rp)} | {row.same} |"
         )
 
@@ -355,7 +351,8 @@ def main() -> int:
             rows.append(row)
             print(
                 f"   {case.name}: straightforward {row.time('straightforward'):.3f} s / {fmt_mib(row.peak('straightforward'))}, "
-                f"reference {row.time('reference'):.3f} s / {fmt_mib(row.peak('reference'))}; same: {row.same}",
+                f"reference {row.time('reference'):.3f} s / {fmt_mib(row.peak('reference'))}; "
+                f"bound {row.bound():.3f} s ({row.flops / 1e9:.2f} GFLOP at {row.gflops_per_s:.0f} GFLOP/s); same: {row.same}",
                 flush=True,
             )
         if which == "small":
@@ -372,7 +369,10 @@ def main() -> int:
         del world, token_sae
         gc.collect()
 
-    print("\nResults (speed-up and memory ratio: straightforward / reference):\n")
+    print(
+        "\nResults (speed-up and memory ratio: straightforward / reference; lower bound: the Jacobian's useful "
+        "FLOPs (benchmarks/flops.py) at the single-thread matmul speed measured before each row):\n"
+    )
     print_table(rows)
     if check_times:
         print(f"\nLearner checks on the {small_name} world, passed the reference solutions (median of {args.repeats}):\n")
