@@ -181,8 +181,8 @@ def same_results(case: Case, got: tuple, want: tuple) -> str:
         odd = len({tuple(i) for i in got[3].sparse[1].tolist()} ^ {tuple(i) for i in want[3].sparse[1].tolist()})
         note = f"{odd} later latent(s) of rounding-error activation active in one only; "
         got_jacobian, want_jacobian = aligned_jacobians(case.name, "Jacobian", got[0], got[3], got[1], want[0], want[3], want[1])
-    scale = float(want_jacobian.abs().max()) if want_jacobian.numel() else 0.0
-    difference = float((got_jacobian - want_jacobian).abs().max()) / scale if scale > 0 else 0.0
+    scale = float(want_jacobian.detach().abs().max()) if want_jacobian.numel() else 0.0
+    difference = float((got_jacobian - want_jacobian).detach().abs().max()) / scale if scale > 0 else 0.0
     return f"yes ({note}max rel. diff {difference:.0e})"
 
 
@@ -209,8 +209,13 @@ class Row:
         return None if any(v is None for v in values) else max(values)
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # CUDA runs kernels asynchronously: a call ends when its kernels do
+
+
 def run_case(world_name: str, case: Case, repeats: int, memory: PeakMemory) -> Row:
-    gflops_per_s = matmul_gflops()
+    gflops_per_s = matmul_gflops(memory.device)
     impls = {"straightforward": case.straightforward, "reference": case.reference}
     times: dict[str, list[float]] = {name: [] for name in impls}
     peaks: dict[str, list[int | None]] = {name: [] for name in impls}
@@ -231,6 +236,7 @@ def run_case(world_name: str, case: Case, repeats: int, memory: PeakMemory) -> R
                 with memory.measure(measured):
                     start = time.perf_counter()
                     result = impls[name](*case.args)
+                    _synchronize(memory.device)
                     times[name].append(time.perf_counter() - start)
                 peaks[name].append(measured["bytes"])
                 del result
@@ -333,12 +339,11 @@ def main() -> int:
         start = time.perf_counter()
         token_sae = None
         if which == "small":
-            world = small_world()
-            world.model.to(device)
+            world = small_world(device)
             small_name = f"{world.name} ({world.model.cfg.n_layers}L, d_model {world.model.cfg.d_model}, d_sae {world.saes[world.exercises.token_to_latent.layer].cfg.d_sae})"
             label = world.name
         elif which == "gpt2":
-            world, token_sae = gpt2_shaped_world(seed=0)
+            world, token_sae = gpt2_shaped_world(seed=0, device=device)
             label = "GPT-2 shape"
         else:
             raise SystemExit(f"unknown world {which!r}: choose small or gpt2")

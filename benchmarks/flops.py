@@ -30,18 +30,21 @@ from sae_lens import HookedSAETransformer
 from torch import Tensor
 
 
-def matmul_gflops(repeats: int = 5) -> float:
-    """Single-thread float32 matmul speed, in GFLOP/s: the best of `repeats` products of the shape the
-    Jacobians' MLPs multiply (a few hundred rows by GPT-2's (768, 3072) weights)."""
+def matmul_gflops(device: torch.device | str = "cpu", repeats: int = 5) -> float:
+    """Float32 matmul speed in GFLOP/s, single-threaded on the CPU: the best of `repeats` products of
+    the shape the Jacobians' MLPs multiply (a few hundred rows by GPT-2's (768, 3072) weights)."""
+    device = torch.device(device)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        a, b = torch.randn(512, 768), torch.randn(768, 3072)
+        a, b = torch.randn(512, 768, device=device), torch.randn(768, 3072, device=device)
         a @ b  # warm-up
         best = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
             a @ b
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             best = min(best, time.perf_counter() - start)
     finally:
         torch.set_num_threads(threads)

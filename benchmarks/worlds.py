@@ -10,18 +10,18 @@ from sae_lens import SAE
 from part_utils.random_world import GPT2_SHAPE, WorldShape, build_random_world
 from part_utils.worlds import World, register
 
-def small_world() -> World:
+def small_world(device: torch.device | str = "cpu") -> World:
     """The toy world when its trained weights are here, else the tiny random world (printed by the caller)."""
     from part_utils.worlds import load_world
 
     try:
-        return load_world("toy", device="cpu", verbose=False)
+        return load_world("toy", device=device, verbose=False)
     except Exception as error:  # noqa: BLE001 (the toy world is optional here: fall back and say so)
         print(f"(toy world unavailable: {type(error).__name__}: {error}; using the tiny random world)")
-        return load_world("random", device="cpu", verbose=False)
+        return load_world("random", device=device, verbose=False)
 
 
-def gpt2_shaped_world(seed: int = 0, shape: WorldShape = GPT2_SHAPE) -> tuple[World, SAE]:
+def gpt2_shaped_world(seed: int = 0, shape: WorldShape = GPT2_SHAPE, device: torch.device | str = "cpu") -> tuple[World, SAE]:
     """GPT-2 small's shape with random weights, its SAEs firing about `l0` latents per token like GPT-2's.
 
     Returns the world, and the SAE the token-to-latent exercise uses (see below).
@@ -40,7 +40,7 @@ def gpt2_shaped_world(seed: int = 0, shape: WorldShape = GPT2_SHAPE) -> tuple[Wo
     clean input of the same layer-3 SAE as the later SAE of latent-to-latent, so it gets its own copy
     of that SAE, calibrated on the clean input.
     """
-    world = build_random_world(shape, seed=seed, device="cpu")
+    world = build_random_world(shape, seed=seed, device=device)
     model, ex = world.model, world.exercises
     l2l, ind = ex.latent_to_latent, ex.induction
     with torch.no_grad():
