@@ -5,8 +5,12 @@ world when the toy world's files are missing) and on a GPT-2-shaped world of ran
 runs the straightforward implementation (`solutions/straightforward.py`: dense SAE maps, jacrev over
 every output, the spec's code) and the reference (`solutions`) alternately in this one process, and
 prints the median wall time, the extra peak memory, their ratios, and whether both gave the same
-results (by the learner checks' own comparisons and tolerances). It then times every learner check
-on the small world, and prints how many bytes of SAE weights the GPT-2-shaped world loaded.
+results (by the learner checks' own comparisons and tolerances). Beside each reference's time it
+prints its lower bound: the Jacobian's useful FLOPs (benchmarks/flops.py) at the single-thread
+matmul speed measured in this process just before the row, and the reference's ratio to it. It then
+times every learner check on the small world, prints how many bytes of SAE weights the
+GPT-2-shaped world loaded, and, in fresh processes, the time to the first passing checks
+(benchmarks/first_check.py).
 
 Peak memory: on the CPU, the rise of the process's peak resident set size (Linux's VmHWM, reset
 before each call through /proc/self/clear_refs) above its resident size just before the call. It
@@ -14,7 +18,7 @@ counts everything the call allocates and touches (torch's tensors, autograd's sa
 Python objects), not just tensors. On CUDA, torch.cuda.max_memory_allocated above the memory
 allocated before the call. Each figure is the largest over the repeats.
 
-    python benchmarks/bench.py [--worlds small,gpt2] [--repeats 3] [--threads N] [--device cpu]
+    python benchmarks/bench.py [--worlds small,gpt2] [--repeats 3] [--threads N] [--device cpu] [--no-first-check]
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import io
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -306,6 +311,27 @@ def time_learner_checks(world: World, repeats: int) -> list[tuple[str, float]]:
     return timings
 
 
+def time_to_first_check(world: str, threads: int | None) -> dict[str, float]:
+    """benchmarks/first_check.py in a fresh process: seconds since its start at each stage."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "first_check.py"), world]
+    if threads:
+        command += ["--threads", str(threads)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+    return {name: float(seconds) for name, seconds in (line.split("\t") for line in done.stdout.splitlines() if "\t" in line)}
+
+
+def print_first_checks(timings: dict[str, dict[str, float]]) -> None:
+    print("\nTime from a fresh Python process to the first passing checks (benchmarks/first_check.py), seconds since")
+    print("the process started; the learner's own imports (torch, sae_lens, transformer_lens) come first:\n")
+    print("| world | libraries | course imports | world loaded | first check | first gradient check | the course's own share |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for world, at in timings.items():
+        print(
+            f"| {world} | {at['libraries']:.1f} s | {at['course imports']:.1f} s | {at['world']:.1f} s | {at['first check']:.1f} s "
+            f"| {at['first gradient check']:.1f} s | {at['first gradient check'] - at['libraries']:.1f} s |"
+        )
+
+
 def sae_bytes(world: World) -> tuple[int, list[str]]:
     loaded, names = 0, []
     for kind, saes in (("resid", world.saes), ("attn", world.attn_saes)):
@@ -322,6 +348,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls of each implementation (median reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-first-check", action="store_true", help="skip the time from a fresh process to the first checks")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -385,6 +412,9 @@ def main() -> int:
         print("|---|---:|")
         for name, seconds in check_times:
             print(f"| {name} | {seconds:.3f} s |")
+    if not args.no_first_check and device.type == "cpu":
+        worlds = {"small": "toy", "gpt2": "gpt2-shape"}
+        print_first_checks({worlds[w]: time_to_first_check(worlds[w], args.threads) for w in args.worlds.split(",")})
     if failed:
         print("\nFAILED: the reference and the straightforward implementation disagree (see 'same results').")
     return 1 if failed else 0

@@ -17,7 +17,7 @@ from sae_lens import SAE, HookedSAETransformer, StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 from transformer_lens import HookedTransformerConfig
 
-from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_tokenizer
+from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_model_tokenizer
 from part_utils.worlds import (
     GPT2_EXERCISES,
     ExerciseSettings,
@@ -97,7 +97,7 @@ def build_random_world(shape: WorldShape, seed: int, device: torch.device | str 
         device=str(device),
         model_name=f"random-{shape.n_layers}L-{shape.d_model}d-seed{seed}",
     )
-    model = HookedSAETransformer(cfg, tokenizer=gpt2_tokenizer()).eval()
+    model = HookedSAETransformer(cfg, tokenizer=gpt2_model_tokenizer()).eval()
 
     def make_sae(layer: int, hook: str) -> SAE:
         return _calibrated_sae(model, layer, hook, shape, seed)

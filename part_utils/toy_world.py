@@ -25,7 +25,7 @@ from sae_lens.saes.sae import SAEMetadata
 from transformer_lens import HookedTransformerConfig
 
 from part_utils.hooks import _get_hook_layer
-from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_tokenizer
+from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_model_tokenizer, gpt2_tokenizer
 
 DATA_DIR = Path(__file__).with_name("toy_world_data")
 MODEL_FILE = "model.safetensors"
@@ -74,7 +74,7 @@ def load_toy_world_parts(
     cfg = HookedTransformerConfig(
         **world["model_config"], d_vocab=GPT2_VOCAB_SIZE, device=str(device), init_weights=False
     )
-    model = HookedSAETransformer(cfg, tokenizer=gpt2_tokenizer())
+    model = HookedSAETransformer(cfg, tokenizer=gpt2_model_tokenizer())
     compact = {name: tensor.float() for name, tensor in load_file(data_dir / MODEL_FILE).items()}
     state = expand_vocab(compact, torch.tensor(world["kept_token_ids"]))
     missing, unexpected = model.load_state_dict(state, strict=False)
