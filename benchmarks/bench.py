@@ -43,7 +43,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
 
 import solutions  # noqa: E402
 import solutions.straightforward as straightforward  # noqa: E402
