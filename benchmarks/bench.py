@@ -7,7 +7,8 @@ every output, the spec's code) and the reference (`solutions`) alternately in th
 prints the median wall time, the extra peak memory, their ratios, and whether both gave the same
 results (by the learner checks' own comparisons and tolerances). Beside each reference's time it
 prints its lower bound: the Jacobian's useful FLOPs (benchmarks/flops.py) at the single-thread
-matmul speed measured in this process just before the row, and the reference's ratio to it. It then
+matmul speed measured in this process just before each timed reference call (the median, as for
+the times), and the reference's ratio to it. It then
 times every learner check on the small world, prints how many bytes of SAE weights the
 GPT-2-shaped world loaded, and, in fresh processes, the time to the first passing checks
 (benchmarks/first_check.py).
@@ -199,7 +200,7 @@ class Row:
     same: str
     jacobian: str
     flops: float  # useful FLOPs of the Jacobian
-    gflops_per_s: float  # single-thread matmul speed, measured just before the case
+    gflops_per_s: float  # single-thread matmul speed, median of those measured before each timed reference call
 
     def bound(self) -> float:
         """The lower bound on the reference's time: its useful FLOPs at the measured matmul speed."""
@@ -219,7 +220,9 @@ def _synchronize(device: torch.device) -> None:
 
 
 def run_case(world_name: str, case: Case, repeats: int, memory: PeakMemory) -> Row:
-    gflops_per_s = matmul_gflops(memory.device)
+    # The matmul speed is measured just before each timed reference call, and its median taken like
+    # the reference's time's: on a shared machine both then see the same load.
+    speeds: list[float] = []
     impls = {"straightforward": case.straightforward, "reference": case.reference}
     times: dict[str, list[float]] = {name: [] for name in impls}
     peaks: dict[str, list[int | None]] = {name: [] for name in impls}
@@ -236,6 +239,8 @@ def run_case(world_name: str, case: Case, repeats: int, memory: PeakMemory) -> R
             # Alternate the order, so that neither always runs first after the other's allocations.
             order = list(impls) if repeat % 2 == 0 else list(impls)[::-1]
             for name in order:
+                if name == "reference":
+                    speeds.append(matmul_gflops(memory.device))
                 measured: dict[str, int | None] = {}
                 with memory.measure(measured):
                     start = time.perf_counter()
@@ -244,7 +249,7 @@ def run_case(world_name: str, case: Case, repeats: int, memory: PeakMemory) -> R
                     times[name].append(time.perf_counter() - start)
                 peaks[name].append(measured["bytes"])
                 del result
-    return Row(world_name, case, times, peaks, same, jacobian, flops, gflops_per_s)
+    return Row(world_name, case, times, peaks, same, jacobian, flops, statistics.median(speeds))
 
 
 # ------------------------------------------------------------------------------------------- reporting
@@ -402,7 +407,7 @@ def main() -> int:
 
     print(
         "\nResults (speed-up and memory ratio: straightforward / reference; lower bound: the Jacobian's useful "
-        "FLOPs (benchmarks/flops.py) at the single-thread matmul speed measured before each row):\n"
+        "FLOPs (benchmarks/flops.py) at the single-thread matmul speed measured before each timed reference call, median):\n"
     )
     print_table(rows)
     if check_times:

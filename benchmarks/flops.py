@@ -23,6 +23,7 @@ time the Jacobian would take if every FLOP ran at that speed: the benchmark's lo
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
@@ -31,24 +32,25 @@ from torch import Tensor
 
 
 def matmul_gflops(device: torch.device | str = "cpu", repeats: int = 5) -> float:
-    """Float32 matmul speed in GFLOP/s, single-threaded on the CPU: the best of `repeats` products of
-    the shape the Jacobians' MLPs multiply (a few hundred rows by GPT-2's (768, 3072) weights)."""
+    """Float32 matmul speed in GFLOP/s, single-threaded on the CPU: the median of `repeats` products of
+    the shape the Jacobians' MLPs multiply (a few hundred rows by GPT-2's (768, 3072) weights). The
+    median, not the best: on a shared machine it sees the load the timed calls see."""
     device = torch.device(device)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         a, b = torch.randn(512, 768, device=device), torch.randn(768, 3072, device=device)
         a @ b  # warm-up
-        best = float("inf")
+        seconds = []
         for _ in range(repeats):
             start = time.perf_counter()
             a @ b
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - start)
+            seconds.append(time.perf_counter() - start)
     finally:
         torch.set_num_threads(threads)
-    return 2 * 512 * 768 * 3072 / best / 1e9
+    return 2 * 512 * 768 * 3072 / statistics.median(seconds) / 1e9
 
 
 def _per_row(model: HookedSAETransformer) -> dict[str, int]:
