@@ -66,9 +66,10 @@ class Rows:
 
     def moved_to(self, cols: Tensor, positions: Tensor, n_cols: int, seq: int) -> Rows:
         """The same tangents on another set of rows (rows not held before are zero)."""
-        return Rows(cols, positions, self._dense(n_cols, seq)[cols, positions])
+        return Rows(cols, positions, self.as_dense(n_cols, seq)[cols, positions])
 
-    def _dense(self, n_cols: int, seq: int) -> Tensor:
+    def as_dense(self, n_cols: int, seq: int) -> Tensor:
+        """(n_cols, seq, ...): every tangent at every position, zeros where it has no row."""
         dense = self.values.new_zeros(n_cols, seq, *self.values.shape[1:])
         dense[self.cols, self.positions] = self.values
         return dense
@@ -116,7 +117,7 @@ def _attention_rows(block: torch.nn.Module, primal: dict[str, Tensor], d_resid: 
     # Query, key and value are per-position linear maps of the normalised input: their tangents are
     # rows too (no bias: a tangent is a difference).
     d_qkv = [
-        Rows(d_resid.cols, d_resid.positions, torch.einsum("md,hde->mhe", d_normalized, weight))._dense(n_cols, seq)
+        Rows(d_resid.cols, d_resid.positions, torch.einsum("md,hde->mhe", d_normalized, weight)).as_dense(n_cols, seq)
         for weight in (attn.W_Q, attn.W_K, attn.W_V)
     ]
     d_z = _attention_z_jvp(block, primal, *d_qkv)
