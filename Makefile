@@ -84,3 +84,10 @@ grades: setup
 .PHONY: bench
 bench: setup
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+
+# On a machine with an NVIDIA GPU: the learner checks and the catalogues on CUDA (TF32 off and on), the
+# GPU tolerance they support, and the bench at GPT-2's shape on the GPU, in under 8 minutes; figures in
+# build/device_check.md. Without a GPU it says so and exits with status 2.
+.PHONY: device-check
+device-check: setup
+	$(PY) scripts/device_check.py

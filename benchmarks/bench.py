@@ -5,8 +5,13 @@ world when the toy world's files are missing) and on a GPT-2-shaped world of ran
 runs the straightforward implementation (`solutions/straightforward.py`: dense SAE maps, jacrev over
 every output, the spec's code) and the reference (`solutions`) alternately in this one process, and
 prints the median wall time, the extra peak memory, their ratios, and whether both gave the same
-results (by the learner checks' own comparisons and tolerances). It then times every learner check
-on the small world, and prints how many bytes of SAE weights the GPT-2-shaped world loaded.
+results (by the learner checks' own comparisons and tolerances). Beside each reference's time it
+prints its lower bound: the Jacobian's useful FLOPs (benchmarks/flops.py) at the single-thread
+matmul speed measured in this process just before each timed reference call (the median, as for
+the times), and the reference's ratio to it. It then
+times every learner check on the small world, prints how many bytes of SAE weights the
+GPT-2-shaped world loaded, and, in fresh processes, the time to the first passing checks
+(benchmarks/first_check.py).
 
 Peak memory: on the CPU, the rise of the process's peak resident set size (Linux's VmHWM, reset
 before each call through /proc/self/clear_refs) above its resident size just before the call. It
@@ -14,7 +19,7 @@ counts everything the call allocates and touches (torch's tensors, autograd's sa
 Python objects), not just tensors. On CUDA, torch.cuda.max_memory_allocated above the memory
 allocated before the call. Each figure is the largest over the repeats.
 
-    python benchmarks/bench.py [--worlds small,gpt2] [--repeats 3] [--threads N] [--device cpu]
+    python benchmarks/bench.py [--worlds small,gpt2] [--repeats 3] [--threads N] [--device cpu] [--no-first-check]
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import io
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -38,13 +44,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
 
 import solutions  # noqa: E402
 import solutions.straightforward as straightforward  # noqa: E402
 import tests as checks  # noqa: E402
+from benchmarks import flops as useful_flops  # noqa: E402
+from benchmarks.flops import matmul_gflops  # noqa: E402
 from benchmarks.worlds import gpt2_shaped_world, latents_per_token, small_world  # noqa: E402
+from part_utils.hooks import _get_hook_layer  # noqa: E402
 from part_utils.worlds import World  # noqa: E402
+from tests._compare import aligned_jacobians  # noqa: E402
+from tests._report import CheckFailed  # noqa: E402
+from tests.latent_to_latent import compare_latent_to_latent  # noqa: E402
+from tests.latent_to_logit import compare_latent_to_logit  # noqa: E402
+from tests.token_to_latent import compare_token_to_latent  # noqa: E402
 
 MIB = 1024**2
 
@@ -101,6 +114,10 @@ class Case:
     reference: Callable[..., Any]
     args: tuple[Any, ...]
     size: str
+    # The learner check's own comparison of (the straightforward results, as a learner's; the reference's).
+    compare: Callable[[tuple, tuple], Any]
+    # The Jacobian's useful FLOPs, counted from the reference's results (benchmarks/flops.py).
+    flops: Callable[[tuple], float]
 
 
 def cases(world: World, token_sae: Any = None) -> list[Case]:
@@ -109,6 +126,7 @@ def cases(world: World, token_sae: Any = None) -> list[Case]:
     tokens_l2l = model.to_tokens(l2l.prompt)
     t2l_tokens, t2l_sae = model.to_tokens(ex.token_to_latent.prompt), token_sae if token_sae is not None else world.saes[ex.token_to_latent.layer]
     l2g = ex.latent_to_logit
+    l2g_tokens, l2g_sae = model.to_tokens(l2g.prompt), world.saes[l2g.layer]
     ind = ex.induction
     ind_tokens = ind.repeated_tokens(model)
     return [
@@ -118,6 +136,8 @@ def cases(world: World, token_sae: Any = None) -> list[Case]:
             solutions.latent_to_latent_gradients,
             (tokens_l2l, world.saes[l2l.layer_from], world.saes[l2l.layer_to], model),
             f"{tokens_l2l.shape[-1]} tokens",
+            lambda got, want: compare_latent_to_latent("latent_to_latent", got, want),
+            lambda result: useful_flops.latent_to_latent(model, result, l2l.layer_from, l2l.layer_to, attention=False),
         ),
         Case(
             f"token_to_latent (L{ex.token_to_latent.layer})",
@@ -125,13 +145,17 @@ def cases(world: World, token_sae: Any = None) -> list[Case]:
             solutions.token_to_latent_gradients,
             (t2l_tokens, t2l_sae, model),
             f"{t2l_tokens.shape[-1]} tokens",
+            lambda got, want: compare_token_to_latent(got, want, t2l_tokens, t2l_sae, model),
+            lambda result: useful_flops.token_to_latent(model, result, _get_hook_layer(t2l_sae)),
         ),
         Case(
             f"latent_to_logit (L{l2g.layer}, k={l2g.k})",
             straightforward.latent_to_logit_gradients,
             solutions.latent_to_logit_gradients,
-            (model.to_tokens(l2g.prompt), world.saes[l2g.layer], model, l2g.k),
-            f"{model.to_tokens(l2g.prompt).shape[-1]} tokens",
+            (l2g_tokens, l2g_sae, model, l2g.k),
+            f"{l2g_tokens.shape[-1]} tokens",
+            lambda got, want: compare_latent_to_logit(got, want, l2g.k, l2g_tokens, l2g_sae, model),
+            lambda result: useful_flops.latent_to_logit(model, result, l2g.layer),
         ),
         Case(
             f"attention (L{ind.layer_from}->L{ind.layer_to})",
@@ -139,6 +163,8 @@ def cases(world: World, token_sae: Any = None) -> list[Case]:
             solutions.latent_to_latent_gradients_attn,
             (ind_tokens, world.attn_saes[ind.layer_from], world.attn_saes[ind.layer_to], model),
             f"{ind_tokens.shape[-1]} tokens",
+            lambda got, want: compare_latent_to_latent("attention", got, want),
+            lambda result: useful_flops.latent_to_latent(model, result, ind.layer_from, ind.layer_to, attention=True),
         ),
     ]
 
@@ -147,54 +173,22 @@ def _jacobian_shape(result: Any) -> str:
     return "x".join(str(n) for n in result[0].shape)
 
 
-# Float32 results computed in different orders (dense vs sparse SAE maps, forward vs reverse mode)
-# differ by rounding: relative to the largest entry, this much is the same result. Mistakes change
-# results by whole percent; at GPT-2's shape rounding alone reaches 1e-4 (the figures print it).
-RELATIVE_TOLERANCE = 1e-3
-
-
-def aligned_latent_jacobians(got: tuple, want: tuple) -> tuple[tuple, tuple, str]:
-    """For (Jacobian, earlier latents, later latents, later latents from the reconstruction) results whose
-    active sets differ by latents that rounding switched on in one and not the other (activation a
-    rounding error away from zero): both Jacobians restricted to the latents active in both."""
-    rows_got, rows_want = (r[3].sparse[1].tolist() for r in (got, want))
-    cols_got, cols_want = (r[1].sparse[1].tolist() for r in (got, want))
-    rows = [tuple(i) for i in rows_want if i in rows_got]
-    cols = [tuple(i) for i in cols_want if i in cols_got]
-    odd = [tuple(i) for i in rows_got + rows_want if (i in rows_got) != (i in rows_want)]
-    largest = max((float(r[3].dense.detach()[i]) for i in odd for r in (got, want)), default=0.0)
-
-    def restrict(result: tuple, row_labels: list, col_labels: list) -> Tensor:
-        at_row = {tuple(i): n for n, i in enumerate(row_labels)}
-        at_col = {tuple(i): n for n, i in enumerate(col_labels)}
-        return result[0][[at_row[i] for i in rows]][:, [at_col[i] for i in cols]]
-
-    note = f"{len(odd)} later latent(s) active in one only, activation at most {largest:.1e}; "
-    return (
-        (restrict(got, rows_got, cols_got), *got[1:3]),
-        (restrict(want, rows_want, cols_want), *want[1:3]),
-        note,
-    )
-
-
-def differences(got: Any, want: Any, name: str = "result") -> tuple[float, list[str]]:
-    """(largest difference relative to the largest entry, over all outputs; what differs beyond tolerance)."""
-    if isinstance(want, tuple):
-        worst, problems = 0.0, []
-        for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            d, p = differences(g, w, f"{name}[{i}]")
-            worst, problems = max(worst, d), problems + p
-        return worst, problems
-    if hasattr(want, "dense"):  # a SparseTensor
-        return differences(got.dense, want.dense, f"{name}.dense")
-    if isinstance(want, torch.Tensor):
-        if got.shape != want.shape:
-            return float("inf"), [f"{name}: shape {tuple(got.shape)} != {tuple(want.shape)}"]
-        scale = float(want.detach().abs().max()) if want.numel() else 0.0
-        diff = float((got.detach() - want.detach()).abs().max()) if want.numel() else 0.0
-        relative = diff / scale if scale > 0 else diff
-        return relative, [f"{name}: max |diff| {diff:.2e} (max |value| {scale:.2e})"] if relative > RELATIVE_TOLERANCE else []
-    return (0.0, []) if got == want else (float("inf"), [f"{name}: {got!r} != {want!r}"])
+def same_results(case: Case, got: tuple, want: tuple) -> str:
+    """The learner check's verdict on the straightforward results (as a learner's) against the reference's,
+    and the Jacobians' largest difference relative to their largest entry, on the latents active in
+    both (as the check compares them: a latent a rounding error from zero may be active in one only)."""
+    try:
+        case.compare(got, want)
+    except CheckFailed as failure:
+        return "NO: " + failure.message
+    note, got_jacobian, want_jacobian = "", got[0], want[0]
+    if len(want) == 4 and got[0].shape != want[0].shape:  # (Jacobian, earlier, later, later from the reconstruction)
+        odd = len({tuple(i) for i in got[3].sparse[1].tolist()} ^ {tuple(i) for i in want[3].sparse[1].tolist()})
+        note = f"{odd} later latent(s) of rounding-error activation active in one only; "
+        got_jacobian, want_jacobian = aligned_jacobians(case.name, "Jacobian", got[0], got[3], got[1], want[0], want[3], want[1])
+    scale = float(want_jacobian.detach().abs().max()) if want_jacobian.numel() else 0.0
+    difference = float((got_jacobian - want_jacobian).detach().abs().max()) / scale if scale > 0 else 0.0
+    return f"yes ({note}max rel. diff {difference:.0e})"
 
 
 @dataclass
@@ -205,6 +199,12 @@ class Row:
     peaks: dict[str, list[int | None]]
     same: str
     jacobian: str
+    flops: float  # useful FLOPs of the Jacobian
+    gflops_per_s: float  # single-thread matmul speed, median of those measured before each timed reference call
+
+    def bound(self) -> float:
+        """The lower bound on the reference's time: its useful FLOPs at the measured matmul speed."""
+        return self.flops / (self.gflops_per_s * 1e9)
 
     def time(self, impl: str) -> float:
         return statistics.median(self.times[impl])
@@ -214,7 +214,15 @@ class Row:
         return None if any(v is None for v in values) else max(values)
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # CUDA runs kernels asynchronously: a call ends when its kernels do
+
+
 def run_case(world_name: str, case: Case, repeats: int, memory: PeakMemory) -> Row:
+    # The matmul speed is measured just before each timed reference call, and its median taken like
+    # the reference's time's: on a shared machine both then see the same load.
+    speeds: list[float] = []
     impls = {"straightforward": case.straightforward, "reference": case.reference}
     times: dict[str, list[float]] = {name: [] for name in impls}
     peaks: dict[str, list[int | None]] = {name: [] for name in impls}
@@ -222,25 +230,26 @@ def run_case(world_name: str, case: Case, repeats: int, memory: PeakMemory) -> R
     with torch.enable_grad():
         for name, fn in impls.items():  # warm-up, and the results compared below
             results[name] = fn(*case.args)
-        got, want, note = results["reference"], results["straightforward"], ""
-        if len(want) == 4 and got[0].shape != want[0].shape:
-            got, want, note = aligned_latent_jacobians(got, want)
-        worst, problems = differences(got, want)
-        same = f"yes ({note}max rel. diff {worst:.0e})" if not problems else "NO: " + note + "; ".join(problems)
+        with contextlib.redirect_stdout(io.StringIO()):  # the checks' notes on learner warnings
+            same = same_results(case, results["straightforward"], results["reference"])
         jacobian = _jacobian_shape(results["reference"])
+        flops = case.flops(results["reference"])
         results.clear()
         for repeat in range(repeats):
             # Alternate the order, so that neither always runs first after the other's allocations.
             order = list(impls) if repeat % 2 == 0 else list(impls)[::-1]
             for name in order:
+                if name == "reference":
+                    speeds.append(matmul_gflops(memory.device))
                 measured: dict[str, int | None] = {}
                 with memory.measure(measured):
                     start = time.perf_counter()
                     result = impls[name](*case.args)
+                    _synchronize(memory.device)
                     times[name].append(time.perf_counter() - start)
                 peaks[name].append(measured["bytes"])
                 del result
-    return Row(world_name, case, times, peaks, same, jacobian)
+    return Row(world_name, case, times, peaks, same, jacobian, flops, statistics.median(speeds))
 
 
 # ------------------------------------------------------------------------------------------- reporting
@@ -270,14 +279,16 @@ def ratio(a: float | None, b: float | None) -> str:
 def print_table(rows: list[Row]) -> None:
     print(
         "| world | computation | Jacobian | straightforward time | reference time | speed-up "
+        "| useful GFLOP | lower bound | reference / bound "
         "| straightforward extra peak | reference extra peak | memory ratio | same results |"
     )
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
         st, rt = row.time("straightforward"), row.time("reference")
         sp, rp = row.peak("straightforward"), row.peak("reference")
         print(
             f"| {row.world} | {row.case.name}, {row.case.size} | {row.jacobian} | {st:.3f} s | {rt:.3f} s | {ratio(st, rt)} "
+            f"| {row.flops / 1e9:.2f} | {row.bound():.3f} s | {ratio(rt, row.bound())} "
             f"| {fmt_mib(sp)} | {fmt_mib(rp)} | {ratio(sp, rp)} | {row.same} |"
         )
 
@@ -304,6 +315,27 @@ def time_learner_checks(world: World, repeats: int) -> list[tuple[str, float]]:
     return timings
 
 
+def time_to_first_check(world: str, threads: int | None) -> dict[str, float]:
+    """benchmarks/first_check.py in a fresh process: seconds since its start at each stage."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "first_check.py"), world]
+    if threads:
+        command += ["--threads", str(threads)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+    return {name: float(seconds) for name, seconds in (line.split("\t") for line in done.stdout.splitlines() if "\t" in line)}
+
+
+def print_first_checks(timings: dict[str, dict[str, float]]) -> None:
+    print("\nTime from a fresh Python process to the first passing checks (benchmarks/first_check.py), seconds since")
+    print("the process started; the learner's own imports (torch, sae_lens, transformer_lens) come first:\n")
+    print("| world | libraries | course imports | world loaded | first check | first gradient check | the course's own share |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for world, at in timings.items():
+        print(
+            f"| {world} | {at['libraries']:.1f} s | {at['course imports']:.1f} s | {at['world']:.1f} s | {at['first check']:.1f} s "
+            f"| {at['first gradient check']:.1f} s | {at['first gradient check'] - at['libraries']:.1f} s |"
+        )
+
+
 def sae_bytes(world: World) -> tuple[int, list[str]]:
     loaded, names = 0, []
     for kind, saes in (("resid", world.saes), ("attn", world.attn_saes)):
@@ -320,6 +352,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls of each implementation (median reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-first-check", action="store_true", help="skip the time from a fresh process to the first checks")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -337,12 +370,11 @@ def main() -> int:
         start = time.perf_counter()
         token_sae = None
         if which == "small":
-            world = small_world()
-            world.model.to(device)
+            world = small_world(device)
             small_name = f"{world.name} ({world.model.cfg.n_layers}L, d_model {world.model.cfg.d_model}, d_sae {world.saes[world.exercises.token_to_latent.layer].cfg.d_sae})"
             label = world.name
         elif which == "gpt2":
-            world, token_sae = gpt2_shaped_world(seed=0)
+            world, token_sae = gpt2_shaped_world(seed=0, device=device)
             label = "GPT-2 shape"
         else:
             raise SystemExit(f"unknown world {which!r}: choose small or gpt2")
@@ -355,7 +387,8 @@ def main() -> int:
             rows.append(row)
             print(
                 f"   {case.name}: straightforward {row.time('straightforward'):.3f} s / {fmt_mib(row.peak('straightforward'))}, "
-                f"reference {row.time('reference'):.3f} s / {fmt_mib(row.peak('reference'))}; same: {row.same}",
+                f"reference {row.time('reference'):.3f} s / {fmt_mib(row.peak('reference'))}; "
+                f"bound {row.bound():.3f} s ({row.flops / 1e9:.2f} GFLOP at {row.gflops_per_s:.0f} GFLOP/s); same: {row.same}",
                 flush=True,
             )
         if which == "small":
@@ -372,7 +405,10 @@ def main() -> int:
         del world, token_sae
         gc.collect()
 
-    print("\nResults (speed-up and memory ratio: straightforward / reference):\n")
+    print(
+        "\nResults (speed-up and memory ratio: straightforward / reference; lower bound: the Jacobian's useful "
+        "FLOPs (benchmarks/flops.py) at the single-thread matmul speed measured before each timed reference call, median):\n"
+    )
     print_table(rows)
     if check_times:
         print(f"\nLearner checks on the {small_name} world, passed the reference solutions (median of {args.repeats}):\n")
@@ -380,6 +416,9 @@ def main() -> int:
         print("|---|---:|")
         for name, seconds in check_times:
             print(f"| {name} | {seconds:.3f} s |")
+    if not args.no_first_check and device.type == "cpu":
+        worlds = {"small": "toy", "gpt2": "gpt2-shape"}
+        print_first_checks({worlds[w]: time_to_first_check(worlds[w], args.threads) for w in args.worlds.split(",")})
     if failed:
         print("\nFAILED: the reference and the straightforward implementation disagree (see 'same results').")
     return 1 if failed else 0

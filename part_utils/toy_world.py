@@ -25,7 +25,7 @@ from transformer_lens import HookedTransformerConfig
 from transformer_lens.utilities import get_act_name
 
 from part_utils.observations import toy_observations
-from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_tokenizer
+from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_model_tokenizer, gpt2_tokenizer
 from part_utils.toy_corpus import fact_sentences
 from part_utils.world_types import ExerciseSettings, World
 
@@ -68,7 +68,7 @@ def load_toy_world_parts(
     cfg = HookedTransformerConfig(
         **world["model_config"], d_vocab=GPT2_VOCAB_SIZE, device=str(device), init_weights=False
     )
-    model = HookedSAETransformer(cfg, tokenizer=gpt2_tokenizer())
+    model = HookedSAETransformer(cfg, tokenizer=gpt2_model_tokenizer())
     compact = {name: tensor.float() for name, tensor in load_file(data_dir / MODEL_FILE).items()}
     state = expand_vocab(compact, torch.tensor(world["kept_token_ids"]))
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -261,3 +261,30 @@ def test_chunked_jacobians_are_the_same(tiny_world: World, monkeypatch: pytest.M
         assert solutions.jacobian.jacobian_chunk_size(100, 11, model) is not None
         chunked = (solutions.latent_to_latent_gradients(*l2l_args), solutions.latent_to_logit_gradients(*l2g_args))
     assert_same_results(chunked, whole)
+
+
+@pytest.mark.latent_to_latent
+@pytest.mark.token_to_latent
+@pytest.mark.attention
+def test_row_by_row_forward_mode_equals_the_plain_one(tiny_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forward-mode Jacobians written out row by row (solutions/forward_mode.py, which the tiny and
+    toy worlds' plain blocks use) equal the plain torch.func ones that any other model falls back to."""
+    import solutions.forward_mode
+
+    model, ex = tiny_world.model, tiny_world.exercises
+    l2l, ind = ex.latent_to_latent, ex.induction
+    saes = (tiny_world.saes[l2l.layer_from], tiny_world.saes[l2l.layer_to], tiny_world.attn_saes[ind.layer_from])
+    assert solutions.forward_mode.supports_positionwise(model, saes)
+
+    def all_three() -> tuple:
+        return (
+            solutions.latent_to_latent_gradients(model.to_tokens(l2l.prompt), tiny_world.saes[l2l.layer_from], tiny_world.saes[l2l.layer_to], model),
+            solutions.token_to_latent_gradients(model.to_tokens(ex.token_to_latent.prompt), tiny_world.saes[ex.token_to_latent.layer], model),
+            solutions.latent_to_latent_gradients_attn(ind.repeated_tokens(model), tiny_world.attn_saes[ind.layer_from], tiny_world.attn_saes[ind.layer_to], model),
+        )
+
+    with torch.enable_grad():
+        row_by_row = all_three()
+        monkeypatch.setattr(solutions.forward_mode, "supports_positionwise", lambda model, saes: False)
+        plain = all_three()
+    assert_same_results(row_by_row, plain)

@@ -43,10 +43,12 @@ def sparse_jacobian(
     `fn(inputs, *args)` returns (1-D outputs, aux). Returns (Jacobian of shape outputs.shape +
     inputs.shape, aux), exactly what jacrev returns.
     """
-    # One plain forward pass first: it gives the auxiliary outputs and the number of outputs, which
-    # (for the sparse maps here) is only known once the later SAE's active latents are.
-    with torch.no_grad():
-        outputs, aux = fn(inputs, *args)
+    # One forward pass first, recorded for reverse mode: it gives the auxiliary outputs and the number
+    # of outputs, which (for the sparse maps here) is only known once the later SAE's active latents
+    # are. Reverse mode then reuses it, as jacrev would; forward mode drops it.
+    outputs, pullback, aux = torch.func.vjp(lambda x: fn(x, *args), inputs, has_aux=True)
+    # The auxiliary outputs (a tuple of tensors here) report values; nothing differentiates them.
+    outputs, aux = outputs.detach(), tuple(x.detach() for x in aux)
     n_out, n_in = outputs.numel(), inputs.numel()
     if n_out == 0 or n_in == 0:
         return inputs.new_zeros((*outputs.shape, *inputs.shape)), aux
@@ -59,6 +61,7 @@ def sparse_jacobian(
         # needed (no_grad), so nothing is kept per column beyond the layer being computed: with about
         # as many inputs as outputs it is the faster and leaner mode, so reverse mode is kept for
         # Jacobians with far fewer outputs (the top-k logits).
+        del pullback  # the recorded pass's activations are not needed in forward mode
         basis = torch.eye(n_in, dtype=inputs.dtype, device=inputs.device).reshape(n_in, *inputs.shape)
 
         def column(tangent: Tensor) -> Tensor:
@@ -68,5 +71,7 @@ def sparse_jacobian(
             columns = torch.func.vmap(column, chunk_size=jacobian_chunk_size(n_in, n_tokens, model))(basis)
         jacobian = columns.reshape(n_in, n_out).T.reshape(*outputs.shape, *inputs.shape)
         return jacobian, aux
-    jacobian = torch.func.jacrev(outputs_of, chunk_size=jacobian_chunk_size(n_out, n_tokens, model))(inputs)
-    return jacobian, aux
+    # Reverse mode: one backward pass per output entry, batched over the standard basis.
+    basis = torch.eye(n_out, dtype=outputs.dtype, device=outputs.device).reshape(n_out, *outputs.shape)
+    (rows,) = torch.func.vmap(pullback, chunk_size=jacobian_chunk_size(n_out, n_tokens, model))(basis)
+    return rows.reshape(*outputs.shape, *inputs.shape), aux

@@ -7,7 +7,7 @@ from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
 from part_utils.hooks import _get_hook_layer
-from solutions.jacobian import sparse_jacobian
+from solutions.forward_mode import Path, positionwise_jacobian
 from solutions.sparse_sae import clean_sae_activations, decode_sparse, encode_active
 from solutions.sparse_tensor import SparseTensor
 
@@ -56,10 +56,24 @@ def latent_to_latent_gradients(
     latent_acts_next = SparseTensor.from_dense(acts_next_dense)
 
     # What jacrev(latent_acts_to_later_latent_acts, has_aux=True)(*latent_acts_prev.sparse, ...) returns,
-    # in forward or reverse mode, whichever takes fewer passes, and in memory-bounded chunks.
+    # computed in forward mode with each tangent kept to the positions it reaches (see
+    # solutions/forward_mode.py): one earlier latent moves the residual stream at its own position
+    # only, by its decoder row.
     values, indices, shape = latent_acts_prev.sparse
-    latent_latent_gradients, (latent_acts_next_recon_dense,) = sparse_jacobian(
-        latent_acts_to_later_latent_acts, values, (indices, shape, sae_from, sae_to, model), tokens.numel(), model
+
+    def entering_rows(columns: Tensor) -> tuple[Tensor, Tensor]:
+        _, positions, latents = indices[columns].unbind(-1)
+        return positions, sae_from.W_dec[latents]
+
+    latent_latent_gradients, (latent_acts_next_recon_dense,) = positionwise_jacobian(
+        latent_acts_to_later_latent_acts,
+        values,
+        (indices, shape, sae_from, sae_to, model),
+        model,
+        sae_from,
+        sae_to,
+        Path(_get_hook_layer(sae_from), False, _get_hook_layer(sae_to), False),
+        entering_rows,
     )
     return (
         latent_latent_gradients,

@@ -6,6 +6,8 @@ import torch
 from jaxtyping import Float, Int
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
+from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
+from transformer_lens.components import TransformerBlock
 
 from part_utils.hooks import _get_hook_layer
 from solutions.jacobian import sparse_jacobian
@@ -28,14 +30,30 @@ def latent_acts_to_logits(
     size 1 when `token_ids` is None) and, in a length-1 tuple, all of the final position's logits.
     """
     resid = decode_sparse(sae, latent_acts_nonzero, latent_acts_nonzero_inds, latent_acts_shape, model.cfg.d_head)
-    resid_final = model(resid, start_at_layer=_get_hook_layer(sae), stop_at_layer=model.cfg.n_layers)
+    last_layer = model.cfg.n_layers - 1
+    resid_final = model(resid, start_at_layer=_get_hook_layer(sae), stop_at_layer=last_layer)
+    resid_final = _final_position_through_block(model.blocks[last_layer], resid_final)
     # Only the final position's logits are asked for, so only that position goes through the
     # unembedding: the other positions' logits would be a (seq, d_vocab) matrix to differentiate.
-    normalized = model.ln_final(resid_final[:, -1:])[0, -1]
+    normalized = model.ln_final(resid_final)[0, -1]
     logits_recon = normalized.detach() @ model.W_U + model.b_U
     if token_ids is None:
         return (normalized @ model.W_U + model.b_U)[None], (logits_recon,)
     return normalized @ model.W_U[:, token_ids] + model.b_U[token_ids], (logits_recon,)
+
+
+def _final_position_through_block(block: TransformerBlock, resid: Tensor) -> Tensor:
+    """The block's output at the final position only, (batch, 1, d_model).
+
+    The last block's other positions feed nothing the final logits read, except through their keys
+    and values: so only those are computed for them, handed to the block as a (frozen) key-value cache,
+    which is how TransformerLens runs one new position during generation. Their queries, attention
+    outputs and MLPs are skipped: in every backward pass of the Jacobian, too.
+    """
+    earlier = block.ln1(resid[:, :-1])
+    _, keys, values = block.attn.calculate_qkv_matrices(earlier, earlier, earlier)
+    cache = TransformerLensKeyValueCacheEntry(past_keys=keys, past_values=values, frozen=True)
+    return block(resid[:, -1:], past_kv_cache_entry=cache)
 
 
 def latent_to_logit_gradients(

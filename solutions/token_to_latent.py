@@ -9,7 +9,7 @@ from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
 from part_utils.hooks import _get_hook_layer
-from solutions.jacobian import sparse_jacobian
+from solutions.forward_mode import Path, positionwise_jacobian
 from solutions.sparse_sae import encode_active
 from solutions.sparse_tensor import SparseTensor
 
@@ -49,8 +49,18 @@ def token_to_latent_gradients(
     """
     token_scales = torch.ones(tokens.shape, device=model.cfg.device)
     # A sequence has far fewer positions than active latents, so forward mode (one JVP per position)
-    # does the job of reverse mode (one backward pass per active latent) in fewer passes; sparse_jacobian
-    # picks it, in memory-bounded chunks for long prompts.
-    jacobian, (latent_acts_dense,) = sparse_jacobian(tokens_to_latent_acts, token_scales, (tokens, sae, model), tokens.numel(), model)
+    # does the job of reverse mode (one backward pass per active latent) in fewer passes. Each tangent
+    # is kept to the positions it reaches (see solutions/forward_mode.py): scaling position p's
+    # embedding moves the residual stream at p only, by that embedding.
+    with torch.no_grad():
+        embeddings = model(tokens, stop_at_layer=0)
+
+    def entering_rows(columns: Tensor) -> tuple[Tensor, Tensor]:
+        batch, positions = columns // tokens.shape[-1], columns % tokens.shape[-1]
+        return positions, embeddings[batch, positions]
+
+    jacobian, (latent_acts_dense,) = positionwise_jacobian(
+        tokens_to_latent_acts, token_scales, (tokens, sae, model), model, None, sae, Path(0, False, _get_hook_layer(sae), False), entering_rows
+    )
     token_latent_grads = einops.rearrange(jacobian, "n_active batch seq -> batch seq n_active")
     return token_latent_grads, SparseTensor.from_dense(latent_acts_dense)

@@ -70,9 +70,27 @@ def compare_jacobian(
             f"(the reference's is {shape_of(want)}).",
             hint,
         )
+    compare_tensor(exercise, name, *aligned_jacobians(exercise, name, got, got_rows, got_cols, want, want_rows, want_cols, hint), hint)
+
+
+def aligned_jacobians(
+    exercise: str,
+    name: str,
+    got: Tensor,
+    got_rows: Any,
+    got_cols: Any,
+    want: Tensor,
+    want_rows: Any,
+    want_cols: Any,
+    hint: str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Both Jacobians on the rows and columns of the latents active in both, in the same order.
+
+    Raises CheckFailed when a latent active in only one has more than a rounding error's activation.
+    """
     rows = _aligned(exercise, name, "rows", got_rows, want_rows, hint)
     cols = _aligned(exercise, name, "columns", got_cols, want_cols, hint)
-    compare_tensor(exercise, name, got[rows[0]][:, cols[0]], want[rows[1]][:, cols[1]], hint)
+    return got[rows[0]][:, cols[0]], want[rows[1]][:, cols[1]]
 
 
 def _aligned(exercise: str, name: str, axis: str, got: Any, want: Any, hint: str | None) -> tuple[Tensor, Tensor]:

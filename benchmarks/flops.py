@@ -1,0 +1,121 @@
+"""The benchmark's lower bound: the FLOPs each Jacobian needs, and the machine's matmul speed.
+
+Useful FLOPs count the matrix products a Jacobian cannot avoid (2 FLOPs per multiply-add; layer
+norms, activations and softmaxes are elementwise and left out), in the mode the reference uses:
+
+- forward mode (latent to latent, token to latent, attention): one tangent per input entry. A
+  tangent entering at position p is nonzero at p alone until the first attention it meets, and at
+  positions p..seq-1 after it (causality), so each block's projections and MLP cost one row per
+  position it reaches; an attention costs 8 * d_heads per (query, key) pair with query >= p (the
+  tangents of the scores and of z, two products each). It stops at the hook the later SAE reads
+  (after hook_z for an attention SAE: no output projection or MLP there), and the encoder costs
+  d_in * 2 per active later latent at each position reached. The earlier SAE's decoder costs
+  nothing: the tangent is one decoder row.
+- reverse mode (the top-k logits): one cotangent per logit, from the final position. The last
+  block needs the final query only (its MLP, output and query projections at one position; keys and
+  values at every position); the blocks before it run backwards at every position; each active
+  latent costs d_in * 2 (its decoder row against the cotangent at its position).
+
+The primal pass (one forward pass, shared by every column) is left out, as are the clean
+activations. Dividing by the single-thread matmul speed measured in the same process gives the
+time the Jacobian would take if every FLOP ran at that speed: the benchmark's lower bound.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from sae_lens import HookedSAETransformer
+from torch import Tensor
+
+
+def matmul_gflops(device: torch.device | str = "cpu", repeats: int = 5) -> float:
+    """Float32 matmul speed in GFLOP/s, single-threaded on the CPU: the median of `repeats` products of
+    the shape the Jacobians' MLPs multiply (a few hundred rows by GPT-2's (768, 3072) weights). The
+    median, not the best: on a shared machine it sees the load the timed calls see."""
+    device = torch.device(device)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(512, 768, device=device), torch.randn(768, 3072, device=device)
+        a @ b  # warm-up
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return 2 * 512 * 768 * 3072 / statistics.median(seconds) / 1e9
+
+
+def _per_row(model: HookedSAETransformer) -> dict[str, int]:
+    cfg = model.cfg
+    d_heads = cfg.n_heads * cfg.d_head
+    return {
+        "qkv": 3 * 2 * cfg.d_model * d_heads,
+        "kv": 2 * 2 * cfg.d_model * d_heads,
+        "q": 2 * cfg.d_model * d_heads,
+        "out_mlp": 2 * d_heads * cfg.d_model + 2 * 2 * cfg.d_model * (cfg.d_mlp or 0),
+        "pair": 8 * d_heads,
+    }
+
+
+def _active_per_position(latents: Tensor, seq: int) -> list[int]:
+    """How many latents are active at each position, from a (batch 1) SparseTensor's indices."""
+    return torch.bincount(latents.sparse[1][:, 1], minlength=seq).tolist()
+
+
+def _forward_column(model: HookedSAETransformer, source: int, seq: int, layer_from: int, from_z: bool, layer_to: int, to_z: bool, active_out: list[int], d_in: int) -> int:
+    """Useful FLOPs of one forward-mode column entering at position `source`."""
+    cost = _per_row(model)
+    reached = 1  # rows: its own position until the first attention
+    pairs = sum(query + 1 for query in range(source, seq))
+    flops = 0
+    for layer in range(layer_from, layer_to + 1):
+        if layer == layer_to and not to_z:
+            break
+        if not (layer == layer_from and from_z):
+            flops += cost["qkv"] * reached + cost["pair"] * pairs
+            reached = seq - source
+            if layer == layer_to:
+                break
+        flops += cost["out_mlp"] * reached
+    return flops + 2 * d_in * sum(active_out[source : source + reached])
+
+
+def latent_to_latent(model: HookedSAETransformer, result: tuple, layer_from: int, layer_to: int, attention: bool) -> float:
+    """(Jacobian, earlier latents, later latents, later latents from the reconstruction), in forward mode."""
+    prev, recon = result[1], result[3]
+    seq = prev.dense.shape[1]
+    active_out = _active_per_position(recon, seq)
+    d_in = model.cfg.n_heads * model.cfg.d_head if attention else model.cfg.d_model
+    return float(
+        sum(
+            _forward_column(model, source, seq, layer_from, attention, layer_to, attention, active_out, d_in)
+            for source in prev.sparse[1][:, 1].tolist()
+        )
+    )
+
+
+def token_to_latent(model: HookedSAETransformer, result: tuple, layer: int) -> float:
+    """(Jacobian, latents): one forward-mode column per position, entering before block 0."""
+    latents = result[1]
+    seq = latents.dense.shape[1]
+    active_out = _active_per_position(latents, seq)
+    return float(sum(_forward_column(model, source, seq, 0, False, layer, False, active_out, model.cfg.d_model) for source in range(seq)))
+
+
+def latent_to_logit(model: HookedSAETransformer, result: tuple, layer: int) -> float:
+    """(Jacobian, logits, logits_recon, token ids, latents): one reverse-mode row per logit."""
+    k, latents = result[0].shape[0], result[4]
+    seq = latents.dense.shape[1]
+    cost = _per_row(model)
+    last_block = cost["out_mlp"] + cost["q"] + cost["kv"] * seq + cost["pair"] * seq
+    earlier_blocks = (model.cfg.n_layers - 1 - layer) * ((cost["qkv"] + cost["out_mlp"]) * seq + cost["pair"] * seq * (seq + 1) // 2)
+    per_row = 2 * model.cfg.d_model + last_block + earlier_blocks + 2 * model.cfg.d_model * len(latents.sparse[0])
+    return float(k * per_row)
