@@ -44,7 +44,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     stage("libraries")
-    import part_utils  # noqa: F401
+    import part_utils
     import tests
 
     stage("course imports")

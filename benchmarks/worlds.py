@@ -8,7 +8,8 @@ import torch
 from sae_lens import SAE
 
 from part_utils.random_world import GPT2_SHAPE, WorldShape, build_random_world, set_thresholds
-from part_utils.worlds import World, register
+from part_utils.world_types import World
+
 
 def small_world(device: torch.device | str = "cpu") -> World:
     """The toy world when its trained weights are here, else the tiny random world (printed by the caller)."""
@@ -66,7 +67,7 @@ def gpt2_shaped_world(seed: int = 0, shape: WorldShape = GPT2_SHAPE, device: tor
         with model.hooks(fwd_hooks=[(_hook(attn_from), lambda z, hook: z_recon), (_hook(attn_to), lambda z, hook: captured.setdefault("z", z))]):
             model(tokens, stop_at_layer=ind.layer_to + 1)
         set_thresholds(attn_to, captured["z"], shape.l0)
-    return register(world), token_sae
+    return world, token_sae
 
 
 def _hook(sae: SAE) -> str:

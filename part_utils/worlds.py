@@ -44,12 +44,6 @@ def current_world() -> World | None:
     return None if _current_world is None else _current_world()
 
 
-def register(world: World) -> World:
-    """Nothing left to do: every World carries its settings. Kept only so that grading/hidden.py and
-    benchmarks/worlds.py, which still call it, run until their calls are deleted."""
-    return world
-
-
 def requested_world_name(name: str | None = None) -> str:
     name = (os.environ.get(GRADING_WORLD_ENV) or name or os.environ.get(WORLD_ENV) or "auto").lower()
     if name not in WORLD_NAMES:

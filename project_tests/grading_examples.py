@@ -15,9 +15,10 @@ import nbformat
 from nbformat import NotebookNode
 
 from grading.grader import settings
+from tests.exercises import EXERCISES
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-POINTS = {"sparse_tensor": 2, "latent_to_latent": 3, "token_to_latent": 2, "latent_to_logit": 2, "attention": 3}
+POINTS = {exercise.name: exercise.points for exercise in EXERCISES}
 ZERO = dict.fromkeys(POINTS, 0)
 BASE = ZERO | {"sparse_tensor": 2, "token_to_latent": 2, "latent_to_logit": 2}
 

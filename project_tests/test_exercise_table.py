@@ -60,22 +60,21 @@ def test_graded_cells_agree_with_the_table() -> None:
     assert graded == {(exercise.name, part): points for exercise in checks.EXERCISES for part, points in exercise.parts.items()}
 
 
-def test_grading_lists_agree_with_the_table() -> None:
-    """grading/ still spells the exercises out (until it reads the table): the same names, order, points and hidden settings."""
-    from grading import examples, hidden, summary
+def test_grading_reads_the_table() -> None:
+    """The example submissions' points and the hidden tests' candidates come from the table, and every
+    exercise the table draws hidden inputs for gets them, within the hidden world's layers."""
+    from grading.grader import hidden_params
+    from project_tests import grading_examples
 
-    assert summary.EXERCISE_ORDER == tuple(checks.BY_NAME)
-    assert examples.POINTS == {exercise.name: exercise.points for exercise in checks.EXERCISES}
-    assert hidden.HIDDEN_SETTINGS == {exercise.name: dict(exercise.hidden) for exercise in checks.EXERCISES if exercise.hidden}
-
-
-@pytest.mark.parametrize("exercise", [e for e in checks.EXERCISES if e.hidden], ids=lambda e: e.name)
-def test_hidden_settings_fit_the_hidden_world(exercise: checks.Exercise) -> None:
-    """The hidden arguments differ from the visible check's, and name only layers the hidden world (TINY_SHAPE) has."""
-    visible = dataclasses.asdict(getattr(TINY_SHAPE.exercises, exercise.settings))
-    assert any(visible.get(key) != value for key, value in exercise.hidden.items())
-    layers = [value for key, value in exercise.hidden.items() if key.startswith("layer")]
-    assert all(0 <= layer < TINY_SHAPE.n_layers for layer in layers)
+    assert grading_examples.POINTS == {exercise.name: exercise.points for exercise in checks.EXERCISES}
+    _, _, tries = hidden_params.candidates("a secret")
+    drawn = [exercise for exercise in checks.EXERCISES if exercise.draw_hidden is not None]
+    assert [set(candidate) for candidate in tries] == [{exercise.name for exercise in drawn}] * len(tries)
+    for candidate in tries:
+        for name, arguments in candidate.items():
+            layers = [value for key, value in arguments.items() if key.startswith("layer")]
+            assert all(0 <= layer < hidden_params.N_LAYERS for layer in layers), (name, arguments)
+            assert arguments.get("layer_from", -1) < arguments.get("layer_to", 0), (name, arguments)
 
 
 def test_a_world_carries_its_settings_to_the_checks(tiny_world: World) -> None:

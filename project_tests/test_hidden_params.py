@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import tests as checks
 from grading.grader import hidden_params
 
 pytestmark = pytest.mark.nbgrader
@@ -15,10 +16,13 @@ SECRETS = ("project-tests-secret-1", "another instructor", "0123456789abcdef")
 def test_every_hidden_reference_is_non_trivial(secret: str) -> None:
     """Measured on the references that `choose` computed on the hidden world for the inputs it chose."""
     chosen = hidden_params.choose(secret)
-    for exercise in ("latent_to_latent", "token_to_latent", "latent_to_logit", "attention"):
+    drawn = [exercise.name for exercise in checks.EXERCISES if exercise.draw_hidden is not None]
+    assert sorted(chosen["reference_sizes"]) == sorted(drawn)
+    for exercise in drawn:
         sizes = chosen["reference_sizes"][exercise]
-        assert sizes["from"] > 0 and sizes["to"] > 0 and sizes["gradient"] > 0, (secret, exercise, chosen[exercise], sizes)
-    assert hidden_params.non_trivial({"from": 3, "to": 0, "gradient": 0.0}) is False
+        assert min(sizes["shape"]) > 0 and sizes["gradient"] > 0, (secret, exercise, chosen[exercise], sizes)
+    assert hidden_params.non_trivial({"shape": [0, 12], "gradient": 0.0}) is False
+    assert hidden_params.non_trivial({"shape": [3, 12], "gradient": 0.0}) is False
 
 
 def test_the_secret_decides_the_inputs() -> None:

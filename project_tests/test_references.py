@@ -288,3 +288,24 @@ def test_row_by_row_forward_mode_equals_the_plain_one(tiny_world: World, monkeyp
         monkeypatch.setattr(solutions.forward_mode, "supports_positionwise", lambda model, saes: False)
         plain = all_three()
     assert_same_results(row_by_row, plain)
+
+
+@pytest.mark.token_to_latent
+@pytest.mark.latent_to_latent
+@pytest.mark.latent_to_logit
+def test_references_agree_with_the_straightforward_formulation_at_every_layer(tiny_world: World) -> None:
+    """Every layer and pair of layers the hidden tests may draw, the edge cases included: an SAE at
+    layer 0's resid_pre (no block between the embeddings and it) and adjacent layers."""
+    model = tiny_world.model
+    tokens = model.to_tokens(tiny_world.exercises.token_to_latent.prompt)
+    layers = sorted(tiny_world.saes)
+    with torch.enable_grad():
+        for layer in layers:
+            sae = tiny_world.saes[layer]
+            assert_same_results(solutions.token_to_latent_gradients(tokens, sae, model), straightforward.token_to_latent_gradients(tokens, sae, model))
+            assert_same_results(
+                solutions.latent_to_logit_gradients(tokens, sae, model, 5), straightforward.latent_to_logit_gradients(tokens, sae, model, 5)
+            )
+        for layer_from, layer_to in zip(layers, layers[1:]):
+            args = (tokens, tiny_world.saes[layer_from], tiny_world.saes[layer_to], model)
+            assert_same_results(solutions.latent_to_latent_gradients(*args), straightforward.latent_to_latent_gradients(*args))

@@ -69,8 +69,7 @@ class Report:
 
 
 def learner_checks(report: Report, worlds: dict) -> bool:
-    """Step 1: every learner check on CUDA, passed the reference solutions."""
-    import solutions
+    """Step 1: every learner check on CUDA, passed the reference solutions (the exercise table's rows)."""
     import tests as checks
 
     report.add("\n## Learner checks on CUDA, passed the reference solutions\n")
@@ -78,24 +77,15 @@ def learner_checks(report: Report, worlds: dict) -> bool:
     report.add("|---|---|---|---:|")
     ok = True
     for label, world in worlds.items():
-        runs = {
-            "test_sparse_tensor": lambda: checks.test_sparse_tensor(solutions.SparseTensor),
-            "test_latent_to_latent_gradients": lambda: checks.test_latent_to_latent_gradients(solutions.latent_to_latent_gradients, world.model, world.saes),
-            "test_token_to_latent_gradients": lambda: checks.test_token_to_latent_gradients(solutions.token_to_latent_gradients, world.model, world.saes),
-            "test_latent_to_logit_gradients": lambda: checks.test_latent_to_logit_gradients(solutions.latent_to_logit_gradients, world.model, world.saes),
-            "test_latent_to_latent_gradients_attn": lambda: checks.test_latent_to_latent_gradients_attn(
-                solutions.latent_to_latent_gradients_attn, world.model, world.attn_saes
-            ),
-        }
-        for name, run in runs.items():
+        for exercise in checks.EXERCISES:
             start = time.perf_counter()
             try:
                 with contextlib.redirect_stdout(io.StringIO()):
-                    run()
+                    exercise.run_check(exercise.reference, world)
                 result = "passed"
             except checks.CheckFailed as failure:
                 result, ok = f"FAILED: {failure.message}", False
-            report.add(f"| {label} | {name} | {result} | {time.perf_counter() - start:.2f} s |")
+            report.add(f"| {label} | {exercise.check.__name__} | {result} | {time.perf_counter() - start:.2f} s |")
     return ok
 
 
@@ -179,10 +169,9 @@ def main() -> int:
 
     from benchmarks.worlds import small_world
     from part_utils.random_world import TINY_SHAPE, build_random_world
-    from part_utils.worlds import register
 
     def tiny_world():
-        return register(build_random_world(TINY_SHAPE, seed=0, device="cuda"))
+        return build_random_world(TINY_SHAPE, seed=0, device="cuda")
 
     report = Report(args.output)
     properties = torch.cuda.get_device_properties(0)
@@ -192,7 +181,7 @@ def main() -> int:
         f"torch {torch.__version__}, CUDA {torch.version.cuda}; budget {args.budget:.0f} s"
     )
     small = small_world("cuda")
-    checks_ok = learner_checks(report, {small.name: register(small), "tiny random": tiny_world()})
+    checks_ok = learner_checks(report, {small.name: small, "tiny random": tiny_world()})
     catalogue_ok, largest = catalogues(report, tiny_world)
     tolerance(report, largest)
     bench_ok = bench(report, args.budget - (time.perf_counter() - start))

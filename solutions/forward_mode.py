@@ -175,9 +175,12 @@ def _primal_hooks(path: Path) -> list[str]:
     return names
 
 
-def _propagate(model: HookedSAETransformer, primals: dict[str, Tensor], path: Path, rows: Rows, n_cols: int, sources: Tensor) -> Rows:
-    """The tangents' rows at the later SAE's hook, from their rows where they enter (at their own positions)."""
-    seq = primals[f"blocks.{path.layer_from}.hook_resid_mid"].shape[1]
+def _propagate(
+    model: HookedSAETransformer, primals: dict[str, Tensor], path: Path, rows: Rows, n_cols: int, sources: Tensor, seq: int
+) -> Rows:
+    """The tangents' rows at the later SAE's hook, from their rows where they enter (at their own positions).
+
+    A path with no block in between (an SAE at layer 0's resid_pre, fed by the embeddings) returns them as they are."""
     reach = _causal_rows(sources, seq)
     layer = path.layer_from
     d_resid: Rows | None = None if path.from_z else rows
@@ -248,6 +251,6 @@ def positionwise_jacobian(
             columns = torch.arange(start, min(start + chunk, n_in), device=inputs.device)
             sources, tangents = entering_rows(columns)
             rows = Rows(torch.arange(len(columns), device=inputs.device), sources, tangents)
-            at_sae = _propagate(model, primals, path, rows, len(columns), sources)
+            at_sae = _propagate(model, primals, path, rows, len(columns), sources, seq)
             jacobian[:, start : start + len(columns)] = _encoder_jacobian(sae_to, active, at_sae, len(columns))
     return jacobian.reshape(*outputs.shape, *inputs.shape), aux

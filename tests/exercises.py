@@ -6,7 +6,8 @@
   exercise's whose layers and prompts it shares; None for an exercise that needs no world), and so
   their type; its reference solution, its straightforward formulation (the independent second
   implementation the project's tests and the benchmark compare with) and its learner check;
-- its graded parts with their points, and the check's arguments on the hidden grading world.
+- its graded parts with their points, and how the hidden grading tests draw the check's arguments (other
+  prompts, layers, k, sequence seed) from the instructor's secret (`grading.grader.hidden_params`).
 
 Everything that lists exercises reads this table (the checks package, the project's tests and
 markers); it lives beside the checks because it names them (notebooks -> tests -> solutions -> part_utils).
@@ -14,6 +15,7 @@ markers); it lives beside the checks because it names them (notebooks -> tests -
 
 from __future__ import annotations
 
+import random
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,8 +45,10 @@ class Exercise:
     sae_map: str | None
     # Graded part (the check's `part=`) -> points.
     parts: Mapping[str, int]
-    # The check's keyword arguments on the hidden grading world: other layers, prompts, k, sequence seed.
-    hidden: Mapping[str, Any]
+    # Draws the check's keyword arguments on the hidden grading world from the grader's seeded generator,
+    # given the prompts to choose from and the world's number of layers. None: the hidden test has inputs
+    # of its own (SparseTensor's are drawn in the kernel from a seed).
+    draw_hidden: Callable[[random.Random, tuple[str, ...], int], dict[str, Any]] | None
 
     @property
     def settings_type(self) -> type | None:
@@ -66,6 +70,28 @@ def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
 
 
+def _layer_pair(rng: random.Random, n_layers: int) -> dict[str, int]:
+    layer_from, layer_to = sorted(rng.sample(range(n_layers), 2))
+    return {"layer_from": layer_from, "layer_to": layer_to}
+
+
+def _hidden_latent_to_latent(rng: random.Random, prompts: tuple[str, ...], n_layers: int) -> dict[str, Any]:
+    return {"prompt": rng.choice(prompts), **_layer_pair(rng, n_layers)}
+
+
+def _hidden_token_to_latent(rng: random.Random, prompts: tuple[str, ...], n_layers: int) -> dict[str, Any]:
+    return {"prompt": rng.choice(prompts), "layer": rng.randrange(n_layers)}
+
+
+def _hidden_latent_to_logit(rng: random.Random, prompts: tuple[str, ...], n_layers: int) -> dict[str, Any]:
+    # k from 3 to 10: several logits, never the visible check's whole top set.
+    return {"prompt": rng.choice(prompts), "layer": rng.randrange(n_layers), "k": rng.randrange(3, 11)}
+
+
+def _hidden_attention(rng: random.Random, prompts: tuple[str, ...], n_layers: int) -> dict[str, Any]:
+    return {"seed": rng.randrange(10_000), **_layer_pair(rng, n_layers)}
+
+
 # In the order the course teaches them.
 EXERCISES: tuple[Exercise, ...] = (
     Exercise(
@@ -77,7 +103,7 @@ EXERCISES: tuple[Exercise, ...] = (
         check=test_sparse_tensor,
         sae_map=None,
         parts=_frozen({"from_dense": 1, "from_sparse": 1}),
-        hidden=_frozen({}),
+        draw_hidden=None,
     ),
     Exercise(
         name="latent_to_latent",
@@ -88,7 +114,7 @@ EXERCISES: tuple[Exercise, ...] = (
         check=test_latent_to_latent_gradients,
         sae_map="saes",
         parts=_frozen({"activations": 1, "gradients": 2}),
-        hidden=_frozen({"prompt": "Big Ben stands in London, by the river.", "layer_from": 1, "layer_to": 3}),
+        draw_hidden=_hidden_latent_to_latent,
     ),
     Exercise(
         name="token_to_latent",
@@ -99,7 +125,7 @@ EXERCISES: tuple[Exercise, ...] = (
         check=test_token_to_latent_gradients,
         sae_map="saes",
         parts=_frozen({"activations": 1, "gradients": 1}),
-        hidden=_frozen({"prompt": "The museum is closed on Mondays", "layer": 3}),
+        draw_hidden=_hidden_token_to_latent,
     ),
     Exercise(
         name="latent_to_logit",
@@ -110,7 +136,7 @@ EXERCISES: tuple[Exercise, ...] = (
         check=test_latent_to_logit_gradients,
         sae_map="saes",
         parts=_frozen({"activations": 1, "gradients": 1}),
-        hidden=_frozen({"prompt": "The Colosseum is in the city of", "layer": 2, "k": 7}),
+        draw_hidden=_hidden_latent_to_logit,
     ),
     Exercise(
         name="attention",
@@ -121,7 +147,7 @@ EXERCISES: tuple[Exercise, ...] = (
         check=test_latent_to_latent_gradients_attn,
         sae_map="attn_saes",
         parts=_frozen({"activations": 1, "gradients": 2}),
-        hidden=_frozen({"seed": 3, "layer_from": 0, "layer_to": 1}),
+        draw_hidden=_hidden_attention,
     ),
 )
 BY_NAME: Mapping[str, Exercise] = MappingProxyType({exercise.name: exercise for exercise in EXERCISES})

@@ -59,20 +59,15 @@ def read_secret(course: Path, create: bool = False) -> str:
 
 
 def candidates(secret: str) -> tuple[int, int, list[dict[str, dict[str, Any]]]]:
-    """(world seed, sparse-tensor seed, candidate settings per exercise in the order they are tried)."""
+    """(world seed, sparse-tensor seed, candidate settings per exercise in the order they are tried).
+
+    Each exercise's candidates are drawn by its row of the exercise table (`tests.exercises`)."""
+    from tests.exercises import EXERCISES
+
     rng = random.Random(hashlib.sha256(secret.encode()).digest())
     world_seed, sparse_seed = rng.randrange(2**31), rng.randrange(2**31)
-    pairs = [(a, b) for a in range(N_LAYERS) for b in range(a + 1, N_LAYERS)]
-    tries = []
-    for _ in range(MAX_TRIES):
-        layer_from, layer_to = rng.choice(pairs)
-        attn_from, attn_to = rng.choice(pairs)
-        tries.append({
-            "latent_to_latent": {"prompt": rng.choice(PROMPTS), "layer_from": layer_from, "layer_to": layer_to},
-            "token_to_latent": {"prompt": rng.choice(PROMPTS), "layer": rng.randrange(N_LAYERS)},
-            "latent_to_logit": {"prompt": rng.choice(PROMPTS), "layer": rng.randrange(N_LAYERS), "k": rng.randrange(3, 11)},
-            "attention": {"seed": rng.randrange(10_000), "layer_from": attn_from, "layer_to": attn_to},
-        })
+    drawn = [exercise for exercise in EXERCISES if exercise.draw_hidden is not None]
+    tries = [{exercise.name: exercise.draw_hidden(rng, PROMPTS, N_LAYERS) for exercise in drawn} for _ in range(MAX_TRIES)]
     return world_seed, sparse_seed, tries
 
 
@@ -82,61 +77,47 @@ def hidden_world(seed: int) -> Any:
     return build_random_world(TINY_SHAPE, seed=seed, device="cpu")
 
 
-def reference_sizes(world: Any, exercise: str, chosen: dict[str, Any]) -> dict[str, float]:
-    """How much the reference result of one hidden test holds: active latents of each side, gradient mass."""
-    import torch
+def reference_sizes(world: Any, exercise: str, chosen: dict[str, Any]) -> dict[str, Any]:
+    """The shape and absolute sum of the reference Jacobian of one hidden test, as its check computes it.
 
-    import solutions
-    from part_utils.worlds import exercise_settings
+    The check is run with the reference in the learner's place, recording what it returns: the same
+    tokens, layers and k the hidden test will use, whatever the exercise."""
+    import contextlib
+    import io
 
-    model = world.model
+    from tests.exercises import BY_NAME
 
-    def active(sparse: Any) -> int:
-        return int(sparse.sparse[0].numel())
+    row = BY_NAME[exercise]
+    returned: list[Any] = []
 
-    with torch.enable_grad():
-        if exercise == "latent_to_latent":
-            tokens = model.to_tokens(chosen["prompt"])
-            grads, prev, _, recon = solutions.latent_to_latent_gradients(tokens, world.saes[chosen["layer_from"]], world.saes[chosen["layer_to"]], model)
-            return {"from": active(prev), "to": active(recon), "gradient": float(grads.detach().abs().sum())}
-        if exercise == "token_to_latent":
-            tokens = model.to_tokens(chosen["prompt"])
-            grads, acts = solutions.token_to_latent_gradients(tokens, world.saes[chosen["layer"]], model)
-            return {"from": int(tokens.numel()), "to": active(acts), "gradient": float(grads.detach().abs().sum())}
-        if exercise == "latent_to_logit":
-            tokens = model.to_tokens(chosen["prompt"])
-            result = solutions.latent_to_logit_gradients(tokens, world.saes[chosen["layer"]], model, chosen["k"])
-            return {"from": active(result[-1]), "to": chosen["k"], "gradient": float(result[0].detach().abs().sum())}
-        tokens = exercise_settings(model).induction.repeated_tokens(model, chosen["seed"])
-        grads, prev, _, recon = solutions.latent_to_latent_gradients_attn(tokens, world.attn_saes[chosen["layer_from"]], world.attn_saes[chosen["layer_to"]], model)
-        return {"from": active(prev), "to": active(recon), "gradient": float(grads.detach().abs().sum())}
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        returned.append(row.reference(*args, **kwargs))
+        return returned[-1]
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        row.run_check(recorded, world, **chosen)
+    gradients = returned[-1][0].detach()
+    return {"shape": list(gradients.shape), "gradient": float(gradients.abs().sum())}
 
 
-def non_trivial(sizes: dict[str, float]) -> bool:
-    return sizes["from"] > 0 and sizes["to"] > 0 and sizes["gradient"] > 0
+def non_trivial(sizes: dict[str, Any]) -> bool:
+    """Active latents (or logits, or tokens) on both sides of the Jacobian, and a gradient that is not all zero."""
+    return all(n > 0 for n in sizes["shape"]) and sizes["gradient"] > 0
 
 
 def choose(secret: str) -> dict[str, Any]:
     """The hidden tests' inputs for this secret: per exercise, the first candidate that can fail."""
-    from part_utils.worlds import current_world, register
-
     world_seed, sparse_seed, tries = candidates(secret)
-    previous = current_world()
     world = hidden_world(world_seed)
-    register(world)  # so that the reference finds this model's settings...
-    try:
-        chosen: dict[str, Any] = {"world_seed": world_seed, "sparse_seed": sparse_seed, "reference_sizes": {}}
-        for exercise in tries[0]:
-            for candidate in tries:
-                sizes = reference_sizes(world, exercise, candidate[exercise])
-                if non_trivial(sizes):
-                    chosen[exercise], chosen["reference_sizes"][exercise] = candidate[exercise], sizes
-                    break
-            else:
-                raise RuntimeError(f"no non-trivial hidden test for {exercise} in {MAX_TRIES} tries: choose another secret")
-    finally:
-        if previous is not None:
-            register(previous)  # ...while whichever world was current stays so
+    chosen: dict[str, Any] = {"world_seed": world_seed, "sparse_seed": sparse_seed, "reference_sizes": {}}
+    for exercise in tries[0]:
+        for candidate in tries:
+            sizes = reference_sizes(world, exercise, candidate[exercise])
+            if non_trivial(sizes):
+                chosen[exercise], chosen["reference_sizes"][exercise] = candidate[exercise], sizes
+                break
+        else:
+            raise RuntimeError(f"no non-trivial hidden test for {exercise} in {MAX_TRIES} tries: choose another secret")
     return chosen
 
 

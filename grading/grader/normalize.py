@@ -11,6 +11,7 @@ grades and feedback.
 from __future__ import annotations
 
 import copy
+
 import nbformat
 from nbformat import NotebookNode
 

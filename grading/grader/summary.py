@@ -19,8 +19,6 @@ from nbgrader.api import Gradebook, MissingEntry
 from grading.grader import settings
 from grading.grader.normalize import exercise_of_cells
 
-EXERCISE_ORDER = ("sparse_tensor", "latent_to_latent", "token_to_latent", "latent_to_logit", "attention")
-
 
 def _runtime_integrity(course: Path, student: str, exercise_of: dict[str, str]) -> dict[str, list[str]]:
     """Exercises whose graded cells raised an IntegrityViolation in the kernel (the hidden tests' findings)."""
@@ -39,7 +37,8 @@ def _runtime_integrity(course: Path, student: str, exercise_of: dict[str, str]) 
 def collect(course: Path) -> tuple[list[str], list[dict]]:
     release = nbformat.read(course / "source" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb", as_version=4)
     exercise_of = exercise_of_cells(release)
-    exercises = [e for e in EXERCISE_ORDER if e in exercise_of.values()] + sorted(set(exercise_of.values()) - set(EXERCISE_ORDER))
+    # In the order the notebook teaches them, which the exercise table (tests/exercises.py) set.
+    exercises = list(dict.fromkeys(exercise_of.values()))
     rows = []
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         for student in sorted(s.id for s in gradebook.students):

@@ -67,7 +67,7 @@ def _watched() -> Iterator[tuple[str, Any, str, Any]]:
 def _methods() -> dict[str, frozenset[str]]:
     """The names of each watched library class's own methods: a method added to a subclass counts too."""
     found: dict[str, set[str]] = {}
-    for name, owner, attribute, _ in _watched():
+    for _, owner, attribute, _ in _watched():
         if isinstance(owner, type):
             found.setdefault(f"{owner.__module__}.{owner.__qualname__}", set()).add(attribute)
     return {klass: frozenset(names) for klass, names in found.items()}

@@ -31,6 +31,7 @@ import torch
 import tests
 from grading.kernel import guard
 
+
 def params() -> dict[str, Any]:
     try:
         return json.loads(os.environ["GRADING_HIDDEN_PARAMS"])
@@ -58,15 +59,9 @@ class IntegrityViolation(_OneMessage):
 @functools.lru_cache(maxsize=1)
 def hidden_world() -> Any:
     from part_utils.random_world import TINY_SHAPE, build_random_world
-    from part_utils.worlds import current_world, register
 
-    previous = current_world()
     with contextlib.redirect_stdout(io.StringIO()):
-        world = build_random_world(TINY_SHAPE, seed=params()["world_seed"], device=_device())
-    register(world)  # so that the checks find this model's settings...
-    if previous is not None:
-        register(previous)  # ...while the notebook's world stays the current one
-    return world
+        return build_random_world(TINY_SHAPE, seed=params()["world_seed"], device=_device())
 
 
 def _device() -> torch.device:
@@ -160,19 +155,7 @@ def _run_hidden(exercise: str, part: str, fn: Any, calls: list[str]) -> None:
     if exercise == "sparse_tensor":
         tests._report.call_learner("test_sparse_tensor", _check_sparse_tensor, _TracedSparseTensor(fn, calls), part)
         return
-    world = hidden_world()
-    settings = params()[exercise]
-    traced = _traced(fn, calls)
-    if exercise == "latent_to_latent":
-        tests.test_latent_to_latent_gradients(traced, world.model, world.saes, part=part, **settings)
-    elif exercise == "token_to_latent":
-        tests.test_token_to_latent_gradients(traced, world.model, world.saes, part=part, **settings)
-    elif exercise == "latent_to_logit":
-        tests.test_latent_to_logit_gradients(traced, world.model, world.saes, part=part, **settings)
-    elif exercise == "attention":
-        tests.test_latent_to_latent_gradients_attn(traced, world.model, world.attn_saes, part=part, **settings)
-    else:
-        raise ValueError(f"unknown exercise {exercise!r}")
+    tests.BY_NAME[exercise].run_check(_traced(fn, calls), hidden_world(), part=part, **params()[exercise])
 
 
 def check(exercise: str, part: str, fn: Any) -> None:

@@ -18,9 +18,9 @@ if _limit > 0:
     resource.setrlimit(resource.RLIMIT_DATA, (_limit, _limit))
 warnings.simplefilter("ignore")
 
-import tests  # noqa: E402  (after the limits: the checks import torch)
 import torch.testing  # noqa: E402,F401
 
+import tests  # noqa: E402,F401  (after the limits: the checks import torch; imported for guard.snapshot)
 from grading.kernel import guard, hidden  # noqa: E402,F401
 
 guard.memoize_reference()
