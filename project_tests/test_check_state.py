@@ -86,6 +86,7 @@ def test_state_is_restored_when_the_function_raises(exercise: str, fresh_world: 
     assert "raised RuntimeError" in str(failure.value) and "learner bug" in str(failure.value)
 
 
+@pytest.mark.slow  # every check twice, with a learner that leaves everything behind
 @pytest.mark.parametrize("exercise", GRADIENT_EXERCISES)
 def test_leaked_state_is_undone_and_reported(exercise: str, fresh_world: World) -> None:
     before = _state(fresh_world, exercise)
@@ -99,6 +100,7 @@ def test_leaked_state_is_undone_and_reported(exercise: str, fresh_world: World) 
         assert words in message, words
 
 
+@pytest.mark.slow  # every check twice, with a learner that leaves everything behind
 @pytest.mark.parametrize("exercise", GRADIENT_EXERCISES)
 def test_wrong_results_and_leaked_state_are_both_reported(exercise: str, fresh_world: World) -> None:
     before = _state(fresh_world, exercise)
@@ -124,6 +126,7 @@ def test_a_clean_correct_function_leaves_state_untouched(exercise: str, fresh_wo
     assert "passed" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a check whose learner changes the weights in place
 def test_in_place_weight_changes_are_reported(fresh_world: World) -> None:
     def scribbles(tokens: Any, sae_from: Any, sae_to: Any, model: Any) -> Any:
         result = solutions.latent_to_latent_gradients(tokens, sae_from, sae_to, model)

@@ -25,6 +25,9 @@ from part_utils.world_types import World
 STEP = 1e-4  # central differences in float64: truncation ~STEP**2, rounding ~1e-16 / STEP
 N_ENTRIES = 6  # Jacobian entries checked per computation: the largest, and a seeded random few
 
+# Every reference against two other formulations, one of them finite differences in float64: the slow tier.
+pytestmark = pytest.mark.slow
+
 
 # ------------------------------------------------------------------------------------ shared helpers
 def assert_same_results(got: object, want: object, name: str = "result") -> None:
@@ -244,7 +247,6 @@ def test_attention_reference(tiny_world: World, world64: World) -> None:
 
 @pytest.mark.latent_to_latent
 @pytest.mark.latent_to_logit
-@pytest.mark.slow  # every Jacobian again, in chunks of one
 def test_chunked_jacobians_are_the_same(tiny_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """With a memory bound small enough to split every Jacobian into chunks (as a long prompt would),
     forward mode (latent-to-latent) and reverse mode (top-k logits) give the same results."""

@@ -302,6 +302,7 @@ def _state(world: World, layers: list[int]) -> dict[str, torch.Tensor]:
     return tensors
 
 
+@pytest.mark.slow  # builds and calibrates two random worlds
 def test_random_world_is_deterministic() -> None:
     """Same seed, same weights, whichever order the SAEs are loaded in; another seed, other weights."""
     shape = SMALL_RANDOM_SHAPE
@@ -316,6 +317,7 @@ def test_random_world_is_deterministic() -> None:
     assert not torch.equal(first_state["saes.0.W_dec"], other_state["saes.0.W_dec"])
 
 
+@pytest.mark.slow  # encodes calibration text with every SAE of the tiny world
 @torch.no_grad()
 def test_random_world_l0_is_near_its_target(tiny_world: World, figures) -> None:
     """About `l0` latents fire per token, on the calibration texts and on a sentence the SAEs never saw."""
