@@ -41,7 +41,7 @@ lab: setup
 test: setup
 	$(PY) -m pytest
 
-# The fast tier: unit tests and the learner checks on the tiny random world (under a minute on 2 cores).
+# The fast tier: unit tests and the learner checks on the tiny random world (about 52 s of CPU).
 # The tiers are pytest markers (pyproject.toml): this leaves out the tests marked slow.
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
