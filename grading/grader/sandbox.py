@@ -120,6 +120,7 @@ class SandboxProvisioner(LocalProvisioner):
         return os.environ.get("GRADING_ALLOW_UNSANDBOXED", "") == "1"
 
     scratch: Path | None = None
+    sandboxed = False
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         problem = sandbox_problem()
@@ -139,6 +140,7 @@ class SandboxProvisioner(LocalProvisioner):
                     "TMPDIR": str(self.scratch), "JUPYTER_RUNTIME_DIR": str(self.scratch)})
         kwargs["env"] = env
         kwargs = await super().pre_launch(**kwargs)
+        self.sandboxed = problem is None
         if problem:
             self.log.warning("GRADING WITHOUT THE SANDBOX (%s): the submission's code can reach your files and the network.", problem)
             EVENTS.append(UNSANDBOXED_NOTE)
@@ -147,6 +149,26 @@ class SandboxProvisioner(LocalProvisioner):
             kwargs["cmd"] = _bwrap_prefix(self.scratch, list(self.hidden_paths)) + list(kwargs["cmd"])
             kwargs["cwd"] = "/"
         return kwargs
+
+    def _kernel_pid(self) -> int | None:
+        """The kernel's PID (as this process sees it): the child of bwrap's init, itself bwrap's child."""
+        try:
+            init = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()[0]
+            return int(Path(f"/proc/{init}/task/{init}/children").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            return None
+
+    async def send_signal(self, signum: int) -> None:
+        # An interrupt sent to bwrap's process group does not reach the kernel in its PID namespace
+        # (measured: the cell keeps running); sent to the kernel's own PID, it does.
+        kernel = self._kernel_pid() if self.sandboxed and self.pid is not None else None
+        if kernel is not None:
+            try:
+                os.kill(kernel, signum)
+                return
+            except OSError:
+                pass
+        await super().send_signal(signum)
 
     def note_processes_left(self) -> None:
         """Before the kernel is asked to go: which processes of the submission are still running."""
