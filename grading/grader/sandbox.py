@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,6 @@ class SandboxProvisioner(LocalProvisioner):
             if left:
                 EVENTS.append(f"{len(left)} process(es) your code started were still running when grading ended and were killed ({'; '.join(left[:3])}).")
 
-
     async def cleanup(self, restart: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()  # bwrap, hence (--die-with-parent) the whole PID namespace
@@ -196,8 +196,6 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
         if self.provisioner is None:
-            import uuid
-
             self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
             self.provisioner = SandboxProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
         return await super()._async_pre_start_kernel(**kw)
