@@ -85,7 +85,7 @@ def grade_one(course: Path, student: str, threads: int) -> Result:
         # nbgrader could not grade the notebook at all (it cannot even read it): grade the release in its
         # place, so that the student gets a row and a feedback that says why.
         fallback = True
-        notes = [f"The grader could not run this notebook (nbgrader exit status {code}); the untouched release was graded in its place, so every exercise scores 0. Ask your instructor."]
+        notes = [f"nbgrader could not read or run this notebook (exit status {code}); the untouched release was graded in its place, so every exercise scores 0. Ask your instructor."]
         staging = paths["fallback"] / student / settings.ASSIGNMENT
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(paths["submitted"] / student / settings.ASSIGNMENT, staging, ignore=shutil.ignore_patterns("*.ipynb"))

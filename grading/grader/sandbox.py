@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,7 @@ class SandboxProvisioner(LocalProvisioner):
         return os.environ.get("GRADING_ALLOW_UNSANDBOXED", "") == "1"
 
     scratch: Path | None = None
+    sandboxed = False
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         problem = sandbox_problem()
@@ -139,6 +141,7 @@ class SandboxProvisioner(LocalProvisioner):
                     "TMPDIR": str(self.scratch), "JUPYTER_RUNTIME_DIR": str(self.scratch)})
         kwargs["env"] = env
         kwargs = await super().pre_launch(**kwargs)
+        self.sandboxed = problem is None
         if problem:
             self.log.warning("GRADING WITHOUT THE SANDBOX (%s): the submission's code can reach your files and the network.", problem)
             EVENTS.append(UNSANDBOXED_NOTE)
@@ -148,13 +151,32 @@ class SandboxProvisioner(LocalProvisioner):
             kwargs["cwd"] = "/"
         return kwargs
 
+    def _kernel_pid(self) -> int | None:
+        """The kernel's PID (as this process sees it): the child of bwrap's init, itself bwrap's child."""
+        try:
+            init = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()[0]
+            return int(Path(f"/proc/{init}/task/{init}/children").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            return None
+
+    async def send_signal(self, signum: int) -> None:
+        # An interrupt sent to bwrap's process group does not reach the kernel in its PID namespace
+        # (measured: the cell keeps running); sent to the kernel's own PID, it does.
+        kernel = self._kernel_pid() if self.sandboxed and self.pid is not None else None
+        if kernel is not None:
+            try:
+                os.kill(kernel, signum)
+                return
+            except OSError:
+                pass
+        await super().send_signal(signum)
+
     def note_processes_left(self) -> None:
         """Before the kernel is asked to go: which processes of the submission are still running."""
         if self.pid is not None and self.process is not None and self.process.poll() is None:
             left = _namespace_processes(self.pid)
             if left:
                 EVENTS.append(f"{len(left)} process(es) your code started were still running when grading ended and were killed ({'; '.join(left[:3])}).")
-
 
     async def cleanup(self, restart: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -174,8 +196,6 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
         if self.provisioner is None:
-            import uuid
-
             self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
             self.provisioner = SandboxProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
         return await super()._async_pre_start_kernel(**kw)
