@@ -257,3 +257,43 @@ def latents_on_every_second_half_token(latents: torch.Tensor, seq_len: int) -> l
     second_half = latents[0, seq_len + 1 :] > 0
     counts = Counter(second_half.nonzero()[:, 1].tolist())
     return sorted(latent for latent, count in counts.items() if count >= seq_len)
+
+
+def all_resid_latent_gradients(
+    model: HookedSAETransformer, sae_from: SAE, sae_to: SAE, tokens: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients between every active latent of two residual SAEs, at every position, as in exercise 3.
+
+    Returns (gradients (n_to, n_from), from indices (n_from, 3), to indices (n_to, 3)), indices as (batch, pos, latent).
+    """
+    layer_from, layer_to = _get_hook_layer(sae_from), _get_hook_layer(sae_to)
+    with torch.no_grad():
+        latents = sae_from.encode(model(tokens, stop_at_layer=layer_from))
+    from_indices = latents.nonzero()
+
+    def later_latents(values: torch.Tensor) -> torch.Tensor:
+        patched = torch.zeros_like(latents).index_put(tuple(from_indices.T), values)
+        return sae_to.encode(model(sae_from.decode(patched), start_at_layer=layer_from, stop_at_layer=layer_to))
+
+    values = latents[tuple(from_indices.T)]
+    with torch.no_grad():
+        to_indices = later_latents(values).nonzero()
+    gradients = torch.func.jacrev(lambda v: later_latents(v)[tuple(to_indices.T)])(values)
+    return gradients, from_indices, to_indices
+
+
+def same_position_share(gradients: torch.Tensor, from_indices: torch.Tensor, to_indices: torch.Tensor, top: int) -> float:
+    """Of the `top` largest |gradients|, the share that connect two latents at the same position."""
+    order = gradients.abs().flatten().argsort(descending=True)[:top]
+    to_rows, from_cols = order // gradients.shape[1], order % gradients.shape[1]
+    return (to_indices[to_rows, 1] == from_indices[from_cols, 1]).float().mean().item()
+
+
+def token_gradients_to_latent(model: HookedSAETransformer, sae: SAE, tokens: torch.Tensor, pos: int, latent: int) -> torch.Tensor:
+    """d(latent at `pos`) / d(scale of each position's embedding), at scale 1: the exercise-4 probe for one latent, (seq,)."""
+
+    def activation(scales: torch.Tensor) -> torch.Tensor:
+        embeddings = model(tokens, stop_at_layer=0) * scales[..., None]
+        return sae.encode(model(embeddings, start_at_layer=0, stop_at_layer=_get_hook_layer(sae)))[0, pos, latent]
+
+    return torch.func.jacrev(activation)(torch.ones(tokens.shape))[0]

@@ -340,6 +340,7 @@ def measure_settings(data_dir: Path) -> dict:
             best = candidate
     gradient, bigram_layer, e_latent, iff_latent = best
     facts.update(e_latent=e_latent, iff_latent=iff_latent, e_iff_gradient=round(gradient, 4))
+    facts.update(measure_bigram_views(model, resid_saes[0], resid_saes[bigram_layer], tokens, iff_pos, iff_latent))
 
     # Induction circuit between the previous-token head's layer and the induction head's layer.
     notebook_sequence = tw.repeated_random_tokens(pool, INDUCTION_SEQ_LEN, 1, 0, bos)
@@ -364,6 +365,16 @@ def measure_settings(data_dir: Path) -> dict:
             "induction_heads": [[induction_layer, h] for h in heads_over(induction_scores, induction_layer, induction_head)],
         },
         "facts": facts,
+    }
+
+
+def measure_bigram_views(model, sae_from, sae_to, tokens: torch.Tensor, iff_pos: int, iff_latent: int) -> dict:
+    """What the notebook says about the whole latent-to-latent matrix, and about the token view of the bigram."""
+    gradients, from_indices, to_indices = tw.all_resid_latent_gradients(model, sae_from, sae_to, tokens)
+    token_gradients = tw.token_gradients_to_latent(model, sae_to, tokens, iff_pos, iff_latent)
+    return {
+        "same_position_share_top50": round(tw.same_position_share(gradients, from_indices, to_indices, 50), 3),
+        "iff_token_gradients": [round(value, 4) for value in token_gradients[: iff_pos + 1].tolist()],
     }
 
 
