@@ -36,7 +36,7 @@ GPT2_FACTS = {
     },
     "latent_to_logit": {"dashboards": [["blocks.9.hook_resid_pre", 22250], ["blocks.9.hook_resid_pre", 5879]]},
     "induction": {
-        "dashboards": [["blocks.5.hook_z", 35425], ["blocks.5.hook_z", 36126], ["blocks.4.hook_z", 22975], ["blocks.4.hook_z", 21020]]
+        "dashboards": [["blocks.5.hook_z", 35425], ["blocks.5.hook_z", 36126], ["blocks.4.hook_z", 22975], ["blocks.4.hook_z", 21020], ["blocks.4.hook_z", 23954]]
     },
 }
 

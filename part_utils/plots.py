@@ -115,9 +115,28 @@ def plot_token_to_latent(gradients: Tensor, latent_acts: Any, str_toks: Sequence
 
 
 def plot_latent_to_logit(
-    gradients: Tensor, latent_acts: Any, token_ids: list[int], str_toks: Sequence[str], layer: int, model: Any
+    gradients: Tensor,
+    latent_acts: Any,
+    token_ids: list[int] | None,
+    str_toks: Sequence[str],
+    layer: int,
+    model: Any,
+    max_logits: int = 25,
 ) -> go.Figure:
-    """Heatmap of d(logit)/d(latent), latents sorted by how much they push the top prediction."""
+    """Heatmap of d(logit)/d(latent), latents sorted by their gradient on the first row (most positive first).
+
+    `token_ids` names the rows (the top-k logits, highest first). None means `gradients` has a row for
+    every logit (as with `k=None`): the `max_logits` rows with the largest |gradient| are shown, the
+    most responsive first.
+    """
+    if token_ids is None:
+        gradients = gradients.reshape(-1, gradients.shape[-1])
+        n_logits = gradients.shape[0]
+        token_ids = gradients.abs().amax(dim=1).topk(min(max_logits, n_logits)).indices.tolist()
+        gradients = gradients[token_ids]
+        which = f"the {len(token_ids)} of all {n_logits} logits with the largest gradients"
+    else:
+        which = f"the top {len(token_ids)} logits"
     order = gradients[0].argsort(descending=True)
     x = [f"{str_toks[pos]!r} ({pos}), latent {latent}" for _, pos, latent in latent_acts.indices[order].tolist()]
     y = [f"{model.to_single_str_token(token)!r} ({token})" for token in token_ids]
@@ -127,7 +146,7 @@ def plot_latent_to_logit(
         y,
         f"Latents in layer {layer}",
         "Logits",
-        f"Gradients between SAE latents in layer {layer} and the top {len(token_ids)} logits"
+        f"Gradients between SAE latents in layer {layer} and {which}"
         f"<br><sup>Prompt: {''.join(str_toks)!r}</sup>",
         width=_size(len(x), 14, 700, 1900),
         height=_size(len(y), 28, 400, 900),
