@@ -91,15 +91,24 @@ def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[
 
 
 def show_observations(world: World, exercise: str) -> None:
-    """Print what this world shows in `exercise` (measured when the world was built), if it is known.
+    """Show what this world shows in `exercise` (measured when the world was built), folded away.
 
-    `exercise` is one of "latent_to_latent", "token_to_latent", "latent_to_logit", "induction".
+    `exercise` is one of "latent_to_latent", "token_to_latent", "latent_to_logit", "induction". In
+    Jupyter the observations are a collapsed section, opened with a click (so the learner can look at
+    the plot first); as plain text (a console, a test) they are a list.
     """
+    from html import escape
+
+    from IPython.display import display
+
     observations = world.facts.get(exercise, {}).get("observations", [])
     if observations:
-        for line in observations:
-            print(f"• {line}")
+        summary = f"What the {world.name} world shows here, measured (click to open)"
+        text = "\n".join(f"• {line}" for line in observations)
+        items = "".join(f"<li>{escape(line)}</li>" for line in observations)
+        html = f"<details><summary><b>{escape(summary)}</b></summary><ul>{items}</ul></details>"
+        display({"text/plain": text, "text/html": html}, raw=True)
     elif world.name == "gpt2":
-        print("GPT-2's expected figures are in the text above.")
+        print("GPT-2's expected figures are in the notes above.")
     else:
         print(f"The {world.name} world has no recorded observations: its weights are random, so the pictures are noise.")

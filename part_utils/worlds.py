@@ -237,20 +237,25 @@ def load_world(name: str | None = None, device: torch.device | str | None = None
 
     device = torch.device(device) if device is not None else get_device()
     name = requested_world_name(name)
-    if name == "auto":
+    world = None
+    if name in ("auto", "gpt2"):
         from part_utils import gpt2_world
 
-        reason = gpt2_world.why_unavailable()
-        if reason is None:
-            name = "gpt2"
-        else:
+        probed = gpt2_world.availability()  # the network is probed once per load_world
+        if name == "auto" and probed[0] is not None:
             name = "toy"
             if verbose:
-                print(f"GPT-2 is not available ({reason}), so the course runs on the offline toy world.")
-    if name == "gpt2":
-        from part_utils import gpt2_world
-
-        world = gpt2_world.load_gpt2_world(device)
+                print(f"GPT-2 is not available ({probed[0]}), so the course runs on the offline toy world.")
+        elif name == "auto":
+            try:
+                world = gpt2_world.load_gpt2_world(device, probed)
+            except WorldUnavailable as error:  # e.g. a download that broke partway
+                name = "toy"
+                print(f"{error}\nSo the course runs on the offline toy world instead.")
+        else:
+            world = gpt2_world.load_gpt2_world(device, probed)
+    if world is not None:
+        pass  # GPT-2, loaded above
     elif name == "toy":
         world = load_toy_world(device)
     else:
@@ -281,10 +286,43 @@ def load_toy_world(device: torch.device | str = "cpu") -> World:
     )
 
 
-def internet_reachable(host: str = "huggingface.co", timeout_s: float = 3.0) -> bool:
-    """Whether a TCP connection to `host` opens within `timeout_s` (DNS failure counts as no)."""
-    try:
-        with socket.create_connection((host, 443), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
+def hub_address() -> tuple[str, int]:
+    """(host, port) a connection to the Hugging Face Hub opens first: its HTTPS proxy if one applies, else the
+    endpoint itself (`HF_ENDPOINT`, default https://huggingface.co), as huggingface_hub's own client would."""
+    import urllib.parse
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    proxy = urllib.request.getproxies().get(endpoint.scheme or "https")
+    if proxy and not urllib.request.proxy_bypass(host):
+        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        return parsed.hostname or host, parsed.port or 8080
+    return host, port
+
+
+def internet_reachable(host: str | None = None, timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to `host` (port 443; default: the Hub or its proxy, see `hub_address`) opens
+    within `timeout_s` in all.
+
+    Name resolution is part of the budget: `socket.create_connection`'s timeout does not cover DNS,
+    which can hang for much longer on a broken network, so the attempt runs in a daemon thread that is
+    abandoned at the deadline.
+    """
+    import threading
+
+    outcome: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection(hub_address() if host is None else (host, 443), timeout=timeout_s):
+                outcome.append(True)
+        except (OSError, ValueError):
+            outcome.append(False)
+
+    attempt = threading.Thread(target=connect, name="hub-probe", daemon=True)
+    attempt.start()
+    attempt.join(timeout_s)
+    return bool(outcome and outcome[0])

@@ -20,6 +20,8 @@ from part_utils.worlds import World, load_world, register
 
 ENTRIES = all_entries()
 WORLDS = ("tiny", "toy")
+# Share of rejected wrong solutions whose message carries a hint (the likely mistake), not only the difference.
+MIN_HINT_RATE = 0.95
 
 
 def _normalised(text: str) -> str:
@@ -41,7 +43,7 @@ def world(request: pytest.FixtureRequest) -> World:
 
 def _params(entries: list[Entry]) -> list:
     return [
-        pytest.param(world, entry, id=f"{world}-{entry.id}", marks=getattr(pytest.mark, entry.exercise))
+        pytest.param(world, entry, id=f"{world}-{entry.id}", marks=getattr(pytest.mark, entry.marker))
         for world in WORLDS
         for entry in entries
     ]
@@ -105,9 +107,13 @@ def test_kill_and_false_reject_rates(request: pytest.FixtureRequest, tiny_world:
     worlds = {"tiny": tiny_world}
     if (DATA_DIR / WORLD_FILE).exists():
         worlds["toy"] = request.getfixturevalue("toy_world")
-    header = f"{'world':6} {'check':18} {'killed':>9} {'named':>9} {'kill rate':>10} {'accepted':>9} {'false-reject':>13} {'max rel. err':>13}"
+    header = (
+        f"{'world':6} {'check':22} {'killed':>9} {'named':>9} {'hinted':>9} {'kill rate':>10} {'accepted':>9} "
+        f"{'false-reject':>13} {'max rel. err':>13}"
+    )
     lines = [header, "-" * len(header)]
     failures = []
+    hinted_total = killed_total = 0
     for name, world in worlds.items():
         register(world)
         for exercise in EXERCISES:
@@ -121,16 +127,22 @@ def test_kill_and_false_reject_rates(request: pytest.FixtureRequest, tiny_world:
                 for e, o in zip(wrong, wrong_out)
             )
             recognisable = sum(e.hint is not None for e in wrong)
+            # A rejection with a hint names the likely mistake, not only the difference.
+            hinted = sum(not o.accepted and o.hint_given for o in wrong_out)
+            hinted_total, killed_total = hinted_total + hinted, killed_total + killed
             false_rejects = sum(not o.accepted for o in right_out)
             errors = [o.relative_error for o in right_out if o.relative_error is not None]
             lines.append(
-                f"{name:6} {exercise:18} {killed:>4}/{len(wrong):<4} {named:>4}/{recognisable:<4} "
+                f"{name:6} {exercise:22} {killed:>4}/{len(wrong):<4} {named:>4}/{recognisable:<4} {hinted:>4}/{killed:<4} "
                 f"{killed / len(wrong):>10.0%} {len(right) - false_rejects:>4}/{len(right):<4} "
                 f"{false_rejects / len(right):>13.0%} {max(errors) if errors else 0.0:>13.1e}"
             )
             failures += [f"{name}: {e.id} passed" for e, o in zip(wrong, wrong_out) if o.accepted]
             failures += [f"{name}: {e.id} rejected" for e, o in zip(right, right_out) if not o.accepted]
+    hint_rate = hinted_total / killed_total
+    lines.append(f"hint rate: {hinted_total} of {killed_total} rejected wrong solutions ({hint_rate:.1%}) get a hint naming the likely mistake (goal: {MIN_HINT_RATE:.0%})")
     for line in lines:
         figures.add("learner checks: wrong catalogue killed, correct catalogue falsely rejected", line)
     print("\n".join(lines))
     assert not failures, failures
+    assert hint_rate >= MIN_HINT_RATE, [e.id for e in ENTRIES if not e.correct and not outcome(e, worlds["tiny"]).hint_given]

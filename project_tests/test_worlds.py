@@ -23,13 +23,18 @@ import torch
 
 import solutions
 import tests as checks
-from fake_hf_cache import build_fake_hf_cache  # project_tests/fake_hf_cache.py
+from fake_hf_cache import attention_d_sae, build_fake_hf_cache  # project_tests/fake_hf_cache.py
+from hf_server import serve_hub  # project_tests/hf_server.py
 from part_utils import gpt2_world, worlds
 from part_utils.random_world import CALIBRATION_TEXTS, TINY_SHAPE, WorldShape, build_random_world
 from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_tokenizer
 from part_utils.worlds import GPT2_EXERCISES, World, WorldUnavailable, load_world
 
 pytestmark = pytest.mark.worlds
+
+# The real probe: the autouse fixture below replaces `worlds.internet_reachable` in every test.
+REAL_PROBE = worlds.internet_reachable
+ROOT = Path(__file__).resolve().parent.parent
 
 # The fake GPT-2: as many layers as the real one (the exercises use layers 0, 3, 9 and 4, 5), tiny widths.
 FAKE_N_LAYERS, FAKE_D_MODEL, FAKE_N_HEADS, FAKE_D_SAE = 12, 32, 2, 64
@@ -155,11 +160,13 @@ def test_gpt2_world_loads_from_the_cache_with_the_fake_shapes(gpt2_from_fake_cac
         assert sae.W_dec.shape == (FAKE_D_SAE, FAKE_D_MODEL)
     for layer in GPT2_EXERCISES.attention_layers:
         sae = world.attn_saes[layer]
-        assert (sae.cfg.d_in, sae.cfg.d_sae) == (FAKE_D_MODEL, FAKE_D_SAE)
+        assert (sae.cfg.d_in, sae.cfg.d_sae) == (FAKE_D_MODEL, attention_d_sae(layer, FAKE_D_SAE))
         assert sae.cfg.metadata.hook_name == f"blocks.{layer}.attn.hook_z"
         assert sae.cfg.reshape_activations == "hook_z"
     assert worlds.current_world() is world
     assert worlds.exercise_settings(world.model) is GPT2_EXERCISES
+    # The real release's attention SAEs at layers 4 and 5 differ in size; so do the fake ones.
+    assert len({world.attn_saes[layer].cfg.d_sae for layer in GPT2_EXERCISES.attention_layers}) == 2
 
 
 def test_gpt2_world_loads_only_the_exercises_saes(gpt2_from_fake_cache) -> None:
@@ -341,3 +348,118 @@ def test_tokenizer_is_gpt2s() -> None:
     assert tokenizer.tokenize(" Eiffel") == ["ĠE", "iff", "el"]
     assert tokenizer("The Eiffel tower is in Paris")["input_ids"] == [464, 412, 733, 417, 10580, 318, 287, 6342]
     assert tokenizer.decode([464, 412, 733, 417, 10580, 318, 287, 6342]) == "The Eiffel tower is in Paris"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The online path, without the internet: the probe, and downloads from a Hub on loopback
+
+
+@pytest.fixture
+def loopback_listener() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that accepts connections (and says nothing)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield server.getsockname()[1]
+
+
+def test_probe_honours_hf_endpoint(monkeypatch: pytest.MonkeyPatch, loopback_listener: int) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{loopback_listener}")
+    assert worlds.hub_address() == ("127.0.0.1", loopback_listener)
+    assert REAL_PROBE(timeout_s=2.0)
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    assert not REAL_PROBE(timeout_s=2.0)
+
+
+def test_probe_goes_through_the_https_proxy(monkeypatch: pytest.MonkeyPatch, loopback_listener: int) -> None:
+    """Behind a proxy, the Hub is reachable when the proxy is: the probe connects to the proxy, as the client would."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "https://huggingface.co")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{loopback_listener}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert worlds.hub_address() == ("127.0.0.1", loopback_listener)
+    assert REAL_PROBE(timeout_s=2.0)
+
+
+def test_probe_bounds_its_total_time_dns_included(monkeypatch: pytest.MonkeyPatch, figures) -> None:
+    """A resolver that hangs (a broken network's DNS) does not hold the learner up past the probe's budget."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "https://huggingface.co")
+    def hanging_resolver(*args: object, **kwargs: object) -> list:
+        time.sleep(30)
+        raise socket.gaierror("the resolver gave up")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_resolver)
+    start = time.perf_counter()
+    assert not REAL_PROBE(timeout_s=0.5)
+    seconds = time.perf_counter() - start
+    figures.add("worlds", f"probe with a resolver that hangs: gave up after {seconds:.2f} s (budget 0.5 s)")
+    assert seconds < 2.0
+
+
+def test_network_is_probed_once_per_load_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _use_hf_home(monkeypatch, tmp_path / "empty_hf_home", offline=False)
+    probes: list[object] = []
+    monkeypatch.setattr(worlds, "internet_reachable", lambda *args, **kwargs: probes.append(args) or False)
+    world = load_world("auto", device="cpu", verbose=False)
+    assert world.name == "toy" and len(probes) == 1
+
+
+def test_auto_falls_back_visibly_when_a_download_breaks(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(gpt2_world, "availability", lambda: (None, False))
+
+    def broken(device: object, probed: object = None) -> World:
+        raise gpt2_world._unavailable("the SAE gpt2-small-res-jb/blocks.0.hook_resid_pre could not be downloaded (peer closed connection)")
+
+    monkeypatch.setattr(gpt2_world, "load_gpt2_world", broken)
+    world = load_world("auto", device="cpu")
+    printed = capsys.readouterr().out
+    assert world.name == "toy"
+    assert "could not be downloaded" in printed and "offline toy world instead" in printed
+
+
+def test_a_download_cut_partway_gives_the_course_message(fake_hf_home: Path, tmp_path: Path, figures) -> None:
+    """For real, without the internet: a Hub on loopback (HF_ENDPOINT) serves the fake release and cuts one
+    transfer halfway. huggingface_hub retries, then raises its HTTP client's error (httpx2's); the learner
+    gets the course's message naming the toy world, not a traceback. An intact file downloads fine."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from part_utils import gpt2_world\n"
+        "from part_utils.worlds import WorldUnavailable\n"
+        "sae = gpt2_world._load_sae(gpt2_world.RESIDUAL_RELEASE, gpt2_world.residual_sae_id(3), torch.device('cpu'), False)\n"
+        "print('DOWNLOADED layer 3, d_sae', sae.cfg.d_sae)\n"
+        "try:\n"
+        "    gpt2_world._load_sae(gpt2_world.RESIDUAL_RELEASE, gpt2_world.residual_sae_id(0), torch.device('cpu'), False)\n"
+        "except WorldUnavailable as error:\n"
+        "    print('UNAVAILABLE:', error)\n"
+    )
+    hub = fake_hf_home / "hub"
+    # Only layer 0's weights are cut; layer 3's are served whole.
+    with serve_hub(hub, break_files=frozenset({"sae_weights.safetensors"}), break_under="blocks.0.") as endpoint:
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": endpoint,
+            "HF_HOME": str(tmp_path / "hf_home"),
+            "HF_HUB_DISABLE_XET": "1",
+            "PYTHONPATH": str(ROOT),
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+            env.pop(name, None)
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        seconds = time.perf_counter() - start
+    figures.add("worlds", f"download cut partway (loopback Hub): the course's message after {seconds:.1f} s, retries included")
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert f"DOWNLOADED layer 3, d_sae {FAKE_D_SAE}" in result.stdout
+    assert "UNAVAILABLE: The gpt2 world cannot be loaded" in result.stdout and "toy" in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout + result.stderr

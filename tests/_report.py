@@ -14,6 +14,13 @@ import torch
 from torch import Tensor
 
 
+HINT_BROKEN_GRAPH = (
+    "Your values are right, but the Jacobian taken through your function is not: something cuts or bends "
+    "the gradient between the input values and the output. Look for .detach(), torch.no_grad(), .item() or "
+    ".tolist() turned back into a tensor, torch.tensor(...) built from other tensors, or an input you do not use."
+)
+
+
 class CheckFailed(AssertionError):
     """A learner check failed. In Jupyter it shows as its message alone, without the check's own frames."""
 

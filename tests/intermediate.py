@@ -24,8 +24,9 @@ import solutions
 from part_utils.hooks import _get_hook_layer
 from part_utils.worlds import exercise_settings
 from tests._exercise import _also_changed
-from tests._report import CheckFailed, call_learner, close_enough, compare_tensor, fmt_seconds, passed, shape_of
+from tests._report import HINT_BROKEN_GRAPH, CheckFailed, call_learner, close_enough, compare_tensor, fmt_seconds, passed, shape_of
 from tests._state import preserved_state
+from tests.attention import exception_hint_for_hooks
 from tests.latent_to_latent import HINT_LAYERS
 
 HINT_VALUES = (
@@ -33,11 +34,6 @@ HINT_VALUES = (
     "SparseTensor.from_dense(dense).sparse[0]; the dense tensor goes in the one-element tuple."
 )
 HINT_AUX = "Return the dense tensor in a one-element tuple, `(dense,)`: jacrev(..., has_aux=True) passes it through."
-HINT_BROKEN_GRAPH = (
-    "Your values are right, but the Jacobian taken through your function is not: something cuts or bends "
-    "the gradient between the input values and the output. Look for .detach(), torch.no_grad(), .item() or "
-    ".tolist() turned back into a tensor, torch.tensor(...) built from other tensors, or an input you do not use."
-)
 
 
 def _true_sae_acts(model: HookedSAETransformer, tokens: Tensor, sae: SAE, extra: Sequence[str] = ()) -> tuple[Any, dict]:
@@ -76,6 +72,7 @@ def run_intermediate_check(
     names: tuple[str, str],
     diagnose: Callable[[Any, Any], str | None],
     exception_hint: Callable[[BaseException], str | None] | None = None,
+    values_hint: str = HINT_VALUES,
 ) -> None:
     """Compare `fn(*args)` with `reference(*args)`, both outputs, then the Jacobian through `fn` (argnums=0).
 
@@ -88,10 +85,10 @@ def run_intermediate_check(
     with torch.enable_grad(), preserved_state(model, saes):
         want_output, want_aux, want_jacobian = reference_results(reference, args)
 
-    def learner(call: Callable[[], Any]) -> Any:
+    def learner(call: Callable[..., Any]) -> Any:
         with torch.enable_grad(), preserved_state(model, saes) as changes:
             try:
-                result = call_learner(exercise, call)
+                result = call_learner(exercise, call, *args)
             except CheckFailed as failure:
                 hint = failure.hint
                 if hint is None and failure.learner_error is not None and exception_hint is not None:
@@ -99,18 +96,18 @@ def run_intermediate_check(
                 raise _also_changed(CheckFailed(exercise, failure.message, hint), changes) from None
         return result, changes
 
-    got, changes = learner(lambda: fn(*args))
+    got, changes = learner(fn)
     try:
         output, aux = _structure(exercise, got)
         hint = None if close_enough(aux, want_aux) and close_enough(output, want_output) else diagnose(output, aux)
         compare_tensor(exercise, names[1], aux, want_aux, hint)
         if isinstance(output, Tensor) and output.shape == want_aux.shape and output.shape != want_output.shape:
-            raise CheckFailed(exercise, f"{names[0]} has shape {shape_of(output)}, the dense shape; it should be {shape_of(want_output)}.", HINT_VALUES)
-        compare_tensor(exercise, names[0], output, want_output, hint or HINT_VALUES)
+            raise CheckFailed(exercise, f"{names[0]} has shape {shape_of(output)}, the dense shape; it should be {shape_of(want_output)}.", values_hint)
+        compare_tensor(exercise, names[0], output, want_output, hint or values_hint)
     except CheckFailed as failure:
         raise _also_changed(failure, changes) from None
 
-    (jacobian, _), jacobian_changes = learner(lambda: torch.func.jacrev(fn, has_aux=True)(*args))
+    (jacobian, _), jacobian_changes = learner(torch.func.jacrev(fn, has_aux=True))
     try:
         compare_tensor(exercise, f"the Jacobian of {names[0]} through your function", jacobian, want_jacobian, HINT_BROKEN_GRAPH)
     except CheckFailed as failure:
@@ -270,8 +267,6 @@ def test_latent_acts_to_logits(
                 return f"Your logits match start_at_layer={start}; it should be {hook_layer}: the SAE reconstructs the input of block {hook_layer}."
         if close_enough(all_logits, model(tokens)[0, -1]):
             return "These are the clean model's logits: run the model from the SAE's reconstruction, sae.decode(...), with start_at_layer."
-        if isinstance(output, Tensor) and output.shape == all_logits.shape:
-            return "Return the logits of `token_ids` only as the first output: logits_recon[token_ids]."
         return None
 
     run_intermediate_check(
@@ -283,19 +278,13 @@ def test_latent_acts_to_logits(
         (sae,),
         ("the logits of token_ids (first output)", "the final position's logits (in the second output)"),
         diagnose,
+        values_hint="The first output is what jacrev differentiates: the logits of `token_ids` only, logits_recon[token_ids].",
     )
 
 
 # ---------------------------------------------------------------------------------------------
 # Exercise 6: latent_acts_to_later_latent_acts_attn
 # ---------------------------------------------------------------------------------------------
-
-HINT_HOOK_NEVER_RAN = (
-    "Your hook on the later layer's hook_z never ran, so there was no z to encode. Check that its name is "
-    "get_act_name('z', {L}) (blocks.{L}.attn.hook_z) and that the forward pass gets that far: hook_z is "
-    "computed inside block {L}, so stop_at_layer must be {L} + 1."
-)
-
 
 def test_latent_acts_to_later_latent_acts_attn(
     latent_acts_to_later_latent_acts_attn: Any,
@@ -347,14 +336,7 @@ def test_latent_acts_to_later_latent_acts_attn(
         return None
 
     def exception_hint(error: BaseException) -> str | None:
-        if isinstance(error, (IndexError, KeyError)) and _hook_never_ran(error):
-            return HINT_HOOK_NEVER_RAN.format(L=l_to)
-        if isinstance(error, RuntimeError) and "shape" in str(error):
-            return (
-                "hook_z is (batch, pos, n_heads, d_head); the attention SAE's decode already returns that shape, "
-                "so return sae_from.decode(...) from the replacing hook as it is."
-            )
-        return None
+        return exception_hint_for_hooks(error, l_to, model)
 
     run_intermediate_check(
         exercise,
@@ -367,12 +349,6 @@ def test_latent_acts_to_later_latent_acts_attn(
         diagnose,
         exception_hint,
     )
-
-
-def _hook_never_ran(error: BaseException) -> bool:
-    """An IndexError/KeyError from reading what a hook should have stored: an empty list, a missing key."""
-    text = str(error)
-    return isinstance(error, IndexError) and "list index out of range" in text or isinstance(error, KeyError) and "z" in text
 
 
 for _check in (test_latent_acts_to_later_latent_acts, test_tokens_to_latent_acts, test_latent_acts_to_logits, test_latent_acts_to_later_latent_acts_attn):

@@ -22,6 +22,7 @@ import torch
 
 import solutions
 import tests as checks
+from tests import intermediate
 from part_utils.worlds import World
 
 # Exercise (also the pytest marker) -> (the learner check, the reference solution's name in `solutions`).
@@ -31,7 +32,20 @@ EXERCISES: dict[str, tuple[Callable[..., None], str | None]] = {
     "token_to_latent": (checks.test_token_to_latent_gradients, "token_to_latent_gradients"),
     "latent_to_logit": (checks.test_latent_to_logit_gradients, "latent_to_logit_gradients"),
     "attention": (checks.test_latent_to_latent_gradients_attn, "latent_to_latent_gradients_attn"),
+    # The intermediate functions, each with its own (ungraded) check.
+    "later_latent_acts": (checks.test_latent_acts_to_later_latent_acts, "latent_acts_to_later_latent_acts"),
+    "tokens_to_latent_acts": (checks.test_tokens_to_latent_acts, "tokens_to_latent_acts"),
+    "latent_acts_to_logits": (checks.test_latent_acts_to_logits, "latent_acts_to_logits"),
+    "later_latent_acts_attn": (checks.test_latent_acts_to_later_latent_acts_attn, "latent_acts_to_later_latent_acts_attn"),
 }
+# The pytest marker of each exercise: an intermediate function is tested with its exercise.
+MARKERS = {
+    "later_latent_acts": "latent_to_latent",
+    "tokens_to_latent_acts": "token_to_latent",
+    "latent_acts_to_logits": "latent_to_logit",
+    "later_latent_acts_attn": "attention",
+}
+INTERMEDIATE = set(MARKERS)
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,10 @@ class Entry:
 
     def applies_to(self, world: World) -> bool:
         return not self.needs_positional_embeddings or world.model.cfg.positional_embedding_type == "standard"
+
+    @property
+    def marker(self) -> str:
+        return MARKERS.get(self.exercise, self.exercise)
 
     @property
     def id(self) -> str:
@@ -118,10 +136,26 @@ def _memoised_reference(name: str | None) -> Iterator[None]:
     """The reference solutions are deterministic: compute each (world, inputs) once for the whole catalogue.
 
     The checks look the reference up as `solutions.<name>` when they run, so swapping the attribute
-    is enough. The learner's function always runs for real.
+    is enough (the intermediate checks' reference results, Jacobian included, go through
+    `tests.intermediate.reference_results`, memoised likewise). The learner's function always runs for real.
     """
     if name is None:
         yield
+        return
+    if name in {reference for exercise, (_, reference) in EXERCISES.items() if exercise in INTERMEDIATE}:
+        original_results = intermediate.reference_results
+
+        def memoised_results(reference: Any, args: Any) -> Any:
+            key = ("intermediate", name, *(_tensor_key(a) for a in args))
+            if key not in _REFERENCE_CACHE:
+                _REFERENCE_CACHE[key] = original_results(reference, args)
+            return _REFERENCE_CACHE[key]
+
+        intermediate.reference_results = memoised_results
+        try:
+            yield
+        finally:
+            intermediate.reference_results = original_results
         return
     original = getattr(solutions, name)
 
@@ -144,7 +178,7 @@ def run_check(exercise: str, fn: Any, world: World) -> None:
     check, _ = EXERCISES[exercise]
     if exercise == "sparse_tensor":
         check(fn)
-    elif exercise == "attention":
+    elif exercise in ("attention", "later_latent_acts_attn"):
         check(fn, world.model, world.attn_saes)
     else:
         check(fn, world.model, world.saes)
