@@ -18,7 +18,6 @@ otherwise. The autograder's `LATENT_GRADIENTS_GRADING_WORLD` overrides all of th
 from __future__ import annotations
 
 import os
-import socket
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,9 @@ from typing import Any
 import torch
 from sae_lens import SAE, HookedSAETransformer
 from tqdm.auto import tqdm
+
+# The network probe lives on its own, without torch, so that scripts can fail fast before importing it.
+from part_utils.network import hub_address, internet_reachable  # noqa: F401 (re-exported; tests patch worlds.internet_reachable)
 
 WORLD_ENV = "LATENT_GRADIENTS_WORLD"
 # Set by the autograder: every load_world() call gets this world, whatever the notebook asks for.
@@ -284,45 +286,3 @@ def load_toy_world(device: torch.device | str = "cpu") -> World:
         facts=toy_observations(settings["facts"], exercises),
         corpus=fact_sentences,
     )
-
-
-def hub_address() -> tuple[str, int]:
-    """(host, port) a connection to the Hugging Face Hub opens first: its HTTPS proxy if one applies, else the
-    endpoint itself (`HF_ENDPOINT`, default https://huggingface.co), as huggingface_hub's own client would."""
-    import urllib.parse
-    import urllib.request
-
-    from huggingface_hub import constants
-
-    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
-    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
-    proxy = urllib.request.getproxies().get(endpoint.scheme or "https")
-    if proxy and not urllib.request.proxy_bypass(host):
-        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        return parsed.hostname or host, parsed.port or 8080
-    return host, port
-
-
-def internet_reachable(host: str | None = None, timeout_s: float = 3.0) -> bool:
-    """Whether a TCP connection to `host` (port 443; default: the Hub or its proxy, see `hub_address`) opens
-    within `timeout_s` in all.
-
-    Name resolution is part of the budget: `socket.create_connection`'s timeout does not cover DNS,
-    which can hang for much longer on a broken network, so the attempt runs in a daemon thread that is
-    abandoned at the deadline.
-    """
-    import threading
-
-    outcome: list[bool] = []
-
-    def connect() -> None:
-        try:
-            with socket.create_connection(hub_address() if host is None else (host, 443), timeout=timeout_s):
-                outcome.append(True)
-        except (OSError, ValueError):
-            outcome.append(False)
-
-    attempt = threading.Thread(target=connect, name="hub-probe", daemon=True)
-    attempt.start()
-    attempt.join(timeout_s)
-    return bool(outcome and outcome[0])

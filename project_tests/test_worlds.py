@@ -13,7 +13,10 @@ fixtures set both the environment variables and the `huggingface_hub.constants` 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -427,10 +430,6 @@ def test_a_download_cut_partway_gives_the_course_message(fake_hf_home: Path, tmp
     """For real, without the internet: a Hub on loopback (HF_ENDPOINT) serves the fake release and cuts one
     transfer halfway. huggingface_hub retries, then raises its HTTP client's error (httpx2's); the learner
     gets the course's message naming the toy world, not a traceback. An intact file downloads fine."""
-    import os
-    import subprocess
-    import sys
-
     code = (
         "import torch\n"
         "from part_utils import gpt2_world\n"
@@ -463,3 +462,40 @@ def test_a_download_cut_partway_gives_the_course_message(fake_hf_home: Path, tmp
     assert f"DOWNLOADED layer 3, d_sae {FAKE_D_SAE}" in result.stdout
     assert "UNAVAILABLE: The gpt2 world cannot be loaded" in result.stdout and "toy" in result.stdout, result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
+# make verify-gpt2: fails fast offline; against the fake cache, runs up to the comparison
+
+
+def _verify_gpt2(env_updates: dict[str, str], timeout: float) -> tuple[subprocess.CompletedProcess, float]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LATENT_GRADIENTS_DEVICE": "cpu", **env_updates}
+    for name in ("HF_HUB_CACHE", "HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        env.pop(name, None)
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "verify_gpt2.py")], env=env, capture_output=True, text=True, timeout=timeout)
+    return result, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "hub_unreachable"])
+def test_verify_gpt2_fails_within_seconds_offline(tmp_path: Path, offline: bool, figures) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    env = {"HF_HOME": str(tmp_path / "empty"), "HF_ENDPOINT": f"http://127.0.0.1:{port}"}
+    env.update({"HF_HUB_OFFLINE": "1"} if offline else {"HF_HUB_OFFLINE": "0"})
+    result, seconds = _verify_gpt2(env, timeout=60)
+    figures.add("worlds", f"make verify-gpt2 with no network ({'offline mode' if offline else 'hub unreachable'}): failed after {seconds:.1f} s")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "verify-gpt2 needs GPT-2 from Hugging Face" in result.stdout and "Traceback" not in result.stderr
+    assert seconds < MAX_FAILURE_SECONDS
+
+
+def test_verify_gpt2_runs_up_to_the_comparison_on_the_fake_cache(fake_hf_home: Path) -> None:
+    """The fake GPT-2 is random and tiny, so its figures differ: every quoted figure is measured and compared."""
+    result, _ = _verify_gpt2({"HF_HOME": str(fake_hf_home), "HF_HUB_OFFLINE": "1"}, timeout=900)
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    for figure in ("later latents active, true run", "F0.16911", "token ' E' -> F3.15266", "' Paris' rank, clean model",
+                   "layer-9 SAE spliced in", "largest gradient to ' Paris'", "F9.5879", "induction: later latents active",
+                   "every second-half token", "23954"):
+        assert figure in result.stdout, figure
+    assert "DIFFERS" in result.stdout and "figures as quoted or informational" in result.stdout
