@@ -146,3 +146,11 @@ def test_kill_and_false_reject_rates(request: pytest.FixtureRequest, tiny_world:
     print("\n".join(lines))
     assert not failures, failures
     assert hint_rate >= MIN_HINT_RATE, [e.id for e in ENTRIES if not e.correct and not outcome(e, worlds["tiny"]).hint_given]
+
+
+def test_out_of_memory_hint_blames_the_outputs() -> None:
+    """jacrev's memory grows with the number of outputs: the hint says so, and points at the memory helpers."""
+    from tests._report import _hint_for_exception
+
+    hint = _hint_for_exception(RuntimeError("CUDA out of memory. Tried to allocate 118.00 GiB"))
+    assert "OUTPUTS" in hint and ".sparse[0]" in hint and "memory_report()" in hint
