@@ -91,11 +91,11 @@ print(memory_report(device))
 #   not the real residual stream. If the earlier SAE reconstructs badly, $f$ describes a slightly
 #   different model. We therefore also compute the later latents' *true* activations and compare.
 #
-# **A note before you start.** Exercises 2, 3 and 6 (the latent-gradient functions) are fiddly:
-# sparse bookkeeping, `jacrev`'s conventions, hooks. Reading their solutions
-# (`latent_gradients_solutions.ipynb`) first and making sure you understand each line is a perfectly
-# good way through; then write exercise 4's functions (token-to-latent) yourself, which use the same
-# ideas.
+# **A note before you start.** The next three exercises (`SparseTensor`, then the two functions that
+# give latent-to-latent gradients) are fiddly: sparse bookkeeping, and `jacrev`'s conventions. Reading
+# their solutions (`latent_gradients_solutions.ipynb`) first, and making sure you understand each
+# line, is a perfectly good way through; then write exercise 4 (token-to-latent gradients) yourself,
+# which uses the same ideas.
 
 # %% [markdown]
 # ## Exercise 1: `SparseTensor`
