@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from sae_lens import SAE, HookedSAETransformer
 
 import solutions
 import tests as checks
@@ -22,7 +23,7 @@ GRADIENT_EXERCISES = [name for name in EXERCISES if name != "sparse_tensor"]
 
 
 def _saes(world: World, exercise: str) -> list:
-    return list(world.attn_saes.values()) if exercise == "attention" else list(world.saes.values())
+    return list(world.attn_saes.values()) if exercise in ("attention", "later_latent_acts_attn") else list(world.saes.values())
 
 
 def _state(world: World, exercise: str) -> dict[str, Any]:
@@ -54,8 +55,9 @@ def _leaky(exercise: str, then: Callable[..., Any]) -> Callable[..., Any]:
 
     def learner_fn(*args: Any) -> Any:
         result = then(*args)
-        # (tokens, sae_from, sae_to, model) or (tokens, sae, model[, k])
-        sae_from, model = args[1], args[3] if exercise in ("latent_to_latent", "attention") else args[2]
+        # The first SAE and the model, wherever the exercise's signature puts them.
+        sae_from = next(arg for arg in args if isinstance(arg, SAE))
+        model = next(arg for arg in args if isinstance(arg, HookedSAETransformer))
         sae_from.use_error_term = True
         model.add_hook(sae_from.cfg.metadata.hook_name.replace("hook_z", "hook_pattern"), lambda x, hook: None)
         model.add_hook("blocks.0.hook_resid_post", lambda x, hook: None, dir="bwd")

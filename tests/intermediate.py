@@ -124,21 +124,23 @@ def run_intermediate_check(
     except CheckFailed as failure:
         raise _also_changed(failure, changes) from None
 
-    probes, jacobian_changes = learner(lambda *args: jacobian_probes(fn, args, want_output.numel()))
+    if changes:
+        # Fix the state first: a function that changes the model (grad mode, SAEs, hooks) cannot run inside
+        # the transforms the Jacobian needs either.
+        raise CheckFailed(
+            exercise,
+            "your results are right, but your function changed the model or SAEs and did not put them back. It "
+            + "; it ".join(changes)
+            + ". The check has undone this; fix the function so it leaves no trace.",
+        )
+    probes, probe_changes = learner(lambda *args: jacobian_probes(fn, args, want_output.numel()))
     try:
         compare_tensor(
             exercise, f"the Jacobian of {names[0]} through your function (its products with {N_PROBES} random vectors)",
             probes, want_jacobian, HINT_BROKEN_GRAPH,
         )
     except CheckFailed as failure:
-        raise _also_changed(failure, changes + jacobian_changes) from None
-    if changes or jacobian_changes:
-        raise CheckFailed(
-            exercise,
-            "your outputs are right, but your function changed the model or SAEs and did not put them back. It "
-            + "; it ".join(dict.fromkeys(changes + jacobian_changes))
-            + ". The check has undone this; fix the function so it leaves no trace.",
-        )
+        raise _also_changed(failure, probe_changes) from None
     passed(
         exercise,
         f"both outputs, and the Jacobian through your function ({want_output.numel()} x {args[0].numel()}, probed in "
