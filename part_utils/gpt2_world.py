@@ -160,7 +160,11 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     """
     import importlib
 
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+    )
 
     errors: list[type[BaseException]] = [
         LocalEntryNotFoundError,

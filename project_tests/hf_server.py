@@ -55,10 +55,10 @@ def serve_hub(hub: Path, break_files: frozenset[str] = frozenset(), break_under:
             self.end_headers()
             return data
 
-        def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_HEAD(self) -> None:
             self._headers()
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             data = self._headers()
             if data is None:
                 return

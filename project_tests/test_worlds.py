@@ -23,13 +23,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from fake_hf_cache import (  # project_tests/fake_hf_cache.py
+    attention_d_sae,
+    build_fake_hf_cache,
+)
+from hf_server import serve_hub  # project_tests/hf_server.py
 
 import solutions
 import tests as checks
-from fake_hf_cache import attention_d_sae, build_fake_hf_cache  # project_tests/fake_hf_cache.py
-from hf_server import serve_hub  # project_tests/hf_server.py
 from part_utils import gpt2_world, worlds
-from part_utils.random_world import CALIBRATION_TEXTS, TINY_SHAPE, WorldShape, build_random_world
+from part_utils.random_world import (
+    CALIBRATION_TEXTS,
+    TINY_SHAPE,
+    WorldShape,
+    build_random_world,
+)
 from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_tokenizer
 from part_utils.worlds import GPT2_EXERCISES, World, WorldUnavailable, load_world
 
@@ -229,7 +237,7 @@ def test_cached_gpt2_loads_without_offline_mode_when_the_hub_is_unreachable(fake
 
     seen = []
 
-    def from_pretrained(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - stands in for HookedSAETransformer's
+    def from_pretrained(*args, **kwargs):
         seen.append(constants.HF_HUB_OFFLINE)
         raise _Stop
 
@@ -455,7 +463,7 @@ def test_a_download_cut_partway_gives_the_course_message(fake_hf_home: Path, tmp
         for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
             env.pop(name, None)
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False)
         seconds = time.perf_counter() - start
     figures.add("worlds", f"download cut partway (loopback Hub): the course's message after {seconds:.1f} s, retries included")
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
@@ -473,7 +481,7 @@ def _verify_gpt2(env_updates: dict[str, str], timeout: float) -> tuple[subproces
     for name in ("HF_HUB_CACHE", "HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
         env.pop(name, None)
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "verify_gpt2.py")], env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "verify_gpt2.py")], env=env, capture_output=True, text=True, timeout=timeout, check=False)
     return result, time.perf_counter() - start
 
 

@@ -24,7 +24,16 @@ import solutions
 from part_utils.hooks import _get_hook_layer
 from part_utils.worlds import exercise_settings
 from tests._exercise import _also_changed
-from tests._report import HINT_BROKEN_GRAPH, CheckFailed, call_learner, close_enough, compare_tensor, fmt_seconds, passed, shape_of
+from tests._report import (
+    HINT_BROKEN_GRAPH,
+    CheckFailed,
+    call_learner,
+    close_enough,
+    compare_tensor,
+    fmt_seconds,
+    passed,
+    shape_of,
+)
 from tests._state import preserved_state
 from tests.attention import exception_hint_for_hooks
 from tests.latent_to_latent import HINT_LAYERS
