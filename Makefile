@@ -79,6 +79,12 @@ feedback: setup
 grades: setup
 	$(PY) -m grading grades
 
+# For a maintainer with internet: run the course on real GPT-2 and print every GPT-2 figure the notebook
+# quotes next to what it measures (exit 1 if one that should reproduce does not). Fails fast offline.
+.PHONY: verify-gpt2
+verify-gpt2: setup
+	$(PY) scripts/verify_gpt2.py
+
 # The reference solutions against the straightforward formulation, on the small and the GPT-2-shaped
 # world: times, peak memory, ratios (prints figures; not a test). `make bench BENCH_ARGS="--threads 1"`.
 .PHONY: bench

@@ -7,8 +7,11 @@ The source, notebooks/source/<name>.py, is a Python file of cells. A line `# %% 
 starts a cell; `# %% [markdown]` cells hold Markdown as comment lines. Kinds:
 
 - `code`       (or no kind): the same in every notebook;
-- `exercise`:  code whose `### BEGIN SOLUTION` / `### END SOLUTION` regions are the learner's work;
+- `exercise`:  code whose `### BEGIN SOLUTION` / `### END SOLUTION` regions are the learner's work; lines
+               after a region (e.g. the `return ...` that shows the result's structure) stay in the stub;
 - `check`:     a cell that calls a learner check (`tests.test_...`), in the learner notebooks only;
+               `check ungraded=locked` also goes into the nbgrader notebook, as a locked cell worth no points
+               (the intermediate functions' checks: they find a bug where it is made, and are not graded);
 - `grader`:    an autograded cell, in the nbgrader notebook only (where it replaces the check cells):
                `exercise=NAME id=GRADE_ID points=N`, a visible learner check of one part of an exercise,
                then a `### BEGIN HIDDEN TESTS` / `### END HIDDEN TESTS` region that students never see.
@@ -16,7 +19,8 @@ starts a cell; `# %% [markdown]` cells hold Markdown as comment lines. Kinds:
 
 Each source yields:
 - notebooks/<name>_solutions.ipynb: solution regions kept, markers removed;
-- notebooks/<name>_exercises.ipynb: each solution region replaced by `raise NotImplementedError()`;
+- notebooks/<name>_exercises.ipynb: each solution region replaced by `# YOUR CODE HERE` and
+  `raise NotImplementedError()`, as nbgrader's generate_assignment does for the released notebook;
 - nbgrader/source/<name>/<name>.ipynb: markers kept (nbgrader's generate_assignment strips them), with
   nbgrader cell metadata, for the autograder (see notebooks/nbgrader_cells.py).
 """
@@ -36,6 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ROOT / "notebooks" / "source"
 _CELL_START = re.compile(r"^# %%(?: \[(?P<kind>\w+)(?P<options>(?: \w+=[^\s\]]+)*)\])?\s*$")
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+# What nbgrader's generate_assignment puts in place of a solution region (its default code stub).
+STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 KINDS = ("code", "markdown", "exercise", "check", "grader")
 
 
@@ -80,14 +86,14 @@ def solution_text(text: str) -> str:
 
 
 def exercise_text(text: str) -> str:
-    """Replace each solution region by `raise NotImplementedError()` at the region's indentation."""
+    """Replace each solution region by nbgrader's stub (`# YOUR CODE HERE`, `raise NotImplementedError()`) at the region's indentation."""
     out: list[str] = []
     inside = False
     for line in text.splitlines():
         stripped = line.strip()
         if stripped == BEGIN:
             inside = True
-            out.append(line[: len(line) - len(line.lstrip())] + "raise NotImplementedError()")
+            out.extend(line[: len(line) - len(line.lstrip())] + stub for stub in STUB)
         elif stripped == END:
             inside = False
         elif not inside:

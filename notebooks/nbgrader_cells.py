@@ -1,7 +1,8 @@
 """The nbgrader version of a course notebook: the same cells, with nbgrader's cell metadata.
 
 - exercise cells become solution cells (nbgrader replaces their solution regions for students);
-- check cells, which test a whole exercise, are left out: the grader cells replace them;
+- check cells, which test a whole exercise, are left out: the grader cells replace them; those marked
+  `ungraded=locked` (the intermediate functions' checks) stay, as locked cells worth no points;
 - grader cells become autograded test cells worth their `points`, with their own `id` as grade_id.
   Each checks one part of an exercise (from_dense / from_sparse, activations / gradients), so partial
   credit is real, and its hidden tests run the same check on a second world and prompt (see
@@ -49,7 +50,8 @@ def build_nbgrader_notebook(name: str, cells: list) -> nbformat.NotebookNode:
         "latent_gradients": {"generated_from": f"notebooks/source/{name}.py", "variant": "nbgrader source"},
     }
     grade_ids: set[str] = set()
-    for index, cell in enumerate(cell for cell in cells if cell.kind != "check"):
+    kept = [cell for cell in cells if cell.kind != "check" or cell.options.get("ungraded") == "locked"]
+    for index, cell in enumerate(kept):
         grade_id = f"{cell.kind}-{index:02d}"
         if cell.kind == "markdown":
             new = nbformat.v4.new_markdown_cell(cell.text, id=grade_id)

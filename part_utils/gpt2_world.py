@@ -60,7 +60,7 @@ GPT2_FACTS = {
     },
     "latent_to_logit": {"dashboards": [["blocks.9.hook_resid_pre", 22250], ["blocks.9.hook_resid_pre", 5879]]},
     "attention": {
-        "dashboards": [["blocks.5.hook_z", 35425], ["blocks.5.hook_z", 36126], ["blocks.4.hook_z", 22975], ["blocks.4.hook_z", 21020]]
+        "dashboards": [["blocks.5.hook_z", 35425], ["blocks.5.hook_z", 36126], ["blocks.4.hook_z", 22975], ["blocks.4.hook_z", 21020], ["blocks.4.hook_z", 23954]]
     },
 }
 
@@ -128,11 +128,11 @@ def missing_from_cache() -> list[str]:
 
 def why_unavailable() -> str | None:
     """None if GPT-2 and its SAEs can be loaded here, else why not (in a few words). Takes at most ~3 s."""
-    return _availability()[0]
+    return availability()[0]
 
 
-def _availability() -> tuple[str | None, bool]:
-    """(why GPT-2 cannot be loaded, or None; whether to load it from the cache alone)."""
+def availability() -> tuple[str | None, bool]:
+    """(why GPT-2 cannot be loaded, or None; whether to load it from the cache alone). Probes the network once."""
     from huggingface_hub import constants
 
     if offline_mode():
@@ -151,7 +151,7 @@ def _availability() -> tuple[str | None, bool]:
         return None, False
     if not missing_from_cache():
         return None, True
-    return "huggingface.co cannot be reached and GPT-2 is not in the local Hugging Face cache", True
+    return f"{constants.ENDPOINT} cannot be reached and GPT-2 is not in the local Hugging Face cache", True
 
 
 @contextlib.contextmanager
@@ -180,17 +180,34 @@ def _hub_offline(enabled: bool) -> Iterator[None]:
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions Hugging Face's clients raise when the network or the cache fails them."""
-    import httpx
-    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+    """Exceptions Hugging Face's clients raise when the network or the cache fails them.
 
-    errors: list[type[BaseException]] = [LocalEntryNotFoundError, OfflineModeIsEnabled, httpx.TransportError, ConnectionError, TimeoutError]
-    try:
-        import requests
+    huggingface_hub 2.x talks HTTP through its own client, `httpx2`, and raises that client's
+    exceptions (a transfer cut partway is `httpx2.RemoteProtocolError`, a subclass of its
+    TransportError), not httpx's; an HTTP error status is `HfHubHTTPError`. Both clients' are listed,
+    so that either version of the hub library is recognised.
+    """
+    import importlib
 
-        errors.append(requests.exceptions.ConnectionError)
-    except ImportError:  # pragma: no cover - requests is a dependency of our dependencies
-        pass
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+    )
+
+    errors: list[type[BaseException]] = [
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        HfHubHTTPError,
+        ConnectionError,
+        TimeoutError,
+    ]
+    for client in ("httpx2", "httpx", "requests"):
+        try:
+            module = importlib.import_module(client)
+        except ImportError:
+            continue
+        errors += [module.exceptions.RequestException] if client == "requests" else [module.TransportError, module.HTTPError]
     return tuple(errors)
 
 
@@ -223,11 +240,14 @@ def _load_sae(release: str, sae_id: str, device: torch.device, offline: bool) ->
             raise
 
 
-def load_gpt2_world(device: torch.device | str = "cpu") -> World:
-    """GPT-2 small and its SAEs, from Hugging Face (or the local cache); the exercises' SAEs are loaded now."""
+def load_gpt2_world(device: torch.device | str = "cpu", probed: tuple[str | None, bool] | None = None) -> World:
+    """GPT-2 small and its SAEs, from Hugging Face (or the local cache); the exercises' SAEs are loaded now.
+
+    `probed` is what `availability()` already said (load_world probes once and passes it on).
+    """
     device = torch.device(device)
     # With no network but the files cached, load from the cache alone: then nothing waits on the network.
-    reason, offline = _availability()
+    reason, offline = availability() if probed is None else probed
     if reason is not None:
         raise _unavailable(reason)
 

@@ -13,6 +13,9 @@ from transformer_lens.utilities import get_act_name
 
 from part_utils.world_types import ExerciseSettings, World
 
+# Previous-token heads scoring within this of the chosen one are named beside it.
+RIVAL_MARGIN = 0.02
+
 
 def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[str, dict[str, list]]:
     """Per exercise: `observations` (sentences) and `dashboards` ((sae_id, latent) pairs to look at)."""
@@ -23,15 +26,28 @@ def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[
         return get_act_name("resid_pre", layer)
 
     mass = facts["induction_rectangle_mass"]
-    prev_head = max(induction.prev_token_heads, key=lambda head: facts["prev_token_scores"][head[0]][head[1]])
+    prev_scores = facts["prev_token_scores"]
+    prev_head = max(induction.prev_token_heads, key=lambda head: prev_scores[head[0]][head[1]])
+    best_prev = prev_scores[prev_head[0]][prev_head[1]]
+    # Other heads that score nearly as well as the chosen one (within RIVAL_MARGIN), with the measured margin.
+    rivals = {
+        f"{layer}.{head}": score
+        for layer, scores in enumerate(prev_scores)
+        for head, score in enumerate(scores)
+        if (layer, head) != tuple(prev_head) and score >= best_prev - RIVAL_MARGIN
+    }
     induction_heads = ", ".join(f"{layer}.{head} ({facts['induction_scores'][layer][head]:.2f})" for layer, head in induction.induction_heads)
     second_half = facts["second_half_latents"]
+    token_layer = settings.token_to_latent.layer
+    iff_grads = facts["iff_token_gradients"]
+    token_names = ("BOS", "'The'", "' E'", "'iff'")
     return {
         "latent_to_latent": {
             "observations": [
-                f"F{l2l.layer_from}.{facts['e_latent']} on ' E' (position 2) drives F{l2l.layer_to}.{facts['iff_latent']} on 'iff' "
-                f"(position 3) with a gradient of {facts['e_iff_gradient']}: a cross-position bigram circuit for words that start with ' E'.",
-                "Most other large gradients connect latents at the same position.",
+                f"F{l2l.layer_from}.{facts['e_latent']} on ' E' (position 2) -> F{l2l.layer_to}.{facts['iff_latent']} on 'iff' "
+                f"(position 3), gradient {facts['e_iff_gradient']}: the largest between any latent at ' E' and any latent at "
+                "'iff', a cross-position bigram circuit for words that start with ' E'.",
+                f"Of the 50 largest |gradients|, {facts['same_position_share_top50']:.0%} connect latents at the same position.",
                 f"The layer-{l2l.layer_from} SAE is very sparse (L0 {quality[resid(l2l.layer_from)]['l0']:.1f}): this model uses rotary "
                 "positions, so its layer-0 residual stream holds only the token's embedding.",
             ],
@@ -39,7 +55,12 @@ def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[
         },
         "token_to_latent": {
             "observations": [
-                f"The ' E' row has a clear gradient to F{settings.token_to_latent.layer}.{facts['iff_latent']} at 'iff': the same bigram, seen from the tokens."
+                f"F{token_layer}.{facts['iff_latent']} at 'iff' gets gradients of about the same size from every token up to it: "
+                + ", ".join(f"{name} {value:+.4f}" for name, value in zip(token_names, iff_grads))
+                + ". In this world the token view does not single out ' E': the bigram shows in the latent-to-latent "
+                "gradients, not in this probe.",
+                "Every token after a latent's position has a gradient of exactly zero to it (the plot's lower-left corner "
+                "is empty): no latent reads a later token.",
             ],
         },
         "latent_to_logit": {
@@ -51,8 +72,16 @@ def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[
         },
         "attention": {
             "observations": [
-                f"Head {prev_head[0]}.{prev_head[1]} is a previous-token head (score {facts['prev_token_scores'][prev_head[0]][prev_head[1]]:.2f}); "
-                f"induction heads: {induction_heads}.",
+                f"Head {prev_head[0]}.{prev_head[1]} is the best previous-token head before layer {induction.layer_to} "
+                f"(score {best_prev:.3f}), but only just: "
+                + (
+                    f"{', '.join(f'{name} ({score:.3f})' for name, score in rivals.items())} score within "
+                    f"{best_prev - min(rivals.values()):.3f} of it, so layer {induction.layer_from} is a choice, not the only "
+                    "place a previous-token head lives. "
+                    if rivals
+                    else f"no other head comes within {RIVAL_MARGIN}. "
+                )
+                + f"Induction heads: {induction_heads}.",
                 f"Mean |gradient| per cell is {mass['inside'] / mass['outside']:.1f}x larger inside the outlined induction cells than outside them.",
                 (
                     f"Layer-{induction.layer_to} latent(s) {second_half} fire on every token of the second half: induction latents."
@@ -66,15 +95,24 @@ def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[
 
 
 def show_observations(world: World, exercise: str) -> None:
-    """Print what this world shows in `exercise` (measured when the world was built), if it is known.
+    """Show what this world shows in `exercise` (measured when the world was built), folded away.
 
-    `exercise` is one of "latent_to_latent", "token_to_latent", "latent_to_logit", "attention".
+    `exercise` is one of "latent_to_latent", "token_to_latent", "latent_to_logit", "attention". In
+    Jupyter the observations are a collapsed section, opened with a click (so the learner can look at
+    the plot first); as plain text (a console, a test) they are a list.
     """
+    from html import escape
+
+    from IPython.display import display
+
     observations = world.facts.get(exercise, {}).get("observations", [])
     if observations:
-        for line in observations:
-            print(f"• {line}")
+        summary = f"What the {world.name} world shows here, measured (click to open)"
+        text = "\n".join(f"• {line}" for line in observations)
+        items = "".join(f"<li>{escape(line)}</li>" for line in observations)
+        html = f"<details><summary><b>{escape(summary)}</b></summary><ul>{items}</ul></details>"
+        display({"text/plain": text, "text/html": html}, raw=True)
     elif world.name == "gpt2":
-        print("GPT-2's expected figures are in the text above.")
+        print("GPT-2's expected figures are in the notes above.")
     else:
         print(f"The {world.name} world has no recorded observations: its weights are random, so the pictures are noise.")

@@ -115,9 +115,28 @@ def plot_token_to_latent(gradients: Tensor, latent_acts: Any, str_toks: Sequence
 
 
 def plot_latent_to_logit(
-    gradients: Tensor, latent_acts: Any, token_ids: list[int], str_toks: Sequence[str], layer: int, model: Any
+    gradients: Tensor,
+    latent_acts: Any,
+    token_ids: list[int] | None,
+    str_toks: Sequence[str],
+    layer: int,
+    model: Any,
+    max_logits: int = 25,
 ) -> go.Figure:
-    """Heatmap of d(logit)/d(latent), latents sorted by how much they push the top prediction."""
+    """Heatmap of d(logit)/d(latent), latents sorted by their gradient on the first row (most positive first).
+
+    `token_ids` names the rows (the top-k logits, highest first). None means `gradients` has a row for
+    every logit (as with `k=None`): the `max_logits` rows with the largest |gradient| are shown, the
+    most responsive first.
+    """
+    if token_ids is None:
+        gradients = gradients.reshape(-1, gradients.shape[-1])
+        n_logits = gradients.shape[0]
+        token_ids = gradients.abs().amax(dim=1).topk(min(max_logits, n_logits)).indices.tolist()
+        gradients = gradients[token_ids]
+        which = f"the {len(token_ids)} of all {n_logits} logits with the largest gradients"
+    else:
+        which = f"the top {len(token_ids)} logits"
     order = gradients[0].argsort(descending=True)
     x = [f"{str_toks[pos]!r} ({pos}), latent {latent}" for _, pos, latent in latent_acts.indices[order].tolist()]
     y = [f"{model.to_single_str_token(token)!r} ({token})" for token in token_ids]
@@ -127,7 +146,7 @@ def plot_latent_to_logit(
         y,
         f"Latents in layer {layer}",
         "Logits",
-        f"Gradients between SAE latents in layer {layer} and the top {len(token_ids)} logits"
+        f"Gradients between SAE latents in layer {layer} and {which}"
         f"<br><sup>Prompt: {''.join(str_toks)!r}</sup>",
         width=_size(len(x), 14, 700, 1900),
         height=_size(len(y), 28, 400, 900),
@@ -193,6 +212,19 @@ def gradients_between_positions(
     rows = latent_acts_next_recon.indices[:, 1] == pos_to
     cols = latent_acts_prev.indices[:, 1] == pos_from
     return gradients[rows][:, cols], latent_acts_prev.indices[cols, -1], latent_acts_next_recon.indices[rows, -1]
+
+
+def same_position_share(gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, top: int) -> float:
+    """Of a latent-to-latent Jacobian's `top` largest |gradients|, the share that join two latents at the same position."""
+    order = gradients.detach().abs().flatten().argsort(descending=True)[:top]
+    rows, cols = order // gradients.shape[1], order % gradients.shape[1]
+    return (latent_acts_next_recon.indices[rows, 1] == latent_acts_prev.indices[cols, 1]).float().mean().item()
+
+
+def token_gradients_of_latent(token_latent_grads: Tensor, latent_acts: Any, pos: int, latent: int) -> Tensor:
+    """The column of a token-to-latent Jacobian for one latent at one position: d(its activation)/d(each token's scale), (seq,)."""
+    column = ((latent_acts.indices[:, 1] == pos) & (latent_acts.indices[:, -1] == latent)).nonzero().item()
+    return token_latent_grads[0, :, column].detach()
 
 
 def plot_induction(

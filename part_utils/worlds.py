@@ -27,7 +27,7 @@ import torch
 
 from part_utils import gpt2_world, random_world, toy_world
 from part_utils.device import get_device
-from part_utils.world_types import World
+from part_utils.world_types import World, WorldUnavailable
 
 WORLD_ENV = "LATENT_GRADIENTS_WORLD"
 # Set by the autograder: every load_world() call gets this world, whatever the notebook asks for.
@@ -56,19 +56,24 @@ def load_world(name: str | None = None, device: torch.device | str | None = None
     global _current_world
     device = torch.device(device) if device is not None else get_device()
     name = requested_world_name(name)
-    if name == "auto":
-        reason = gpt2_world.why_unavailable()
-        if reason is None:
-            name = "gpt2"
-        else:
+    world = None
+    if name in ("auto", "gpt2"):
+        probed = gpt2_world.availability()  # the network is probed once per load_world
+        if name == "auto" and probed[0] is not None:
             name = "toy"
             if verbose:
-                print(f"GPT-2 is not available ({reason}), so the course runs on the offline toy world.")
-    if name == "gpt2":
-        world = gpt2_world.load_gpt2_world(device)
-    elif name == "toy":
+                print(f"GPT-2 is not available ({probed[0]}), so the course runs on the offline toy world.")
+        elif name == "auto":
+            try:
+                world = gpt2_world.load_gpt2_world(device, probed)
+            except WorldUnavailable as error:  # e.g. a download that broke partway
+                name = "toy"
+                print(f"{error}\nSo the course runs on the offline toy world instead.")
+        else:
+            world = gpt2_world.load_gpt2_world(device, probed)
+    if world is None and name == "toy":
         world = toy_world.load_toy_world(device)
-    else:
+    elif world is None:
         world = random_world.build_random_world(random_world.TINY_SHAPE, seed=0, device=device)
     if verbose:
         print(world.banner())

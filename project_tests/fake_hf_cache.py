@@ -61,15 +61,22 @@ def build_fake_hf_cache(
 ) -> Path:
     """Write the fake cache under `hf_home/hub` and return that hub folder (what HF_HUB_CACHE names).
 
-    `sae_layers` are the layers that get SAE files in both releases (default: all of them).
+    `sae_layers` are the layers that get SAE files in both releases (default: all of them). As in the real
+    `gpt2-small-hook-z-kk`, where layer 4's SAE has 24,576 latents and layer 5's 49,152, the attention SAEs
+    do not all have the same size: odd layers get `2 * d_sae` latents, so code that assumes one size fails.
     """
     hub = Path(hf_home) / "hub"
     generator = torch.Generator().manual_seed(seed)
     _write_gpt2(snapshot_dir(hub, GPT2_REPO), n_layers, d_model, n_heads, n_ctx, seed)
     for layer in range(n_layers) if sae_layers is None else sae_layers:
         _write_residual_sae(hub, layer, d_model, d_sae, generator)
-        _write_attention_sae(hub, layer, d_model, d_sae, generator)
+        _write_attention_sae(hub, layer, d_model, attention_d_sae(layer, d_sae), generator)
     return hub
+
+
+def attention_d_sae(layer: int, d_sae: int) -> int:
+    """The fake attention SAE's width at `layer`: unequal between neighbouring layers, as in the real release."""
+    return 2 * d_sae if layer % 2 else d_sae
 
 
 def _write_gpt2(snapshot: Path, n_layers: int, d_model: int, n_heads: int, n_ctx: int, seed: int) -> None:

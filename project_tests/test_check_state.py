@@ -20,7 +20,8 @@ from part_utils.world_types import World
 
 from catalogue import EXERCISES, reference_name, run_check
 
-GRADIENT_EXERCISES = [name for name, exercise in EXERCISES.items() if exercise.settings is not None]
+# Every check that runs on a world: the gradient exercises and their intermediate functions.
+GRADIENT_EXERCISES = [name for name, target in EXERCISES.items() if target.reference is not None]
 
 
 def _saes(world: World, exercise: str) -> list:

@@ -51,6 +51,21 @@ def test_heatmaps_label_latent_token_and_position(tiny_world) -> None:
     assert fig.layout.xaxis.title.text == f"To layer {settings.layer_to}"
 
 
+def test_latent_to_logit_plot_takes_every_logit(tiny_world) -> None:
+    """With k=None there are no token ids: the plot shows the logits that respond most, labelled by token."""
+    model, settings = tiny_world.model, tiny_world.exercises.latent_to_logit
+    tokens = model.to_tokens(settings.prompt)
+    sae = tiny_world.saes[settings.layer]
+    *_, acts = solutions.latent_to_logit_gradients(tokens, sae, model, k=1)
+    every_logit, _ = torch.func.jacfwd(solutions.latent_acts_to_logits, has_aux=True)(*acts.sparse, sae, model, None)
+    fig = plots.plot_latent_to_logit(every_logit[0], acts, None, model.to_str_tokens(settings.prompt), settings.layer, model, max_logits=7)
+    heatmap = fig.data[0]
+    strongest = every_logit[0].abs().amax(dim=1).argmax().item()
+    assert heatmap.z.shape == (7, len(acts.values))
+    assert heatmap.y[0] == f"{model.to_single_str_token(strongest)!r} ({strongest})"
+    assert f"of all {model.cfg.d_vocab} logits" in fig.layout.title.text
+
+
 @pytest.mark.worlds
 def test_latent_card_shows_logit_effects_offline(tiny_world) -> None:
     boosted, suppressed = logit_effects(tiny_world, tiny_world.saes[0], latent_idx=3, k=5)

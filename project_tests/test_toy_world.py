@@ -8,12 +8,20 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
 from transformer_lens.utilities import get_act_name
 
 import solutions
 from part_utils import toy_corpus
 from part_utils import toy_world as tw
-from part_utils.plots import gradients_between_positions, induction_latents, induction_rectangle_masses
+from part_utils.observations import RIVAL_MARGIN
+from part_utils.plots import (
+    gradients_between_positions,
+    induction_latents,
+    induction_rectangle_masses,
+    same_position_share,
+    token_gradients_of_latent,
+)
 from part_utils.tokenizer import GPT2_VOCAB_SIZE
 from part_utils.world_types import AttentionSettings
 
@@ -35,6 +43,11 @@ MIN_HEAD_SCORE = 0.5
 # above float32 noise (~1e-6), so the pair is a real connection, not a rounding artefact.
 MIN_E_IFF_GRADIENT = 0.02
 MIN_RECTANGLE_RATIO = 3.0
+# The notebook quotes world.json's facts (part_utils/observations.py); each test below re-measures the
+# figure and holds it to the quoted value. The facts are rounded to 3-4 decimals when written, and the
+# same weights give the same figures to ~1e-6 on any CPU, so these bounds are the rounding, doubled.
+SCORE_TOLERANCE = 1e-3
+GRADIENT_TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +84,7 @@ def test_paris_is_top1(world, figures):
     probs = logits.softmax(-1)
     figures.add("toy world", f"{logit_settings['prompt']!r} -> " + ", ".join(f"{model.to_string(t)!r} {probs[t]:.1%}" for t in top))
     assert model.to_string(top[0]) == logit_settings["answer"] == " Paris"
+    assert abs(probs[top[0]].item() - settings["facts"]["paris_prob"]) < SCORE_TOLERANCE
 
 
 def test_previous_token_and_induction_heads(world, figures):
@@ -85,6 +99,18 @@ def test_previous_token_and_induction_heads(world, figures):
         figures.add("toy world", f"induction head {layer}.{head}: score {induction_scores[layer, head]:.2f}")
         assert layer == attn["layer_to"]
     assert max(prev_scores[layer, head] for layer, head in attn["prev_token_heads"]) > MIN_HEAD_SCORE
+    facts = settings["facts"]
+    # The notebook quotes every head's score (the chosen heads and their rivals): all as measured.
+    assert torch.allclose(prev_scores, torch.tensor(facts["prev_token_scores"]), atol=SCORE_TOLERANCE)
+    assert torch.allclose(induction_scores[1:], torch.tensor(facts["induction_scores"])[1:], atol=SCORE_TOLERANCE)
+    best = max(attn["prev_token_heads"], key=lambda head: prev_scores[head[0], head[1]])
+    rivals = [
+        f"{layer}.{head} {prev_scores[layer, head]:.3f}"
+        for layer in range(attn["layer_to"])
+        for head in range(model.cfg.n_heads)
+        if [layer, head] != list(best) and prev_scores[layer, head] >= prev_scores[best[0], best[1]] - RIVAL_MARGIN
+    ]
+    figures.add("toy world", f"previous-token heads within {RIVAL_MARGIN} of {best[0]}.{best[1]}: {', '.join(rivals) or 'none'}")
     assert max(induction_scores[layer, head] for layer, head in attn["induction_heads"]) > MIN_HEAD_SCORE
 
 
@@ -99,6 +125,9 @@ def test_every_sae_reconstructs_faithfully(world, figures):
         quality = tw.sae_quality(model, sae, batches)
         line = f"{sae.cfg.metadata.hook_name:26s} L0 {quality['l0']:5.1f}  FVE {quality['fve']:.3f}  top-1 kept {quality['top1_survival']:.3f}"
         figures.add("toy world", line)
+        quoted = settings["facts"]["sae_quality"][sae.cfg.metadata.hook_name]
+        if any(abs(quality[name] - quoted[name]) > SCORE_TOLERANCE for name in quoted):
+            failures.append(f"{line}: world.json says {quoted}")
         good = (
             L0_RANGE[0] <= quality["l0"] <= L0_RANGE[1]
             and quality["fve"] > MIN_FVE
@@ -128,6 +157,41 @@ def test_cross_token_latent_pair_from_E_to_iff(world, figures):
     )
     assert abs(gradient) > MIN_E_IFF_GRADIENT
     assert (e_latent, iff_latent) == (facts["e_latent"], facts["iff_latent"]), "world.json's facts are stale"
+    assert abs(gradient - facts["e_iff_gradient"]) < GRADIENT_TOLERANCE
+
+
+def test_large_latent_gradients_stay_at_their_position(world, figures):
+    """The notebook says most large latent-to-latent gradients connect latents at the same position."""
+    model, resid_saes, _, settings, _ = world
+    l2l, facts = settings["latent_to_latent"], settings["facts"]
+    gradients, prev, _, next_recon = solutions.latent_to_latent_gradients(
+        model.to_tokens(l2l["prompt"]), resid_saes[l2l["layer_from"]], resid_saes[l2l["layer_to"]], model
+    )
+    share = same_position_share(gradients, prev, next_recon, 50)
+    figures.add("toy world", f"latent-to-latent: {share:.0%} of the 50 largest |gradients| connect latents at the same position")
+    assert share > 0.5
+    assert abs(share - facts["same_position_share_top50"]) < SCORE_TOLERANCE
+
+
+def test_token_view_of_the_bigram(world, figures):
+    """What the notebook says the token-to-latent plot shows for the bigram latent: measured, not asserted."""
+    model, resid_saes, _, settings, _ = world
+    token_settings, facts = settings["token_to_latent"], settings["facts"]
+    tokens = model.to_tokens(token_settings["prompt"])
+    iff_pos = model.to_str_tokens(token_settings["prompt"]).index("iff")
+    sae = resid_saes[token_settings["layer"]]
+    gradients = token_gradients_of_latent(*solutions.token_to_latent_gradients(tokens, sae, model), iff_pos, facts["iff_latent"])
+    figures.add(
+        "toy world",
+        f"token -> F{token_settings['layer']}.{facts['iff_latent']} at 'iff': "
+        + ", ".join(f"{model.to_string(tok)!r} {g:+.4f}" for tok, g in zip(tokens[0, : iff_pos + 1].tolist(), gradients.tolist())),
+    )
+    assert torch.allclose(gradients[: iff_pos + 1], torch.tensor(facts["iff_token_gradients"]), atol=GRADIENT_TOLERANCE)
+    # "About the same size from every token": ' E' is not the largest, and no token stands out by 2x.
+    magnitudes = gradients[: iff_pos + 1].abs()
+    assert magnitudes.max() < 2 * magnitudes.min()
+    # Causality: a latent never reads a later token, so those gradients are exactly zero.
+    assert torch.all(gradients[iff_pos + 1 :] == 0)
 
 
 def test_induction_circuit_between_attention_saes(world, figures):
@@ -148,6 +212,8 @@ def test_induction_circuit_between_attention_saes(world, figures):
         f" possible {masses['outside_causal']:.4f} ({causal_ratio:.1f}x)"
     )
     assert ratio >= MIN_RECTANGLE_RATIO
+    quoted = settings["facts"]["induction_rectangle_mass"]
+    assert abs(ratio - quoted["inside"] / quoted["outside"]) < 0.05, "the notebook quotes the ratio to one decimal"
 
 
 def test_an_attention_latent_fires_on_the_whole_second_half(world, figures):

@@ -13,13 +13,17 @@ fixtures set both the environment variables and the `huggingface_hub.constants` 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from hf_server import serve_hub  # project_tests/hf_server.py
 from transformer_lens.utilities import get_act_name
 
 import tests as checks
@@ -31,9 +35,13 @@ from part_utils.world_types import World, WorldUnavailable
 from part_utils.worlds import load_world
 from tests._exercise import world_settings
 
-from fake_hf_cache import build_fake_hf_cache  # project_tests/fake_hf_cache.py
+from fake_hf_cache import attention_d_sae, build_fake_hf_cache  # project_tests/fake_hf_cache.py
 
 pytestmark = pytest.mark.worlds
+
+# The real probe: the autouse fixture below replaces `network.internet_reachable` in every test.
+REAL_PROBE = network.internet_reachable
+ROOT = Path(__file__).resolve().parent.parent
 
 # The fake GPT-2: as many layers as the real one (the exercises use layers 0, 3, 9 and 4, 5), tiny widths.
 FAKE_N_LAYERS, FAKE_D_MODEL, FAKE_N_HEADS, FAKE_D_SAE = 12, 32, 2, 64
@@ -159,11 +167,13 @@ def test_gpt2_world_loads_from_the_cache_with_the_fake_shapes(gpt2_from_fake_cac
         assert sae.W_dec.shape == (FAKE_D_SAE, FAKE_D_MODEL)
     for layer in GPT2_EXERCISES.attention_layers:
         sae = world.attn_saes[layer]
-        assert (sae.cfg.d_in, sae.cfg.d_sae) == (FAKE_D_MODEL, FAKE_D_SAE)
+        assert (sae.cfg.d_in, sae.cfg.d_sae) == (FAKE_D_MODEL, attention_d_sae(layer, FAKE_D_SAE))
         assert sae.cfg.metadata.hook_name == get_act_name("z", layer)
         assert sae.cfg.reshape_activations == "hook_z"
     assert worlds.current_world() is world
     assert world_settings(world.model) is GPT2_EXERCISES
+    # The real release's attention SAEs at layers 4 and 5 differ in size; so do the fake ones.
+    assert len({world.attn_saes[layer].cfg.d_sae for layer in GPT2_EXERCISES.attention_layers}) == 2
 
 
 def test_gpt2_loaded_by_hand_gets_gpt2s_settings(fake_hub: Path) -> None:
@@ -349,3 +359,151 @@ def test_tokenizer_is_gpt2s() -> None:
     assert tokenizer.tokenize(" Eiffel") == ["ĠE", "iff", "el"]
     assert tokenizer("The Eiffel tower is in Paris")["input_ids"] == [464, 412, 733, 417, 10580, 318, 287, 6342]
     assert tokenizer.decode([464, 412, 733, 417, 10580, 318, 287, 6342]) == "The Eiffel tower is in Paris"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The online path, without the internet: the probe, and downloads from a Hub on loopback
+
+
+@pytest.fixture
+def loopback_listener() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that accepts connections (and says nothing)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield server.getsockname()[1]
+
+
+def test_probe_honours_hf_endpoint(monkeypatch: pytest.MonkeyPatch, loopback_listener: int) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{loopback_listener}")
+    assert network.hub_address() == ("127.0.0.1", loopback_listener)
+    assert REAL_PROBE(timeout_s=2.0)
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    assert not REAL_PROBE(timeout_s=2.0)
+
+
+def test_probe_goes_through_the_https_proxy(monkeypatch: pytest.MonkeyPatch, loopback_listener: int) -> None:
+    """Behind a proxy, the Hub is reachable when the proxy is: the probe connects to the proxy, as the client would."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "https://huggingface.co")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{loopback_listener}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert network.hub_address() == ("127.0.0.1", loopback_listener)
+    assert REAL_PROBE(timeout_s=2.0)
+
+
+def test_probe_bounds_its_total_time_dns_included(monkeypatch: pytest.MonkeyPatch, figures) -> None:
+    """A resolver that hangs (a broken network's DNS) does not hold the learner up past the probe's budget."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "https://huggingface.co")
+    def hanging_resolver(*args: object, **kwargs: object) -> list:
+        time.sleep(30)
+        raise socket.gaierror("the resolver gave up")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_resolver)
+    start = time.perf_counter()
+    assert not REAL_PROBE(timeout_s=0.5)
+    seconds = time.perf_counter() - start
+    figures.add("worlds", f"probe with a resolver that hangs: gave up after {seconds:.2f} s (budget 0.5 s)")
+    assert seconds < 2.0
+
+
+def test_network_is_probed_once_per_load_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _use_hf_home(monkeypatch, tmp_path / "empty_hf_home", offline=False)
+    probes: list[object] = []
+    monkeypatch.setattr(network, "internet_reachable", lambda *args, **kwargs: probes.append(args) or False)
+    world = load_world("auto", device="cpu", verbose=False)
+    assert world.name == "toy" and len(probes) == 1
+
+
+def test_auto_falls_back_visibly_when_a_download_breaks(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(gpt2_world, "availability", lambda: (None, False))
+
+    def broken(device: object, probed: object = None) -> World:
+        raise gpt2_world._unavailable("the SAE gpt2-small-res-jb/blocks.0.hook_resid_pre could not be downloaded (peer closed connection)")
+
+    monkeypatch.setattr(gpt2_world, "load_gpt2_world", broken)
+    world = load_world("auto", device="cpu")
+    printed = capsys.readouterr().out
+    assert world.name == "toy"
+    assert "could not be downloaded" in printed and "offline toy world instead" in printed
+
+
+def test_a_download_cut_partway_gives_the_course_message(fake_hf_home: Path, tmp_path: Path, figures) -> None:
+    """For real, without the internet: a Hub on loopback (HF_ENDPOINT) serves the fake release and cuts one
+    transfer halfway. huggingface_hub retries, then raises its HTTP client's error (httpx2's); the learner
+    gets the course's message naming the toy world, not a traceback. An intact file downloads fine."""
+    code = (
+        "import torch\n"
+        "from part_utils import gpt2_world\n"
+        "from part_utils.worlds import WorldUnavailable\n"
+        "sae = gpt2_world._load_sae(gpt2_world.RESIDUAL_RELEASE, gpt2_world.residual_sae_id(3), torch.device('cpu'), False)\n"
+        "print('DOWNLOADED layer 3, d_sae', sae.cfg.d_sae)\n"
+        "try:\n"
+        "    gpt2_world._load_sae(gpt2_world.RESIDUAL_RELEASE, gpt2_world.residual_sae_id(0), torch.device('cpu'), False)\n"
+        "except WorldUnavailable as error:\n"
+        "    print('UNAVAILABLE:', error)\n"
+    )
+    hub = fake_hf_home / "hub"
+    # Only layer 0's weights are cut; layer 3's are served whole.
+    with serve_hub(hub, break_files=frozenset({"sae_weights.safetensors"}), break_under="blocks.0.") as endpoint:
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": endpoint,
+            "HF_HOME": str(tmp_path / "hf_home"),
+            "HF_HUB_DISABLE_XET": "1",
+            "PYTHONPATH": str(ROOT),
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+            env.pop(name, None)
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False)
+        seconds = time.perf_counter() - start
+    figures.add("worlds", f"download cut partway (loopback Hub): the course's message after {seconds:.1f} s, retries included")
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert f"DOWNLOADED layer 3, d_sae {FAKE_D_SAE}" in result.stdout
+    assert "UNAVAILABLE: The gpt2 world cannot be loaded" in result.stdout and "toy" in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
+# make verify-gpt2: fails fast offline; against the fake cache, runs up to the comparison
+
+
+def _verify_gpt2(env_updates: dict[str, str], timeout: float) -> tuple[subprocess.CompletedProcess, float]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LATENT_GRADIENTS_DEVICE": "cpu", **env_updates}
+    for name in ("HF_HUB_CACHE", "HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        env.pop(name, None)
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "verify_gpt2.py")], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return result, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "hub_unreachable"])
+def test_verify_gpt2_fails_within_seconds_offline(tmp_path: Path, offline: bool, figures) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    env = {"HF_HOME": str(tmp_path / "empty"), "HF_ENDPOINT": f"http://127.0.0.1:{port}"}
+    env.update({"HF_HUB_OFFLINE": "1"} if offline else {"HF_HUB_OFFLINE": "0"})
+    result, seconds = _verify_gpt2(env, timeout=60)
+    figures.add("worlds", f"make verify-gpt2 with no network ({'offline mode' if offline else 'hub unreachable'}): failed after {seconds:.1f} s")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "verify-gpt2 needs GPT-2 from Hugging Face" in result.stdout and "Traceback" not in result.stderr
+    assert seconds < MAX_FAILURE_SECONDS
+
+
+def test_verify_gpt2_runs_up_to_the_comparison_on_the_fake_cache(fake_hf_home: Path) -> None:
+    """The fake GPT-2 is random and tiny, so its figures differ: every quoted figure is measured and compared."""
+    result, _ = _verify_gpt2({"HF_HOME": str(fake_hf_home), "HF_HUB_OFFLINE": "1"}, timeout=900)
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    for figure in ("later latents active, true run", "F0.16911", "token ' E' -> F3.15266", "' Paris' rank, clean model",
+                   "layer-9 SAE spliced in", "largest gradient to ' Paris'", "F9.5879", "induction: later latents active",
+                   "every second-half token", "23954"):
+        assert figure in result.stdout, figure
+    assert "DIFFERS" in result.stdout and "figures as quoted or informational" in result.stdout

@@ -42,7 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import solutions
 from part_utils import toy_corpus
 from part_utils import toy_world as tw
-from part_utils.plots import gradients_between_positions, induction_latents, induction_rectangle_masses
+from part_utils.plots import (
+    gradients_between_positions,
+    induction_latents,
+    induction_rectangle_masses,
+    same_position_share,
+    token_gradients_of_latent,
+)
 from part_utils.tokenizer import gpt2_tokenizer
 from part_utils.world_types import AttentionSettings
 
@@ -344,6 +350,7 @@ def measure_settings(data_dir: Path) -> dict:
             best = candidate
     gradient, bigram_layer, e_latent, iff_latent = best
     facts.update(e_latent=e_latent, iff_latent=iff_latent, e_iff_gradient=round(gradient, 4))
+    facts.update(measure_bigram_views(model, resid_saes[0], resid_saes[bigram_layer], tokens, iff_pos, iff_latent))
 
     # Induction circuit between the previous-token head's layer and the induction head's layer.
     notebook_sequence = sequences.repeated_tokens(model, seed=0)
@@ -370,6 +377,16 @@ def measure_settings(data_dir: Path) -> dict:
             "induction_heads": [[induction_layer, h] for h in heads_over(induction_scores, induction_layer, induction_head)],
         },
         "facts": facts,
+    }
+
+
+def measure_bigram_views(model, sae_from, sae_to, tokens: torch.Tensor, iff_pos: int, iff_latent: int) -> dict:
+    """What the notebook says about the whole latent-to-latent matrix, and about the token view of the bigram."""
+    gradients, prev, _, next_recon = solutions.latent_to_latent_gradients(tokens, sae_from, sae_to, model)
+    token_gradients = token_gradients_of_latent(*solutions.token_to_latent_gradients(tokens, sae_to, model), iff_pos, iff_latent)
+    return {
+        "same_position_share_top50": round(same_position_share(gradients, prev, next_recon, 50), 3),
+        "iff_token_gradients": [round(value, 4) for value in token_gradients[: iff_pos + 1].tolist()],
     }
 
 

@@ -10,6 +10,7 @@ The checks are exported by name from the exercise table (`tests.exercises.EXERCI
 from tests._report import CheckFailed
 from tests.exercises import BY_NAME, EXERCISES, Exercise
 
-globals().update({exercise.check.__name__: exercise.check for exercise in EXERCISES})
+_CHECKS = [check for exercise in EXERCISES for check in (exercise.check, *exercise.intermediate_checks)]
+globals().update({check.__name__: check for check in _CHECKS})
 
-__all__ = ["BY_NAME", "EXERCISES", "CheckFailed", "Exercise", *(exercise.check.__name__ for exercise in EXERCISES)]
+__all__ = ["BY_NAME", "EXERCISES", "CheckFailed", "Exercise", *(check.__name__ for check in _CHECKS)]

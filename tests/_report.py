@@ -13,6 +13,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+HINT_BROKEN_GRAPH = (
+    "Your values are right, but the Jacobian taken through your function is not: something cuts or bends "
+    "the gradient between the input values and the output. Look for .detach(), torch.no_grad(), .item() or "
+    ".tolist() turned back into a tensor, torch.tensor(...) built from other tensors, or an input you do not use."
+)
+
 
 class CheckFailed(AssertionError):
     """A learner check failed. In Jupyter it shows as its message alone, without the check's own frames."""
@@ -163,8 +169,11 @@ def _hint_for_exception(error: Exception) -> str | None:
         words in text.lower() for words in ("out of memory", "can't allocate memory", "cannot allocate memory")
     ):
         return (
-            "Out of memory: are you differentiating with respect to the dense latent tensor? Pass the sparse "
-            "values (`*latent_acts.sparse`) to jacrev, so the Jacobian has one column per active latent."
+            "Out of memory. jacrev runs one backward pass per output and builds an outputs x outputs basis, so its "
+            "memory grows with the number of OUTPUTS. If the error asked for tens of GB or more, the function you "
+            "differentiate probably returns a dense tensor (every latent at every position): return the active "
+            "values (`SparseTensor.from_dense(...).sparse[0]`) and keep the dense tensor in the aux tuple; pass "
+            "`*latent_acts.sparse` in. If it asked for little, print(memory_report()) and free_memory() help."
         )
     if "vmap" in text or "functorch" in text or "data-dependent" in text:
         return (

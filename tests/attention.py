@@ -19,14 +19,25 @@ from tests.latent_to_latent import check_latent_pair
 EXERCISE = "test_latent_to_latent_gradients_attn"
 
 
-HINT_STOP_AT_LAYER = (
-    "If your hook on the later layer's hook_z never ran, check stop_at_layer: blocks.{L}.attn.hook_z is computed "
-    "inside block {L}, so the forward pass must stop after it, at stop_at_layer={L} + 1."
+HINT_HOOK_NEVER_RAN = (
+    "The hook that records the later layer's z never ran, so there was nothing to encode. Check the hook name, "
+    "get_act_name('z', {L}) (that is blocks.{L}.attn.hook_z), and that the forward pass gets that far: hook_z is "
+    "computed inside block {L}, so stop_at_layer must be {L} + 1."
+)
+HINT_NOT_CACHED = (
+    "The cache has no entry {name!r}: run_with_cache_with_saes keeps only the hooks named in names_filter, so "
+    "add it there (the clean resid_pre of the earlier layer, and each SAE's hook_sae_acts_post)."
 )
 
 
 def _diagnose_recon(got_recon: Any, want: tuple, tokens: Tensor, sae_from: SAE, sae_to: SAE, model: HookedSAETransformer) -> str | None:
     got_dense = getattr(got_recon, "dense", None)
+    with torch.no_grad():
+        if close_enough(got_dense, sae_to.encode(sae_from.decode(want[1].dense))):
+            return (
+                f"Your later SAE encoded the z of layer {_get_hook_layer(sae_from)} (the reconstruction itself): record "
+                f"the z of the later layer, get_act_name('z', {_get_hook_layer(sae_to)}), and encode that."
+            )
     if close_enough(got_dense, want[2].dense):
         return (
             "Your reconstructed activations equal the true ones: the earlier layer's z was not replaced. Add a "
@@ -53,9 +64,20 @@ def _diagnose_recon(got_recon: Any, want: tuple, tokens: Tensor, sae_from: SAE, 
     return None
 
 
-def _exception_hint(error: BaseException, layer_to: int) -> str | None:
-    if isinstance(error, (IndexError, KeyError)):
-        return HINT_STOP_AT_LAYER.format(L=layer_to)
+def _exception_hint(error: BaseException, layer_to: int, model: HookedSAETransformer) -> str | None:
+    """Name the likely mistake behind an IndexError or KeyError, from what it says."""
+    return exception_hint_for_hooks(error, layer_to, model)
+
+
+def exception_hint_for_hooks(error: BaseException, layer_to: int, model: HookedSAETransformer) -> str | None:
+    """An IndexError or KeyError in attention-SAE code: a misspelt hook, a hook that never ran, or a cache miss."""
+    text = str(error).strip("'\"")
+    if isinstance(error, KeyError) and text.startswith("blocks."):
+        if text.split(".hook_sae")[0] in model.hook_dict or text in model.hook_dict:
+            return HINT_NOT_CACHED.format(name=text)
+        return f"There is no hook point named {text!r}. " + HINT_HOOK_NEVER_RAN.format(L=layer_to)
+    if isinstance(error, IndexError) and "list index out of range" in str(error) or isinstance(error, KeyError):
+        return HINT_HOOK_NEVER_RAN.format(L=layer_to)
     return None
 
 
@@ -84,7 +106,7 @@ def test_latent_to_latent_gradients_attn(
         model,
         lambda recon, want: _diagnose_recon(recon, want, tokens, sae_from, sae_to, model),
         part,
-        exception_hint=lambda error: _exception_hint(error, _get_hook_layer(sae_to)),
+        exception_hint=lambda error: _exception_hint(error, _get_hook_layer(sae_to), model),
     )
 
 

@@ -26,6 +26,12 @@ import solutions
 from part_utils.world_types import ExerciseSettings, World
 from solutions import straightforward
 from tests.attention import test_latent_to_latent_gradients_attn
+from tests.intermediate import (
+    test_latent_acts_to_later_latent_acts,
+    test_latent_acts_to_later_latent_acts_attn,
+    test_latent_acts_to_logits,
+    test_tokens_to_latent_acts,
+)
 from tests.latent_to_latent import test_latent_to_latent_gradients
 from tests.latent_to_logit import test_latent_to_logit_gradients
 from tests.sparse_tensor import test_sparse_tensor
@@ -41,6 +47,9 @@ class Exercise:
     reference: Callable[..., Any]
     straightforward: Callable[..., Any] | None
     check: Callable[..., None]
+    # Checks of the spec's intermediate functions the exercise is built from (ungraded; the notebook calls
+    # each right after the learner writes that function).
+    intermediate_checks: tuple[Callable[..., None], ...]
     # Which of the world's SAE maps the check takes after the model ("saes" or "attn_saes"); None: no world.
     sae_map: str | None
     # Graded part (the check's `part=`) -> points.
@@ -101,6 +110,7 @@ EXERCISES: tuple[Exercise, ...] = (
         reference=solutions.SparseTensor,
         straightforward=None,
         check=test_sparse_tensor,
+        intermediate_checks=(),
         sae_map=None,
         parts=_frozen({"from_dense": 1, "from_sparse": 1}),
         draw_hidden=None,
@@ -112,6 +122,7 @@ EXERCISES: tuple[Exercise, ...] = (
         reference=solutions.latent_to_latent_gradients,
         straightforward=straightforward.latent_to_latent_gradients,
         check=test_latent_to_latent_gradients,
+        intermediate_checks=(test_latent_acts_to_later_latent_acts,),
         sae_map="saes",
         parts=_frozen({"activations": 1, "gradients": 2}),
         draw_hidden=_hidden_latent_to_latent,
@@ -123,6 +134,7 @@ EXERCISES: tuple[Exercise, ...] = (
         reference=solutions.token_to_latent_gradients,
         straightforward=straightforward.token_to_latent_gradients,
         check=test_token_to_latent_gradients,
+        intermediate_checks=(test_tokens_to_latent_acts,),
         sae_map="saes",
         parts=_frozen({"activations": 1, "gradients": 1}),
         draw_hidden=_hidden_token_to_latent,
@@ -134,6 +146,7 @@ EXERCISES: tuple[Exercise, ...] = (
         reference=solutions.latent_to_logit_gradients,
         straightforward=straightforward.latent_to_logit_gradients,
         check=test_latent_to_logit_gradients,
+        intermediate_checks=(test_latent_acts_to_logits,),
         sae_map="saes",
         parts=_frozen({"activations": 1, "gradients": 1}),
         draw_hidden=_hidden_latent_to_logit,
@@ -145,6 +158,7 @@ EXERCISES: tuple[Exercise, ...] = (
         reference=solutions.latent_to_latent_gradients_attn,
         straightforward=straightforward.latent_to_latent_gradients_attn,
         check=test_latent_to_latent_gradients_attn,
+        intermediate_checks=(test_latent_acts_to_later_latent_acts_attn,),
         sae_map="attn_saes",
         parts=_frozen({"activations": 1, "gradients": 2}),
         draw_hidden=_hidden_attention,

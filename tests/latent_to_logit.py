@@ -33,6 +33,25 @@ def _position_hint(got: Any, tokens: Tensor, model: HookedSAETransformer) -> str
     return None
 
 
+def _gradient_position_hint(grads: Tensor, acts: Any, token_ids: list[int], sae: SAE, model: HookedSAETransformer) -> str | None:
+    """If `grads` are the gradients of another position's logits than the final one, say which."""
+    values, indices, shape = acts.sparse
+
+    def every_position(values: Tensor) -> Tensor:
+        dense = torch.zeros(shape, dtype=values.dtype, device=values.device).index_put(tuple(indices.T), values)
+        return model(sae.decode(dense), start_at_layer=_get_hook_layer(sae))[0][:, token_ids]
+
+    with torch.enable_grad():
+        jacobians = torch.func.jacrev(every_position)(values)  # (seq, k, n_active)
+    for position in range(jacobians.shape[0] - 1):
+        if close_enough(grads, jacobians[position]):
+            return (
+                f"Your gradients are those of the logits at position {position}; differentiate the final position's "
+                "logits: index the model's output with [0, -1] in the function you pass to jacrev."
+            )
+    return None
+
+
 @torch.no_grad()
 def _recon_hint(got: Any, want_acts: Any, sae: SAE, model: HookedSAETransformer) -> str | None:
     """If `got` is the reconstructed logits with the SAE's reconstruction entering one layer off, say so."""
@@ -89,6 +108,8 @@ def compare_latent_to_logit(
         hint = "The Jacobian is transposed: rows are the top-k logits (outputs), columns the active latents (inputs)."
     elif isinstance(grads, Tensor) and grads.ndim == 2 and grads.shape[0] == model.cfg.d_vocab:
         hint = "This Jacobian has a row for every logit: differentiate only the logits of the top k token ids."
+    elif isinstance(grads, Tensor) and grads.shape == want_grads.shape and not close_enough(grads, want_grads):
+        hint = _gradient_position_hint(grads, want_acts, want_ids, sae, model)
     compare_tensor(EXERCISE, "latent_logit_gradients", grads, want_grads, hint)
     return f"gradients {shape_of(want_grads)} from {want_grads.shape[1]} active latents to the top {k} logits match the reference"
 

@@ -19,9 +19,12 @@
 # | 6 (optional) | attention SAE latents | attention SAE latents, next layer | an induction circuit |
 #
 # **How to work through it.** Read each explanation, answer the *predict* questions before you run
-# the cells, fill in the function (the body says `raise NotImplementedError()`), then run the check
-# cell under it. A check compares your function with a reference solution on the same model and
-# says what differs, and often why. Hints are in collapsible notes: open them when you are stuck.
+# the cells, fill in the function (below `# YOUR CODE HERE`, delete the `raise NotImplementedError()`;
+# the `return` line under it shows what to return), then run the check cell under it. A check
+# compares your function with a reference solution on the same model and says what differs, and
+# often why. Helper functions have their own check, right under them, so a bug is found where it is
+# made. Hints, answers and each world's observations are in collapsible notes (click the ▸ line):
+# open them when you are stuck, or after you have looked yourself.
 #
 # **Which model?** The first code cell loads a *world*: a model with its SAEs, and the layers and
 # prompts each exercise uses. With internet access it is GPT-2 small with the SAEs from the
@@ -44,6 +47,7 @@ from part_utils import (
     display_dashboard,
     induction_latents,
     induction_mass_ratio,
+    free_memory,
     load_world,
     memory_report,
     plot_induction,
@@ -68,10 +72,15 @@ print(memory_report(device))
 # $y$ those of an SAE at a later layer $L_2$. The path from $x$ to $y$ is: decode $x$ into the
 # residual stream at $L_1$, run the model's blocks $L_1 \dots L_2 - 1$, encode the result with the
 # second SAE. That path is a function $y = f(x)$, and its Jacobian $J_{ij} = \partial y_i / \partial x_j$
-# says, to first order, how much earlier latent $j$ contributes to later latent $i$.
+# is a **sensitivity**: how much later latent $i$ would move per unit change of earlier latent $j$.
+# It is not yet a contribution. How much latent $j$ actually adds to latent $i$ on this input is, to
+# first order, the gradient times the activation, $J_{ij}\,x_j$: a large gradient on a latent that
+# barely fires matters less than a moderate one on a latent that fires strongly.
 #
 # `torch.func.jacrev(f)` returns a function that computes that Jacobian by reverse-mode
-# autodiff: one backward pass per output, all of them vectorised together.
+# autodiff: one backward pass per **output**, all of them vectorised together. Its memory therefore
+# grows with the number of outputs (it builds an outputs × outputs one-hot basis to push back), which
+# is why we keep the outputs to the active latents.
 #
 # Two details shape the code:
 #
@@ -81,6 +90,12 @@ print(memory_report(device))
 # - **True versus reconstructed.** In $f$, the later SAE sees the earlier SAE's *reconstruction*,
 #   not the real residual stream. If the earlier SAE reconstructs badly, $f$ describes a slightly
 #   different model. We therefore also compute the later latents' *true* activations and compare.
+#
+# **A note before you start.** The next three exercises (`SparseTensor`, then the two functions that
+# give latent-to-latent gradients) are fiddly: sparse bookkeeping, and `jacrev`'s conventions. Reading
+# their solutions (`latent_gradients_solutions.ipynb`) first, and making sure you understand each
+# line, is a perfectly good way through; then write exercise 4 (token-to-latent gradients) yourself,
+# which uses the same ideas.
 
 # %% [markdown]
 # ## Exercise 1: `SparseTensor`
@@ -232,9 +247,19 @@ def latent_acts_to_later_latent_acts(
     resid_from = sae_from.decode(latent_acts)
     resid_to = model(resid_from, start_at_layer=_get_hook_layer(sae_from), stop_at_layer=_get_hook_layer(sae_to))
     latent_acts_next_recon = SparseTensor.from_dense(sae_to.encode(resid_to))
-    return latent_acts_next_recon.sparse[0], (latent_acts_next_recon.dense,)
     ### END SOLUTION
 
+    return latent_acts_next_recon.sparse[0], (latent_acts_next_recon.dense,)
+
+
+# %% [markdown]
+# Its own check: your function and the reference map the same earlier activations (this world's
+# prompt, layers as in exercise 3), and the check compares both outputs, then differentiates
+# **through your function** and compares the Jacobian, so that right values with a broken gradient
+# (a `.detach()`, a round trip through Python numbers) are caught here, not later. Not graded.
+
+# %% [check ungraded=locked]
+tests.test_latent_acts_to_later_latent_acts(latent_acts_to_later_latent_acts, model, saes)
 
 # %% [markdown]
 # ## Exercise 3: `latent_to_latent_gradients`
@@ -249,7 +274,12 @@ def latent_acts_to_later_latent_acts(
 #    activations stay exactly the clean ones while the cache records each SAE's latents under
 #    `f"{sae.cfg.metadata.hook_name}.hook_sae_acts_post"`. Keep the batch dimension
 #    (`remove_batch_dim=False`), and stop the run after the later SAE's layer.
-# 2. Wrap exercise 2's function: `t.func.jacrev(latent_acts_to_later_latent_acts, has_aux=True)`.
+# 2. Wrap exercise 2's function:
+#    `t.func.jacrev(latent_acts_to_later_latent_acts, argnums=0, has_aux=True)`. `argnums=0` says
+#    which argument to differentiate with respect to: the first, the values of the active earlier
+#    latents (0 is the default; writing it makes the choice visible). The other arguments (indices,
+#    shape, SAEs, model) are passed through untouched. `has_aux=True` says the function returns
+#    `(output, aux)`, and the wrapped function returns `(jacobian, aux)`.
 # 3. Call the wrapped function with the earlier activations' sparse form (`*latent_acts_prev.sparse`)
 #    and the SAEs and model.
 # 4. Return the Jacobian, and the earlier, later and reconstructed-later activations as SparseTensors.
@@ -261,10 +291,28 @@ def latent_acts_to_later_latent_acts(
 # positions can have a nonzero gradient at all, given that attention only looks backwards? Do you
 # expect more gradient between latents at the **same** position, or across positions?
 #
-# <details><summary>Hint: memory</summary>
+# <details><summary>Help: I run out of memory</summary>
 #
-# If you run out of memory, you are probably differentiating with respect to a dense tensor: the
-# Jacobian then has a column for every latent at every position. Pass the sparse values.
+# `jacrev` runs one backward pass per **output**, and builds a one-hot basis of outputs × outputs to
+# do it, so its memory grows with the square of the number of outputs. If the function you
+# differentiate returns a *dense* tensor (every later latent at every position: 7 × 24,576 = 172,032
+# outputs on GPT-2's prompt), that basis alone is 172,032² × 4 bytes ≈ 118 GB, and PyTorch asks for
+# tens to hundreds of GB. A dense *input* with sparse outputs is far cheaper: a few hundred backward
+# passes, each as big as the input.
+#
+# So read how much memory the error says it tried to allocate. If it is 30 GB or more, you are almost
+# certainly differentiating a dense output: return `latent_acts_next_recon.sparse[0]` (the active
+# values) as the differentiated output, and pass `*latent_acts_prev.sparse` in.
+#
+# If the amounts are modest and you still run short, look at what the session holds and free what it
+# no longer needs (another model, old results):
+#
+# ```python
+# print(memory_report())   # memory in use on this device
+# del old_results          # whatever you no longer need
+# free_memory()            # collect garbage, return cached GPU memory
+# print(memory_report())
+# ```
 # </details>
 #
 # <details><summary>Hint: state</summary>
@@ -305,11 +353,17 @@ def latent_to_latent_gradients(
     latent_acts_prev = SparseTensor.from_dense(cache[acts_prev_name])
     latent_acts_next = SparseTensor.from_dense(cache[acts_next_name])
 
-    jacobian_fn = t.func.jacrev(latent_acts_to_later_latent_acts, has_aux=True)
+    jacobian_fn = t.func.jacrev(latent_acts_to_later_latent_acts, argnums=0, has_aux=True)
     latent_latent_gradients, (latent_acts_next_recon_dense,) = jacobian_fn(*latent_acts_prev.sparse, sae_from, sae_to, model)
     latent_acts_next_recon = SparseTensor.from_dense(latent_acts_next_recon_dense)
-    return latent_latent_gradients, latent_acts_prev, latent_acts_next, latent_acts_next_recon
     ### END SOLUTION
+
+    return (
+        latent_latent_gradients,
+        latent_acts_prev,
+        latent_acts_next,
+        latent_acts_next_recon,
+    )
 
 
 # %% [check]
@@ -333,6 +387,15 @@ grading.kernel.hidden.check("latent_to_latent", "gradients", latent_to_latent_gr
 # Now run it on this world's prompt and look at the result. First a sanity check of the
 # reconstruction: if the earlier SAE were perfect, the same later latents would be active in the
 # true and the reconstructed runs.
+#
+# The plot labels each latent `F{layer}.{latent}`, then the token and position it is active at:
+# `F3.509, 'iff' (3)` is latent 509 of the layer-3 SAE, firing on the token "iff" at position 3.
+# Earlier latents run down the side, later ones along the top; hover over a cell for its value.
+#
+# > **Challenge.** Before you open the notes below the plot: find a pair of latents that looks like a
+# > circuit for **bigrams whose first token is " E"**, an earlier latent on " E" that drives a later
+# > latent on the token after it. (Hint: most of the matrix connects latents at the *same* position;
+# > look for a strong cell that does not.)
 
 # %%
 settings = exercises.latent_to_latent
@@ -352,14 +415,30 @@ plot_latent_to_latent(gradients, latent_acts_prev, latent_acts_next_recon, str_t
 # %% [markdown]
 # ### What to look for
 #
-# **GPT-2 small** (layers 0 → 3, prompt "The Eiffel tower is in Paris"): 181 later latents are
-# active in the true run and 179 in the reconstructed one, with 8 active in only one of them. Most
-# large gradients connect latents at the **same** position, often what looks like the same
-# feature seen again a few layers later: F0.9449 on " Paris" feeds F3.385 on " Paris". Cross-position
-# gradients are rare. One stands out: F0.16911 on " E" drives F3.15266 on "iff", a circuit for
-# words that begin with the token " E" (GPT-2 splits " Eiffel" into " E", "iff", "el").
+# <details><summary>Answers to the questions before exercise 3</summary>
 #
-# **This world** (measured when the world was built):
+# - **Mostly zero?** Mostly zero or nearly so. Every row and column is a latent that fires, yet
+#   every pair whose earlier latent sits at a later position than the later latent is exactly zero,
+#   and of the rest most are tiny: an earlier latent mostly writes in directions a given later latent
+#   does not read. The line printed above the plot gives this world's share of nonzero entries.
+# - **Which positions?** Attention only looks backwards, so an earlier latent at position $p$ can
+#   reach a later latent at position $q$ only if $p \le q$; every other cell is exactly zero.
+# - **Same or across positions?** Mostly the same position: the residual stream carries a token's own
+#   features forward directly, while moving information across positions needs an attention head to
+#   do it.
+# </details>
+#
+# <details><summary>GPT-2 small: what the original analysis found (open after the challenge)</summary>
+#
+# Layers 0 → 3, prompt "The Eiffel tower is in Paris": 181 later latents are active in the true run
+# and 179 in the reconstructed one, with 8 active in only one of them. Most large gradients connect
+# latents at the **same** position, often what looks like the same feature seen again a few layers
+# later: F0.9449 on " Paris" feeds F3.385 on " Paris". Cross-position gradients are rare. One stands
+# out: F0.16911 on " E" drives F3.15266 on "iff", a circuit for words that begin with the token " E"
+# (GPT-2 splits " Eiffel" into " E", "iff", "el").
+# </details>
+#
+# **This world**, measured when the world was built (open it after the challenge):
 
 # %%
 show_observations(world, "latent_to_latent")
@@ -379,25 +458,51 @@ for sae_id, latent_idx in world.facts.get("latent_to_latent", {}).get("dashboard
 # > **Difficulty** 🔴🔴🔴🔴⚪ · **Importance** 🔵🔵⚪⚪⚪ · about 30–40 minutes
 #
 # Which input tokens does a latent read? Tokens are not numbers we can differentiate with respect
-# to, so we invent one: multiply the input to block 0 (each position's token embedding **plus**
-# its positional embedding) by a scale $s_p$ per position, and differentiate the latents with
-# respect to $s$ at $s = (1, \dots, 1)$. No real model scales its embeddings like this; it is a
-# convenient probe of which positions matter.
+# to, so we invent one: multiply the input of block 0 at each position $p$ by a scale $s_p$, and
+# differentiate the latents with respect to $s$ at $s = (1, \dots, 1)$. No real model scales its
+# embeddings like this; it is a convenient probe of which positions matter.
+#
+# What "the input of block 0" is depends on how the model encodes positions, so check your world
+# with the cell below:
+#
+# - **learned absolute positions** (GPT-2): `model(tokens, stop_at_layer=0)` returns the token
+#   embedding **plus** the positional embedding. Scaling it scales both: the probe asks "what if
+#   this token, at this place, weighed more?";
+# - **rotary positions** (the toy world): there is no positional embedding to add.
+#   `model(tokens, stop_at_layer=0)` returns the token embedding **alone**, and positions enter
+#   inside each attention layer, which rotates queries and keys by their positions. Scaling it
+#   scales only the token's content; where it stands is untouched.
+#
+# Either way, `model(tokens, stop_at_layer=0)` is what you scale. One more thing to know when you
+# read the plot: block 0's attention reads each position through a LayerNorm, which divides out a
+# uniform scale, so the probe does not change what that first attention layer reads. What it changes
+# is how much the token's embedding weighs against everything the layers then add to the residual
+# stream. It is a blunt instrument; read the plot with that in mind.
 #
 # Write `tokens_to_latent_acts(token_scales, tokens, sae, model)`, returning the active latents'
-# values and `(dense,)` like before, and `token_to_latent_gradients(tokens, sae, model)`, returning
-# the gradients shaped `(batch, seq, n_active_latents)` and the latents as a `SparseTensor`.
+# values and `(dense,)` like before (it has its own check), and `token_to_latent_gradients(tokens,
+# sae, model)`, returning the gradients shaped `(batch, seq, n_active_latents)` and the latents as a
+# `SparseTensor`.
 #
 # *Before you run it:* which rows (tokens) can have a nonzero gradient for a latent active at
 # position 4? What would you expect for the " E" → "iff" latent you saw above?
 #
 # <details><summary>Hint</summary>
 #
-# `model(tokens, stop_at_layer=0)` returns the summed embeddings, the input of block 0. Scale them
-# (`einops.einsum` or broadcasting `token_scales[..., None]`), continue with
+# `model(tokens, stop_at_layer=0)` returns the input of block 0 (see above for what it holds in your
+# world). Scale it (`einops.einsum` or broadcasting `token_scales[..., None]`), continue with
 # `model(x, start_at_layer=0, stop_at_layer=_get_hook_layer(sae))`, encode. `jacrev` returns
 # `(n_active, batch, seq)`: rearrange it.
 # </details>
+
+# %%
+if model.cfg.positional_embedding_type == "standard":
+    print("This world learns absolute positions: block 0's input is the token embedding plus the positional embedding.")
+else:
+    print(
+        f"This world uses {model.cfg.positional_embedding_type} positions: block 0's input is the token embedding alone; "
+        "positions act inside attention."
+    )
 
 # %% [exercise exercise=token_to_latent]
 def tokens_to_latent_acts(
@@ -407,8 +512,10 @@ def tokens_to_latent_acts(
     model: HookedSAETransformer,
 ) -> tuple[Tensor, tuple[Tensor]]:
     """
-    Scales each position's embedding (token plus positional embedding, after they are summed) by
-    `token_scales`, runs the model up to the SAE's layer and returns the SAE's latents.
+    Scales the input of block 0 at each position by `token_scales`, runs the model up to the SAE's
+    layer and returns the SAE's latents. The input of block 0, `model(tokens, stop_at_layer=0)`, is the
+    token plus positional embedding in a model with learned positions (GPT-2), and the token embedding
+    alone in a model with rotary positions (the toy world).
 
     Returns:
         latent_acts_sparse: the values of the active latents
@@ -419,10 +526,15 @@ def tokens_to_latent_acts(
     scaled = einops.einsum(embeddings, token_scales, "batch seq d_model, batch seq -> batch seq d_model")
     resid = model(scaled, start_at_layer=0, stop_at_layer=_get_hook_layer(sae))
     sae_latents = SparseTensor.from_dense(sae.encode(resid))
-    return sae_latents.sparse[0], (sae_latents.dense,)
     ### END SOLUTION
 
+    return sae_latents.sparse[0], (sae_latents.dense,)
 
+
+# %% [check ungraded=locked]
+tests.test_tokens_to_latent_acts(tokens_to_latent_acts, model, saes)
+
+# %% [exercise exercise=token_to_latent]
 def token_to_latent_gradients(
     tokens: Float[Tensor, "batch seq"],
     sae: SAE,
@@ -439,8 +551,10 @@ def token_to_latent_gradients(
     token_scales = t.ones(tokens.shape, device=model.cfg.device)
     jacobian, (latent_acts_dense,) = t.func.jacrev(tokens_to_latent_acts, has_aux=True)(token_scales, tokens, sae, model)
     token_latent_grads = einops.rearrange(jacobian, "n_active batch seq -> batch seq n_active")
-    return token_latent_grads, SparseTensor.from_dense(latent_acts_dense)
+    latent_acts = SparseTensor.from_dense(latent_acts_dense)
     ### END SOLUTION
+
+    return (token_latent_grads, latent_acts)
 
 
 # %% [check]
@@ -460,6 +574,12 @@ import grading.kernel.hidden
 grading.kernel.hidden.check("token_to_latent", "gradients", token_to_latent_gradients)
 ### END HIDDEN TESTS
 
+# %% [markdown]
+# > **Challenge.** Take the pair of latents you found in exercise 3's plot (an earlier latent on " E"
+# > driving a later latent on "iff"). Can you find that circuit again from this plot, with tokens
+# > down the side and the layer-3 latents along the top? Look at the " E" row, in the column of the
+# > later latent on "iff".
+
 # %%
 settings = exercises.token_to_latent
 tokens = model.to_tokens(settings.prompt)
@@ -470,13 +590,25 @@ plot_token_to_latent(token_latent_grads, latent_acts, str_toks, settings.layer).
 # %% [markdown]
 # ### What to look for
 #
-# The matrix is lower-triangular in positions: a latent at position $p$ can only depend on tokens
-# at positions $\le p$. Most latents depend mostly on their own token.
+# <details><summary>Answers to the questions before exercise 4</summary>
 #
-# **GPT-2 small** (layer 3): the " E" token has a clear gradient to F3.15266, the latent on "iff"
-# from the previous exercise, which confirms the bigram circuit from the token side.
+# - **Which rows?** A latent active at position 4 can only depend on tokens 0 to 4: attention never
+#   looks ahead. In the plot, tokens run down the side in order and latents run along the top sorted
+#   by position, so every nonzero entry lies on or above a staircase that descends to the right:
+#   the **lower-left** part (late tokens, early latents) is empty. Most latents depend mostly on
+#   their own token, the bottom step of their column.
+# - **The " E" → "iff" latent:** if the bigram circuit is real, the " E" row should show a gradient in
+#   the column of the later latent on "iff". Whether it does is the challenge; the notes below say
+#   what was measured.
+# </details>
 #
-# **This world:**
+# <details><summary>GPT-2 small (open after the challenge)</summary>
+#
+# Layer 3: the " E" token has a clear gradient to F3.15266, the latent on "iff" from the previous
+# exercise, which confirms the bigram circuit from the token side.
+# </details>
+#
+# **This world** (open it after the challenge):
 
 # %%
 show_observations(world, "token_to_latent")
@@ -493,12 +625,16 @@ show_observations(world, "token_to_latent")
 #
 # Write `latent_acts_to_logits(...)`: decode the sparse latents, run the rest of the model from the
 # SAE's layer, and return the final position's logits of `token_ids` (and all its logits as the
-# auxiliary output). Then `latent_to_logit_gradients(tokens, sae, model, k)`, which returns
+# auxiliary output); it has its own check. Then `latent_to_logit_gradients(tokens, sae, model, k)`, which returns
 # `(gradients (k, n_active), logits, logits_recon, token_ids, latent_acts)`; `logits` are the
 # **true** logits at the final position, and `token_ids` their top k as a Python list.
 #
 # Expect these gradients to be less sparse than the last two kinds: the SAE's training penalises
 # dense *activations*, but nothing penalises a latent for nudging many logits.
+#
+# Why only the top `k`? `jacrev` runs one backward pass per output: with every logit as an output
+# that is one pass per vocabulary entry (50,257 for GPT-2's tokenizer), and a one-hot basis of
+# 50,257² floats (10 GB) before any of them runs. `k` keeps the outputs, and the memory, small.
 #
 # *Before you run it:* the prompt ends "...is in the city of". Which latents would you expect to
 # push " Paris" up, and what else might they push up with it?
@@ -529,10 +665,15 @@ def latent_acts_to_logits(
     latent_acts = SparseTensor.from_sparse((latent_acts_nonzero, latent_acts_nonzero_inds, latent_acts_shape)).dense
     resid = sae.decode(latent_acts)
     logits_recon = model(resid, start_at_layer=_get_hook_layer(sae))[0, -1]
-    return logits_recon[token_ids], (logits_recon,)
     ### END SOLUTION
 
+    return logits_recon[token_ids], (logits_recon,)
 
+
+# %% [check ungraded=locked]
+tests.test_latent_acts_to_logits(latent_acts_to_logits, model, saes)
+
+# %% [exercise exercise=latent_to_logit]
 def latent_to_logit_gradients(
     tokens: Float[Tensor, "batch seq"],
     sae: SAE,
@@ -562,8 +703,15 @@ def latent_to_logit_gradients(
     latent_logit_gradients, (logits_recon,) = t.func.jacrev(latent_acts_to_logits, has_aux=True)(
         *latent_acts.sparse, sae, model, token_ids
     )
-    return latent_logit_gradients, logits, logits_recon, token_ids, latent_acts
     ### END SOLUTION
+
+    return (
+        latent_logit_gradients,
+        logits,
+        logits_recon,
+        token_ids,
+        latent_acts,
+    )
 
 
 # %% [check]
@@ -585,14 +733,16 @@ grading.kernel.hidden.check("latent_to_logit", "gradients", latent_to_logit_grad
 
 # %% [markdown]
 # First, how well does the model do on the prompt, with and without the SAE spliced in (its
-# reconstruction replacing the residual stream)?
+# reconstruction replacing the residual stream)? `use_error_term=False` is what makes the
+# reconstruction replace the residual stream: an SAE in error-term mode adds its own error back, and
+# the second run would silently show the clean model again.
 
 # %%
 settings = exercises.latent_to_logit
 tokens = model.to_tokens(settings.prompt)
 str_toks = model.to_str_tokens(settings.prompt)
 test_prompt(settings.prompt, settings.answer, model, top_k=5)
-with model.saes(saes=[saes[settings.layer]]):
+with model.saes(saes=[saes[settings.layer]], use_error_term=False):
     test_prompt(settings.prompt, settings.answer, model, top_k=5)
 
 # %%
@@ -604,22 +754,40 @@ plot_latent_to_logit(latent_logit_grads, latent_acts, token_ids, str_toks, setti
 # %% [markdown]
 # ### What to look for
 #
-# Latents are sorted by their gradient on the top prediction, most positive first.
+# Latents are sorted by their gradient on the top prediction, most positive first: that is the
+# order of **sensitivity**, how much the logit would move per unit of each latent. Which latents
+# actually push the prediction, to first order, is gradient × activation; the cell below prints both.
 #
-# **GPT-2 small** (layer 9, k = 25): " Paris" is the top prediction (logit 14.83, probability
-# 4.8%, ahead of " London" and " Amsterdam"); with the SAE spliced in it drops to rank 9. F9.22250
-# pushes " Paris" far more than any other top prediction; it fires mostly on French text.
-# F9.5879 pushes German cities (" Berlin", " Hamburg", " Cologne") and fires mostly on German text,
-# or English text about Germany.
+# <details><summary>Answer to the question before exercise 5</summary>
+#
+# Latents that stand for the prompt's topic (France, Paris, the tower) should push " Paris" up, and
+# with it other answers of the same kind: other cities, especially nearby or often-mentioned ones.
+# Expect less sparsity than in the last two plots: nothing in an SAE's training asks a latent to
+# move only a few logits.
+# </details>
+#
+# <details><summary>GPT-2 small</summary>
+#
+# Layer 9, k = 25: " Paris" is the top prediction (logit 14.83, probability 4.8%, ahead of " London"
+# and " Amsterdam"); with the SAE spliced in it drops to rank 9. F9.22250 has by far the largest
+# gradient to " Paris" among the top predictions; it fires mostly on French text. F9.5879 has large
+# gradients to German cities (" Berlin", " Hamburg", " Cologne") and fires mostly on German text, or
+# English text about Germany.
+# </details>
 #
 # **This world:**
 
 # %%
 show_observations(world, "latent_to_logit")
-# The latent whose gradient on the top prediction is largest, in this world, with this prompt:
-top_latent = latent_acts.indices[latent_logit_grads[0].argmax()][-1].item()
-print(f"Latent {top_latent} pushes {model.to_single_str_token(token_ids[0])!r} up the most.")
-display_dashboard(sae_id=saes[settings.layer].cfg.metadata.hook_name, latent_idx=top_latent)
+# On your results: the most sensitive latent, and the largest first-order contribution (gradient x activation).
+top_token = model.to_single_str_token(token_ids[0])
+contributions = latent_logit_grads[0] * latent_acts.values
+most_sensitive = latent_acts.indices[latent_logit_grads[0].argmax()][-1].item()
+largest_contribution = latent_acts.indices[contributions.argmax()][-1].item()
+print(f"Most sensitive: the {top_token!r} logit has its largest gradient, {latent_logit_grads[0].max():.3f}, on latent {most_sensitive}.")
+print(f"Largest contribution: latent {largest_contribution} adds the most to the {top_token!r} logit, {contributions.max():.3f} (gradient x activation).")
+for latent_idx in dict.fromkeys([most_sensitive, largest_contribution]):
+    display_dashboard(sae_id=saes[settings.layer].cfg.metadata.hook_name, latent_idx=latent_idx)
 for sae_id, latent_idx in world.facts.get("latent_to_logit", {}).get("dashboards", []):
     display_dashboard(sae_id=sae_id, latent_idx=latent_idx)
 
@@ -646,8 +814,15 @@ show_attention_patterns(model, rep_tokens, [*induction.prev_token_heads, *induct
 # Now write `latent_acts_to_later_latent_acts_attn`. The earlier SAE's reconstruction must
 # **replace** `z` in the earlier layer (a forward hook on its `hook_z` that returns the
 # reconstruction), the model runs from the clean residual stream at the start of the earlier layer,
-# and a second hook records `z` of the later layer, which the later SAE encodes. Then
-# `latent_to_latent_gradients_attn`, shaped like exercise 3.
+# and a second hook records `z` of the later layer, which the later SAE encodes. It has its own
+# check. Then `latent_to_latent_gradients_attn`, shaped like exercise 3.
+#
+# **Shapes.** `hook_z` is `(batch, pos, n_heads, d_head)`: one vector per head, not yet
+# concatenated. The attention SAEs read the heads concatenated, `n_heads * d_head` wide: their
+# `encode` flattens the last two dimensions for you, and their `decode` gives back the 4-D
+# `(batch, pos, n_heads, d_head)` shape. That is the shape your replacement hook must return (a hook
+# that replaces an activation must return one of the same shape), so `sae_from.decode(...)` can be
+# returned as it is.
 #
 # *Before you run it:* the sequence is BOS, then `seq_len` random tokens, then the same tokens again.
 # If the earlier SAE's latent at the first `B` (position $p$) feeds an induction latent at the second
@@ -696,10 +871,15 @@ def latent_acts_to_later_latent_acts_attn(
         fwd_hooks=[(get_act_name("z", _get_hook_layer(sae_from)), replace_z), (get_act_name("z", _get_hook_layer(sae_to)), record_z)],
     )
     latent_acts_next_recon = SparseTensor.from_dense(sae_to.encode(recorded["z"]))
-    return latent_acts_next_recon.sparse[0], (latent_acts_next_recon.dense,)
     ### END SOLUTION
 
+    return latent_acts_next_recon.sparse[0], (latent_acts_next_recon.dense,)
 
+
+# %% [check ungraded=locked]
+tests.test_latent_acts_to_later_latent_acts_attn(latent_acts_to_later_latent_acts_attn, model, attn_saes)
+
+# %% [exercise exercise=attention]
 def latent_to_latent_gradients_attn(
     tokens: Float[Tensor, "batch seq"],
     sae_from: SAE,
@@ -734,8 +914,14 @@ def latent_to_latent_gradients_attn(
         *latent_acts_prev.sparse, sae_from, sae_to, model, cache[resid_pre_name]
     )
     latent_acts_next_recon = SparseTensor.from_dense(latent_acts_next_recon_dense)
-    return latent_latent_gradients, latent_acts_prev, latent_acts_next, latent_acts_next_recon
     ### END SOLUTION
+
+    return (
+        latent_latent_gradients,
+        latent_acts_prev,
+        latent_acts_next,
+        latent_acts_next_recon,
+    )
 
 
 # %% [check]
@@ -779,12 +965,29 @@ plot_induction_filtered(gradients, latent_acts_prev, latent_acts_next_recon, str
 # %% [markdown]
 # ### What to look for
 #
-# **GPT-2 small** (layers 4 → 5, head 4.11 a previous-token head, heads 5.1, 5.5 and 5.8 induction
-# heads, `seq_len` 10): 476 later latents are active in the true run and 492 in the reconstructed
-# one, 150 in only one of them: random tokens are far from the text the SAEs were trained on, so
-# they reconstruct less well here. Latents 35425 and 36126 of layer 5 fire on every token of the
-# second half; they look like induction latents, and the layer-4 latents with the largest
-# gradients to them (e.g. 22975, 21020, 23954) mostly look like previous-token latents.
+# <details><summary>Answer to the question before exercise 6</summary>
+#
+# The sequence is BOS at position 0, the random half at positions 1 to `seq_len`, and its copy at
+# `seq_len + 1` to `2 * seq_len`. The first B at position $p$ is copied at $p + \text{seq\_len}$,
+# so the second A (the token just before it) sits at $p + \text{seq\_len} - 1$. The outlined cells
+# pair earlier latents at $p$ with later latents at $p + \text{seq\_len} - 1$, for
+# $p = 2, \dots, \text{seq\_len} + 1$.
+# </details>
+#
+# <details><summary>GPT-2 small</summary>
+#
+# Layers 4 → 5, head 4.11 a previous-token head, heads 5.1, 5.5 and 5.8 induction heads, `seq_len`
+# 10. In the original analysis 476 later latents were active in the true run and 492 in the
+# reconstructed one, 150 in only one of them: random tokens are far from the text the SAEs were
+# trained on, so they reconstruct less well here. Latents 35425 and 36126 of layer 5 fired on every
+# token of the second half; they look like induction latents, and the layer-4 latents with the
+# largest gradients to them (e.g. 22975, 21020, 23954) mostly look like previous-token latents.
+#
+# Those figures came from one **unseeded** random sequence. This course seeds its sequence
+# (`repeated_tokens(model, seed=0)`), so on GPT-2 your counts, and possibly the latent ids, will
+# differ; what should hold is the pattern: gradient concentrated in the outlined cells, and a few
+# layer-5 latents on every repeated token.
+# </details>
 #
 # **This world:**
 
@@ -798,6 +1001,23 @@ for sae_id, latent_idx in world.facts.get("attention", {}).get("dashboards", [])
 #
 # - Average the gradients over many prompts to find latent pairs that interact across a dataset,
 #   not just on one input.
-# - Repeat exercise 5 with `k=None` on a short prompt to see how dense latent-to-logit effects are.
+# - Rank by contribution rather than sensitivity: multiply each Jacobian column by its earlier
+#   latent's activation, and see which pairs change places.
+# - Look at **every** logit, not just the top `k`. Do not pass `k=None` to your function as it is:
+#   reverse mode would run one backward pass per vocabulary entry, and its one-hot basis alone is
+#   10 GB for GPT-2. Forward mode runs one pass per *input* instead, here the few hundred active
+#   latents, and `torch.func.jacfwd` takes the same arguments as `jacrev`. The cell below does it for
+#   this world's prompt (about 10 s on a CPU for the toy world) and plots the logits that respond
+#   most; for very long prompts, process the active latents in chunks.
 # - Try MLP-output SAEs: replace the MLP's output with the SAE's reconstruction with a hook, as in
 #   exercise 6.
+
+# %%
+settings = exercises.latent_to_logit
+tokens = model.to_tokens(settings.prompt)
+str_toks = model.to_str_tokens(settings.prompt)
+sae = saes[settings.layer]
+latent_acts = latent_to_logit_gradients(tokens, sae, model, k=1)[-1]  # only its activations are needed here
+all_logit_grads, _ = t.func.jacfwd(latent_acts_to_logits, has_aux=True)(*latent_acts.sparse, sae, model, None)
+print(f"gradients of all {all_logit_grads.shape[1]} logits with respect to {all_logit_grads.shape[2]} active latents")
+plot_latent_to_logit(all_logit_grads[0], latent_acts, None, str_toks, settings.layer, model).show()

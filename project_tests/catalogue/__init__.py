@@ -23,16 +23,43 @@ import torch
 import solutions
 import tests as checks
 from part_utils.world_types import World
+from tests import intermediate
 
-# The exercises by name (the name is also the pytest marker), from the exercise table.
-EXERCISES = checks.BY_NAME
+
+@dataclass(frozen=True)
+class Target:
+    """What catalogue entries are written for: an exercise of the table (tests/exercises.py), or one of the
+    spec's intermediate functions an exercise is built from, named after the function."""
+
+    check: Callable[..., None]
+    # The reference's name in `solutions`, which the checks look up when they run (None for SparseTensor:
+    # its check compares with the expected arrays directly).
+    reference: str | None
+    marker: str  # the pytest marker: the exercise's name (an intermediate function's exercise)
+    sae_map: str | None  # the world's SAE map the check takes ("saes", "attn_saes"; None: no world)
+    intermediate: bool
+
+    def run_check(self, fn: Any, world: World) -> None:
+        if self.sae_map is None:
+            self.check(fn)
+        else:
+            self.check(fn, world.model, getattr(world, self.sae_map))
+
+
+EXERCISES: dict[str, Target] = {
+    exercise.name: Target(
+        exercise.check, None if exercise.settings is None else exercise.reference.__name__, exercise.name, exercise.sae_map, False
+    )
+    for exercise in checks.EXERCISES
+} | {
+    check.__name__.removeprefix("test_"): Target(check, check.__name__.removeprefix("test_"), exercise.name, exercise.sae_map, True)
+    for exercise in checks.EXERCISES
+    for check in exercise.intermediate_checks
+}
 
 
 def reference_name(exercise: str) -> str | None:
-    """The name in `solutions` of the exercise's reference function, which the checks look up when they run
-    (None for SparseTensor: its check compares with the expected arrays directly)."""
-    table_entry = EXERCISES[exercise]
-    return None if table_entry.settings is None else table_entry.reference.__name__
+    return EXERCISES[exercise].reference
 
 
 @dataclass(frozen=True)
@@ -49,6 +76,10 @@ class Entry:
 
     def applies_to(self, world: World) -> bool:
         return not self.needs_positional_embeddings or world.model.cfg.positional_embedding_type == "standard"
+
+    @property
+    def marker(self) -> str:
+        return EXERCISES[self.exercise].marker
 
     @property
     def id(self) -> str:
@@ -119,10 +150,26 @@ def _memoised_reference(name: str | None) -> Iterator[None]:
     """The reference solutions are deterministic: compute each (world, inputs) once for the whole catalogue.
 
     The checks look the reference up as `solutions.<name>` when they run, so swapping the attribute
-    is enough. The learner's function always runs for real.
+    is enough (the intermediate checks' reference results, Jacobian included, go through
+    `tests.intermediate.reference_results`, memoised likewise). The learner's function always runs for real.
     """
     if name is None:
         yield
+        return
+    if any(target.intermediate and target.reference == name for target in EXERCISES.values()):
+        original_results = intermediate.reference_results
+
+        def memoised_results(reference: Any, args: Any) -> Any:
+            key = ("intermediate", name, *(_tensor_key(a) for a in args))
+            if key not in _REFERENCE_CACHE:
+                _REFERENCE_CACHE[key] = original_results(reference, args)
+            return _REFERENCE_CACHE[key]
+
+        intermediate.reference_results = memoised_results
+        try:
+            yield
+        finally:
+            intermediate.reference_results = original_results
         return
     original = getattr(solutions, name)
 

@@ -141,3 +141,19 @@ correct("attention", name="jacfwd", description="forward mode")(learner.attentio
 correct("attention", name="error_term_set_and_reset", description="use_error_term set on both SAEs and set back")(
     learner.attention(error_term="set_and_reset", hooks="context")
 )
+
+# ---------------------------------------------------------------------------------------------
+# The intermediate functions
+# ---------------------------------------------------------------------------------------------
+
+correct("latent_acts_to_later_latent_acts", name="spec_style", description="SparseTensor.from_sparse, sae.decode, the blocks in between, sae.encode")(learner.later_latent_acts())
+correct("latent_acts_to_later_latent_acts", name="index_put", description="the dense latents built out of place with index_put")(learner.later_latent_acts(decode="index_put"))
+correct("latent_acts_to_later_latent_acts", name="reference", description="the course's lean reference (sparse decode and encode)")(solutions.latent_acts_to_later_latent_acts)
+correct("tokens_to_latent_acts", name="broadcast", description="scales broadcast with token_scales[..., None]")(learner.tokens_to_latent_acts())
+correct("tokens_to_latent_acts", name="einsum", description="scales applied with einops.einsum")(learner.tokens_to_latent_acts(how="einsum"))
+correct("tokens_to_latent_acts", name="reference", description="the course's reference")(solutions.tokens_to_latent_acts)
+correct("latent_acts_to_logits", name="spec_style", description="the whole model's logits, then [0, -1] and [token_ids]")(learner.latent_acts_to_logits())
+correct("latent_acts_to_logits", name="final_position_only", description="only the final position through ln_final and unembed")(learner.latent_acts_to_logits(unembed="final_only"))
+correct("latent_acts_to_logits", name="reference", description="the course's reference (x @ W_U at the final position)")(solutions.latent_acts_to_logits)
+correct("latent_acts_to_later_latent_acts_attn", name="run_with_hooks", description="run_with_hooks: one hook replaces the earlier z, one records the later z")(learner.later_latent_acts_attn())
+correct("latent_acts_to_later_latent_acts_attn", name="reference", description="the course's reference (model.hooks context)")(solutions.latent_acts_to_later_latent_acts_attn)

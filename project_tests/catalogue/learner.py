@@ -79,6 +79,7 @@ def latent_to_latent(
     jacobian: Callable[..., Any] = torch.func.jacrev,
     remove_batch_dim: bool = False,
     decode: str = "sae",
+    detach: bool = False,
 ) -> Callable[..., Any]:
     """`start` / `stop` are off-by-one errors added to start_at_layer / stop_at_layer."""
 
@@ -89,6 +90,8 @@ def latent_to_latent(
                 resid = sae_from.decode(dense)
             else:  # by hand: the decoder matrix, then its bias
                 resid = einops.einsum(dense, sae_from.W_dec, "b s l, l d -> b s d") + sae_from.b_dec
+            if detach:
+                resid = resid.detach()
             resid = model(
                 resid,
                 start_at_layer=_get_hook_layer(sae_from) + start,
@@ -162,7 +165,10 @@ def latent_to_logit(
     keep_batch: bool = False,
     jacobian: Callable[..., Any] = torch.func.jacrev,
     unembed: str = "model",
+    grad_position: int | None = None,
 ) -> Callable[..., Any]:
+    """`grad_position`: the position whose logits are differentiated, when it differs from `position`."""
+
     def latent_to_logit_gradients(tokens: Tensor, sae: SAE, model: HookedSAETransformer, k: int | None = None):
         logits_all, (acts,), _ = true_latents(tokens, [sae], model, error_term=error_term, how=how)
         logits = logits_all[0, position]
@@ -174,7 +180,8 @@ def latent_to_logit(
             else:  # the final layer norm and unembedding by hand, final position only
                 final = model(resid, start_at_layer=_get_hook_layer(sae) + start, stop_at_layer=model.cfg.n_layers)
                 out = model.unembed(model.ln_final(final))[0, position]
-            chosen = out if token_ids is None else out[token_ids]
+            differentiated = out if grad_position is None else model(resid, start_at_layer=_get_hook_layer(sae) + start)[0, grad_position]
+            chosen = differentiated if token_ids is None else differentiated[token_ids]
             return chosen, (out,)
 
         if token_ids_as == "bottom":
@@ -206,13 +213,16 @@ def attention(
     stop: int = 0,
     dense_jacobian: bool = False,
     jacobian: Callable[..., Any] = torch.func.jacrev,
+    record_layer: str = "to",
+    resid_pre_in_cache: bool = True,
 ) -> Callable[..., Any]:
-    """hooks: "run_with_hooks", "context" (model.hooks), "ctx" (store z in hook.ctx), "add_hook" (model.add_hook, never removed)."""
+    """record_layer: "to" (right) or "from" (the earlier layer's z); resid_pre_in_cache: False leaves it out of names_filter.
+    hooks: "run_with_hooks", "context" (model.hooks), "ctx" (store z in hook.ctx), "add_hook" (model.add_hook, never removed)."""
 
     def latent_to_latent_gradients_attn(tokens: Tensor, sae_from: SAE, sae_to: SAE, model: HookedSAETransformer):
         layer_from, layer_to = _get_hook_layer(sae_from), _get_hook_layer(sae_to)
         resid_pre_name = get_act_name("resid_pre", layer_from)
-        z_from, z_to = get_act_name("z", layer_from), get_act_name("z", layer_to)
+        z_from, z_to = get_act_name("z", layer_from), get_act_name("z", layer_to if record_layer == "to" else layer_from)
 
         def later_latents(values: Tensor, indices: Tensor, shape: tuple[int, ...], resid_pre: Tensor):
             z_recon = sae_from.decode(dense_of(values, indices, shape))
@@ -227,7 +237,7 @@ def attention(
                 else:
                     stored.append(z)
 
-            fwd_hooks = [(z_from, set_z), (z_to, store_z)]
+            fwd_hooks = [(z_from, set_z), (z_to, store_z)] if z_to != z_from else [(z_from, lambda z, hook: store_z(set_z(z, hook), hook) or set_z(z, hook))]
             kwargs = dict(start_at_layer=layer_from + start, stop_at_layer=layer_to + 1 + stop)
             if hooks == "context":
                 with model.hooks(fwd_hooks=fwd_hooks):
@@ -243,7 +253,7 @@ def attention(
             return later.sparse[0], (later.dense,)
 
         _, (prev, next_true), cache = true_latents(
-            tokens, [sae_from, sae_to], model, error_term=error_term, how=how, extra_names=(resid_pre_name,)
+            tokens, [sae_from, sae_to], model, error_term=error_term, how=how, extra_names=(resid_pre_name,) if resid_pre_in_cache else ()
         )
         resid_pre = cache[resid_pre_name]
         if dense_jacobian:
@@ -255,3 +265,92 @@ def attention(
         return grads, prev, next_true, SparseTensor.from_dense(next_recon)
 
     return latent_to_latent_gradients_attn
+
+
+# ---------------------------------------------------------------------------------------------
+# The intermediate functions, on their own (their checks give them the true activations).
+# ---------------------------------------------------------------------------------------------
+
+
+def later_latent_acts(
+    *, start: int = 0, stop: int = 0, output: str = "values", aux: str = "tuple", detach: bool = False, decode: str = "sae"
+) -> Callable[..., Any]:
+    """output: "values" or "dense" (the dense tensor differentiated); aux: "tuple" or "bare"."""
+
+    def latent_acts_to_later_latent_acts(values: Tensor, indices: Tensor, shape: tuple[int, ...], sae_from: SAE, sae_to: SAE, model: HookedSAETransformer):
+        dense = dense_of(values, indices, shape) if decode == "sae" else torch.zeros(shape).index_put(tuple(indices.T), values)
+        resid = sae_from.decode(dense)
+        if detach:
+            resid = resid.detach()
+        resid = model(resid, start_at_layer=_get_hook_layer(sae_from) + start, stop_at_layer=_get_hook_layer(sae_to) + stop)
+        later = SparseTensor.from_dense(sae_to.encode(resid))
+        first = later.sparse[0] if output == "values" else later.dense
+        return first, ((later.dense,) if aux == "tuple" else later.dense)
+
+    return latent_acts_to_later_latent_acts
+
+
+def tokens_to_latent_acts(*, stop: int = 0, use_scales: bool = True, broadcast: bool = True, output: str = "values", detach: bool = False, how: str = "broadcast") -> Callable[..., Any]:
+    def tokens_to_latent_acts(token_scales: Tensor, tokens: Tensor, sae: SAE, model: HookedSAETransformer):
+        embeddings = model(tokens, stop_at_layer=0)
+        if detach:
+            embeddings = embeddings.detach() * token_scales.detach()[..., None]
+        elif not use_scales:
+            pass
+        elif how == "einsum":
+            embeddings = einops.einsum(embeddings, token_scales, "b s d, b s -> b s d")
+        else:
+            embeddings = embeddings * (token_scales[..., None] if broadcast else token_scales)
+        dense = sae.encode(model(embeddings, start_at_layer=0, stop_at_layer=_get_hook_layer(sae) + stop))
+        latents = SparseTensor.from_dense(dense)
+        return (latents.sparse[0] if output == "values" else latents.dense), (latents.dense,)
+
+    return tokens_to_latent_acts
+
+
+def latent_acts_to_logits(*, position: int = -1, start: int = 0, select: bool = True, keep_positions: bool = False, detach: bool = False, unembed: str = "model") -> Callable[..., Any]:
+    def latent_acts_to_logits(values: Tensor, indices: Tensor, shape: tuple[int, ...], sae: SAE, model: HookedSAETransformer, token_ids: Any = None):
+        resid = sae.decode(dense_of(values, indices, shape))
+        if detach:
+            resid = resid.detach()
+        if unembed == "model":
+            all_logits = model(resid, start_at_layer=_get_hook_layer(sae) + start)[0]
+        else:  # only the final position through the final LayerNorm and the unembedding
+            final = model(resid, start_at_layer=_get_hook_layer(sae) + start, stop_at_layer=model.cfg.n_layers)
+            all_logits = model.unembed(model.ln_final(final[:, -1:]))[0]
+        logits = all_logits if keep_positions else all_logits[position]
+        return (logits[..., token_ids] if select else logits), (logits,)
+
+    return latent_acts_to_logits
+
+
+def later_latent_acts_attn(*, replace_z: bool = True, start: int = 0, stop: int = 0, record_layer: str = "to", hook_name: str = "act_name", detach: bool = False, reshape: bool = False) -> Callable[..., Any]:
+    """record_layer: "to" (right) or "from" (the earlier layer's z); hook_name: "act_name" or "typo" (no attn.)."""
+
+    def latent_acts_to_later_latent_acts_attn(values: Tensor, indices: Tensor, shape: tuple[int, ...], sae_from: SAE, sae_to: SAE, model: HookedSAETransformer, resid_pre_clean: Tensor):
+        layer_from, layer_to = _get_hook_layer(sae_from), _get_hook_layer(sae_to)
+        z_recon = sae_from.decode(dense_of(values, indices, shape))
+        if detach:
+            z_recon = z_recon.detach()
+        if reshape:
+            z_recon = z_recon.flatten(-2)
+        recorded: list[Tensor] = []
+        record_at = layer_to if record_layer == "to" else layer_from
+        name = get_act_name("z", record_at) if hook_name == "act_name" else f"blocks.{record_at}.hook_z"
+
+        def replace(z: Tensor, hook: Any) -> Tensor:
+            return z_recon if replace_z else z
+
+        def record(z: Tensor, hook: Any) -> None:
+            recorded.append(z)
+
+        model.run_with_hooks(
+            resid_pre_clean,
+            start_at_layer=layer_from + start,
+            stop_at_layer=layer_to + 1 + stop,
+            fwd_hooks=[(get_act_name("z", layer_from), replace), (name, record)],
+        )
+        later = SparseTensor.from_dense(sae_to.encode(recorded[-1]))
+        return later.sparse[0], (later.dense,)
+
+    return latent_acts_to_later_latent_acts_attn

@@ -266,3 +266,43 @@ wrong("attention", hint="stop_at_layer", name="stop_one_layer_early", descriptio
 wrong("attention", hint="start_at_layer", name="start_one_layer_late", description="start_at_layer = layer_from + 1: the replaced z is skipped")(
     learner.attention(start=1)
 )
+
+# ---------------------------------------------------------------------------------------------
+# The intermediate functions (their own, ungraded checks)
+# ---------------------------------------------------------------------------------------------
+
+wrong("latent_acts_to_later_latent_acts", hint="start_at_layer", name="start_one_layer_late", description="start_at_layer = layer_from + 1")(learner.later_latent_acts(start=1))
+wrong("latent_acts_to_later_latent_acts", hint="stop_at_layer", name="stop_one_layer_late", description="stop_at_layer = layer_to + 1")(learner.later_latent_acts(stop=1))
+wrong("latent_acts_to_later_latent_acts", hint="stop_at_layer", name="stop_one_layer_early", description="stop_at_layer = layer_to - 1")(learner.later_latent_acts(stop=-1))
+wrong("latent_acts_to_later_latent_acts", hint="sparse[0]", name="dense_output", description="the dense tensor returned as the differentiated output")(learner.later_latent_acts(output="dense"))
+wrong("latent_acts_to_later_latent_acts", hint="one-element tuple", name="aux_not_a_tuple", description="the dense tensor returned bare, not in a tuple")(learner.later_latent_acts(aux="bare"))
+wrong("latent_acts_to_later_latent_acts", hint=".detach()", name="detached_reconstruction", description="sae_from.decode(...).detach(): right values, no gradient")(learner.later_latent_acts(detach=True))
+wrong("tokens_to_latent_acts", hint="stop_at_layer", name="stop_one_layer_late", description="stop_at_layer = layer + 1")(learner.tokens_to_latent_acts(stop=1))
+wrong("tokens_to_latent_acts", hint="an input you do not use", name="scales_unused", description="token_scales never applied: right values, zero Jacobian")(learner.tokens_to_latent_acts(use_scales=False))
+wrong("tokens_to_latent_acts", hint="token_scales[..., None]", name="scales_not_broadcast", description="embeddings * token_scales, without a last axis")(learner.tokens_to_latent_acts(broadcast=False))
+wrong("tokens_to_latent_acts", hint="sparse[0]", name="dense_output", description="the dense latents returned as the differentiated output")(learner.tokens_to_latent_acts(output="dense"))
+wrong("tokens_to_latent_acts", hint=".detach()", name="detached", description="the scaled embeddings detached")(learner.tokens_to_latent_acts(detach=True))
+wrong("latent_acts_to_logits", hint="position 0", name="first_position", description="the first position's logits")(learner.latent_acts_to_logits(position=0))
+wrong("latent_acts_to_logits", hint="final position", name="second_to_last_position", description="logits at position -2")(learner.latent_acts_to_logits(position=-2))
+wrong("latent_acts_to_logits", hint="start_at_layer", name="start_one_layer_late", description="start_at_layer = layer + 1")(learner.latent_acts_to_logits(start=1))
+wrong("latent_acts_to_logits", hint="final position's logits only", name="every_position", description="every position's logits returned")(learner.latent_acts_to_logits(keep_positions=True))
+wrong("latent_acts_to_logits", hint="logits_recon[token_ids]", name="token_ids_ignored", description="all logits differentiated, token_ids ignored")(learner.latent_acts_to_logits(select=False))
+wrong("latent_acts_to_logits", hint=".detach()", name="detached_reconstruction", description="sae.decode(...).detach()")(learner.latent_acts_to_logits(detach=True))
+wrong("latent_acts_to_later_latent_acts_attn", hint="not replaced", name="clean_z_kept", description="the replacing hook returns z")(learner.later_latent_acts_attn(replace_z=False))
+wrong("latent_acts_to_later_latent_acts_attn", hint="never ran", name="stop_one_layer_early", description="stop_at_layer = layer_to: the later z is never computed")(learner.later_latent_acts_attn(stop=-1))
+wrong("latent_acts_to_later_latent_acts_attn", hint="start_at_layer", name="start_one_layer_late", description="start_at_layer = layer_from + 1")(learner.later_latent_acts_attn(start=1))
+wrong("latent_acts_to_later_latent_acts_attn", hint="z of layer", name="wrong_layer_z", description="the earlier layer's z recorded and encoded")(learner.later_latent_acts_attn(record_layer="from"))
+wrong("latent_acts_to_later_latent_acts_attn", hint="hook name", name="hook_name_typo", description="blocks.L.hook_z (no attn.): a hook point that does not exist")(learner.later_latent_acts_attn(hook_name="typo"))
+wrong("latent_acts_to_later_latent_acts_attn", hint=".detach()", name="detached_reconstruction", description="sae_from.decode(...).detach()")(learner.later_latent_acts_attn(detach=True))
+
+# Mistakes in the intermediate functions, seen by the whole exercise's check.
+wrong("latent_to_latent", hint=".detach()", name="detached_reconstruction", description="sae_from.decode(...).detach(): right activations, zero gradients")(
+    learner.latent_to_latent(detach=True)
+)
+wrong("latent_to_logit", hint="final position", name="gradients_at_first_position", description="the differentiated logits are position 0's; the returned ones are right")(
+    learner.latent_to_logit(grad_position=0)
+)
+wrong("attention", hint="z of layer", name="wrong_layer_z", description="the earlier layer's z recorded and encoded")(learner.attention(record_layer="from"))
+wrong("attention", hint="names_filter", name="resid_pre_not_cached", description="resid_pre left out of names_filter: the cache has no entry for it")(
+    learner.attention(resid_pre_in_cache=False)
+)
