@@ -127,7 +127,7 @@ def cases(world: World, token_sae: Any = None) -> list[Case]:
     t2l_tokens, t2l_sae = model.to_tokens(ex.token_to_latent.prompt), token_sae if token_sae is not None else world.saes[ex.token_to_latent.layer]
     l2g = ex.latent_to_logit
     l2g_tokens, l2g_sae = model.to_tokens(l2g.prompt), world.saes[l2g.layer]
-    ind = ex.induction
+    ind = ex.attention
     ind_tokens = ind.repeated_tokens(model)
     return [
         Case(

@@ -43,7 +43,7 @@ def gpt2_shaped_world(seed: int = 0, shape: WorldShape = GPT2_SHAPE, device: tor
     """
     world = build_random_world(shape, seed=seed, device=device)
     model, ex = world.model, world.exercises
-    l2l, ind = ex.latent_to_latent, ex.induction
+    l2l, ind = ex.latent_to_latent, ex.attention
     with torch.no_grad():
         tokens = model.to_tokens(l2l.prompt)
         _, cache = model.run_with_cache(tokens, names_filter=[_hook(world.saes[l2l.layer_from]), _hook(world.saes[l2l.layer_to])])
@@ -84,7 +84,7 @@ def latents_per_token(world: World, token_sae: SAE | None = None) -> dict[str, f
     import solutions
 
     model, ex = world.model, world.exercises
-    l2l, ind, l2g = ex.latent_to_latent, ex.induction, ex.latent_to_logit
+    l2l, ind, l2g = ex.latent_to_latent, ex.attention, ex.latent_to_logit
     token_sae = token_sae or world.saes[ex.token_to_latent.layer]
     out = {}
     with torch.enable_grad():

@@ -109,12 +109,6 @@ class ExerciseSettings:
     def attention_layers(self) -> tuple[int, ...]:
         return (self.attention.layer_from, self.attention.layer_to)
 
-    @property
-    def induction(self) -> AttentionSettings:
-        """The old name of `attention`, still read by benchmarks/bench.py and benchmarks/worlds.py: delete it
-        once they say `attention`."""
-        return self.attention
-
 
 class LazySAEs(Mapping[int, SAE]):
     """SAEs by layer, each loaded the first time it is asked for (SAE files can be hundreds of MB)."""

@@ -274,7 +274,7 @@ def test_row_by_row_forward_mode_equals_the_plain_one(tiny_world: World, monkeyp
     import solutions.forward_mode
 
     model, ex = tiny_world.model, tiny_world.exercises
-    l2l, ind = ex.latent_to_latent, ex.induction
+    l2l, ind = ex.latent_to_latent, ex.attention
     saes = (tiny_world.saes[l2l.layer_from], tiny_world.saes[l2l.layer_to], tiny_world.attn_saes[ind.layer_from])
     assert solutions.forward_mode.supports_positionwise(model, saes)
 

@@ -141,7 +141,7 @@ def measure(device: str) -> list[Row]:
         rows.append(Row("F9.5879's gradients to German cities in the top k", "large (top 5 latents)", "F9.5879 inactive or no German city in the top k", "DIFFERS"))
 
     # Exercise 6: the induction figures came from the original's unseeded sequence: information only.
-    induction = ex.induction
+    induction = ex.attention
     rep_tokens = induction.repeated_tokens(model, seed=0)
     grads, prev, nxt, recon = solutions.latent_to_latent_gradients_attn(rep_tokens, attn_saes[induction.layer_from], attn_saes[induction.layer_to], model)
     true_active = {tuple(x) for x in nxt.indices.tolist()}
