@@ -129,11 +129,12 @@ def _after_attention_rows(block: torch.nn.Module, primal: dict[str, Tensor], d_r
     d_resid_mid = d_resid.values + torch.einsum("mhe,hed->md", d_z.values, block.attn.W_O)
 
     # The MLP by hand, so that its hidden layer's primal is not recomputed for every row: the rows
-    # at one position share it (`pre` comes from the primal pass), and the activation is elementwise,
-    # so its tangent is its slope at `pre` times the tangent of `pre`.
+    # at one position share it (`pre`, computed once per position from the primal resid_mid), and the
+    # activation is elementwise, so its tangent is its slope at `pre` times the tangent of `pre`. `pre` is
+    # not read from mlp.hook_pre: a deep-copied model's MLP calls the original's hook points (sae_lens).
     positions = d_z.positions
     d_normalized = _jvp(block.ln2, primal["resid_mid"][0, positions], d_resid_mid)
-    pre = primal["mlp_pre"][0]
+    pre = block.ln2(primal["resid_mid"][0]) @ block.mlp.W_in + block.mlp.b_in
     slope = _jvp(block.mlp.act_fn, pre, torch.ones_like(pre))
     d_resid_post = d_resid_mid + (slope[positions] * (d_normalized @ block.mlp.W_in)) @ block.mlp.W_out
     return Rows(d_z.cols, d_z.positions, d_resid_post)
@@ -171,7 +172,7 @@ def _primal_hooks(path: Path) -> list[str]:
     names = []
     for layer in range(path.layer_from, path.layer_to + 1):
         names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid"]
-        names += [f"blocks.{layer}.attn.hook_{x}" for x in "qkv"] + [f"blocks.{layer}.mlp.hook_pre"]
+        names += [f"blocks.{layer}.attn.hook_{x}" for x in "qkv"]
     return names
 
 
@@ -192,7 +193,6 @@ def _propagate(
         primal = {
             "resid_pre": primals[f"blocks.{layer}.hook_resid_pre"],
             "resid_mid": primals.get(f"blocks.{layer}.hook_resid_mid"),
-            "mlp_pre": primals.get(f"blocks.{layer}.mlp.hook_pre"),
             **{x: primals[f"blocks.{layer}.attn.hook_{x}"] for x in "qkv"},
         }
         if d_z is None:

@@ -97,9 +97,11 @@ def _aligned(exercise: str, name: str, axis: str, got: Any, want: Any, hint: str
     got_at = {index: i for i, index in enumerate(_index_rows(got.sparse[1]))}
     want_at = {index: i for i, index in enumerate(_index_rows(want.sparse[1]))}
     _, atol_relative = tolerances(want.dense.device)
-    negligible = atol_relative * max(float(want.dense.abs().max()) if want.dense.numel() else 0.0, 1e-6)
+    # Detached: float() of a tensor that still requires grad warns on stderr, which nbgrader scores as a failure.
+    want_dense, got_dense = want.dense.detach(), got.dense.detach()
+    negligible = atol_relative * max(float(want_dense.abs().max()) if want_dense.numel() else 0.0, 1e-6)
     for index in got_at.keys() ^ want_at.keys():
-        value = float(want.dense[index]) if index in got_at else float(got.dense[index])
+        value = float(want_dense[index]) if index in got_at else float(got_dense[index])
         if abs(value) > negligible:
             raise CheckFailed(
                 exercise,
