@@ -223,7 +223,7 @@ def test_learner_checks_pass_with_the_solutions_on_gpt2(gpt2_from_fake_cache, ex
 
 def test_auto_picks_gpt2_when_it_is_cached(fake_hub: Path, monkeypatch: pytest.MonkeyPatch, tiny_world: World) -> None:
     stand_in = World("gpt2", tiny_world.model, tiny_world.saes, tiny_world.attn_saes, tiny_world.exercises, "a stand-in")
-    monkeypatch.setattr(gpt2_world, "load_gpt2_world", lambda device: stand_in)
+    monkeypatch.setattr(gpt2_world, "load_gpt2_world", lambda device, probed=None: stand_in)
     assert load_world("auto", device="cpu", verbose=False) is stand_in
     assert worlds.current_world() is stand_in
 
