@@ -13,7 +13,7 @@ from sae_lens import SAE, HookedSAETransformer
 from part_utils.gpt2_world import GPT2_EXERCISES, is_gpt2_small
 from part_utils.world_types import ExerciseSettings, settings_of
 from tests._report import CheckFailed, call_learner, fmt_seconds, passed, shape_of
-from tests._state import preserved_state
+from tests._state import HINT_LEAVE_NO_TRACE, preserved_state
 
 # The parts of a gradient exercise's result that can be checked on their own (None: all of it).
 PARTS = (None, "gradients", "activations")
@@ -97,6 +97,7 @@ def run_check(
             "your results are right, but your function changed the model or SAEs and did not put them back. It "
             + "; it ".join(changes)
             + ". The check has undone this; fix the function so it leaves no trace.",
+            HINT_LEAVE_NO_TRACE,
         )
     passed(exercise, f"{summary} ({fmt_seconds(time.perf_counter() - start)} for your function and the reference)")
 
@@ -111,4 +112,4 @@ def _also_changed(failure: CheckFailed, changes: list[str]) -> CheckFailed:
         + "; it ".join(changes)
         + ". The check has undone this."
     )
-    return CheckFailed(failure.exercise, message, failure.hint)
+    return CheckFailed(failure.exercise, message, failure.hint or HINT_LEAVE_NO_TRACE)

@@ -107,6 +107,14 @@ def _restore(model: HookedSAETransformer, saes: list[SAE], before: _Snapshot) ->
     return changes
 
 
+# What to do instead, for a function whose results were right but which left the model or SAEs changed.
+HINT_LEAVE_NO_TRACE = (
+    "Leave no trace: pass use_error_term=True to run_with_cache_with_saes instead of setting it on an SAE; "
+    "attach SAEs and hooks only for one run (`with model.saes(...)`, `with model.hooks(...)`, run_with_hooks); "
+    "switch gradients off with a `with torch.no_grad():` block."
+)
+
+
 @contextmanager
 def preserved_state(model: HookedSAETransformer, saes: Iterable[SAE]) -> Iterator[list[str]]:
     """Run a block, then restore grad mode, hooks, attached SAEs and use_error_term, even if it raised.

@@ -33,7 +33,7 @@ from tests._report import (
     passed,
     shape_of,
 )
-from tests._state import preserved_state
+from tests._state import HINT_LEAVE_NO_TRACE, preserved_state
 from tests.attention import exception_hint_for_hooks
 from tests.latent_to_latent import HINT_LAYERS
 
@@ -140,6 +140,7 @@ def run_intermediate_check(
             "your results are right, but your function changed the model or SAEs and did not put them back. It "
             + "; it ".join(changes)
             + ". The check has undone this; fix the function so it leaves no trace.",
+            HINT_LEAVE_NO_TRACE,
         )
     probes, probe_changes = learner(lambda *args: jacobian_probes(fn, args, want_output.numel()))
     try:

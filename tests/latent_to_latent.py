@@ -152,7 +152,18 @@ def test_latent_to_latent_gradients(
         model,
         lambda recon, want: layer_hint(recon, want[1].dense, sae_from, sae_to, model),
         part,
+        exception_hint=_exception_hint,
     )
+
+
+def _exception_hint(error: BaseException) -> str | None:
+    """A shape error inside the model usually means the activations lost their batch dimension."""
+    if isinstance(error, (RuntimeError, IndexError, ValueError)) and any(word in str(error) for word in ("shape", "size", "dimension")):
+        return (
+            "A shape does not fit. The model and the SAEs expect (batch, seq, ...) tensors: keep the batch dimension "
+            "of the cached activations (run_with_cache_with_saes(..., remove_batch_dim=False))."
+        )
+    return None
 
 
 test_latent_to_latent_gradients.__test__ = False  # a learner check, not a test of this project

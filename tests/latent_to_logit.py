@@ -92,7 +92,11 @@ def compare_latent_to_logit(
         compare_tensor(EXERCISE, name, value, reference, hint)
 
     if not isinstance(token_ids, list) or not all(isinstance(t, int) for t in token_ids):
-        raise CheckFailed(EXERCISE, f"token_ids should be a list of {k} ints (use .tolist()), but it is a {shape_of(token_ids)}.")
+        raise CheckFailed(
+            EXERCISE,
+            f"token_ids should be a list of {k} ints, but it is a {shape_of(token_ids)}.",
+            "Turn topk's indices into a Python list with .tolist(): logits.topk(k).indices.tolist().",
+        )
     if token_ids != want_ids:
         hint = "Take the top k of the true logits at the final position: logits[0, -1].topk(k).indices.tolist()."
         if sorted(token_ids) == sorted(want_ids):

@@ -130,7 +130,7 @@ wrong("latent_to_latent", hint="transposed", name="transposed_jacobian", descrip
     learner.latent_to_latent(transpose=True)
 )
 # The model then fails inside the learner's own forward pass, with a shape error that names no exercise step.
-wrong("latent_to_latent", hint=None, name="batch_dim_removed", description="remove_batch_dim=True: activations without the batch dimension")(
+wrong("latent_to_latent", hint="remove_batch_dim=False", name="batch_dim_removed", description="remove_batch_dim=True: activations without the batch dimension")(
     learner.latent_to_latent(remove_batch_dim=True)
 )
 
