@@ -49,7 +49,8 @@ REASONS = {
     "unreadable": "could not read or run",
     "hostile_writes_course": "sandbox blocked it",
     "hostile_spawns": "were killed",
-    "hostile_floods": "output truncated",
+    # 100 MB takes a while to send: on a loaded machine the cell may reach its time limit first.
+    "hostile_floods": ("output truncated", "limit per cell"),
     "hostile_ignores_sigint": "stopped responding",
     "hostile_patches_sae": "no credit: the checks were modified",
     "hostile_changes_world": "parameters were changed",
@@ -162,7 +163,8 @@ def test_scores_per_exercise(graded, student: str, figures) -> None:
 def test_feedback_says_why(graded, student: str) -> None:
     course = graded[0]
     html = (course / "feedback" / student / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.html").read_text()
-    assert REASONS[student] in html, f"{student}'s feedback does not mention {REASONS[student]!r}"
+    reasons = REASONS[student] if isinstance(REASONS[student], tuple) else (REASONS[student],)
+    assert any(reason in html for reason in reasons), f"{student}'s feedback does not mention {reasons!r}"
     assert "Grading notes" in html
 
 
