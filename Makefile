@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch pulled in by a dependency is a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,workshop]"
 	touch $@
 
 # JupyterLab as the course runs it (jupyter_lab_config.py): on this machine only, nothing fetched from
@@ -73,3 +73,22 @@ grades: setup
 .PHONY: bench
 bench: setup
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+
+# ---- A workshop: JupyterHub for the class, nbgrader's exchange (see "Running a workshop" in README.md). ----
+# As root: `sudo make workshop` (ROSTER, WORKSHOP_DIR, WORKSHOP_PORT, WORLD=toy|gpt2; PUBLIC=1 with
+# TLS_CERT=... TLS_KEY=... serves the class on every interface over HTTPS). Ctrl+C stops the hub and every server.
+ROSTER ?= workshop/roster.csv
+WORKSHOP_DIR ?= /srv/latent-gradients-workshop
+WORKSHOP_PORT ?= 8000
+WORKSHOP_WORLD := $(if $(filter auto,$(WORLD)),toy,$(WORLD))
+CHP := workshop/node_modules/.bin/configurable-http-proxy
+.PHONY: workshop
+$(CHP): workshop/package.json workshop/package-lock.json
+	npm ci --prefix workshop --no-audit --no-fund
+	touch $@
+
+workshop: setup $(CHP)
+	$(PY) workshop/prepare.py --roster "$(ROSTER)" --workshop-dir "$(WORKSHOP_DIR)" --world $(WORKSHOP_WORLD)
+	LATENT_GRADIENTS_WORKSHOP_DIR="$(WORKSHOP_DIR)" WORKSHOP_ROSTER="$(abspath $(ROSTER))" WORKSHOP_PORT=$(WORKSHOP_PORT) \
+		WORKSHOP_WORLD=$(WORKSHOP_WORLD) WORKSHOP_PUBLIC=$(PUBLIC) WORKSHOP_TLS_CERT="$(TLS_CERT)" WORKSHOP_TLS_KEY="$(TLS_KEY)" \
+		$(BIN)/jupyterhub -f workshop/jupyterhub_config.py
