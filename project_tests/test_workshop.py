@@ -47,7 +47,7 @@ INSTRUCTOR, LEARNER_1, LEARNER_2 = "ws-teacher", "ws-alice", "ws-bob"
 ROSTER = [(INSTRUCTOR, "instructor", "Ada Teacher"), (LEARNER_1, "learner", "Alice Example"), (LEARNER_2, "learner", "Bob Example")]
 HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "grading.hidden", "### BEGIN SOLUTION")
 SCORE = re.compile(r"\(Score: ([\d.]+) / ([\d.]+)\)")
-ACTION_TIMEOUT_MS = 300_000
+ACTION_TIMEOUT_MS = 600_000  # one autograde took 200 s on 2 cores at load average 16
 # nbgrader 0.9.6's feedback template loads MathJax 2.7 from a CDN, whatever the exporter's settings; the page
 # is blocked from fetching it (the feedback reads fine without it). Every other request must stay on the hub.
 FEEDBACK_MATHJAX = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/"
@@ -177,7 +177,7 @@ class Person:
     # --- nbgrader's Assignments tab -------------------------------------------------------------------------------
     def open_assignments(self) -> None:
         page = self.page
-        page.goto(f"{self.server}/lab")
+        page.goto(f"{self.server}/lab?reset")  # a fresh layout: only the Assignments tab that opens next
         page.wait_for_selector("#jp-main-dock-panel")
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Nbgrader$")).click()
         page.locator(".lm-Menu-item", has_text="Assignment List").click()
@@ -253,8 +253,17 @@ def refused_on_disk(username: str, path: Path) -> bool:
 @pytest.mark.timeout(1800)
 def test_workshop_day(workshop: Workshop, browser, figures) -> None:  # noqa: ANN001
     outside: list[str] = []
+    people = [Person(browser, workshop, name, outside) for name in (INSTRUCTOR, LEARNER_1, LEARNER_2)]
+    try:
+        _workshop_day(workshop, *people, outside, figures)
+    except Exception:
+        for person in people:  # what each page showed when the step failed
+            person.shot(f"{person.username}_at_failure")
+        raise
+
+
+def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Person, outside: list[str], figures) -> None:  # noqa: ANN001
     start = time.perf_counter()
-    teacher, alice, bob = (Person(browser, workshop, name, outside) for name in (INSTRUCTOR, LEARNER_1, LEARNER_2))
 
     # The instructor releases the assignment from formgrader.
     teacher.log_in()

@@ -24,6 +24,7 @@ from traitlets.config.loader import PyFileConfigLoader
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from grading.settings import CELL_TIMEOUT_S  # noqa: E402
 from workshop.prepare import instructor_env, instructor_of, read_roster  # noqa: E402
 
 c = get_config()  # noqa: F821 (defined by traitlets when it loads this file)
@@ -85,6 +86,7 @@ def _common_env() -> dict[str, str]:
         # The model files were cached once by prepare.py (WORLD=gpt2); learners never download them again.
         "HF_HUB_OFFLINE": "1",
         "PYTHONPATH": str(REPO),
+        "LATENT_GRADIENTS_CELL_TIMEOUT": str(CELL_TIMEOUT_S),
     }
     if os.environ.get("LATENT_GRADIENTS_DEVICE"):
         env["LATENT_GRADIENTS_DEVICE"] = os.environ["LATENT_GRADIENTS_DEVICE"]
