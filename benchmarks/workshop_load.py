@@ -18,6 +18,7 @@ memory of all the learners' processes together (sampled every 0.5 s; other jobs 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -97,7 +98,8 @@ def solved_release(work: Path) -> dict:
     shutil.copytree(ROOT / "nbgrader" / "source", course / "source")
     shutil.copy(ROOT / "nbgrader" / "nbgrader_config.py", course / "nbgrader_config.py")
     subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", settings.ASSIGNMENT], cwd=course, check=True,
-                   capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+                   capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT),  # nbgrader runs alembic by name
+                                             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})  # fmt: skip
     notebook = examples.build(course)["solutions"][0]
     return json.loads(nbformat.writes(notebook))
 
@@ -188,12 +190,15 @@ def load_test(learners: int, port: int) -> None:
         print(f"{learners} learners, {os.cpu_count()} CPU cores: {learners} servers started and logged in in {servers_up:.0f} s, "
               f"{with_servers:,.0f} MiB for the idle servers")  # fmt: skip
         for name, (seconds, passed, text) in zip(names, results):
-            print(f"  {name}: Validate (whole solutions notebook) {seconds:.0f} s, {'passed' if passed else 'FAILED: ' + text}")
+            print(f"  {name}: Validate (the whole notebook, solved) {seconds:.0f} s, {'passed' if passed else 'FAILED: ' + text}")
         print(f"all {learners} finished in {wall:.0f} s; the learners' processes peaked at {peak:,.0f} MiB resident "
               f"({peak / learners:,.0f} MiB per learner)")  # fmt: skip
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGTERM)  # the hub stops every learner's server, then the proxy
         process.wait(timeout=120)
+        time.sleep(30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # a hub stuck in its shutdown
         for name in (*names, "lt-teacher"):
             try:
                 pwd.getpwnam(name)

@@ -73,6 +73,21 @@ def _remove_accounts() -> None:
         subprocess.run(["userdel", "--remove", "--force", name], capture_output=True)
 
 
+def stop_process_group(process: subprocess.Popen, timeout_s: float = 60) -> None:
+    """Stop make and the hub it started (one process group): SIGTERM lets the hub stop every server and the proxy;
+    whatever is left after `timeout_s` (a hub stuck in its shutdown) is killed."""
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(1)
+    os.killpg(process.pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="module")
 def workshop() -> Iterator[Workshop]:
     if find_chromium() is None:
@@ -111,12 +126,7 @@ def workshop() -> Iterator[Workshop]:
             passwords = {row["username"]: row["password"] for row in csv.DictReader(file)}
         yield Workshop(base_url, directory, passwords, log_path)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the hub stops every server it started, then the proxy
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop_process_group(process)
         _remove_accounts()
         shutil.rmtree(work, ignore_errors=True)
 
