@@ -12,6 +12,8 @@
   nbgrader/source/, a gradebook with the assignment and every learner of the roster.
 - nbgrader's exchange, `<workshop dir>/exchange`, world-writable as nbgrader documents it, with the sticky bit
   so that no one can rename or remove another person's entries.
+- Learners' servers run the course environment's Python and import the course from the repository: every folder
+  above them becomes traversable by other users (o+x, not listable), e.g. /root when Python lives in /root/.pyenv.
 - WORLD=gpt2: GPT-2 and its SAEs downloaded once into `<workshop dir>/hf-cache`, then made read-only.
 """
 
@@ -96,13 +98,14 @@ def ensure_account(person: Person) -> None:
     os.chmod(account.pw_dir, 0o700)
 
 
-def let_others_run(executable: Path) -> None:
-    """Learners' servers run the course environment's Python: every folder above it must be traversable."""
-    for folder in executable.resolve().parents:
+def let_others_reach(path: Path) -> None:
+    """Learners' servers run the course environment's Python and import the course from the repository: every
+    folder above them must be traversable."""
+    for folder in path.resolve().parents:
         mode = folder.stat().st_mode
         if not mode & stat.S_IXOTH:
             os.chmod(folder, mode | stat.S_IXOTH)  # traverse only: the folder's listing stays private
-            print(f"  {folder}: other users may now pass through it (o+x) to reach the course's Python")
+            print(f"  {folder}: other users may now pass through it (o+x) to reach {path}")
 
 
 def close_to_learners(instructors_gid: int) -> None:
@@ -213,7 +216,7 @@ def main() -> None:
         ensure_account(person)
     workshop_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(workshop_dir, 0o755)
-    closed = [str(folder) for folder in workshop_dir.parents if not folder.stat().st_mode & stat.S_IXOTH]
+    closed = [str(folder) for folder in (workshop_dir, *workshop_dir.parents) if not folder.stat().st_mode & stat.S_IXOTH]
     if closed:
         sys.exit(f"Every account must reach {workshop_dir} (the exchange is there), but {closed} let only their owner in.")
     (workshop_dir / "hub").mkdir(exist_ok=True)
@@ -221,7 +224,8 @@ def main() -> None:
     exchange = workshop_dir / "exchange"
     exchange.mkdir(exist_ok=True)
     os.chmod(exchange, 0o1777)
-    let_others_run(Path(sys.executable))
+    let_others_reach(Path(sys.executable))
+    let_others_reach(REPO / "part_utils")
     close_to_learners(grp.getgrnam(INSTRUCTORS_GROUP).gr_gid)
     prepare_course(instructor, learners, workshop_dir)
     handout = set_passwords(people, workshop_dir)
