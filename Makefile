@@ -92,3 +92,24 @@ workshop: setup $(CHP)
 	LATENT_GRADIENTS_WORKSHOP_DIR="$(WORKSHOP_DIR)" WORKSHOP_ROSTER="$(abspath $(ROSTER))" WORKSHOP_PORT=$(WORKSHOP_PORT) \
 		WORKSHOP_WORLD=$(WORKSHOP_WORLD) WORKSHOP_PUBLIC=$(PUBLIC) WORKSHOP_TLS_CERT="$(TLS_CERT)" WORKSHOP_TLS_KEY="$(TLS_KEY)" \
 		$(BIN)/jupyterhub -f workshop/jupyterhub_config.py
+
+# ---- Submissions from an LMS: `make zip-collect ZIP=submissions.zip`, then make autograde, feedback, grades. ----
+# nbgrader's zip_collect unpacks the zip (after `make release`) and files each notebook under
+# nbgrader/submitted/<student id>/latent_gradients/ by its name. LMS=canvas (default): Canvas's "Download
+# Submissions" names, <lastfirst>_[LATE_]<user id>_<submission id>_latent_gradients[-<n>].ipynb, the student id is
+# the Canvas user id. LMS=moodle: Moodle's "Download all submissions", <Full Name>_<participant id>_assignsubmission_file_/
+# latent_gradients.ipynb. Another LMS: LMS_FILE_NAMES='<regular expression on the file's path, with
+# (?P<student_id>...) and (?P<file_id>...)>'.
+CANVAS_FILE_NAMES := .*/[^/_]+_(?:LATE_)?(?P<student_id>\d+)_\d+_(?P<file_id>[^/.]+?)(?:-\d+)?\.ipynb$$
+MOODLE_FILE_NAMES := .*/[^/]+_(?P<student_id>\d+)_assignsubmission_file_/(?P<file_id>[^/]+)\.ipynb$$
+LMS ?= canvas
+LMS_FILE_NAMES ?= $(if $(filter moodle,$(LMS)),$(MOODLE_FILE_NAMES),$(CANVAS_FILE_NAMES))
+COURSE_DIR ?= nbgrader
+.PHONY: zip-collect
+zip-collect: setup
+	@test -f "$(ZIP)" || { echo "Usage: make zip-collect ZIP=path/to/submissions.zip [LMS=canvas|moodle]"; exit 1; }
+	rm -rf "$(COURSE_DIR)/downloaded/latent_gradients/archive"
+	mkdir -p "$(COURSE_DIR)/downloaded/latent_gradients/archive"
+	cp "$(ZIP)" "$(COURSE_DIR)/downloaded/latent_gradients/archive/"
+	cd "$(COURSE_DIR)" && $(abspath $(PY)) -m nbgrader zip_collect latent_gradients --force \
+		'--FileNameCollectorPlugin.named_regexp=$(LMS_FILE_NAMES)'
