@@ -176,7 +176,7 @@ def set_passwords(people: list[Person], workshop_dir: Path) -> Path:
     import dbm
 
     with dbm.open(authenticator.dbm_path, "c", 0o600) as db:
-        has_password = {key.decode() for key in db.keys()}
+        has_password = {key.decode() for key in db}
     for person in people:
         if person.username not in has_password:
             password = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
