@@ -203,6 +203,7 @@ def load_test(learners: int, port: int) -> None:
             except KeyError:
                 continue
             subprocess.run(["userdel", "--remove", "--force", name], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
