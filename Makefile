@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch pulled in by a dependency is a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,workshop]"
 	touch $@
 
 # JupyterLab as the course runs it (jupyter_lab_config.py): on this machine only, nothing fetched from
@@ -97,3 +97,43 @@ bench: setup
 .PHONY: device-check
 device-check: setup
 	$(PY) scripts/device_check.py
+
+# ---- A workshop: JupyterHub for the class, nbgrader's exchange (see "Running a workshop" in README.md). ----
+# As root: `sudo make workshop` (ROSTER, WORKSHOP_DIR, WORKSHOP_PORT, WORLD=toy|gpt2; PUBLIC=1 with
+# TLS_CERT=... TLS_KEY=... serves the class on every interface over HTTPS). Ctrl+C stops the hub and every server.
+ROSTER ?= workshop/roster.csv
+WORKSHOP_DIR ?= /srv/latent-gradients-workshop
+WORKSHOP_PORT ?= 8000
+WORKSHOP_WORLD := $(if $(filter auto,$(WORLD)),toy,$(WORLD))
+CHP := workshop/node_modules/.bin/configurable-http-proxy
+.PHONY: workshop
+$(CHP): workshop/package.json workshop/package-lock.json
+	npm ci --prefix workshop --no-audit --no-fund
+	touch $@
+
+workshop: setup $(CHP)
+	$(PY) workshop/prepare.py --roster "$(ROSTER)" --workshop-dir "$(WORKSHOP_DIR)" --world $(WORKSHOP_WORLD)
+	LATENT_GRADIENTS_WORKSHOP_DIR="$(WORKSHOP_DIR)" WORKSHOP_ROSTER="$(abspath $(ROSTER))" WORKSHOP_PORT=$(WORKSHOP_PORT) \
+		WORKSHOP_WORLD=$(WORKSHOP_WORLD) WORKSHOP_PUBLIC=$(PUBLIC) WORKSHOP_TLS_CERT="$(TLS_CERT)" WORKSHOP_TLS_KEY="$(TLS_KEY)" \
+		$(BIN)/jupyterhub -f workshop/jupyterhub_config.py
+
+# ---- Submissions from an LMS: `make zip-collect ZIP=submissions.zip`, then make autograde, feedback, grades. ----
+# nbgrader's zip_collect unpacks the zip (after `make release`) and files each notebook under
+# nbgrader/submitted/<student id>/latent_gradients/ by its name. LMS=canvas (default): Canvas's "Download
+# Submissions" names, <lastfirst>_[LATE_]<user id>_<submission id>_latent_gradients[-<n>].ipynb, the student id is
+# the Canvas user id. LMS=moodle: Moodle's "Download all submissions", <Full Name>_<participant id>_assignsubmission_file_/
+# latent_gradients.ipynb. Another LMS: LMS_FILE_NAMES='<regular expression on the file's path, with
+# (?P<student_id>...) and (?P<file_id>...)>'.
+CANVAS_FILE_NAMES := .*/[^/_]+_(?:LATE_)?(?P<student_id>\d+)_\d+_(?P<file_id>[^/.]+?)(?:-\d+)?\.ipynb$$
+MOODLE_FILE_NAMES := .*/[^/]+_(?P<student_id>\d+)_assignsubmission_file_/(?P<file_id>[^/]+)\.ipynb$$
+LMS ?= canvas
+LMS_FILE_NAMES ?= $(if $(filter moodle,$(LMS)),$(MOODLE_FILE_NAMES),$(CANVAS_FILE_NAMES))
+COURSE_DIR ?= nbgrader
+.PHONY: zip-collect
+zip-collect: setup
+	@test -f "$(ZIP)" || { echo "Usage: make zip-collect ZIP=path/to/submissions.zip [LMS=canvas|moodle]"; exit 1; }
+	rm -rf "$(COURSE_DIR)/downloaded/latent_gradients/archive"
+	mkdir -p "$(COURSE_DIR)/downloaded/latent_gradients/archive"
+	cp "$(ZIP)" "$(COURSE_DIR)/downloaded/latent_gradients/archive/"
+	cd "$(COURSE_DIR)" && $(abspath $(PY)) -m nbgrader zip_collect latent_gradients --force \
+		'--FileNameCollectorPlugin.named_regexp=$(LMS_FILE_NAMES)'

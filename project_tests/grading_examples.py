@@ -35,7 +35,7 @@ def _solution_text(source: str) -> str:
     return "\n".join(line for line in source.splitlines() if line.strip() not in (BEGIN, END))
 
 
-def _solve(release: NotebookNode, source: NotebookNode, exercises: set[str] | None) -> NotebookNode:
+def solved(release: NotebookNode, source: NotebookNode, exercises: set[str] | None) -> NotebookNode:
     answers = {_grade_id(c): _solution_text(c.source) for c in source.cells if c.metadata.get("nbgrader", {}).get("solution")}
     nb = copy.deepcopy(release)
     for cell in nb.cells:
@@ -104,10 +104,10 @@ def build(course: Path, loopback_port: int = 9) -> dict[str, tuple[str, dict[str
     source = nbformat.read(course / "source" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb", as_version=4)
 
     def base() -> NotebookNode:
-        return _solve(release, source, {"sparse_tensor", "token_to_latent", "latent_to_logit"})
+        return solved(release, source, {"sparse_tensor", "token_to_latent", "latent_to_logit"})
 
     examples: dict[str, tuple[NotebookNode | str, dict[str, float]]] = {}
-    examples["solutions"] = (_solve(release, source, None), dict(POINTS))
+    examples["solutions"] = (solved(release, source, None), dict(POINTS))
     examples["release"] = (copy.deepcopy(release), dict(ZERO))
 
     partial = base()

@@ -1,0 +1,365 @@
+"""A workshop day, end to end: `make workshop` (a real JupyterHub), an instructor and two learners in Debian's
+Chromium (Playwright), nbgrader's own buttons from release to feedback.
+
+- The instructor logs in and, in formgrader, generates and releases the assignment.
+- Learner 1 logs in, fetches it from the Assignments tab, saves the reference solutions into it (through their
+  own server's contents API, as the editor does), validates it with the Validate button and submits it.
+- Learner 2 fetches it, solves only SparseTensor and submits.
+- Learner 2 tries learner 1's files: through the hub (refused) and on disk, as learner 2's Linux account, the
+  account their server runs as (refused); also the instructor's course directory and the hidden tests.
+- The instructor collects, autogrades each submission (formgrader's button, the course's nbgrader config),
+  generates and releases feedback.
+- Each learner fetches their feedback: 12/12 and 2/12; no hidden test in anything a learner received.
+
+Screenshots of every step are saved under build/screenshots/workshop_*.png. Needs root (one Linux account per
+person), npm (the hub's proxy) and Chromium; skips, saying why, only where one is missing. The accounts it
+creates (ws-*) are removed at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+from test_browser import CHROMIUM_ARGS, SCREENSHOTS, find_chromium
+
+from grading import settings
+
+from lab_server import free_port  # project_tests/lab_server.py
+
+pytestmark = [pytest.mark.browser, pytest.mark.workshop]
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTRUCTOR, LEARNER_1, LEARNER_2 = "ws-teacher", "ws-alice", "ws-bob"
+ROSTER = [(INSTRUCTOR, "instructor", "Ada Teacher"), (LEARNER_1, "learner", "Alice Example"), (LEARNER_2, "learner", "Bob Example")]
+HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "grading.kernel.hidden", "### BEGIN SOLUTION")
+SCORE = re.compile(r"\(Score: ([\d.]+) / ([\d.]+)\)")
+ACTION_TIMEOUT_MS = 600_000  # one autograde took 200 s on 2 cores at load average 16
+# nbgrader 0.9.6's feedback template loads MathJax 2.7 from a CDN, whatever the exporter's settings; the page
+# is blocked from fetching it (the feedback reads fine without it). Every other request must stay on the hub.
+FEEDBACK_MATHJAX = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/"
+
+
+@dataclass
+class Workshop:
+    base_url: str
+    directory: Path
+    passwords: dict[str, str]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def _remove_accounts() -> None:
+    for name, _, _ in ROSTER:
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            continue
+        subprocess.run(["userdel", "--remove", "--force", name], capture_output=True)
+
+
+def stop_process_group(process: subprocess.Popen, timeout_s: float = 60) -> None:
+    """Stop make and the hub it started (one process group): SIGTERM lets the hub stop every server and the proxy;
+    whatever is left after `timeout_s` (a hub stuck in its shutdown) is killed."""
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(1)
+    os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def workshop() -> Iterator[Workshop]:
+    if find_chromium() is None:
+        pytest.skip("No Chromium installed: the workshop test needs Debian's chromium package (`apt-get install chromium`).")
+    if os.geteuid() != 0:
+        pytest.skip("The workshop creates one Linux account per learner: run this test as root (CI does).")
+    if shutil.which("npm") is None:
+        pytest.skip("No npm: the hub's proxy (configurable-http-proxy) is installed with npm (`apt-get install npm`).")
+    # Not under pytest's own temporary folder, which only root may enter: every account reaches the exchange.
+    work = Path(tempfile.mkdtemp(prefix="latent-gradients-workshop-"))
+    os.chmod(work, 0o755)
+    roster = work / "roster.csv"
+    with roster.open("w", newline="") as file:
+        csv.writer(file).writerows([("username", "role", "name"), *ROSTER])
+    directory, port = work / "state", free_port()
+    log_path = work / "workshop.log"
+    _remove_accounts()  # a previous run that was killed before its clean-up
+    command = ["make", "-o", ".venv/.installed", "workshop", f"ROSTER={roster}", f"WORKSHOP_DIR={directory}", f"WORKSHOP_PORT={port}"]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"make workshop exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"{base_url}/hub/api/", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the hub did not answer within 300 s:\n{log_path.read_text()[-4000:]}") from None
+                time.sleep(1)
+        with (directory / "passwords.csv").open(newline="") as file:
+            passwords = {row["username"]: row["password"] for row in csv.DictReader(file)}
+        yield Workshop(base_url, directory, passwords, log_path)
+    finally:
+        stop_process_group(process)
+        _remove_accounts()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser(workshop: Workshop) -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=find_chromium(), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Person:
+    """One person's browser session (own cookies): logged in to the hub, with their JupyterLab open."""
+
+    def __init__(self, browser, workshop: Workshop, username: str, outside: list[str]) -> None:
+        self.workshop, self.username = workshop, username
+        self.context = browser.new_context(viewport={"width": 1600, "height": 1000})
+
+        def guard(route, request) -> None:
+            if request.url.startswith(workshop.base_url) or request.url.startswith(("data:", "blob:")):
+                route.continue_()
+            else:
+                outside.append(request.url)
+                route.abort()
+
+        self.context.route("**/*", guard)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(120_000)
+
+    @property
+    def server(self) -> str:
+        return f"{self.workshop.base_url}/user/{self.username}"
+
+    def log_in(self) -> None:
+        page = self.page
+        page.goto(f"{self.workshop.base_url}/hub/login")
+        page.fill("#username_input", self.username)
+        page.fill("#password_input", self.workshop.passwords[self.username])
+        page.click("#login_submit")
+        page.wait_for_url(re.compile(rf"/user/{self.username}/lab"), timeout=180_000)
+        page.wait_for_selector("#jp-main-dock-panel", timeout=180_000)
+
+    def shot(self, name: str, locator=None) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        (locator or self.page).screenshot(path=str(SCREENSHOTS / f"workshop_{name}.png"), animations="disabled")
+
+    def api(self, method: str, path: str, body: dict | None = None) -> dict:
+        """Their own server's REST API, with their browser's cookies (as JupyterLab calls it)."""
+        xsrf = next((c["value"] for c in self.context.cookies() if c["name"] == "_xsrf" and f"/user/{self.username}" in c["path"]), "")
+        response = self.page.request.fetch(f"{self.server}/api/{path}", method=method, headers={"X-XSRFToken": xsrf},
+                                           data=json.dumps(body) if body is not None else None)  # fmt: skip
+        assert response.ok, f"{method} {path}: {response.status} {response.text()[:500]}"
+        return response.json() if response.text() else {}
+
+    # --- nbgrader's Assignments tab -------------------------------------------------------------------------------
+    def open_assignments(self) -> None:
+        page = self.page
+        page.goto(f"{self.server}/lab?reset")  # a fresh layout: only the Assignments tab that opens next
+        page.wait_for_selector("#jp-main-dock-panel")
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Nbgrader$")).click()
+        page.locator(".lm-Menu-item", has_text="Assignment List").click()
+        page.wait_for_selector("#released_assignments_list")
+        disabled = page.evaluate("() => JSON.parse(document.getElementById('jupyter-config-data').textContent).disabledExtensions")
+        assert {"@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader"} <= set(disabled), f"{self.username} has instructor tools: {disabled}"
+
+    def assignment_button(self, section: str, label: str):
+        return self.page.locator(f"#{section}_assignments_list button", has_text=re.compile(rf"^{label}$"))
+
+    def fetch(self) -> None:
+        self.open_assignments()
+        button = self.assignment_button("released", "Fetch")
+        button.wait_for()
+        self.shot(f"{self.username}_1_released")
+        button.click()
+        self.assignment_button("fetched", "Submit").wait_for()
+        self.shot(f"{self.username}_2_fetched")
+
+    def submit(self) -> None:
+        self.open_assignments()
+        self.assignment_button("fetched", "Submit").click()
+        self.page.locator("#submitted_assignments_list .item_status, #submitted_assignments_list .list_item").first.wait_for()
+        self.shot(f"{self.username}_4_submitted")
+
+    def fetch_feedback(self) -> str:
+        self.open_assignments()
+        button = self.assignment_button("submitted", "Fetch Feedback")
+        button.wait_for()
+        button.click()
+        self.page.wait_for_function("() => !document.body.innerText.includes('Fetching Feedback...')", timeout=60_000)
+        feedback = self.api("GET", f"contents/{settings.ASSIGNMENT}/feedback")["content"]
+        assert feedback, f"{self.username}: no feedback folder after Fetch Feedback"
+        path = f"{settings.ASSIGNMENT}/feedback/{feedback[-1]['name']}/{settings.NOTEBOOK}.html"
+        self.page.goto(f"{self.server}/files/{path}")
+        self.shot(f"{self.username}_6_feedback")
+        return self.api("GET", f"contents/{path}?type=file&format=text")["content"]
+
+
+def solved_notebook(fetched: dict, exercises: set[str] | None) -> dict:
+    """The notebook the learner fetched, with the reference solutions of `exercises` (all when None) put in."""
+    source = nbformat.read(ROOT / "nbgrader" / "source" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb", as_version=4)
+    answers = {
+        cell.metadata["nbgrader"]["grade_id"]: "\n".join(line for line in cell.source.splitlines() if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+        for cell in source.cells
+        if cell.metadata.get("nbgrader", {}).get("solution")
+    }
+    for cell in fetched["cells"]:
+        grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
+        if grade_id in answers and (exercises is None or cell["metadata"].get("latent_gradients", {}).get("exercise") in exercises):
+            cell["source"] = answers[grade_id]
+    return fetched
+
+
+def formgrader_action(person: Person, column: str, name: str) -> None:
+    """Click formgrader's button in `column` of the assignment's row; its dialog must say it succeeded."""
+    page = person.page
+    page.locator(f"tr:has(td.name:has-text('{settings.ASSIGNMENT}')) td.{column} a").click()
+    modal = page.locator("#success-modal, #error-modal")
+    modal.wait_for(timeout=ACTION_TIMEOUT_MS)
+    person.shot(f"instructor_{name}", page.locator(".modal-dialog"))
+    assert page.locator("#success-modal").count() == 1, f"formgrader's {column} failed:\n{modal.inner_text()[:3000]}"
+    page.locator("#success-modal button[data-dismiss='modal']").first.click()
+    modal.wait_for(state="detached")
+
+
+def refused_on_disk(username: str, path: Path) -> bool:
+    """Whether `username`'s Linux account (the account their server and kernels run as) is refused reading `path`."""
+    result = subprocess.run(["runuser", "-u", username, "--", "cat", str(path)], capture_output=True, text=True)
+    return result.returncode != 0 and "Permission denied" in result.stderr
+
+
+@pytest.mark.timeout(1800)
+def test_workshop_day(workshop: Workshop, browser, figures) -> None:
+    outside: list[str] = []
+    people = [Person(browser, workshop, name, outside) for name in (INSTRUCTOR, LEARNER_1, LEARNER_2)]
+    try:
+        _workshop_day(workshop, *people, outside, figures)
+    except Exception:
+        for person in people:  # what each page showed when the step failed
+            person.shot(f"{person.username}_at_failure")
+        raise
+
+
+def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Person, outside: list[str], figures) -> None:
+    start = time.perf_counter()
+
+    # The instructor releases the assignment from formgrader.
+    teacher.log_in()
+    disabled = teacher.page.evaluate("() => JSON.parse(document.getElementById('jupyter-config-data').textContent).disabledExtensions")
+    assert "@jupyter/nbgrader:assignment-list" in disabled and "@jupyter/nbgrader:formgrader" not in disabled, disabled
+    teacher.page.goto(f"{teacher.server}/formgrader/manage_assignments")
+    teacher.page.locator(f"td.name:has-text('{settings.ASSIGNMENT}')").wait_for()
+    teacher.shot("instructor_1_formgrader")
+    formgrader_action(teacher, "assign", "2_generated")
+    formgrader_action(teacher, "release", "3_released")
+
+    # Learner 1: fetch, put the solutions in, Validate, Submit.
+    alice.log_in()
+    alice.fetch()
+    notebook_path = f"{settings.ASSIGNMENT}/{settings.NOTEBOOK}.ipynb"
+    fetched = alice.api("GET", f"contents/{notebook_path}")["content"]
+    fetched_text = json.dumps(fetched)
+    assert not [m for m in HIDDEN_MARKERS if m in fetched_text], "the fetched notebook shows hidden tests or solutions"
+    alice.api("PUT", f"contents/{notebook_path}", {"type": "notebook", "format": "json", "content": solved_notebook(fetched, None)})
+    alice.page.goto(f"{alice.server}/lab/tree/{notebook_path}")
+    validate = alice.page.locator(".jp-NotebookPanel-toolbar .validate-button")
+    validate.click()
+    report = alice.page.locator(".jp-Dialog-content")
+    report.wait_for(timeout=ACTION_TIMEOUT_MS)
+    alice.page.wait_for_function("() => !document.querySelector('.jp-Dialog-content').innerText.includes('Validating')", timeout=ACTION_TIMEOUT_MS)
+    alice.shot(f"{LEARNER_1}_3_validated", report)
+    assert "Success! Your notebook passes all the tests." in report.inner_text(), report.inner_text()[:2000]
+    alice.page.locator(".jp-Dialog .jp-mod-accept").click()
+    alice.submit()
+
+    # Learner 2: fetch, solve SparseTensor only, Submit.
+    bob.log_in()
+    bob.fetch()
+    fetched = bob.api("GET", f"contents/{notebook_path}")["content"]
+    bob.api("PUT", f"contents/{notebook_path}", {"type": "notebook", "format": "json", "content": solved_notebook(fetched, {"sparse_tensor"})})
+    bob.submit()
+
+    # Learner 2 tries learner 1's files: through the hub...
+    for url in (f"{alice.server}/lab", f"{alice.server}/api/contents/{notebook_path}", f"{alice.server}/files/{notebook_path}"):
+        response = bob.page.goto(url)
+        assert response.status in (403, 404), f"{LEARNER_2} opened {url}: {response.status}"
+        assert "BEGIN SOLUTION" not in bob.page.content() and "def from_dense" not in bob.page.content()
+    bob.shot(f"{LEARNER_2}_5_refused_by_hub")
+    # ...and on disk, as the Linux account that learner 2's server and kernels run as.
+    servers = subprocess.run(["ps", "-o", "user=", "-C", "jupyterhub-singleuser"], capture_output=True, text=True).stdout.split()
+    assert {INSTRUCTOR, LEARNER_1, LEARNER_2} <= set(servers), f"servers do not run as their owners: {servers}"
+    alice_home = Path(pwd.getpwnam(LEARNER_1).pw_dir)
+    teacher_course = Path(pwd.getpwnam(INSTRUCTOR).pw_dir) / "course"
+    for private in (alice_home / notebook_path, teacher_course / "gradebook.db", ROOT / "grading" / "hidden.py", workshop.directory / "passwords.csv"):
+        assert refused_on_disk(LEARNER_2, private), f"{LEARNER_2} can read {private}"
+    listing = subprocess.run(["runuser", "-u", LEARNER_2, "--", "ls", str(workshop.directory / "exchange" / "latent-gradients" / "inbound")], capture_output=True, text=True)
+    assert listing.returncode != 0, f"{LEARNER_2} can list the exchange's inbound folder: {listing.stdout}"
+
+    # The instructor collects, autogrades each submission, generates and releases the feedback.
+    teacher.page.goto(f"{teacher.server}/formgrader/manage_assignments")
+    teacher.page.locator(f"td.name:has-text('{settings.ASSIGNMENT}')").wait_for()
+    formgrader_action(teacher, "collect", "4_collected")
+    teacher.page.goto(f"{teacher.server}/formgrader/manage_submissions/{settings.ASSIGNMENT}")
+    grading_start = time.perf_counter()
+    for student in (LEARNER_1, LEARNER_2):
+        row = teacher.page.locator(f"tr:has-text('{student}')")
+        row.locator("td.autograde a").click()
+        modal = teacher.page.locator("#success-modal, #error-modal")
+        modal.wait_for(timeout=ACTION_TIMEOUT_MS)
+        assert teacher.page.locator("#success-modal").count() == 1, f"autograding {student} failed:\n{modal.inner_text()[:3000]}"
+        teacher.page.locator("#success-modal button[data-dismiss='modal']").first.click()
+        modal.wait_for(state="detached")
+    grading_seconds = time.perf_counter() - grading_start
+    teacher.page.reload()
+    teacher.page.locator("td.autograde").first.wait_for()
+    teacher.shot("instructor_5_autograded")
+    teacher.page.goto(f"{teacher.server}/formgrader/manage_assignments")
+    teacher.page.locator(f"td.name:has-text('{settings.ASSIGNMENT}')").wait_for()
+    formgrader_action(teacher, "generate-feedback", "6_feedback_generated")
+    formgrader_action(teacher, "release-feedback", "7_feedback_released")
+
+    # Each learner fetches their own feedback.
+    scores = {}
+    for learner in (alice, bob):
+        html = learner.fetch_feedback()
+        assert not [m for m in HIDDEN_MARKERS if m in html], f"{learner.username}'s feedback shows hidden tests"
+        scores[learner.username] = tuple(float(x) for x in SCORE.search(html).groups())
+    assert scores == {LEARNER_1: (12.0, 12.0), LEARNER_2: (2.0, 12.0)}, scores
+    outside = [url for url in outside if not url.startswith(FEEDBACK_MATHJAX)]
+    assert not outside, f"pages tried to fetch from outside the hub: {outside[:10]}"
+    figures.add("workshop", f"make workshop, 1 instructor + 2 learners in Chromium: release -> fetch -> validate -> submit -> collect -> "
+                            f"autograde -> feedback in {time.perf_counter() - start:.0f} s (autograde of 2 submissions {grading_seconds:.0f} s); "
+                            f"scores {scores[LEARNER_1][0]:g}/12 and {scores[LEARNER_2][0]:g}/12")  # fmt: skip

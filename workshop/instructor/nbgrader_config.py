@@ -1,0 +1,15 @@
+"""nbgrader for the instructor in the workshop: the course's own configuration (../../nbgrader/nbgrader_config.py,
+so `nbgrader autograde` and formgrader's Autograde button grade through the course's pipeline), with the
+course directory in the instructor's private home and the exchange shared with the learners."""
+
+import os
+from pathlib import Path
+
+# ruff: noqa: F821 (`c`, `get_config` and `load_subconfig` are provided by traitlets when it loads this file)
+c = get_config()
+load_subconfig(str(Path(__file__).resolve().parents[2] / "nbgrader" / "nbgrader_config.py"))
+
+course = Path(os.environ["GRADING_COURSE_DIR"])
+c.CourseDirectory.root = str(course)
+c.CourseDirectory.db_url = f"sqlite:///{course / 'gradebook.db'}?timeout=120"
+c.Exchange.root = os.path.join(os.environ["LATENT_GRADIENTS_WORKSHOP_DIR"], "exchange")

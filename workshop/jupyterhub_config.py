@@ -1,0 +1,109 @@
+"""JupyterHub for a workshop of the course: `make workshop` (after workshop/prepare.py) runs `jupyterhub -f` on this.
+
+- Log in: FirstUseAuthenticator, only the roster's accounts, with the passwords prepare.py set (or the
+  learner's own, once changed). The instructor is the hub's admin.
+- Servers: LocalProcessSpawner; the hub runs as root and starts each server as its owner's Linux account, so
+  that no one can read another's files. A learner's server: the course's JupyterLab with nbgrader's
+  Assignments tab (workshop/learner/). The instructor's: formgrader on the course directory in their home
+  (workshop/instructor/).
+- Network: the loopback interface unless WORKSHOP_PUBLIC=1, which serves the hub on every interface over
+  HTTPS with the instructor's certificate (WORKSHOP_TLS_CERT, WORKSHOP_TLS_KEY).
+
+Settings come from the environment (the Makefile sets them): LATENT_GRADIENTS_WORKSHOP_DIR (state: the hub's
+database, passwords, exchange, model cache), WORKSHOP_ROSTER, WORKSHOP_PORT (the
+hub's API and the proxy's API take the next two ports), WORKSHOP_WORLD.
+"""
+
+import os
+import pwd
+import sys
+from pathlib import Path
+
+from traitlets.config.loader import PyFileConfigLoader
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from grading.grader.settings import CELL_TIMEOUT_S  # noqa: E402
+from workshop.prepare import instructor_env, instructor_of, read_roster  # noqa: E402
+
+c = get_config()  # noqa: F821 (defined by traitlets when it loads this file)
+
+WORKSHOP_DIR = Path(os.environ["LATENT_GRADIENTS_WORKSHOP_DIR"]).resolve()
+PEOPLE = read_roster(Path(os.environ["WORKSHOP_ROSTER"]))
+INSTRUCTOR = instructor_of(PEOPLE).username
+WORLD = os.environ.get("WORKSHOP_WORLD", "toy")
+COURSE_ID = PyFileConfigLoader("nbgrader_config.py", path=str(REPO / "nbgrader")).load_config().CourseDirectory.course_id
+
+# --- network --------------------------------------------------------------------------------------------------------
+c.JupyterHub.port = int(os.environ.get("WORKSHOP_PORT", "8000"))
+if os.environ.get("WORKSHOP_PUBLIC") == "1":
+    cert, key = os.environ.get("WORKSHOP_TLS_CERT"), os.environ.get("WORKSHOP_TLS_KEY")
+    if not (cert and key):
+        sys.exit("WORKSHOP_PUBLIC=1 needs the certificate and its key: WORKSHOP_TLS_CERT=... WORKSHOP_TLS_KEY=...")
+    c.JupyterHub.ip = ""  # every interface
+    c.JupyterHub.ssl_cert, c.JupyterHub.ssl_key = cert, key
+else:
+    c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.hub_ip = "127.0.0.1"
+# The hub's own API and the proxy's API listen on the next two ports, on the loopback interface only.
+c.JupyterHub.hub_port = c.JupyterHub.port + 1
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{c.JupyterHub.port + 2}"
+c.Spawner.ip = "127.0.0.1"
+c.ConfigurableHTTPProxy.command = [str(REPO / "workshop" / "node_modules" / ".bin" / "configurable-http-proxy")]
+
+# --- the hub's own state, readable by root only ---------------------------------------------------------------------
+HUB_STATE = WORKSHOP_DIR / "hub"
+c.JupyterHub.db_url = f"sqlite:///{HUB_STATE / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(HUB_STATE / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(HUB_STATE / "jupyterhub.pid")
+c.ConfigurableHTTPProxy.pid_file = str(HUB_STATE / "jupyterhub-proxy.pid")
+
+# --- who may log in -------------------------------------------------------------------------------------------------
+c.JupyterHub.authenticator_class = "firstuseauthenticator.FirstUseAuthenticator"
+c.FirstUseAuthenticator.dbm_path = str(HUB_STATE / "passwords.dbm")
+c.FirstUseAuthenticator.create_users = False  # only the roster: a stranger cannot claim a name by logging in first
+c.FirstUseAuthenticator.min_password_length = 8
+c.Authenticator.allowed_users = {p.username for p in PEOPLE}
+c.Authenticator.admin_users = {INSTRUCTOR}
+
+# --- whose servers, running as whom ---------------------------------------------------------------------------------
+c.JupyterHub.spawner_class = "localprocess"
+BIN = Path(sys.executable).parent
+c.Spawner.cmd = [str(BIN / "jupyterhub-singleuser")]
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120
+
+
+def _common_env() -> dict[str, str]:
+    env = {
+        "PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin",
+        "LATENT_GRADIENTS_WORKSHOP_DIR": str(WORKSHOP_DIR),
+        "LATENT_GRADIENTS_WORLD": WORLD,
+        "LATENT_GRADIENTS_COURSE_ID": COURSE_ID,
+        "HF_HOME": str(WORKSHOP_DIR / "hf-cache"),
+        # The model files were cached once by prepare.py (WORLD=gpt2); learners never download them again.
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(REPO),
+        "LATENT_GRADIENTS_CELL_TIMEOUT": str(CELL_TIMEOUT_S),
+    }
+    if os.environ.get("LATENT_GRADIENTS_DEVICE"):
+        env["LATENT_GRADIENTS_DEVICE"] = os.environ["LATENT_GRADIENTS_DEVICE"]
+    return env
+
+
+def _role_env(spawner) -> None:
+    home = Path(pwd.getpwnam(spawner.user.name).pw_dir)
+    env = _common_env()
+    if spawner.user.name == INSTRUCTOR:
+        course = home / "course"
+        env.update(instructor_env(WORKSHOP_DIR, course))
+        spawner.notebook_dir = str(course)
+    else:
+        env["JUPYTER_CONFIG_PATH"] = str(REPO / "workshop" / "learner")
+        spawner.notebook_dir = str(home)
+    spawner.environment = env
+
+
+c.Spawner.pre_spawn_hook = _role_env

@@ -1,0 +1,10 @@
+"""nbgrader as a learner's server uses it in the workshop: the course's assignments come from the exchange."""
+
+import os
+
+c = get_config()  # noqa: F821 (defined by traitlets when it loads this file)
+c.CourseDirectory.course_id = os.environ["LATENT_GRADIENTS_COURSE_ID"]
+c.Exchange.root = os.path.join(os.environ["LATENT_GRADIENTS_WORKSHOP_DIR"], "exchange")
+# Validate runs the whole notebook in a fresh kernel: each cell gets the grader's per-cell limit
+# (grading/settings.py, passed by jupyterhub_config.py), not nbgrader's default 30 s, which a busy server exceeds.
+c.Execute.timeout = int(os.environ["LATENT_GRADIENTS_CELL_TIMEOUT"])

@@ -1,0 +1,240 @@
+"""Prepare this machine for `make workshop` (run as root; safe to re-run before every start).
+
+- One Linux account per person in the roster (`useradd`), home folders private (0700), all in the group
+  `latent-gradients`; the instructors also in `latent-gradients-instructors`.
+- A password per account for FirstUseAuthenticator, set through its own `reset_password`, written once to
+  `<workshop dir>/passwords.csv` (root only) for the instructor to hand out. Accounts that already have a
+  password keep it.
+- What learners must not read is closed to them: the repository's `grading/` (hidden tests), `nbgrader/` and
+  `.git` become readable by root and the instructors' group only. The rest of the repository (the course's
+  packages, the toy world, the environment) stays readable and, for learners, read-only.
+- The instructor's nbgrader course directory, `~<instructor>/course` (0700): the source notebook from
+  nbgrader/source/, a gradebook with the assignment and every learner of the roster.
+- nbgrader's exchange, `<workshop dir>/exchange`, world-writable as nbgrader documents it, with the sticky bit
+  so that no one can rename or remove another person's entries.
+- Learners' servers run the course environment's Python and import the course from the repository: every folder
+  above them becomes traversable by other users (o+x, not listable), e.g. /root when Python lives in /root/.pyenv.
+- WORLD=gpt2: GPT-2 and its SAEs downloaded once into `<workshop dir>/hf-cache`, then made read-only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import grp
+import os
+import pwd
+import re
+import secrets
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+GROUP = "latent-gradients"
+INSTRUCTORS_GROUP = "latent-gradients-instructors"
+ASSIGNMENT = "latent_gradients"
+# Letters and digits that cannot be mistaken for one another on a printed slip.
+PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyzACDEFGHJKLMNPQRTUVWXY3479"
+PASSWORD_LENGTH = 12
+USERNAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
+# Closed to learners: the hidden tests, the instructor's course files, and the history that holds both.
+PRIVATE_REPO_PATHS = ("grading", "nbgrader", ".git")
+
+
+@dataclass(frozen=True)
+class Person:
+    username: str
+    role: str
+    name: str
+
+
+def read_roster(path: Path) -> list[Person]:
+    with path.open(newline="") as file:
+        people = [Person(row["username"].strip(), row["role"].strip().lower(), (row.get("name") or "").strip()) for row in csv.DictReader(file)]
+    bad = [p.username for p in people if not USERNAME.match(p.username)]
+    if bad:
+        sys.exit(f"{path}: these usernames are not valid Linux user names (lower case, start with a letter): {bad}")
+    roles = {p.role for p in people}
+    if roles - {"instructor", "learner"}:
+        sys.exit(f"{path}: role must be 'instructor' or 'learner', not {sorted(roles - {'instructor', 'learner'})}")
+    if sum(p.role == "instructor" for p in people) != 1:
+        sys.exit(f"{path}: name exactly one instructor")
+    if len({p.username for p in people}) != len(people):
+        sys.exit(f"{path}: a username appears twice")
+    return people
+
+
+def instructor_of(people: list[Person]) -> Person:
+    return next(p for p in people if p.role == "instructor")
+
+
+def run(*command: str) -> None:
+    subprocess.run(command, check=True)
+
+
+def ensure_group(name: str) -> None:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        run("groupadd", "--system", name)
+
+
+def ensure_account(person: Person) -> None:
+    groups = [GROUP] + ([INSTRUCTORS_GROUP] if person.role == "instructor" else [])
+    try:
+        account = pwd.getpwnam(person.username)
+    except KeyError:
+        run("useradd", "--create-home", "--shell", "/bin/bash", "--groups", ",".join(groups), "--comment", person.name, person.username)
+        account = pwd.getpwnam(person.username)
+    else:
+        # Never take over an account this workshop did not create (a system user, a colleague).
+        if person.username not in grp.getgrnam(GROUP).gr_mem:
+            sys.exit(f"A Linux account {person.username!r} exists and is not a workshop account: rename them in the roster.")
+        run("usermod", "--append", "--groups", ",".join(groups), person.username)
+    os.chmod(account.pw_dir, 0o700)
+
+
+def let_others_reach(path: Path) -> None:
+    """Learners' servers run the course environment's Python and import the course from the repository: every
+    folder above them must be traversable."""
+    for folder in path.resolve().parents:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(folder, mode | stat.S_IXOTH)  # traverse only: the folder's listing stays private
+            print(f"  {folder}: other users may now pass through it (o+x) to reach {path}")
+
+
+def close_to_learners(instructors_gid: int) -> None:
+    for name in PRIVATE_REPO_PATHS:
+        top = REPO / name
+        if not top.exists() or top.is_symlink():
+            continue
+        paths = [top, *top.rglob("*")] if top.is_dir() else [top]
+        for path in paths:
+            if path.is_symlink():
+                continue
+            os.chown(path, -1, instructors_gid)
+            mode = path.stat().st_mode
+            os.chmod(path, (mode & ~stat.S_IRWXO) | stat.S_IRGRP | (stat.S_IXGRP if path.is_dir() else 0))
+    if REPO.stat().st_mode & stat.S_IWOTH:
+        sys.exit(f"{REPO} is writable by every user: the course must be read-only for learners (chmod o-w).")
+
+
+def as_user(username: str, env: dict[str, str], *command: str) -> None:
+    account = pwd.getpwnam(username)
+    full_env = {"HOME": account.pw_dir, "USER": username, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", **env}
+    subprocess.run(["runuser", "-u", username, "--", "env", "-i", *(f"{k}={v}" for k, v in full_env.items()), *command],
+                   check=True, cwd=account.pw_dir)  # fmt: skip
+
+
+def prepare_course(instructor: Person, learners: list[Person], workshop_dir: Path) -> None:
+    account = pwd.getpwnam(instructor.username)
+    course = Path(account.pw_dir) / "course"
+    source = course / "source" / ASSIGNMENT
+    source.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "nbgrader" / "source" / ASSIGNMENT, source, dirs_exist_ok=True)
+    run("chown", "-R", f"{account.pw_uid}:{account.pw_gid}", str(course))
+    os.chmod(course, 0o700)
+    students = course / ".roster.csv"
+    with students.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["id", "first_name", "last_name"])
+        for learner in learners:
+            first, _, last = learner.name.partition(" ")
+            writer.writerow([learner.username, first, last])
+    os.chown(students, account.pw_uid, account.pw_gid)
+    env = instructor_env(workshop_dir, course)
+    nbgrader = (sys.executable, "-m", "nbgrader")
+    as_user(instructor.username, env, *nbgrader, "db", "assignment", "add", ASSIGNMENT)
+    as_user(instructor.username, env, *nbgrader, "db", "student", "import", str(students))
+    # The hidden tests' secret, in the instructor's course only (kept across workshops: grades stay reproducible).
+    as_user(instructor.username, env, sys.executable, "-m", "grading", "secret", "--course", str(course))
+
+
+def instructor_env(workshop_dir: Path, course: Path) -> dict[str, str]:
+    """What the instructor's server and nbgrader commands need to find the course, its config and the exchange."""
+    return {
+        "JUPYTER_CONFIG_PATH": str(REPO / "workshop" / "instructor"),
+        "LATENT_GRADIENTS_WORKSHOP_DIR": str(workshop_dir),
+        "GRADING_COURSE_DIR": str(course),
+        "PYTHONPATH": str(REPO),
+    }
+
+
+def set_passwords(people: list[Person], workshop_dir: Path) -> Path:
+    from firstuseauthenticator import FirstUseAuthenticator
+
+    hub = workshop_dir / "hub"
+    authenticator = FirstUseAuthenticator(dbm_path=str(hub / "passwords.dbm"), check_passwords_on_startup=False, min_password_length=PASSWORD_LENGTH)
+    handout = workshop_dir / "passwords.csv"
+    known: dict[str, str] = {}
+    if handout.exists():
+        with handout.open(newline="") as file:
+            known = {row["username"]: row["password"] for row in csv.DictReader(file)}
+    import dbm
+
+    with dbm.open(authenticator.dbm_path, "c", 0o600) as db:
+        has_password = {key.decode() for key in db}
+    for person in people:
+        if person.username not in has_password:
+            password = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
+            authenticator.reset_password(person.username, password)
+            known[person.username] = password
+    with os.fdopen(os.open(handout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["username", "role", "name", "password"])
+        for person in people:
+            writer.writerow([person.username, person.role, person.name, known.get(person.username, "(changed by its owner)")])
+    return handout
+
+
+def cache_gpt2(workshop_dir: Path) -> None:
+    cache = workshop_dir / "hf-cache"
+    env = {**os.environ, "HF_HOME": str(cache), "PYTHONPATH": str(REPO), "LATENT_GRADIENTS_DEVICE": "cpu"}
+    subprocess.run([sys.executable, "-c", "from part_utils.worlds import load_world; load_world('gpt2')"], env=env, check=True)
+    run("chmod", "-R", "a+rX,go-w", str(cache))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--roster", type=Path, required=True)
+    parser.add_argument("--workshop-dir", type=Path, required=True)
+    parser.add_argument("--world", choices=("toy", "gpt2", "random"), default="toy")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("make workshop must run as root (sudo make workshop): it creates one Linux account per learner.")
+    people = read_roster(args.roster)
+    instructor, learners = instructor_of(people), [p for p in people if p.role == "learner"]
+    workshop_dir = args.workshop_dir.resolve()
+
+    print(f"Preparing the workshop in {workshop_dir} for {instructor.username} (instructor) and {len(learners)} learners")
+    for group in (GROUP, INSTRUCTORS_GROUP):
+        ensure_group(group)
+    for person in people:
+        ensure_account(person)
+    workshop_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(workshop_dir, 0o755)
+    closed = [str(folder) for folder in (workshop_dir, *workshop_dir.parents) if not folder.stat().st_mode & stat.S_IXOTH]
+    if closed:
+        sys.exit(f"Every account must reach {workshop_dir} (the exchange is there), but {closed} let only their owner in.")
+    (workshop_dir / "hub").mkdir(exist_ok=True)
+    os.chmod(workshop_dir / "hub", 0o700)
+    exchange = workshop_dir / "exchange"
+    exchange.mkdir(exist_ok=True)
+    os.chmod(exchange, 0o1777)
+    let_others_reach(Path(sys.executable))
+    let_others_reach(REPO / "part_utils")
+    close_to_learners(grp.getgrnam(INSTRUCTORS_GROUP).gr_gid)
+    prepare_course(instructor, learners, workshop_dir)
+    handout = set_passwords(people, workshop_dir)
+    if args.world == "gpt2":
+        cache_gpt2(workshop_dir)
+    print(f"Passwords to hand out: {handout} (root only). Learners may change theirs at /hub/auth/change-password.")
+
+
+if __name__ == "__main__":
+    main()
