@@ -37,7 +37,7 @@ import nbformat
 import pytest
 from test_browser import CHROMIUM_ARGS, SCREENSHOTS, find_chromium
 
-from grading import settings
+from grading.grader import settings
 
 from lab_server import free_port  # project_tests/lab_server.py
 
