@@ -21,7 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "autograde":
         from grading.grader.runner import autograde_all
 
-        results = autograde_all(course, args.jobs, args.student)
+        try:
+            results = autograde_all(course, args.jobs, args.student)
+        except RuntimeError as error:  # no secret: nothing could be graded
+            print(error, file=sys.stderr)
+            return 2
         return 0 if all(r.returncode == 0 for r in results) else 1
     if args.command == "secret":
         from grading.grader.hidden_params import SECRET_FILE, read_secret

@@ -61,8 +61,10 @@ PLOTS = {
     "latent_to_latent": r"^Gradients between SAE latents in layer \d+ and layer \d+(?! \(attention)",
     "token_to_latent": r"^Gradients between input tokens and SAE latents",
     "latent_to_logit": r"^Gradients between SAE latents in layer \d+ and the top \d+ logits",
-    "induction": r"^Gradients between SAE latents in layer \d+ and layer \d+ \(attention SAEs\)",
-    "induction_filtered": r"^Induction latents in layer",
+    # "Where next": every logit's gradient (k=None, by forward mode), the most responsive shown.
+    "latent_to_all_logits": r"^Gradients between SAE latents in layer \d+ and the \d+ of all \d+ logits",
+    "attention": r"^Gradients between SAE latents in layer \d+ and layer \d+ \(attention SAEs\)",
+    "attention_filtered": r"^Induction latents in layer",
 }
 # Where, in the plot's own pixels, the heatmap cell with the largest |gradient| is centred.
 LARGEST_CELL_JS = """el => {

@@ -51,4 +51,4 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one() -> None:
     makefile = (ROOT / "Makefile").read_text()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     torch_install = f"pip install --quiet torch=={pinned(project['dependencies'])['torch']}"
-    assert makefile.index(torch_install) < makefile.index('pip install --quiet -e ".[dev]"'), "torch first, on its own, same pin"
+    assert makefile.index(torch_install) < makefile.index('pip install --quiet -e ".[dev,workshop]"'), "torch first, on its own, same pin"

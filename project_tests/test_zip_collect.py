@@ -50,6 +50,7 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(ROOT / "nbgrader" / "source", course / "source")
     shutil.copy(ROOT / "nbgrader" / "nbgrader_config.py", course / "nbgrader_config.py")
     _run([sys.executable, "-m", "nbgrader", "generate_assignment", settings.ASSIGNMENT], course)
+    _run([sys.executable, "-m", "grading", "secret", "--course", str(course)], course)  # as `make release` does
     return course
 
 

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from grading.grader import settings
+from grading.grader.hidden_params import read_secret
 from grading.grader.sandbox import sandbox_problem
 
 
@@ -73,7 +74,8 @@ def _autograde(course: Path, student: str, env: dict[str, str], log: Path, submi
 def grade_one(course: Path, student: str, threads: int) -> Result:
     start = time.perf_counter()
     paths = course_paths(course)
-    (paths["reports"] / "logs").mkdir(parents=True, exist_ok=True)
+    for folder in ("logs", "runs"):
+        (paths["reports"] / folder).mkdir(parents=True, exist_ok=True)
     log = paths["reports"] / "logs" / f"{student}.log"
     log.write_text("", encoding="utf-8")
     # nbgrader runs this environment's own tools (alembic, for the gradebook) by name.
@@ -99,6 +101,8 @@ def grade_one(course: Path, student: str, threads: int) -> Result:
 
 
 def autograde_all(course: Path, jobs: int = 1, only: list[str] | None = None) -> list[Result]:
+    # Without the secret no hidden test can be chosen and nbgrader would fail every submission: say so once.
+    read_secret(course)
     problem = sandbox_problem()
     if problem:
         print(f"WARNING: the grading sandbox cannot run ({problem}); nbgrader will refuse to grade unless GRADING_ALLOW_UNSANDBOXED=1.", flush=True)
