@@ -41,7 +41,7 @@ from grading.grader import settings
 
 from lab_server import free_port  # project_tests/lab_server.py
 
-pytestmark = [pytest.mark.browser, pytest.mark.workshop]
+pytestmark = [pytest.mark.browser, pytest.mark.workshop, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTRUCTOR, LEARNER_1, LEARNER_2 = "ws-teacher", "ws-alice", "ws-bob"

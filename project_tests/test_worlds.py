@@ -434,6 +434,7 @@ def test_auto_falls_back_visibly_when_a_download_breaks(monkeypatch: pytest.Monk
     assert "could not be downloaded" in printed and "offline toy world instead" in printed
 
 
+@pytest.mark.slow  # the Hub client's own retries before it gives up
 def test_a_download_cut_partway_gives_the_course_message(fake_hf_home: Path, tmp_path: Path, figures) -> None:
     """For real, without the internet: a Hub on loopback (HF_ENDPOINT) serves the fake release and cuts one
     transfer halfway. huggingface_hub retries, then raises its HTTP client's error (httpx2's); the learner
@@ -498,6 +499,7 @@ def test_verify_gpt2_fails_within_seconds_offline(tmp_path: Path, offline: bool,
     assert seconds < MAX_FAILURE_SECONDS
 
 
+@pytest.mark.slow  # a fresh process that imports sae_lens and loads the fake GPT-2
 def test_verify_gpt2_runs_up_to_the_comparison_on_the_fake_cache(fake_hf_home: Path) -> None:
     """The fake GPT-2 is random and tiny, so its figures differ: every quoted figure is measured and compared."""
     result, _ = _verify_gpt2({"HF_HOME": str(fake_hf_home), "HF_HUB_OFFLINE": "1"}, timeout=900)

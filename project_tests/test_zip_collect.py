@@ -26,7 +26,7 @@ from test_nbgrader import WORLD  # project_tests/test_nbgrader.py: the same grad
 from grading.grader import settings
 from project_tests import grading_examples as examples
 
-pytestmark = pytest.mark.nbgrader
+pytestmark = [pytest.mark.nbgrader, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = f"{settings.NOTEBOOK}.ipynb"
