@@ -64,11 +64,6 @@ def _diagnose_recon(got_recon: Any, want: tuple, tokens: Tensor, sae_from: SAE, 
     return None
 
 
-def _exception_hint(error: BaseException, layer_to: int, model: HookedSAETransformer) -> str | None:
-    """Name the likely mistake behind an IndexError or KeyError, from what it says."""
-    return exception_hint_for_hooks(error, layer_to, model)
-
-
 def exception_hint_for_hooks(error: BaseException, layer_to: int, model: HookedSAETransformer) -> str | None:
     """An IndexError or KeyError in attention-SAE code: a misspelt hook, a hook that never ran, or a cache miss."""
     text = str(error).strip("'\"")
@@ -106,7 +101,7 @@ def test_latent_to_latent_gradients_attn(
         model,
         lambda recon, want: _diagnose_recon(recon, want, tokens, sae_from, sae_to, model),
         part,
-        exception_hint=lambda error: _exception_hint(error, _get_hook_layer(sae_to), model),
+        exception_hint=lambda error: exception_hint_for_hooks(error, _get_hook_layer(sae_to), model),
     )
 
 
