@@ -92,14 +92,19 @@ def run_check(
         summary = f"{part} only: {summary}"
 
     if changes:
-        raise CheckFailed(
-            exercise,
-            "your results are right, but your function changed the model or SAEs and did not put them back. It "
-            + "; it ".join(changes)
-            + ". The check has undone this; fix the function so it leaves no trace.",
-            HINT_LEAVE_NO_TRACE,
-        )
+        raise left_a_trace(exercise, changes)
     passed(exercise, f"{summary} ({fmt_seconds(time.perf_counter() - start)} for your function and the reference)")
+
+
+def left_a_trace(exercise: str, changes: list[str]) -> CheckFailed:
+    """The failure of a function whose results are right but which left the model or SAEs changed."""
+    return CheckFailed(
+        exercise,
+        "your results are right, but your function changed the model or SAEs and did not put them back. It "
+        + "; it ".join(changes)
+        + ". The check has undone this; fix the function so it leaves no trace.",
+        HINT_LEAVE_NO_TRACE,
+    )
 
 
 def _also_changed(failure: CheckFailed, changes: list[str]) -> CheckFailed:

@@ -22,7 +22,7 @@ from transformer_lens.utilities import get_act_name
 
 import solutions
 from part_utils.hooks import _get_hook_layer
-from tests._exercise import _also_changed, world_settings
+from tests._exercise import _also_changed, left_a_trace, world_settings
 from tests._report import (
     HINT_BROKEN_GRAPH,
     CheckFailed,
@@ -33,7 +33,7 @@ from tests._report import (
     passed,
     shape_of,
 )
-from tests._state import HINT_LEAVE_NO_TRACE, preserved_state
+from tests._state import preserved_state
 from tests.attention import exception_hint_for_hooks
 from tests.latent_to_latent import HINT_LAYERS
 
@@ -135,13 +135,7 @@ def run_intermediate_check(
     if changes:
         # Fix the state first: a function that changes the model (grad mode, SAEs, hooks) cannot run inside
         # the transforms the Jacobian needs either.
-        raise CheckFailed(
-            exercise,
-            "your results are right, but your function changed the model or SAEs and did not put them back. It "
-            + "; it ".join(changes)
-            + ". The check has undone this; fix the function so it leaves no trace.",
-            HINT_LEAVE_NO_TRACE,
-        )
+        raise left_a_trace(exercise, changes)
     probes, probe_changes = learner(lambda *args: jacobian_probes(fn, args, want_output.numel()))
     try:
         compare_tensor(
