@@ -71,7 +71,7 @@ def _env() -> dict[str, str]:
         # Interrupted cells that ignore SIGINT are given up on after this (the hostile loop).
         "GRADING_UNRESPONSIVE_TIMEOUT": "10",
         # A kernel with the world loaded peaks well below this; the out-of-memory example reaches it fast.
-        "GRADING_MEMORY_GB": "3",
+        "GRADING_MEMORY_GB": "4",  # the reference peaks near 3 GiB in the attention cell; the OOM example allocates without bound
         "PYTHONPATH": str(ROOT),
         "GRADING_SECRET": "project-tests-secret-1",
     })
