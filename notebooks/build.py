@@ -9,6 +9,8 @@ starts a cell; `# %% [markdown]` cells hold Markdown as comment lines. Kinds:
 - `code`       (or no kind): the same in every notebook;
 - `exercise`:  code whose `### BEGIN SOLUTION` / `### END SOLUTION` regions are the learner's work; lines
                after a region (e.g. the `return ...` that shows the result's structure) stay in the stub;
+               `contract=solutions.MODULE.FUNCTION` puts the reference's signature and docstring in front of
+               the cell's lines (the function's body), so an exercise's contract has one home, the reference;
 - `check`:     a cell that calls a learner check (`tests.test_...`), in the learner notebooks only;
                `check ungraded=locked` also goes into the nbgrader notebook, as a locked cell worth no points
                (the intermediate functions' checks: they find a bug where it is made, and are not graded);
@@ -28,6 +30,7 @@ Each source yields:
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import sys
 from dataclasses import dataclass, field
@@ -57,6 +60,24 @@ class SourceCell:
         return "\n".join(self.lines).strip("\n")
 
 
+def contract_lines(dotted: str) -> list[str]:
+    """The signature and docstring of a reference function, `solutions.MODULE.FUNCTION`, read from its source file.
+
+    Read, not imported: importing the solutions would load torch and sae_lens to write a notebook.
+    """
+    module, _, name = dotted.rpartition(".")
+    path = ROOT / Path(*module.split(".")).with_suffix(".py")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for node in ast.parse("\n".join(lines)).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            docstring = node.body[0]
+            if not (isinstance(docstring, ast.Expr) and isinstance(docstring.value, ast.Constant) and isinstance(docstring.value.value, str)):
+                raise ValueError(f"{path}:{node.lineno}: {name} has no docstring to serve as the exercise's contract")
+            first = min([node.lineno, *(decorator.lineno for decorator in node.decorator_list)])
+            return lines[first - 1 : docstring.end_lineno]
+    raise ValueError(f"{path}: no top-level function {name!r} for contract={dotted}")
+
+
 def parse(path: Path) -> list[SourceCell]:
     cells: list[SourceCell] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -78,6 +99,8 @@ def parse(path: Path) -> list[SourceCell]:
             cell.lines = [re.sub(r"^# ?", "", line) for line in cell.lines]
         if cell.kind == "exercise" and BEGIN not in cell.text:
             raise ValueError(f"{path}:{cell.line_number}: exercise cell without a '{BEGIN}' region")
+        if "contract" in cell.options:
+            cell.lines = contract_lines(cell.options["contract"]) + cell.lines
     return cells
 
 

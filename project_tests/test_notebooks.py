@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import subprocess
 import sys
 import time
@@ -43,6 +45,28 @@ def outputs_of(cell: nbformat.NotebookNode, output_type: str) -> list:
 def test_generated_notebooks_are_fresh() -> None:
     result = subprocess.run([sys.executable, str(NOTEBOOKS / "build.py"), "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_exercise_contracts_are_the_references() -> None:
+    """Every function a learner writes has the reference's signature and docstring: one contract, two readers."""
+    import solutions
+
+    notebook = nbformat.read(SOLUTIONS, as_version=4)
+    learner_functions = {
+        node.name: node
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for node in ast.parse(cell.source).body
+        if isinstance(node, ast.FunctionDef)
+    }
+    references = [value for name in solutions.__all__ if inspect.isfunction(value := getattr(solutions, name))]
+    assert references
+    for reference in references:
+        want = ast.parse(inspect.getsource(reference)).body[0]
+        got = learner_functions[reference.__name__]
+        assert ast.dump(got.args) == ast.dump(want.args), reference.__name__
+        assert ast.dump(got.returns) == ast.dump(want.returns), reference.__name__
+        assert ast.get_docstring(got) == ast.get_docstring(want), reference.__name__
 
 
 @pytest.mark.slow  # executes a notebook in a kernel

@@ -21,8 +21,10 @@ def tokens_to_latent_acts(
     model: HookedSAETransformer,
 ) -> tuple[Tensor, tuple[Tensor]]:
     """
-    Scales each position's embedding (token plus positional embedding, after they are summed) by
-    `token_scales`, runs the model up to the SAE's layer and returns the SAE's latents.
+    Scales the input of block 0 at each position by `token_scales`, runs the model up to the SAE's
+    layer and returns the SAE's latents. The input of block 0, `model(tokens, stop_at_layer=0)`, is the
+    token plus positional embedding in a model with learned positions (GPT-2), and the token embedding
+    alone in a model with rotary positions (the toy world).
 
     Returns:
         latent_acts_sparse: the values of the active latents

@@ -226,22 +226,7 @@ print("round trip equal:", t.equal(SparseTensor.from_sparse(example_sparse.spars
 # `SparseTensor.from_dense` gives you both the values and the dense tensor to return.
 # </details>
 
-# %% [exercise exercise=latent_to_latent]
-def latent_acts_to_later_latent_acts(
-    latent_acts_nonzero: Float[Tensor, " nonzero_acts"],
-    latent_acts_nonzero_inds: Int[Tensor, "nonzero_acts n_indices"],
-    latent_acts_shape: tuple[int, ...],
-    sae_from: SAE,
-    sae_to: SAE,
-    model: HookedSAETransformer,
-) -> tuple[Tensor, tuple[Tensor]]:
-    """
-    Maps the earlier SAE's latent activations (in sparse form) to the later SAE's latent activations,
-    along the path: earlier SAE decoder -> the model's blocks in between -> later SAE encoder.
-
-    Returns the later activations twice: as the values of the active latents (what `jacrev`
-    differentiates), and as a dense tensor in a length-1 tuple (auxiliary output, not differentiated).
-    """
+# %% [exercise exercise=latent_to_latent contract=solutions.latent_to_latent.latent_acts_to_later_latent_acts]
     ### BEGIN SOLUTION
     latent_acts = SparseTensor.from_sparse((latent_acts_nonzero, latent_acts_nonzero_inds, latent_acts_shape)).dense
     resid_from = sae_from.decode(latent_acts)
@@ -322,22 +307,7 @@ tests.test_latent_acts_to_later_latent_acts(latent_acts_to_later_latent_acts, mo
 # than setting it on the SAE) does that for you.
 # </details>
 
-# %% [exercise exercise=latent_to_latent]
-def latent_to_latent_gradients(
-    tokens: Float[Tensor, "batch seq"],
-    sae_from: SAE,
-    sae_to: SAE,
-    model: HookedSAETransformer,
-) -> tuple[Tensor, SparseTensor, SparseTensor, SparseTensor]:
-    """
-    The gradients between every active latent of `sae_from` and every active latent of `sae_to`.
-
-    Returns:
-        latent_latent_gradients: (n_active_next_recon, n_active_prev): d(later latent) / d(earlier latent)
-        latent_acts_prev:        the earlier SAE's latent activations on `tokens`
-        latent_acts_next:        the later SAE's true latent activations on `tokens`
-        latent_acts_next_recon:  the later SAE's activations computed from the earlier SAE's reconstruction
-    """
+# %% [exercise exercise=latent_to_latent contract=solutions.latent_to_latent.latent_to_latent_gradients]
     ### BEGIN SOLUTION
     acts_prev_name = f"{sae_from.cfg.metadata.hook_name}.hook_sae_acts_post"
     acts_next_name = f"{sae_to.cfg.metadata.hook_name}.hook_sae_acts_post"
@@ -504,23 +474,7 @@ else:
         "positions act inside attention."
     )
 
-# %% [exercise exercise=token_to_latent]
-def tokens_to_latent_acts(
-    token_scales: Float[Tensor, "batch seq"],
-    tokens: Int[Tensor, "batch seq"],
-    sae: SAE,
-    model: HookedSAETransformer,
-) -> tuple[Tensor, tuple[Tensor]]:
-    """
-    Scales the input of block 0 at each position by `token_scales`, runs the model up to the SAE's
-    layer and returns the SAE's latents. The input of block 0, `model(tokens, stop_at_layer=0)`, is the
-    token plus positional embedding in a model with learned positions (GPT-2), and the token embedding
-    alone in a model with rotary positions (the toy world).
-
-    Returns:
-        latent_acts_sparse: the values of the active latents
-        latent_acts_dense:  all latent activations as a dense tensor, in a length-1 tuple
-    """
+# %% [exercise exercise=token_to_latent contract=solutions.token_to_latent.tokens_to_latent_acts]
     ### BEGIN SOLUTION
     embeddings = model(tokens, stop_at_layer=0)
     scaled = einops.einsum(embeddings, token_scales, "batch seq d_model, batch seq -> batch seq d_model")
@@ -534,19 +488,7 @@ def tokens_to_latent_acts(
 # %% [check ungraded=locked]
 tests.test_tokens_to_latent_acts(tokens_to_latent_acts, model, saes)
 
-# %% [exercise exercise=token_to_latent]
-def token_to_latent_gradients(
-    tokens: Float[Tensor, "batch seq"],
-    sae: SAE,
-    model: HookedSAETransformer,
-) -> tuple[Tensor, SparseTensor]:
-    """
-    The gradient of every active latent of `sae` with respect to every token's embedding scale, at scale 1.
-
-    Returns:
-        token_latent_grads: (batch, seq, n_active_latents)
-        latent_acts:        the SAE's latent activations
-    """
+# %% [exercise exercise=token_to_latent contract=solutions.token_to_latent.token_to_latent_gradients]
     ### BEGIN SOLUTION
     token_scales = t.ones(tokens.shape, device=model.cfg.device)
     jacobian, (latent_acts_dense,) = t.func.jacrev(tokens_to_latent_acts, has_aux=True)(token_scales, tokens, sae, model)
@@ -646,21 +588,7 @@ show_observations(world, "token_to_latent")
 # `logits.topk(k).indices.tolist()` gives the token ids, highest first.
 # </details>
 
-# %% [exercise exercise=latent_to_logit]
-def latent_acts_to_logits(
-    latent_acts_nonzero: Float[Tensor, " nonzero_acts"],
-    latent_acts_nonzero_inds: Int[Tensor, "nonzero_acts n_indices"],
-    latent_acts_shape: tuple[int, ...],
-    sae: SAE,
-    model: HookedSAETransformer,
-    token_ids: list[int] | None = None,
-) -> tuple[Tensor, tuple[Tensor]]:
-    """
-    The final position's logits, computed from the SAE's reconstruction of the residual stream.
-
-    Returns the logits of `token_ids` (what `jacrev` differentiates) and, in a length-1 tuple, all
-    of the final position's logits.
-    """
+# %% [exercise exercise=latent_to_logit contract=solutions.latent_to_logit.latent_acts_to_logits]
     ### BEGIN SOLUTION
     latent_acts = SparseTensor.from_sparse((latent_acts_nonzero, latent_acts_nonzero_inds, latent_acts_shape)).dense
     resid = sae.decode(latent_acts)
@@ -673,23 +601,7 @@ def latent_acts_to_logits(
 # %% [check ungraded=locked]
 tests.test_latent_acts_to_logits(latent_acts_to_logits, model, saes)
 
-# %% [exercise exercise=latent_to_logit]
-def latent_to_logit_gradients(
-    tokens: Float[Tensor, "batch seq"],
-    sae: SAE,
-    model: HookedSAETransformer,
-    k: int | None = None,
-) -> tuple[Tensor, Tensor, Tensor, list[int] | None, SparseTensor]:
-    """
-    The gradients between the SAE's active latents and the model's top-k logits at the final position.
-
-    Returns:
-        latent_logit_gradients: (k, n_active_latents)
-        logits:                 the model's true logits at the final position, (d_vocab,)
-        logits_recon:           the final position's logits computed from the SAE's reconstruction
-        token_ids:              the k token ids with the highest true logits, highest first
-        latent_acts:            the SAE's latent activations
-    """
+# %% [exercise exercise=latent_to_logit contract=solutions.latent_to_logit.latent_to_logit_gradients]
     assert tokens.shape[0] == 1, "Only supports batch size 1 for now"
     ### BEGIN SOLUTION
     acts_name = f"{sae.cfg.metadata.hook_name}.hook_sae_acts_post"
@@ -836,23 +748,7 @@ show_attention_patterns(model, rep_tokens, [*induction.prev_token_heads, *induct
 # `resid_pre_clean` from the cache of the true run (`get_act_name("resid_pre", layer_from)`).
 # </details>
 
-# %% [exercise exercise=attention]
-def latent_acts_to_later_latent_acts_attn(
-    latent_acts_nonzero: Float[Tensor, " nonzero_acts"],
-    latent_acts_nonzero_inds: Int[Tensor, "nonzero_acts n_indices"],
-    latent_acts_shape: tuple[int, ...],
-    sae_from: SAE,
-    sae_to: SAE,
-    model: HookedSAETransformer,
-    resid_pre_clean: Tensor,
-) -> tuple[Tensor, tuple[Tensor]]:
-    """
-    The later attention SAE's latents, when the earlier attention layer's `z` is replaced by the
-    earlier SAE's reconstruction (decoded from the sparse latents given in the first three arguments).
-
-    `resid_pre_clean` is the clean residual stream entering the earlier SAE's layer; the forward pass
-    starts there. Returns (values of the active later latents, (dense later latents,)).
-    """
+# %% [exercise exercise=attention contract=solutions.attention.latent_acts_to_later_latent_acts_attn]
     ### BEGIN SOLUTION
     latent_acts = SparseTensor.from_sparse((latent_acts_nonzero, latent_acts_nonzero_inds, latent_acts_shape)).dense
     z_recon = sae_from.decode(latent_acts)
@@ -879,22 +775,7 @@ def latent_acts_to_later_latent_acts_attn(
 # %% [check ungraded=locked]
 tests.test_latent_acts_to_later_latent_acts_attn(latent_acts_to_later_latent_acts_attn, model, attn_saes)
 
-# %% [exercise exercise=attention]
-def latent_to_latent_gradients_attn(
-    tokens: Float[Tensor, "batch seq"],
-    sae_from: SAE,
-    sae_to: SAE,
-    model: HookedSAETransformer,
-) -> tuple[Tensor, SparseTensor, SparseTensor, SparseTensor]:
-    """
-    The gradients between every active latent of two attention SAEs (both reading concatenated `z`).
-
-    Returns:
-        latent_latent_gradients: (n_active_next_recon, n_active_prev)
-        latent_acts_prev:        the earlier SAE's latent activations
-        latent_acts_next:        the later SAE's true latent activations
-        latent_acts_next_recon:  the later SAE's activations when the earlier layer's z is reconstructed
-    """
+# %% [exercise exercise=attention contract=solutions.attention.latent_to_latent_gradients_attn]
     ### BEGIN SOLUTION
     resid_pre_name = get_act_name("resid_pre", _get_hook_layer(sae_from))
     acts_prev_name = f"{sae_from.cfg.metadata.hook_name}.hook_sae_acts_post"
