@@ -53,7 +53,7 @@ from benchmarks.flops import matmul_gflops  # noqa: E402
 from benchmarks.worlds import gpt2_shaped_world, latents_per_token, small_world  # noqa: E402
 from part_utils.hooks import _get_hook_layer  # noqa: E402
 from part_utils.worlds import World  # noqa: E402
-from tests._compare import aligned_jacobians  # noqa: E402
+from tests._compare import LatentJacobian, aligned_jacobians  # noqa: E402
 from tests._report import CheckFailed  # noqa: E402
 from tests.latent_to_latent import compare_latent_to_latent  # noqa: E402
 from tests.latent_to_logit import compare_latent_to_logit  # noqa: E402
@@ -185,7 +185,7 @@ def same_results(case: Case, got: tuple, want: tuple) -> str:
     if len(want) == 4 and got[0].shape != want[0].shape:  # (Jacobian, earlier, later, later from the reconstruction)
         odd = len({tuple(i) for i in got[3].sparse[1].tolist()} ^ {tuple(i) for i in want[3].sparse[1].tolist()})
         note = f"{odd} later latent(s) of rounding-error activation active in one only; "
-        got_jacobian, want_jacobian = aligned_jacobians(case.name, "Jacobian", got[0], got[3], got[1], want[0], want[3], want[1])
+        got_jacobian, want_jacobian = aligned_jacobians(case.name, "Jacobian", LatentJacobian(got[0], got[3], got[1]), LatentJacobian(want[0], want[3], want[1]))
     scale = float(want_jacobian.detach().abs().max()) if want_jacobian.numel() else 0.0
     difference = float((got_jacobian - want_jacobian).detach().abs().max()) / scale if scale > 0 else 0.0
     return f"yes ({note}max rel. diff {difference:.0e})"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -39,58 +39,47 @@ def _index_rows(indices: Tensor) -> list[tuple[int, ...]]:
     return [tuple(row) for row in indices.reshape(len(indices), -1).tolist()]
 
 
-def compare_jacobian(
-    exercise: str,
-    name: str,
-    got: Any,
-    got_rows: Any,
-    got_cols: Any,
-    want: Tensor,
-    want_rows: Any,
-    want_cols: Any,
-    hint: str | None = None,
-) -> None:
+class LatentJacobian(NamedTuple):
+    """A Jacobian with the SparseTensors whose active latents label its rows (outputs) and columns (inputs)."""
+
+    values: Any
+    rows: Any
+    cols: Any
+
+
+def compare_jacobian(exercise: str, name: str, got: LatentJacobian, want: LatentJacobian, hint: str | None = None) -> None:
     """Compare Jacobians whose rows and columns are labelled by the active latents of SparseTensors.
 
     A correct learner's active set can differ from the reference's by latents whose activation is a
     rounding error away from zero (a pre-activation of ~1e-7 that one formulation rounds up and the
     other down). Rows and columns are matched by latent index, and those near-zero latents are ignored.
     """
-    if not isinstance(got, Tensor):
-        raise CheckFailed(exercise, f"{name} should be a Tensor, but it is a {shape_of(got)}.", hint)
-    if got.shape == want.shape and torch.equal(got_rows.sparse[1], want_rows.sparse[1]) and torch.equal(got_cols.sparse[1], want_cols.sparse[1]):
-        compare_tensor(exercise, name, got, want, hint)
+    if not isinstance(got.values, Tensor):
+        raise CheckFailed(exercise, f"{name} should be a Tensor, but it is a {shape_of(got.values)}.", hint)
+    same_labels = torch.equal(got.rows.sparse[1], want.rows.sparse[1]) and torch.equal(got.cols.sparse[1], want.cols.sparse[1])
+    if got.values.shape == want.values.shape and same_labels:
+        compare_tensor(exercise, name, got.values, want.values, hint)
         return
-    expected = (len(got_rows.sparse[0]), len(got_cols.sparse[0]))
-    if tuple(got.shape) != expected:
+    expected = (len(got.rows.sparse[0]), len(got.cols.sparse[0]))
+    if tuple(got.values.shape) != expected:
         raise CheckFailed(
             exercise,
-            f"{name} has shape {shape_of(got)}, but with the activations you returned it should be {expected}: "
+            f"{name} has shape {shape_of(got.values)}, but with the activations you returned it should be {expected}: "
             f"one row per active later latent and one column per active earlier latent "
-            f"(the reference's is {shape_of(want)}).",
+            f"(the reference's is {shape_of(want.values)}).",
             hint,
         )
-    compare_tensor(exercise, name, *aligned_jacobians(exercise, name, got, got_rows, got_cols, want, want_rows, want_cols, hint), hint)
+    compare_tensor(exercise, name, *aligned_jacobians(exercise, name, got, want, hint), hint)
 
 
-def aligned_jacobians(
-    exercise: str,
-    name: str,
-    got: Tensor,
-    got_rows: Any,
-    got_cols: Any,
-    want: Tensor,
-    want_rows: Any,
-    want_cols: Any,
-    hint: str | None = None,
-) -> tuple[Tensor, Tensor]:
+def aligned_jacobians(exercise: str, name: str, got: LatentJacobian, want: LatentJacobian, hint: str | None = None) -> tuple[Tensor, Tensor]:
     """Both Jacobians on the rows and columns of the latents active in both, in the same order.
 
     Raises CheckFailed when a latent active in only one has more than a rounding error's activation.
     """
-    rows = _aligned(exercise, name, "rows", got_rows, want_rows, hint)
-    cols = _aligned(exercise, name, "columns", got_cols, want_cols, hint)
-    return got[rows[0]][:, cols[0]], want[rows[1]][:, cols[1]]
+    rows = _aligned(exercise, name, "rows", got.rows, want.rows, hint)
+    cols = _aligned(exercise, name, "columns", got.cols, want.cols, hint)
+    return got.values[rows[0]][:, cols[0]], want.values[rows[1]][:, cols[1]]
 
 
 def _aligned(exercise: str, name: str, axis: str, got: Any, want: Any, hint: str | None) -> tuple[Tensor, Tensor]:

@@ -11,7 +11,7 @@ from torch import Tensor
 
 import solutions
 from part_utils.hooks import _get_hook_layer
-from tests._compare import compare_jacobian, compare_sparse_tensor, require_sparse_tensor
+from tests._compare import LatentJacobian, compare_jacobian, compare_sparse_tensor, require_sparse_tensor
 from tests._exercise import run_check, world_settings
 from tests._report import HINT_BROKEN_GRAPH, CheckFailed, close_enough, shape_of
 
@@ -91,7 +91,9 @@ def compare_latent_to_latent(
         grads_hint = "The Jacobian is transposed: rows are the later latents (outputs), columns the earlier latents (inputs)."
     elif isinstance(grads, Tensor) and grads.shape == want_grads.shape and not grads.any() and want_grads.any():
         grads_hint = "Every gradient is zero. " + HINT_BROKEN_GRAPH
-    compare_jacobian(exercise, "latent_latent_gradients", grads, next_recon, prev, want_grads, want_recon, want_prev, grads_hint)
+    compare_jacobian(
+        exercise, "latent_latent_gradients", LatentJacobian(grads, next_recon, prev), LatentJacobian(want_grads, want_recon, want_prev), grads_hint
+    )
     return (
         f"gradients {shape_of(want_grads)} between {len(want_prev.sparse[0])} active earlier and "
         f"{len(want_recon.sparse[0])} active later latents match the reference"
