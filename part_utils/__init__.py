@@ -1,36 +1,43 @@
-"""Helpers the course notebooks use: worlds (model + SAEs), device and memory, plots, dashboards."""
+"""Helpers the course notebooks use: worlds (model + SAEs), device and memory, plots, dashboards.
 
-from part_utils.dashboard import display_dashboard
-from part_utils.device import free_memory, get_device, memory_report
-from part_utils.hooks import _get_hook_layer
-from part_utils.plots import (
-    induction_latents,
-    induction_mass_ratio,
-    plot_induction,
-    plot_induction_filtered,
-    plot_latent_to_latent,
-    plot_latent_to_logit,
-    plot_token_to_latent,
-    show_attention_patterns,
-)
-from part_utils.world_types import World, WorldUnavailable
-from part_utils.worlds import load_world
+The names below are imported from their modules on first use (PEP 562), not when the package is: a
+torch-free module such as `part_utils.environment` or `part_utils.network` can then be imported by
+the autograder's nbgrader process or a fail-fast script without loading torch and sae_lens.
+"""
 
-__all__ = [
-    "World",
-    "WorldUnavailable",
-    "_get_hook_layer",
-    "display_dashboard",
-    "free_memory",
-    "get_device",
-    "induction_latents",
-    "induction_mass_ratio",
-    "load_world",
-    "memory_report",
-    "plot_induction",
-    "plot_induction_filtered",
-    "plot_latent_to_latent",
-    "plot_latent_to_logit",
-    "plot_token_to_latent",
-    "show_attention_patterns",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Each exported name and the module that defines it.
+_HOMES = {
+    "World": "part_utils.world_types",
+    "WorldUnavailable": "part_utils.world_types",
+    "_get_hook_layer": "part_utils.hooks",
+    "display_dashboard": "part_utils.dashboard",
+    "free_memory": "part_utils.device",
+    "get_device": "part_utils.device",
+    "induction_latents": "part_utils.plots",
+    "induction_mass_ratio": "part_utils.plots",
+    "load_world": "part_utils.worlds",
+    "memory_report": "part_utils.device",
+    "plot_induction": "part_utils.plots",
+    "plot_induction_filtered": "part_utils.plots",
+    "plot_latent_to_latent": "part_utils.plots",
+    "plot_latent_to_logit": "part_utils.plots",
+    "plot_token_to_latent": "part_utils.plots",
+    "show_attention_patterns": "part_utils.plots",
+}
+__all__ = sorted(_HOMES)
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'part_utils' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

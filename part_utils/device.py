@@ -7,10 +7,12 @@ import os
 
 import torch
 
+from part_utils.environment import DEVICE_ENV
+
 
 def get_device() -> torch.device:
     """The fastest device here: CUDA, then Apple's MPS, then the CPU. `LATENT_GRADIENTS_DEVICE` overrides."""
-    if override := os.environ.get("LATENT_GRADIENTS_DEVICE"):
+    if override := os.environ.get(DEVICE_ENV):
         return torch.device(override)
     if torch.cuda.is_available():
         return torch.device("cuda")

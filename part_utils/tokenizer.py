@@ -16,14 +16,15 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, GPT2TokenizerFast, PreTrainedTokenizerBase
 
+from part_utils.environment import CACHE_ENV
+
 GPT2_VOCAB_SIZE = 50257
-_CACHE_ENV = "LATENT_GRADIENTS_CACHE"
 
 
 def cache_dir() -> Path:
     """Where the course keeps files it derives at run time (tokenizer folder, compiled worlds)."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "latent-gradients"
-    path = Path(os.environ.get(_CACHE_ENV, default))
+    path = Path(os.environ.get(CACHE_ENV, default))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -27,11 +27,9 @@ import torch
 
 from part_utils import gpt2_world, random_world, toy_world
 from part_utils.device import get_device
+from part_utils.environment import GRADING_WORLD_ENV, WORLD_ENV
 from part_utils.world_types import World, WorldUnavailable
 
-WORLD_ENV = "LATENT_GRADIENTS_WORLD"
-# Set by the autograder: every load_world() call gets this world, whatever the notebook asks for.
-GRADING_WORLD_ENV = "LATENT_GRADIENTS_GRADING_WORLD"
 WORLD_NAMES = ("auto", "gpt2", "toy", "random")
 
 # The world loaded last, for helpers a learner calls without one (`display_dashboard`). Weak: a world

@@ -15,21 +15,13 @@ needs only the standard library and huggingface_hub.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _network_module():
-    """part_utils/network.py on its own: importing the package would import torch and sae_lens first."""
-    spec = importlib.util.spec_from_file_location("_latent_gradients_network", ROOT / "part_utils" / "network.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(ROOT))
 
 
 def fail_fast_if_offline() -> str | None:
@@ -40,7 +32,8 @@ def fail_fast_if_offline() -> str | None:
         return None  # something is cached: the full check (after the imports) decides
     if constants.HF_HUB_OFFLINE:
         return f"HF_HUB_OFFLINE is set and GPT-2 is not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
-    network = _network_module()
+    from part_utils import network  # the standard library only: the package imports torch lazily
+
     if not network.internet_reachable():
         host, port = network.hub_address()
         return f"{constants.ENDPOINT} cannot be reached (no connection to {host}:{port} within 3 s) and GPT-2 is not cached"
@@ -166,7 +159,6 @@ def main() -> int:
     if reason is not None:
         print(f"verify-gpt2 needs GPT-2 from Hugging Face: {reason}. Run it with internet access (or a filled cache).")
         return 2
-    sys.path.insert(0, str(ROOT))
     from part_utils.worlds import WorldUnavailable
 
     try:

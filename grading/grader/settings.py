@@ -7,13 +7,15 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from part_utils.environment import DEVICE_ENV, GRADING_WORLD_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 COURSE = Path(os.environ.get("GRADING_COURSE_DIR", ROOT / "nbgrader")).resolve()
 ASSIGNMENT = "latent_gradients"
 NOTEBOOK = "latent_gradients"
 
-# The world every grading kernel loads, whatever the notebook asks for (part_utils.worlds reads
-# LATENT_GRADIENTS_GRADING_WORLD in every load_world call). The toy world ships with the course: grading
+# The world every grading kernel loads, whatever the notebook asks for (load_world reads GRADING_WORLD_ENV
+# in every call). The toy world ships with the course: grading
 # needs no network and gives every student the same model.
 GRADING_WORLD = os.environ.get("GRADING_WORLD", "toy")
 
@@ -49,8 +51,8 @@ def kernel_env(threads: int | None = None, base: Mapping[str, str] | None = None
     env = {k: v for k, v in (os.environ if base is None else base).items() if k != SECRET_ENV}
     env.update(
         {
-            "LATENT_GRADIENTS_GRADING_WORLD": GRADING_WORLD,
-            "LATENT_GRADIENTS_DEVICE": env.get("LATENT_GRADIENTS_DEVICE", "cpu"),
+            GRADING_WORLD_ENV: GRADING_WORLD,
+            DEVICE_ENV: env.get(DEVICE_ENV, "cpu"),
             # nbgrader scores a cell 0 when anything reaches stderr: progress bars and warnings do.
             "TQDM_DISABLE": "1",
             "PYTHONWARNINGS": "ignore",
