@@ -8,10 +8,8 @@ sandboxed kernel (grading/grader/sandbox.py) in the grading environment, with th
 
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-
-from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
-from nbgrader.preprocessors import (  # noqa: E402
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
     ClearHiddenTests,
@@ -25,14 +23,15 @@ from nbgrader.preprocessors import (  # noqa: E402
     SaveAutoGrades,
 )
 
-from grading.grader import settings  # noqa: E402
-from grading.preprocessors.execute import RobustExecute  # noqa: E402
-from grading.preprocessors.feedback import HideHiddenTracebacks  # noqa: E402
-from grading.preprocessors.hidden_tests import ChooseHiddenTests  # noqa: E402
-from grading.preprocessors.integrity import IntegrityScan  # noqa: E402
-from grading.preprocessors.normalize import NormalizeSubmission  # noqa: E402
-from grading.preprocessors.outputs import LimitOutputBytes, StderrIsNotAFailure  # noqa: E402
+from grading.grader import settings
+from grading.preprocessors.execute import RobustExecute
+from grading.preprocessors.feedback import HideHiddenTracebacks
+from grading.preprocessors.hidden_tests import ChooseHiddenTests
+from grading.preprocessors.integrity import IntegrityScan
+from grading.preprocessors.normalize import NormalizeSubmission
+from grading.preprocessors.outputs import LimitOutputBytes, StderrIsNotAFailure
 
+HERE = Path(__file__).resolve().parent
 c = get_config()  # noqa: F821 (defined by traitlets when it loads this file)
 
 c.CourseDirectory.course_id = "latent-gradients"

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import torch
 
 NO_GPU_STATUS = 2
 # The CPU tolerance is 10x the largest rounding measured there (tests/_report.py): the same rule here.

@@ -24,8 +24,8 @@ from traitlets.config.loader import PyFileConfigLoader
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from grading.grader.settings import CELL_TIMEOUT_S  # noqa: E402
-from workshop.prepare import instructor_env, instructor_of, read_roster  # noqa: E402
+from grading.grader.settings import CELL_TIMEOUT_S
+from workshop.prepare import instructor_env, instructor_of, read_roster
 
 c = get_config()  # noqa: F821 (defined by traitlets when it loads this file)
 

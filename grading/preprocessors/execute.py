@@ -163,7 +163,7 @@ class RobustExecute(Execute):
         self.timeout = self.unresponsive_timeout
         try:
             reply = self.wait_for_reply(msg_id)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:  # noqa: BLE001 (whatever the client raises, the kernel did not answer in time)
             raise KernelUnresponsive(str(error)) from None
         finally:
             self.timeout = saved
