@@ -103,6 +103,7 @@ class _Block:
     k: Tensor
     v: Tensor
     pattern: Tensor  # (heads, query, key)
+    z: Tensor  # (seq, heads, d_head)
     w_qkv: Tensor  # (d_model, 3 * heads * d_head)
     w_out: Tensor  # (heads * d_head, d_model)
     slope: Tensor | None  # (seq, d_mlp): the MLP activation's slope at each position's hidden layer
@@ -115,6 +116,7 @@ def _prepare_block(block: torch.nn.Module, primals: dict[str, Tensor], layer: in
     if attn.cfg.positional_embedding_type == "rotary":
         q, k = attn.apply_rotary(q), attn.apply_rotary(k)
     w_qkv = torch.cat([w.permute(1, 0, 2).flatten(1) for w in (attn.W_Q, attn.W_K, attn.W_V)], dim=1)
+    pattern = primals[f"{name}.attn.hook_pattern"][0]
     slope = None
     if through_mlp:
         # The MLP's hidden layer is computed once per position, so that the rows at one position
@@ -130,7 +132,8 @@ def _prepare_block(block: torch.nn.Module, primals: dict[str, Tensor], layer: in
         q[0],
         k[0],
         v[0],
-        primals[f"{name}.attn.hook_pattern"][0],
+        pattern,
+        torch.einsum("hqk,khe->qhe", pattern, v[0]),
         w_qkv,
         attn.W_O.flatten(0, 1),
         slope,
@@ -156,6 +159,39 @@ def _attention_z_jvp(layer: _Block, dq: Tensor, dk: Tensor, dv: Tensor) -> Tenso
     return torch.einsum("nhqk,khe->nqhe", d_pattern, layer.v) + torch.einsum("hqk,nkhe->nqhe", pattern, dv)
 
 
+def _rotary_at(attn: torch.nn.Module, positions: Tensor, x: Tensor) -> Tensor:
+    """`attn.apply_rotary` of vectors (n, heads, d_head), the i-th at position `positions[i]` (its tables, its rotation)."""
+    rotary_dim = attn.cfg.rotary_dim
+    x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]
+    cos, sin = attn.rotary_cos[positions, None, :], attn.rotary_sin[positions, None, :]
+    return torch.cat([x_rot * cos + attn.rotate_every_two(x_rot) * sin, x_pass], dim=-1)
+
+
+def _attention_z_jvp_one_position(layer: _Block, sources: Tensor, dq: Tensor, dk: Tensor, dv: Tensor, reach: tuple[Tensor, Tensor]) -> Tensor:
+    """Rows `reach` of the tangent of z, for tangents of q, k, v (n, heads, d_head) each at its column's source only.
+
+    This is the first attention a tangent meets, where it is still at one position p. Then d_scores
+    is nonzero in row p (a_j = dq_p k_j / scale) and column p (b_i = q_i dk_p / scale) only, and the
+    general formula (`_attention_z_jvp`) collapses, for each query i >= p, to
+        dz_i = P_ip b_i (v_p - z_i) + P_ip dv_p + [i = p] (sum_j P_pj a_j v_j - (sum_j P_pj a_j) z_p),
+    with P the primal pattern and z the primal output: a few products of length seq per tangent, not
+    a (seq, seq) matrix each.
+    """
+    attn = layer.block.attn
+    if attn.cfg.positional_embedding_type == "rotary":
+        dq, dk = _rotary_at(attn, sources, dq), _rotary_at(attn, sources, dk)
+    cols, queries = reach
+    pattern, z = layer.pattern, layer.z
+    row_p = pattern[:, sources].transpose(0, 1)  # (n, heads, key): each source's own pattern row
+    a = torch.einsum("nhe,khe->nhk", dq, layer.k) / attn.attn_scale
+    b = torch.einsum("qhe,nhe->nhq", layer.q, dk) / attn.attn_scale
+    weighted = row_p * a  # P_pj a_j
+    own_row = torch.einsum("nhk,khe->nhe", weighted, layer.v) - weighted.sum(-1)[..., None] * z[sources]
+    p_col = pattern[:, queries, sources[cols]].T[..., None]  # (rows, heads, 1): P_ip
+    d_z = p_col * (b[cols, :, queries][..., None] * (layer.v[sources[cols]] - z[queries]) + dv[cols])
+    return d_z + (queries == sources[cols])[:, None, None] * own_row[cols]
+
+
 def _attention_rows(layer: _Block, d_resid: Rows, reach: tuple[Tensor, Tensor], n_cols: int) -> Rows:
     """Rows of the tangent of hook_z, from rows of the tangent of the block's input."""
     seq, (n_heads, d_head) = layer.resid_pre.shape[0], layer.q.shape[1:]
@@ -163,6 +199,9 @@ def _attention_rows(layer: _Block, d_resid: Rows, reach: tuple[Tensor, Tensor], 
     # Query, key and value are per-position linear maps of the normalised input: their tangents are
     # rows too (no bias: a tangent is a difference), one product for all three.
     d_qkv = (d_normalized @ layer.w_qkv).unflatten(-1, (3, n_heads, d_head))
+    if len(d_resid.cols) == n_cols and torch.equal(d_resid.cols, torch.arange(n_cols, device=d_resid.cols.device)):
+        # One row per column, at its source: the first attention on the path.
+        return Rows(*reach, _attention_z_jvp_one_position(layer, d_resid.positions, *d_qkv.unbind(1), reach))
     dense = Rows(d_resid.cols, d_resid.positions, d_qkv).as_dense(n_cols, seq)
     d_z = _attention_z_jvp(layer, dense[:, :, 0], dense[:, :, 1], dense[:, :, 2])
     return Rows(*reach, d_z[reach])
