@@ -77,9 +77,11 @@ class Rows:
 
 
 def _causal_rows(sources: Tensor, seq: int) -> tuple[Tensor, Tensor]:
-    """(cols, positions) of every position a tangent from `sources[col]` can reach: sources[col]..seq-1."""
-    reachable = torch.arange(seq, device=sources.device)[None, :] >= sources[:, None]
-    cols, positions = reachable.nonzero().unbind(-1)
+    """(cols, positions) of every position a tangent from `sources[col]` can reach: sources[col]..seq-1.
+
+    Position by position, so that the rows at one position are consecutive (see `_ActiveEncoder`)."""
+    reachable = torch.arange(seq, device=sources.device)[:, None] >= sources[None, :]
+    positions, cols = reachable.nonzero().unbind(-1)
     return cols, positions
 
 
@@ -172,24 +174,25 @@ def _attention_z_jvp_one_position(layer: _Block, sources: Tensor, dq: Tensor, dk
 
     This is the first attention a tangent meets, where it is still at one position p. Then d_scores
     is nonzero in row p (a_j = dq_p k_j / scale) and column p (b_i = q_i dk_p / scale) only, and the
-    general formula (`_attention_z_jvp`) collapses, for each query i >= p, to
-        dz_i = P_ip b_i (v_p - z_i) + P_ip dv_p + [i = p] (sum_j P_pj a_j v_j - (sum_j P_pj a_j) z_p),
+    general formula (`_attention_z_jvp`) collapses, for each query i, to
+        dz_i = P_ip (b_i (v_p - z_i) + dv_p) + [i = p] (sum_j P_pj a_j v_j - (sum_j P_pj a_j) z_p),
     with P the primal pattern and z the primal output: a few products of length seq per tangent, not
-    a (seq, seq) matrix each.
+    a (seq, seq) matrix each. It is computed for every (query, column) pair by broadcasting, in place,
+    and the reached rows gathered once: indexing rows one by one would copy each operand.
     """
     attn = layer.block.attn
     if attn.cfg.positional_embedding_type == "rotary":
         dq, dk = _rotary_at(attn, sources, dq), _rotary_at(attn, sources, dk)
-    cols, queries = reach
-    pattern, z = layer.pattern, layer.z
-    row_p = pattern[:, sources].transpose(0, 1)  # (n, heads, key): each source's own pattern row
+    pattern, z, columns = layer.pattern, layer.z, torch.arange(len(sources), device=sources.device)
     a = torch.einsum("nhe,khe->nhk", dq, layer.k) / attn.attn_scale
-    b = torch.einsum("qhe,nhe->nhq", layer.q, dk) / attn.attn_scale
-    weighted = row_p * a  # P_pj a_j
+    b = torch.einsum("qhe,nhe->qnh", layer.q, dk) / attn.attn_scale
+    weighted = pattern[:, sources].transpose(0, 1) * a  # P_pj a_j: (n, heads, key)
     own_row = torch.einsum("nhk,khe->nhe", weighted, layer.v) - weighted.sum(-1)[..., None] * z[sources]
-    p_col = pattern[:, queries, sources[cols]].T[..., None]  # (rows, heads, 1): P_ip
-    d_z = p_col * (b[cols, :, queries][..., None] * (layer.v[sources[cols]] - z[queries]) + dv[cols])
-    return d_z + (queries == sources[cols])[:, None, None] * own_row[cols]
+    d_z = layer.v[sources][None] - z[:, None]  # (query, n, heads, d_head)
+    d_z.mul_(b[..., None]).add_(dv[None]).mul_(pattern[:, :, sources].permute(1, 2, 0)[..., None])
+    d_z[sources, columns] += own_row
+    cols, queries = reach
+    return d_z[queries, cols]
 
 
 def _attention_rows(layer: _Block, d_resid: Rows, reach: tuple[Tensor, Tensor], n_cols: int) -> Rows:
@@ -238,9 +241,13 @@ class _ActiveEncoder:
         values = rows.values.flatten(1)  # a hook_z SAE reads the heads concatenated
         jacobian = values.new_zeros(self.n_out, n_cols)
         # Position by position: each row meets only the encoder columns of the latents active where it is.
-        for position, outputs in self.slices.items():
-            at_position = (rows.positions == position).nonzero()[:, 0]
-            jacobian[outputs, rows.cols[at_position]] = (values[at_position] @ self.w_enc[:, outputs]).T
+        # Rows come position by position (`_causal_rows`), so each position's rows are a slice, not a copy.
+        positions, counts = torch.unique_consecutive(rows.positions, return_counts=True)
+        starts = (counts.cumsum(0) - counts).tolist()
+        for position, start, count in zip(positions.tolist(), starts, counts.tolist()):
+            if position in self.slices:
+                outputs, at_position = self.slices[position], slice(start, start + count)
+                jacobian[outputs, rows.cols[at_position]] = (values[at_position] @ self.w_enc[:, outputs]).T
         return jacobian
 
 
