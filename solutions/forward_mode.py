@@ -37,25 +37,13 @@ from torch import Tensor
 from transformer_lens.components import LayerNorm, LayerNormPre
 
 from solutions.jacobian import positionwise_chunk_size, sparse_jacobian
+from solutions.plain_forward import has_plain_blocks
 from solutions.sparse_sae import _is_plain_relu_sae
 
 
 def supports_positionwise(model: HookedSAETransformer, saes: tuple[SAE, ...]) -> bool:
-    """Whether every block is the plain kind written out below: pre-layer-norm attention then MLP."""
-    cfg = model.cfg
-    return (
-        all(_is_plain_relu_sae(sae) for sae in saes)
-        and cfg.positional_embedding_type in ("standard", "rotary")
-        and cfg.attention_dir == "causal"
-        and not (cfg.attn_only or cfg.parallel_attn_mlp or cfg.use_attn_in or cfg.use_split_qkv_input)
-        and not (cfg.use_normalization_before_and_after or cfg.use_attention_sinks or cfg.use_logn_attn)
-        and not (cfg.use_dynamic_ntk_rope or cfg.load_in_4bit or cfg.gated_mlp or cfg.num_experts)
-        and not cfg.is_layer_norm_activation()
-        and cfg.clip_qkv is None
-        and not (cfg.use_qk_norm or cfg.attn_scores_soft_cap > 0)  # _attention_z_jvp: plain softmax(q k / scale)
-        and cfg.n_key_value_heads is None
-        and cfg.original_architecture in (None, "GPT2LMHeadModel")
-    )
+    """Whether every block is the plain kind written out below (pre-layer-norm attention then MLP) and every SAE a plain ReLU one."""
+    return all(_is_plain_relu_sae(sae) for sae in saes) and has_plain_blocks(model)
 
 
 @dataclass

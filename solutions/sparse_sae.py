@@ -20,6 +20,8 @@ import torch
 from sae_lens import SAE, HookedSAETransformer, StandardSAE
 from torch import Tensor
 
+from solutions.plain_forward import blocks_forward, has_plain_blocks
+
 
 def _is_plain_relu_sae(sae: SAE) -> bool:
     return type(sae) is StandardSAE and sae.cfg.normalize_activations == "none"
@@ -88,8 +90,13 @@ def clean_sae_activations(
     """
     names = [sae.cfg.metadata.hook_name for sae in saes]
     with torch.no_grad():
-        output, cache = model.run_with_cache(
-            tokens, names_filter=[*names, *extra_names], stop_at_layer=stop_at_layer, remove_batch_dim=False
-        )
-        acts = [sae.encode(cache[name]) for sae, name in zip(saes, names)]
-    return output, acts, {name: cache[name] for name in extra_names}
+        if has_plain_blocks(model):  # the same blocks, without TransformerLens's weight copies (solutions/plain_forward.py)
+            output, activations = blocks_forward(model, model(tokens, stop_at_layer=0), 0, stop_at_layer)
+        else:
+            output, cache = model.run_with_cache(
+                tokens, names_filter=[*names, *extra_names], stop_at_layer=stop_at_layer, remove_batch_dim=False
+            )
+            # The output is what enters block `stop_at_layer`: a pass may stop right at an SAE reading it.
+            activations = {**cache.cache_dict, f"blocks.{stop_at_layer}.hook_resid_pre": output}
+        acts = [sae.encode(activations[name]) for sae, name in zip(saes, names)]
+    return output, acts, {name: activations[name] for name in extra_names}
