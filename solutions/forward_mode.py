@@ -13,11 +13,16 @@ it can be nonzero:
   later, never earlier ones. After the first attention it has rows at p..seq-1, and the positions
   before p (zero by causality) are never computed;
 - attention itself is differentiated once, explicitly (`_attention_z_jvp`), from the rows' query,
-  key and value tangents;
+  key and value tangents; at the first attention a tangent meets, where it is still at one
+  position, its scores' tangent is one row and one column, and no (seq, seq) matrix is formed
+  (`_attention_z_jvp_one_position`);
 - the later SAE's encoder multiplies each row only by the encoder columns of the latents active at
   that row's position, not every position by every active latent;
 - the pass stops at the hook the later SAE reads: for an attention SAE, right after hook_z, so the
-  last block's output projection and MLP (which feed nothing read) never run.
+  last block's output projection and MLP (which feed nothing read) never run;
+- what every chunk of columns shares (the primal activations, the attention pattern, the MLP's
+  slope, the weights in the layout the row products read, the active encoder columns) is prepared
+  once per call (`_prepare_block`, `_ActiveEncoder`).
 
 The Jacobian is the same as `torch.func.jacfwd`'s (up to float rounding), at a fraction of the work:
 the benchmark's lower-bound column counts these rows. Only models whose blocks are the plain
@@ -128,12 +133,14 @@ def _prepare_block(block: torch.nn.Module, primals: dict[str, Tensor], layer: in
     pattern = primals[f"{name}.attn.hook_pattern"][0]
     slope = None
     if through_mlp:
-        # The MLP's hidden layer is computed once per position, so that the rows at one position
-        # share it; the activation is elementwise, so its tangent is its slope there times the
-        # tangent of its input. Not read from mlp.hook_pre: a deep-copied model's MLP calls the
-        # original's hook points (sae_lens).
-        pre = block.ln2(primals[f"{name}.hook_resid_mid"][0]) @ block.mlp.W_in + block.mlp.b_in
-        slope = _jvp(block.mlp.act_fn, pre, torch.ones_like(pre))
+        # The MLP's hidden layer is taken once per position, so that the rows at one position share
+        # it; the activation is elementwise, so its tangent is its slope there times the tangent of
+        # its input. It is recomputed where mlp.hook_pre did not fire: a deep-copied model's MLP
+        # calls the original's hook points (sae_lens).
+        pre = primals.get(f"{name}.mlp.hook_pre")
+        if pre is None:
+            pre = block.ln2(primals[f"{name}.hook_resid_mid"]) @ block.mlp.W_in + block.mlp.b_in
+        slope = _jvp(block.mlp.act_fn, pre[0], torch.ones_like(pre[0]))
     return _Block(
         block,
         primals[f"{name}.hook_resid_pre"][0],
@@ -271,7 +278,7 @@ class Path:
 def _primal_hooks(path: Path) -> list[str]:
     names = []
     for layer in range(path.layer_from, path.layer_to + 1):
-        names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid", f"blocks.{layer}.attn.hook_pattern"]
+        names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid", f"blocks.{layer}.attn.hook_pattern", f"blocks.{layer}.mlp.hook_pre"]
         names += [f"blocks.{layer}.attn.hook_{x}" for x in "qkv"]
     return names
 
