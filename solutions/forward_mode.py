@@ -83,6 +83,18 @@ def _jvp(fn: Callable[[Tensor], Tensor], primal: Tensor, tangent: Tensor) -> Ten
     return torch.func.jvp(fn, (primal,), (tangent,))[1]
 
 
+def _slope(act_fn: Callable[[Tensor], Tensor], pre: Tensor) -> Tensor:
+    """The elementwise activation's derivative at `pre`: the gradient of the sum of its outputs.
+
+    In reverse mode rather than with `torch.func.jvp`, whose first call in a process compiles its
+    decompositions (about half a second, which a learner would wait for at the first gradient check).
+    """
+    with torch.enable_grad():
+        pre = pre.detach().requires_grad_()
+        (slope,) = torch.autograd.grad(act_fn(pre).sum(), pre)
+    return slope
+
+
 def _layer_norm_jvp(norm: torch.nn.Module, x: Tensor, dx: Tensor) -> Tensor:
     """Tangent of a layer norm at rows `x`, for row tangents `dx`.
 
@@ -140,7 +152,7 @@ def _prepare_block(block: torch.nn.Module, primals: dict[str, Tensor], layer: in
         pre = primals.get(f"{name}.mlp.hook_pre")
         if pre is None:
             pre = block.ln2(primals[f"{name}.hook_resid_mid"]) @ block.mlp.W_in + block.mlp.b_in
-        slope = _jvp(block.mlp.act_fn, pre[0], torch.ones_like(pre[0]))
+        slope = _slope(block.mlp.act_fn, pre[0])
     return _Block(
         block,
         primals[f"{name}.hook_resid_pre"][0],
