@@ -203,22 +203,30 @@ def _attention_z_jvp_one_position(layer: _Block, sources: Tensor, dq: Tensor, dk
     general formula (`_attention_z_jvp`) collapses, for each query i, to
         dz_i = P_ip (b_i (v_p - z_i) + dv_p) + [i = p] (sum_j P_pj a_j v_j - (sum_j P_pj a_j) z_p),
     with P the primal pattern and z the primal output: a few products of length seq per tangent, not
-    a (seq, seq) matrix each. It is computed for every (query, column) pair by broadcasting, in place,
-    and the reached rows gathered once: indexing rows one by one would copy each operand.
+    a (seq, seq) matrix each. It is computed query by query, straight into the rows (which come query
+    by query, `_causal_rows`): each step's operands are a few MB, where one (seq, n) grid would be
+    written and read several times over.
     """
     attn = layer.block.attn
     if attn.cfg.positional_embedding_type == "rotary":
         dq, dk = _rotary_at(attn, sources, dq), _rotary_at(attn, sources, dk)
-    pattern, z, columns = layer.pattern, layer.z, torch.arange(len(sources), device=sources.device)
+    pattern, z = layer.pattern, layer.z
     a = torch.einsum("nhe,khe->nhk", dq, layer.k) / attn.attn_scale
     b = torch.einsum("qhe,nhe->qnh", layer.q, dk) / attn.attn_scale
     weighted = pattern[:, sources].transpose(0, 1) * a  # P_pj a_j: (n, heads, key)
     own_row = torch.einsum("nhk,khe->nhe", weighted, layer.v) - weighted.sum(-1)[..., None] * z[sources]
-    d_z = layer.v[sources][None] - z[:, None]  # (query, n, heads, d_head)
-    d_z.mul_(b[..., None]).add_(dv[None]).mul_(pattern[:, :, sources].permute(1, 2, 0)[..., None])
-    d_z[sources, columns] += own_row
     cols, queries = reach
-    return d_z[queries, cols]
+    d_z = dv.new_empty(len(cols), *dv.shape[1:])
+    positions, counts = torch.unique_consecutive(queries, return_counts=True)
+    start = 0
+    for query, count in zip(positions.tolist(), counts.tolist()):
+        rows, at = cols[start : start + count], slice(start, start + count)
+        source = sources[rows]
+        d_z[at] = pattern[:, query, source].T[..., None] * (b[query, rows][..., None] * (layer.v[source] - z[query]) + dv[rows])
+        start += count
+    own = (queries == sources[cols]).nonzero()[:, 0]
+    d_z[own] += own_row[cols[own]]
+    return d_z
 
 
 def _attention_rows(layer: _Block, d_resid: Rows, reach: tuple[Tensor, Tensor], n_cols: int) -> Rows:
