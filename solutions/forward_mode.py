@@ -265,7 +265,7 @@ class _ActiveEncoder:
     def __init__(self, sae: SAE, active: Tensor):
         _, out_positions, out_latents = (active > 0).nonzero().unbind(-1)
         self.n_out = len(out_latents)
-        self.w_enc = sae.W_enc[:, out_latents]
+        self.w_enc = torch.index_select(sae.W_enc, 1, out_latents)  # several times faster than W_enc[:, out_latents]
         positions, counts = torch.unique_consecutive(out_positions, return_counts=True)
         ends = counts.cumsum(0).tolist()
         self.slices = {p: slice(end - n, end) for p, n, end in zip(positions.tolist(), counts.tolist(), ends)}

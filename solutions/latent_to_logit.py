@@ -110,6 +110,6 @@ def latent_to_logit_gradients(
     with torch.no_grad():
         logits, logits_recon = torch.stack([normalized, normalized_recon.detach()]) @ model.W_U + model.b_U
     token_ids = logits.topk(k).indices.tolist()
-    cotangents = model.W_U[:, token_ids].T.detach()
+    cotangents = torch.index_select(model.W_U, 1, torch.tensor(token_ids, device=model.W_U.device)).T.detach()
     (latent_logit_gradients,) = torch.func.vmap(pullback, chunk_size=jacobian_chunk_size(k, tokens.numel(), model))(cotangents)
     return latent_logit_gradients.detach(), logits, logits_recon, token_ids, latent_acts

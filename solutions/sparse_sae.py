@@ -67,7 +67,8 @@ def encode_active(sae: SAE, sae_input: Tensor) -> tuple[Tensor, Tensor]:
     centred = flat_input - sae.b_dec * sae.cfg.apply_b_dec_to_input
     # Every position against every active latent's encoder column, then each latent's own position:
     # (positions, n_active) is small, and keeps the backward pass a matmul (see decode_sparse).
-    pre_acts = centred[..., None, :] @ sae.W_enc[:, latents]
+    # index_select gathers the columns several times faster than W_enc[:, latents] on the CPU.
+    pre_acts = centred[..., None, :] @ torch.index_select(sae.W_enc, 1, latents)
     pre_acts = pre_acts.squeeze(-2)[(*positions, torch.arange(len(latents), device=latents.device))]
     return torch.relu(pre_acts + sae.b_enc[latents]), dense
 
