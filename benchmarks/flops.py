@@ -1,4 +1,4 @@
-"""The benchmark's lower bound: the FLOPs each Jacobian needs, and the machine's matmul speed.
+"""The benchmark's lower bound: the FLOPs each gradient computation needs, and the machine's matmul speed.
 
 Useful FLOPs count the matrix products a Jacobian cannot avoid (2 FLOPs per multiply-add; layer
 norms, activations and softmaxes are elementwise and left out), in the mode the reference uses:
@@ -25,9 +25,12 @@ exercise returns (the primal passes): the clean forward pass at every position u
 the returned clean activations (or the true logits) need, the forward pass from the earlier SAE's
 reconstruction to the later hook (which the Jacobian is linearised at, and whose activations are
 returned), the dense encoding of every returned SAE activation tensor (which latents are active is
-only known after it), and the earlier SAE's decoding of its active latents. A pass that ends at the
-top logits runs its last block at the final query only. Dividing by the single-thread matmul speed measured in the same process gives the
-time the Jacobian would take if every FLOP ran at that speed: the benchmark's lower bound.
+only known after it), the earlier SAE's decoding of its active latents, and for the logits the
+unembedding of both final positions over the whole vocabulary. A pass that ends at the top logits
+runs its last block at the final query only. Dividing by the single-thread matmul speed measured in
+the same process gives the time the call would take if every FLOP ran at that speed: the
+benchmark's lower bound. It counts FLOPs only, not the memory traffic of reading a block's weights
+for a prompt's few rows.
 """
 
 from __future__ import annotations
