@@ -6,9 +6,10 @@ runs the straightforward implementation (`solutions/straightforward.py`: dense S
 every output, the spec's code) and the reference (`solutions`) alternately in this one process, and
 prints the median wall time, the extra peak memory, their ratios, and whether both gave the same
 results (by the learner checks' own comparisons and tolerances). Beside each reference's time it
-prints its lower bound: the Jacobian's useful FLOPs (benchmarks/flops.py) at the single-thread
-matmul speed measured in this process just before each timed reference call (the median, as for
-the times), and the reference's ratio to it. It then
+prints its lower bound: the useful FLOPs of the Jacobian and of the primal passes every
+formulation pays for the returned results (benchmarks/flops.py) at the single-thread matmul speed
+measured in this process just before each timed reference call (the median, as for the times),
+and the reference's ratio to it. It then
 times every learner check on the small world, prints how many bytes of SAE weights the
 GPT-2-shaped world loaded, and, in fresh processes, the time to the first passing checks
 (benchmarks/first_check.py).
@@ -116,7 +117,7 @@ class Case:
     size: str
     # The learner check's own comparison of (the straightforward results, as a learner's; the reference's).
     compare: Callable[[tuple, tuple], Any]
-    # The Jacobian's useful FLOPs, counted from the reference's results (benchmarks/flops.py).
+    # The call's useful FLOPs (the Jacobian's and the primal passes'), counted from the reference's results (benchmarks/flops.py).
     flops: Callable[[tuple], float]
 
 
@@ -199,7 +200,7 @@ class Row:
     peaks: dict[str, list[int | None]]
     same: str
     jacobian: str
-    flops: float  # useful FLOPs of the Jacobian
+    flops: float  # useful FLOPs of the Jacobian and the primal passes
     gflops_per_s: float  # single-thread matmul speed, median of those measured before each timed reference call
 
     def bound(self) -> float:
@@ -406,8 +407,8 @@ def main() -> int:
         gc.collect()
 
     print(
-        "\nResults (speed-up and memory ratio: straightforward / reference; lower bound: the Jacobian's useful "
-        "FLOPs (benchmarks/flops.py) at the single-thread matmul speed measured before each timed reference call, median):\n"
+        "\nResults (speed-up and memory ratio: straightforward / reference; lower bound: the useful "
+        "FLOPs of the Jacobian and the primal passes (benchmarks/flops.py) at the single-thread matmul speed measured before each timed reference call, median):\n"
     )
     print_table(rows)
     if check_times:

@@ -1,4 +1,4 @@
-"""The benchmark's lower bound: the FLOPs each Jacobian needs, and the machine's matmul speed.
+"""The benchmark's lower bound: the FLOPs each gradient computation needs, and the machine's matmul speed.
 
 Useful FLOPs count the matrix products a Jacobian cannot avoid (2 FLOPs per multiply-add; layer
 norms, activations and softmaxes are elementwise and left out), in the mode the reference uses:
@@ -16,9 +16,21 @@ norms, activations and softmaxes are elementwise and left out), in the mode the 
   values at every position); the blocks before it run backwards at every position; each active
   latent costs d_in * 2 (its decoder row against the cotangent at its position).
 
-The primal pass (one forward pass, shared by every column) is left out, as are the clean
-activations. Dividing by the single-thread matmul speed measured in the same process gives the
-time the Jacobian would take if every FLOP ran at that speed: the benchmark's lower bound.
+The first attention a forward-mode tangent meets is where it is still at one position p: there
+its scores' tangent has one row and one column, not a (query, key) matrix (see
+solutions/forward_mode.py), and it is counted so.
+
+Added to that, once per call, the matrix products every formulation pays for the outputs the
+exercise returns (the primal passes): the clean forward pass at every position up to the last hook
+the returned clean activations (or the true logits) need, the forward pass from the earlier SAE's
+reconstruction to the later hook (which the Jacobian is linearised at, and whose activations are
+returned), the dense encoding of every returned SAE activation tensor (which latents are active is
+only known after it), the earlier SAE's decoding of its active latents, and for the logits the
+unembedding of both final positions over the whole vocabulary. A pass that ends at the top logits
+runs its last block at the final query only. Dividing by the single-thread matmul speed measured in
+the same process gives the time the call would take if every FLOP ran at that speed: the
+benchmark's lower bound. It counts FLOPs only, not the memory traffic of reading a block's weights
+for a prompt's few rows.
 """
 
 from __future__ import annotations
@@ -61,7 +73,9 @@ def _per_row(model: HookedSAETransformer) -> dict[str, int]:
         "kv": 2 * 2 * cfg.d_model * d_heads,
         "q": 2 * cfg.d_model * d_heads,
         "out_mlp": 2 * d_heads * cfg.d_model + 2 * 2 * cfg.d_model * (cfg.d_mlp or 0),
-        "pair": 8 * d_heads,
+        "pair": 8 * d_heads,  # a tangent's (query, key) pair: d_scores and dz, two products each
+        "primal_pair": 4 * d_heads,  # the primal's: scores and z
+        "d_heads": d_heads,
     }
 
 
@@ -70,22 +84,52 @@ def _active_per_position(latents: Tensor, seq: int) -> list[int]:
     return torch.bincount(latents.sparse[1][:, 1], minlength=seq).tolist()
 
 
+def _primal_pass(model: HookedSAETransformer, seq: int, layers: range, from_z: bool = False, to_z: bool = False, last_query_only: bool = False) -> int:
+    """Useful FLOPs of a plain forward pass at every position through `layers`: without the first
+    block's attention if it starts at that block's hook_z (`from_z`), without the last block's output
+    projection and MLP if it stops at its hook_z (`to_z`), and with the last block at the final query
+    only (`last_query_only`: keys and values at every position, as TransformerLens's key-value cache)."""
+    cost = _per_row(model)
+    flops = 0
+    for layer in layers:
+        last = layer == layers[-1]
+        if last and last_query_only:
+            return flops + cost["kv"] * seq + cost["q"] + cost["primal_pair"] * seq + cost["out_mlp"]
+        if not (layer == layers[0] and from_z):
+            flops += cost["qkv"] * seq + cost["primal_pair"] * seq * (seq + 1) // 2
+        if not (last and to_z):
+            flops += cost["out_mlp"] * seq
+    return flops
+
+
 def _forward_column(model: HookedSAETransformer, source: int, seq: int, layer_from: int, from_z: bool, layer_to: int, to_z: bool, active_out: list[int], d_in: int) -> int:
     """Useful FLOPs of one forward-mode column entering at position `source`."""
     cost = _per_row(model)
     reached = 1  # rows: its own position until the first attention
-    pairs = sum(query + 1 for query in range(source, seq))
     flops = 0
     for layer in range(layer_from, layer_to + 1):
         if layer == layer_to and not to_z:
             break
         if not (layer == layer_from and from_z):
-            flops += cost["qkv"] * reached + cost["pair"] * pairs
+            flops += cost["qkv"] * reached
+            if reached == 1:
+                # The first attention, with the tangent at `source` alone: its scores' tangent is
+                # nonzero in row `source` (dq against keys 0..source) and column `source` (queries
+                # source.. against dk), and z's needs that row against the values (see
+                # solutions/forward_mode.py): no (query, key) matrix per tangent.
+                flops += 2 * cost["d_heads"] * (2 * (source + 1) + (seq - source))
+            else:
+                flops += cost["pair"] * sum(query + 1 for query in range(source, seq))
             reached = seq - source
             if layer == layer_to:
                 break
         flops += cost["out_mlp"] * reached
     return flops + 2 * d_in * sum(active_out[source : source + reached])
+
+
+def _dense_encodes(n_saes: int, seq: int, d_in: int, d_sae: int) -> int:
+    """Encoding every position densely, as each SAE activation tensor a function returns needs."""
+    return n_saes * seq * 2 * d_in * d_sae
 
 
 def latent_to_latent(model: HookedSAETransformer, result: tuple, layer_from: int, layer_to: int, attention: bool) -> float:
@@ -94,12 +138,17 @@ def latent_to_latent(model: HookedSAETransformer, result: tuple, layer_from: int
     seq = prev.dense.shape[1]
     active_out = _active_per_position(recon, seq)
     d_in = model.cfg.n_heads * model.cfg.d_head if attention else model.cfg.d_model
-    return float(
-        sum(
-            _forward_column(model, source, seq, layer_from, attention, layer_to, attention, active_out, d_in)
-            for source in prev.sparse[1][:, 1].tolist()
-        )
+    columns = sum(
+        _forward_column(model, source, seq, layer_from, attention, layer_to, attention, active_out, d_in)
+        for source in prev.sparse[1][:, 1].tolist()
     )
+    # What the returned activations need, whatever the formulation: the clean pass up to the later
+    # SAE's hook, the pass from the earlier SAE's reconstruction to it (the Jacobian's primal), and
+    # three dense encodings (earlier and later SAE on the clean pass, later SAE on the reconstruction).
+    later = layer_to + 1 if attention else layer_to
+    primal = _primal_pass(model, seq, range(0, later), to_z=attention) + _primal_pass(model, seq, range(layer_from, later), from_z=attention, to_z=attention)
+    primal += _dense_encodes(3, seq, d_in, prev.dense.shape[-1]) + 2 * d_in * len(prev.sparse[0])
+    return float(columns + primal)
 
 
 def token_to_latent(model: HookedSAETransformer, result: tuple, layer: int) -> float:
@@ -107,7 +156,10 @@ def token_to_latent(model: HookedSAETransformer, result: tuple, layer: int) -> f
     latents = result[1]
     seq = latents.dense.shape[1]
     active_out = _active_per_position(latents, seq)
-    return float(sum(_forward_column(model, source, seq, 0, False, layer, False, active_out, model.cfg.d_model) for source in range(seq)))
+    columns = sum(_forward_column(model, source, seq, 0, False, layer, False, active_out, model.cfg.d_model) for source in range(seq))
+    # The primal pass (at scale 1, the clean one) up to the SAE, and its dense encoding.
+    primal = _primal_pass(model, seq, range(0, layer)) + _dense_encodes(1, seq, model.cfg.d_model, latents.dense.shape[-1])
+    return float(columns + primal)
 
 
 def latent_to_logit(model: HookedSAETransformer, result: tuple, layer: int) -> float:
@@ -118,4 +170,11 @@ def latent_to_logit(model: HookedSAETransformer, result: tuple, layer: int) -> f
     last_block = cost["out_mlp"] + cost["q"] + cost["kv"] * seq + cost["pair"] * seq
     earlier_blocks = (model.cfg.n_layers - 1 - layer) * ((cost["qkv"] + cost["out_mlp"]) * seq + cost["pair"] * seq * (seq + 1) // 2)
     per_row = 2 * model.cfg.d_model + last_block + earlier_blocks + 2 * model.cfg.d_model * len(latents.sparse[0])
-    return float(k * per_row)
+    # What the returned logits and latents need, whatever the formulation: the clean pass through the
+    # whole model and the pass from the SAE's reconstruction (each with the last block at the final
+    # query only), both unembedded at the final position (every logit: both are returned whole), and
+    # the SAE's dense encoding.
+    n_layers, d_model = model.cfg.n_layers, model.cfg.d_model
+    primal = _primal_pass(model, seq, range(0, n_layers), last_query_only=True) + _primal_pass(model, seq, range(layer, n_layers), last_query_only=True)
+    primal += 2 * 2 * d_model * model.cfg.d_vocab + _dense_encodes(1, seq, d_model, latents.dense.shape[-1]) + 2 * d_model * len(latents.sparse[0])
+    return float(k * per_row + primal)

@@ -261,6 +261,7 @@ def test_chunked_jacobians_are_the_same(tiny_world: World, monkeypatch: pytest.M
         floats_per_row = 11 * max(model.cfg.d_mlp, 4 * model.cfg.d_model) * model.cfg.n_layers
         monkeypatch.setattr(solutions.jacobian, "_MAX_FLOATS_IN_FLIGHT", 3 * floats_per_row)  # chunks of ~3 rows
         assert solutions.jacobian.jacobian_chunk_size(100, 11, model) is not None
+        assert solutions.jacobian.positionwise_chunk_size(100, 11, model) < 100  # forward mode row by row, too
         chunked = (solutions.latent_to_latent_gradients(*l2l_args), solutions.latent_to_logit_gradients(*l2g_args))
     assert_same_results(chunked, whole)
 

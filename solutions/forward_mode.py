@@ -13,11 +13,16 @@ it can be nonzero:
   later, never earlier ones. After the first attention it has rows at p..seq-1, and the positions
   before p (zero by causality) are never computed;
 - attention itself is differentiated once, explicitly (`_attention_z_jvp`), from the rows' query,
-  key and value tangents;
+  key and value tangents; at the first attention a tangent meets, where it is still at one
+  position, its scores' tangent is one row and one column, and no (seq, seq) matrix is formed
+  (`_attention_z_jvp_one_position`);
 - the later SAE's encoder multiplies each row only by the encoder columns of the latents active at
   that row's position, not every position by every active latent;
 - the pass stops at the hook the later SAE reads: for an attention SAE, right after hook_z, so the
-  last block's output projection and MLP (which feed nothing read) never run.
+  last block's output projection and MLP (which feed nothing read) never run;
+- what every chunk of columns shares (the primal activations, the attention pattern, the MLP's
+  slope, the weights in the layout the row products read, the active encoder columns) is prepared
+  once per call (`_prepare_block`, `_ActiveEncoder`).
 
 The Jacobian is the same as `torch.func.jacfwd`'s (up to float rounding), at a fraction of the work:
 the benchmark's lower-bound column counts these rows. Only models whose blocks are the plain
@@ -34,26 +39,16 @@ from typing import Any
 import torch
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
+from transformer_lens.components import LayerNorm, LayerNormPre
 
-from solutions.jacobian import jacobian_chunk_size, sparse_jacobian
+from solutions.jacobian import positionwise_chunk_size, sparse_jacobian
+from solutions.plain_forward import has_plain_blocks
 from solutions.sparse_sae import _is_plain_relu_sae
 
 
 def supports_positionwise(model: HookedSAETransformer, saes: tuple[SAE, ...]) -> bool:
-    """Whether every block is the plain kind written out below: pre-layer-norm attention then MLP."""
-    cfg = model.cfg
-    return (
-        all(_is_plain_relu_sae(sae) for sae in saes)
-        and cfg.positional_embedding_type in ("standard", "rotary")
-        and cfg.attention_dir == "causal"
-        and not (cfg.attn_only or cfg.parallel_attn_mlp or cfg.use_attn_in or cfg.use_split_qkv_input)
-        and not (cfg.use_normalization_before_and_after or cfg.use_attention_sinks or cfg.use_logn_attn)
-        and not (cfg.use_dynamic_ntk_rope or cfg.load_in_4bit or cfg.gated_mlp or cfg.num_experts)
-        and not cfg.is_layer_norm_activation()
-        and cfg.clip_qkv is None
-        and cfg.n_key_value_heads is None
-        and cfg.original_architecture in (None, "GPT2LMHeadModel")
-    )
+    """Whether every block is the plain kind written out below (pre-layer-norm attention then MLP) and every SAE a plain ReLU one."""
+    return all(_is_plain_relu_sae(sae) for sae in saes) and has_plain_blocks(model)
 
 
 @dataclass
@@ -76,9 +71,11 @@ class Rows:
 
 
 def _causal_rows(sources: Tensor, seq: int) -> tuple[Tensor, Tensor]:
-    """(cols, positions) of every position a tangent from `sources[col]` can reach: sources[col]..seq-1."""
-    reachable = torch.arange(seq, device=sources.device)[None, :] >= sources[:, None]
-    cols, positions = reachable.nonzero().unbind(-1)
+    """(cols, positions) of every position a tangent from `sources[col]` can reach: sources[col]..seq-1.
+
+    Position by position, so that the rows at one position are consecutive (see `_ActiveEncoder`)."""
+    reachable = torch.arange(seq, device=sources.device)[:, None] >= sources[None, :]
+    positions, cols = reachable.nonzero().unbind(-1)
     return cols, positions
 
 
@@ -86,76 +83,206 @@ def _jvp(fn: Callable[[Tensor], Tensor], primal: Tensor, tangent: Tensor) -> Ten
     return torch.func.jvp(fn, (primal,), (tangent,))[1]
 
 
-def _attention_z_jvp(block: torch.nn.Module, primal: dict[str, Tensor], dq: Tensor, dk: Tensor, dv: Tensor) -> Tensor:
-    """Tangent of the attention's z (n, seq, heads, d_head) given tangents of its pre-rotary q, k, v.
+def _slope(act_fn: Callable[[Tensor], Tensor], pre: Tensor) -> Tensor:
+    """The elementwise activation's derivative at `pre`: the gradient of the sum of its outputs.
 
-    Written with the attention module's own steps (rotary, scores, causal mask, softmax, z), so that
-    it differentiates exactly what the model computes; the primal q, k, v are shared by all tangents.
+    In reverse mode rather than with `torch.func.jvp`, whose first call in a process compiles its
+    decompositions (about half a second, which a learner would wait for at the first gradient check).
     """
+    with torch.enable_grad():
+        pre = pre.detach().requires_grad_()
+        (slope,) = torch.autograd.grad(act_fn(pre).sum(), pre)
+    return slope
+
+
+def _layer_norm_jvp(norm: torch.nn.Module, x: Tensor, dx: Tensor) -> Tensor:
+    """Tangent of a layer norm at rows `x`, for row tangents `dx`.
+
+    TransformerLens's LayerNorm(Pre) is x_hat = (x - mean) / scale, scale = sqrt(mean((x - mean)^2) + eps),
+    times w plus b (LayerNorm only); its tangent is (dx_c - x_hat mean(x_hat dx_c)) / scale, times w,
+    with dx_c = dx - mean(dx). Written out because `torch.func.jvp` costs about a millisecond of set-up
+    per call, as much as the arithmetic on a few hundred rows; any other norm goes through it.
+    """
+    if type(norm) not in (LayerNorm, LayerNormPre):
+        return _jvp(norm, x, dx)
+    centred = x - x.mean(-1, keepdim=True)
+    scale = (centred.pow(2).mean(-1, keepdim=True) + norm.eps).sqrt()
+    normalized = centred / scale
+    d_centred = dx - dx.mean(-1, keepdim=True)
+    d_normalized = (d_centred - normalized * (normalized * d_centred).mean(-1, keepdim=True)) / scale
+    return d_normalized * norm.w if isinstance(norm, LayerNorm) else d_normalized
+
+
+@dataclass
+class _Block:
+    """One block's primal activations and weights, prepared once per call and shared by every chunk of columns.
+
+    The weights are read in the layout the row products need: TransformerLens rearranges W_Q, W_K
+    and W_V into a fresh copy on every call of the attention, which here would be once per chunk and
+    per pass; W_O's (heads, d_head, d_model) layout is already a (heads * d_head, d_model) matrix.
+    """
+
+    block: torch.nn.Module
+    resid_pre: Tensor  # (seq, d_model)
+    resid_mid: Tensor | None  # (seq, d_model); None where the pass stops at hook_z
+    q: Tensor  # (seq, heads, d_head), after the rotary embedding where the model has one
+    k: Tensor
+    v: Tensor
+    pattern: Tensor  # (heads, query, key)
+    z: Tensor  # (seq, heads, d_head)
+    w_qkv: Tensor  # (d_model, 3 * heads * d_head)
+    w_out: Tensor  # (heads * d_head, d_model)
+    slope: Tensor | None  # (seq, d_mlp): the MLP activation's slope at each position's hidden layer
+
+
+def _prepare_block(block: torch.nn.Module, primals: dict[str, Tensor], layer: int, through_mlp: bool) -> _Block:
     attn = block.attn
+    name = f"blocks.{layer}"
+    q, k, v = (primals[f"{name}.attn.hook_{x}"] for x in "qkv")
+    if attn.cfg.positional_embedding_type == "rotary":
+        q, k = attn.apply_rotary(q), attn.apply_rotary(k)
+    w_qkv = torch.cat([w.permute(1, 0, 2).flatten(1) for w in (attn.W_Q, attn.W_K, attn.W_V)], dim=1)
+    pattern = primals[f"{name}.attn.hook_pattern"][0]
+    slope = None
+    if through_mlp:
+        # The MLP's hidden layer is taken once per position, so that the rows at one position share
+        # it; the activation is elementwise, so its tangent is its slope there times the tangent of
+        # its input. It is recomputed where mlp.hook_pre did not fire: a deep-copied model's MLP
+        # calls the original's hook points (sae_lens).
+        pre = primals.get(f"{name}.mlp.hook_pre")
+        if pre is None:
+            pre = block.ln2(primals[f"{name}.hook_resid_mid"]) @ block.mlp.W_in + block.mlp.b_in
+        slope = _slope(block.mlp.act_fn, pre[0])
+    return _Block(
+        block,
+        primals[f"{name}.hook_resid_pre"][0],
+        primals[f"{name}.hook_resid_mid"][0] if through_mlp else None,
+        q[0],
+        k[0],
+        v[0],
+        pattern,
+        torch.einsum("hqk,khe->qhe", pattern, v[0]),
+        w_qkv,
+        attn.W_O.flatten(0, 1),
+        slope,
+    )
 
-    def z_of(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        if attn.cfg.positional_embedding_type == "rotary":
-            q, k = attn.apply_rotary(q), attn.apply_rotary(k)
-        scores = attn.apply_causal_mask(attn.calculate_attention_scores(q, k))
-        pattern = torch.softmax(scores, dim=-1)
-        pattern = torch.where(torch.isnan(pattern), torch.zeros_like(pattern), pattern)
-        return attn.calculate_z_scores(v, pattern)[0]
 
-    q, k, v = primal["q"], primal["k"], primal["v"]  # (1, seq, heads, d_head)
+def _attention_z_jvp(layer: _Block, dq: Tensor, dk: Tensor, dv: Tensor) -> Tensor:
+    """Tangent of the attention's z (n, seq, heads, d_head) from dense tangents of its q, k, v (same shape).
 
-    def one(dq: Tensor, dk: Tensor, dv: Tensor) -> Tensor:
-        return torch.func.jvp(z_of, (q, k, v), (dq[None], dk[None], dv[None]))[1]
+    The attention is scores = q k / scale, pattern = causal softmax(scores), z = pattern v, so with the
+    primal pattern shared by all tangents: d_scores = (dq k + q dk) / scale, d_pattern = pattern *
+    (d_scores - the pattern-weighted mean of d_scores), dz = d_pattern v + pattern dv. Masked entries
+    need no mask: their pattern is 0, and so is their d_pattern. Written out rather than pushed
+    through `torch.func.jvp` of the module's steps: the primal pattern is computed once per call, and
+    each tangent costs four batched products.
+    """
+    attn = layer.block.attn
+    if attn.cfg.positional_embedding_type == "rotary":  # the rotary embedding is linear at each position
+        dq, dk = attn.apply_rotary(dq), attn.apply_rotary(dk)
+    pattern = layer.pattern
+    d_scores = (torch.einsum("nqhe,khe->nhqk", dq, layer.k) + torch.einsum("qhe,nkhe->nhqk", layer.q, dk)) / attn.attn_scale
+    d_pattern = pattern * (d_scores - (pattern * d_scores).sum(-1, keepdim=True))
+    return torch.einsum("nhqk,khe->nqhe", d_pattern, layer.v) + torch.einsum("hqk,nkhe->nqhe", pattern, dv)
 
-    return torch.func.vmap(one)(dq, dk, dv)
+
+def _rotary_at(attn: torch.nn.Module, positions: Tensor, x: Tensor) -> Tensor:
+    """`attn.apply_rotary` of vectors (n, heads, d_head), the i-th at position `positions[i]` (its tables, its rotation)."""
+    rotary_dim = attn.cfg.rotary_dim
+    x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]
+    cos, sin = attn.rotary_cos[positions, None, :], attn.rotary_sin[positions, None, :]
+    return torch.cat([x_rot * cos + attn.rotate_every_two(x_rot) * sin, x_pass], dim=-1)
 
 
-def _attention_rows(block: torch.nn.Module, primal: dict[str, Tensor], d_resid: Rows, reach: tuple[Tensor, Tensor], n_cols: int) -> Rows:
+def _attention_z_jvp_one_position(layer: _Block, sources: Tensor, dq: Tensor, dk: Tensor, dv: Tensor, reach: tuple[Tensor, Tensor]) -> Tensor:
+    """Rows `reach` of the tangent of z, for tangents of q, k, v (n, heads, d_head) each at its column's source only.
+
+    This is the first attention a tangent meets, where it is still at one position p. Then d_scores
+    is nonzero in row p (a_j = dq_p k_j / scale) and column p (b_i = q_i dk_p / scale) only, and the
+    general formula (`_attention_z_jvp`) collapses, for each query i, to
+        dz_i = P_ip (b_i (v_p - z_i) + dv_p) + [i = p] (sum_j P_pj a_j v_j - (sum_j P_pj a_j) z_p),
+    with P the primal pattern and z the primal output: a few products of length seq per tangent, not
+    a (seq, seq) matrix each. It is computed query by query, straight into the rows (which come query
+    by query, `_causal_rows`): each step's operands are a few MB, where one (seq, n) grid would be
+    written and read several times over.
+    """
+    attn = layer.block.attn
+    if attn.cfg.positional_embedding_type == "rotary":
+        dq, dk = _rotary_at(attn, sources, dq), _rotary_at(attn, sources, dk)
+    pattern, z = layer.pattern, layer.z
+    a = torch.einsum("nhe,khe->nhk", dq, layer.k) / attn.attn_scale
+    b = torch.einsum("qhe,nhe->qnh", layer.q, dk) / attn.attn_scale
+    weighted = pattern[:, sources].transpose(0, 1) * a  # P_pj a_j: (n, heads, key)
+    own_row = torch.einsum("nhk,khe->nhe", weighted, layer.v) - weighted.sum(-1)[..., None] * z[sources]
+    cols, queries = reach
+    d_z = dv.new_empty(len(cols), *dv.shape[1:])
+    positions, counts = torch.unique_consecutive(queries, return_counts=True)
+    start = 0
+    for query, count in zip(positions.tolist(), counts.tolist()):
+        rows, at = cols[start : start + count], slice(start, start + count)
+        source = sources[rows]
+        d_z[at] = pattern[:, query, source].T[..., None] * (b[query, rows][..., None] * (layer.v[source] - z[query]) + dv[rows])
+        start += count
+    own = (queries == sources[cols]).nonzero()[:, 0]
+    d_z[own] += own_row[cols[own]]
+    return d_z
+
+
+def _attention_rows(layer: _Block, d_resid: Rows, reach: tuple[Tensor, Tensor], n_cols: int) -> Rows:
     """Rows of the tangent of hook_z, from rows of the tangent of the block's input."""
-    attn, seq = block.attn, primal["resid_pre"].shape[1]
-    d_normalized = _jvp(block.ln1, primal["resid_pre"][0, d_resid.positions], d_resid.values)
+    seq, (n_heads, d_head) = layer.resid_pre.shape[0], layer.q.shape[1:]
+    d_normalized = _layer_norm_jvp(layer.block.ln1, layer.resid_pre[d_resid.positions], d_resid.values)
     # Query, key and value are per-position linear maps of the normalised input: their tangents are
-    # rows too (no bias: a tangent is a difference).
-    d_qkv = [
-        Rows(d_resid.cols, d_resid.positions, torch.einsum("md,hde->mhe", d_normalized, weight)).as_dense(n_cols, seq)
-        for weight in (attn.W_Q, attn.W_K, attn.W_V)
-    ]
-    d_z = _attention_z_jvp(block, primal, *d_qkv)
+    # rows too (no bias: a tangent is a difference), one product for all three.
+    d_qkv = (d_normalized @ layer.w_qkv).unflatten(-1, (3, n_heads, d_head))
+    if len(d_resid.cols) == n_cols and torch.equal(d_resid.cols, torch.arange(n_cols, device=d_resid.cols.device)):
+        # One row per column, at its source: the first attention on the path.
+        return Rows(*reach, _attention_z_jvp_one_position(layer, d_resid.positions, *d_qkv.unbind(1), reach))
+    dense = Rows(d_resid.cols, d_resid.positions, d_qkv).as_dense(n_cols, seq)
+    d_z = _attention_z_jvp(layer, dense[:, :, 0], dense[:, :, 1], dense[:, :, 2])
     return Rows(*reach, d_z[reach])
 
 
-def _after_attention_rows(block: torch.nn.Module, primal: dict[str, Tensor], d_resid: Rows, d_z: Rows) -> Rows:
+def _after_attention_rows(layer: _Block, d_resid: Rows, d_z: Rows) -> Rows:
     """Rows of the tangent of the block's output, from those of its input and of hook_z (same rows)."""
-    d_resid_mid = d_resid.values + torch.einsum("mhe,hed->md", d_z.values, block.attn.W_O)
-
-    # The MLP by hand, so that its hidden layer's primal is not recomputed for every row: the rows
-    # at one position share it (`pre`, computed once per position from the primal resid_mid), and the
-    # activation is elementwise, so its tangent is its slope at `pre` times the tangent of `pre`. `pre` is
-    # not read from mlp.hook_pre: a deep-copied model's MLP calls the original's hook points (sae_lens).
-    positions = d_z.positions
-    d_normalized = _jvp(block.ln2, primal["resid_mid"][0, positions], d_resid_mid)
-    pre = block.ln2(primal["resid_mid"][0]) @ block.mlp.W_in + block.mlp.b_in
-    slope = _jvp(block.mlp.act_fn, pre, torch.ones_like(pre))
-    d_resid_post = d_resid_mid + (slope[positions] * (d_normalized @ block.mlp.W_in)) @ block.mlp.W_out
+    block, positions = layer.block, d_z.positions
+    d_resid_mid = d_resid.values + d_z.values.flatten(1) @ layer.w_out
+    # The MLP by hand, with the activation's slope prepared once per call (see _prepare_block).
+    d_normalized = _layer_norm_jvp(block.ln2, layer.resid_mid[positions], d_resid_mid)
+    d_resid_post = d_resid_mid + (layer.slope[positions] * (d_normalized @ block.mlp.W_in)) @ block.mlp.W_out
     return Rows(d_z.cols, d_z.positions, d_resid_post)
 
 
-def _encoder_jacobian(sae: SAE, active: Tensor, rows: Rows, n_cols: int) -> Tensor:
-    """(n_active, n_cols): the later SAE's active pre-activations' tangents, a ReLU's slope being 1 where active.
+class _ActiveEncoder:
+    """The later SAE's encoder, restricted to its active latents, for the tangents' rows.
 
     `active` is the later SAE's (1, seq, d_sae) activations; outputs are its positive entries in
-    row-major order, as `encode_active` returns them.
+    row-major order, as `encode_active` returns them, so each position's outputs are consecutive.
+    The active encoder columns are gathered once per call (a strided gather from a d_sae-wide matrix).
     """
-    _, out_positions, out_latents = (active > 0).nonzero().unbind(-1)
-    values = rows.values.flatten(1)  # a hook_z SAE reads the heads concatenated
-    jacobian = values.new_zeros(len(out_latents), n_cols)
-    # Position by position: each row meets only the encoder columns of the latents active where it is.
-    for position in out_positions.unique().tolist():
-        outputs = (out_positions == position).nonzero()[:, 0]
-        at_position = rows.positions == position
-        products = values[at_position] @ sae.W_enc[:, out_latents[outputs]]
-        jacobian[outputs[:, None], rows.cols[at_position][None, :]] = products.T
-    return jacobian
+
+    def __init__(self, sae: SAE, active: Tensor):
+        _, out_positions, out_latents = (active > 0).nonzero().unbind(-1)
+        self.n_out = len(out_latents)
+        self.w_enc = torch.index_select(sae.W_enc, 1, out_latents)  # several times faster than W_enc[:, out_latents]
+        positions, counts = torch.unique_consecutive(out_positions, return_counts=True)
+        ends = counts.cumsum(0).tolist()
+        self.slices = {p: slice(end - n, end) for p, n, end in zip(positions.tolist(), counts.tolist(), ends)}
+
+    def jacobian(self, rows: Rows, n_cols: int) -> Tensor:
+        """(n_out, n_cols): the active pre-activations' tangents, a ReLU's slope being 1 where active."""
+        values = rows.values.flatten(1)  # a hook_z SAE reads the heads concatenated
+        jacobian = values.new_zeros(self.n_out, n_cols)
+        # Position by position: each row meets only the encoder columns of the latents active where it is.
+        # Rows come position by position (`_causal_rows`), so each position's rows are a slice, not a copy.
+        positions, counts = torch.unique_consecutive(rows.positions, return_counts=True)
+        starts = (counts.cumsum(0) - counts).tolist()
+        for position, start, count in zip(positions.tolist(), starts, counts.tolist()):
+            if position in self.slices:
+                outputs, at_position = self.slices[position], slice(start, start + count)
+                jacobian[outputs, rows.cols[at_position]] = (values[at_position] @ self.w_enc[:, outputs]).T
+        return jacobian
 
 
 @dataclass(frozen=True)
@@ -171,14 +298,21 @@ class Path:
 def _primal_hooks(path: Path) -> list[str]:
     names = []
     for layer in range(path.layer_from, path.layer_to + 1):
-        names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid"]
+        names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid", f"blocks.{layer}.attn.hook_pattern", f"blocks.{layer}.mlp.hook_pre"]
         names += [f"blocks.{layer}.attn.hook_{x}" for x in "qkv"]
     return names
 
 
-def _propagate(
-    model: HookedSAETransformer, primals: dict[str, Tensor], path: Path, rows: Rows, n_cols: int, sources: Tensor, seq: int
-) -> Rows:
+def _prepare_blocks(model: HookedSAETransformer, primals: dict[str, Tensor], path: Path) -> dict[int, _Block]:
+    """The blocks a tangent passes through on `path`: the last one, if any, up to its hook_z only."""
+    last = path.layer_to + 1 if path.to_z else path.layer_to
+    return {
+        layer: _prepare_block(model.blocks[layer], primals, layer, through_mlp=layer < path.layer_to)
+        for layer in range(path.layer_from, last)
+    }
+
+
+def _propagate(blocks: dict[int, _Block], path: Path, rows: Rows, n_cols: int, sources: Tensor, seq: int) -> Rows:
     """The tangents' rows at the later SAE's hook, from their rows where they enter (at their own positions).
 
     A path with no block in between (an SAE at layer 0's resid_pre, fed by the embeddings) returns them as they are."""
@@ -189,21 +323,15 @@ def _propagate(
     while True:
         if d_z is None and layer == path.layer_to and not path.to_z:
             return d_resid
-        block = model.blocks[layer]
-        primal = {
-            "resid_pre": primals[f"blocks.{layer}.hook_resid_pre"],
-            "resid_mid": primals.get(f"blocks.{layer}.hook_resid_mid"),
-            **{x: primals[f"blocks.{layer}.attn.hook_{x}"] for x in "qkv"},
-        }
         if d_z is None:
-            d_z = _attention_rows(block, primal, d_resid, reach, n_cols)
+            d_z = _attention_rows(blocks[layer], d_resid, reach, n_cols)
             if layer == path.layer_to:
                 return d_z
         if d_resid is None:
-            d_resid = Rows(d_z.cols, d_z.positions, d_z.values.new_zeros(len(d_z.cols), model.cfg.d_model))
+            d_resid = Rows(d_z.cols, d_z.positions, d_z.values.new_zeros(len(d_z.cols), blocks[layer].resid_pre.shape[-1]))
         else:
             d_resid = d_resid.moved_to(d_z.cols, d_z.positions, n_cols, seq)
-        d_resid = _after_attention_rows(block, primal, d_resid, d_z)
+        d_resid = _after_attention_rows(blocks[layer], d_resid, d_z)
         d_z, layer = None, layer + 1
 
 
@@ -244,13 +372,16 @@ def positionwise_jacobian(
         return inputs.new_zeros((*outputs.shape, *inputs.shape)), aux
     seq = active.shape[1]
     jacobian = outputs.new_zeros(n_out, n_in)
-    # Columns in chunks, so that a long prompt's rows (up to seq per column, d_mlp wide) stay bounded.
-    chunk = jacobian_chunk_size(n_in, seq, model) or n_in
+    # Columns in chunks, so that a long prompt's rows (up to seq per column, d_mlp wide) stay bounded;
+    # what every chunk shares (primal activations, weights, active encoder columns) is prepared once.
+    chunk = positionwise_chunk_size(n_in, seq, model)
     with torch.no_grad():
+        blocks = _prepare_blocks(model, primals, path)
+        encoder = _ActiveEncoder(sae_to, active)
         for start in range(0, n_in, chunk):
             columns = torch.arange(start, min(start + chunk, n_in), device=inputs.device)
             sources, tangents = entering_rows(columns)
             rows = Rows(torch.arange(len(columns), device=inputs.device), sources, tangents)
-            at_sae = _propagate(model, primals, path, rows, len(columns), sources, seq)
-            jacobian[:, start : start + len(columns)] = _encoder_jacobian(sae_to, active, at_sae, len(columns))
+            at_sae = _propagate(blocks, path, rows, len(columns), sources, seq)
+            jacobian[:, start : start + len(columns)] = encoder.jacobian(at_sae, len(columns))
     return jacobian.reshape(*outputs.shape, *inputs.shape), aux

@@ -31,6 +31,18 @@ def jacobian_chunk_size(n_rows_expected: int, n_tokens: int, model: HookedSAETra
     return None if n_rows_expected <= rows_that_fit else rows_that_fit
 
 
+def positionwise_chunk_size(n_columns: int, n_tokens: int, model: HookedSAETransformer) -> int:
+    """Columns per chunk for the forward-mode Jacobians that follow tangents row by row (forward_mode.py).
+
+    Forward mode keeps no activations for a backward pass: a column holds at most one row per token
+    of the widest layer it is in at the time (the MLP's hidden layer, the attention's q, k and v, or
+    its scores' tangents), not one per layer as `jacobian_chunk_size` assumes.
+    """
+    cfg = model.cfg
+    floats_per_column = n_tokens * max(cfg.d_mlp or 0, 3 * cfg.d_model, 2 * cfg.n_heads * n_tokens)
+    return max(1, min(n_columns, _MAX_FLOATS_IN_FLIGHT // floats_per_column))
+
+
 def sparse_jacobian(
     fn: Callable[..., tuple[Tensor, Any]],
     inputs: Tensor,

@@ -50,7 +50,7 @@ def latent_to_latent_gradients(
     """
     # The true activations of both SAEs, from one clean forward pass (see clean_sae_activations).
     _, (acts_prev_dense, acts_next_dense), _ = clean_sae_activations(
-        model, tokens, [sae_from, sae_to], stop_at_layer=_get_hook_layer(sae_to) + 1
+        model, tokens, [sae_from, sae_to], stop_at_layer=_get_hook_layer(sae_to)
     )
     latent_acts_prev = SparseTensor.from_dense(acts_prev_dense)
     latent_acts_next = SparseTensor.from_dense(acts_next_dense)

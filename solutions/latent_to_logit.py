@@ -10,7 +10,8 @@ from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValue
 from transformer_lens.components import TransformerBlock
 
 from part_utils.hooks import _get_hook_layer
-from solutions.jacobian import sparse_jacobian
+from solutions.jacobian import jacobian_chunk_size, sparse_jacobian
+from solutions.plain_forward import blocks_forward, has_plain_blocks
 from solutions.sparse_sae import clean_sae_activations, decode_sparse
 from solutions.sparse_tensor import SparseTensor
 
@@ -30,16 +31,21 @@ def latent_acts_to_logits(
     size 1 when `token_ids` is None) and, in a length-1 tuple, all of the final position's logits.
     """
     resid = decode_sparse(sae, latent_acts_nonzero, latent_acts_nonzero_inds, latent_acts_shape, model.cfg.d_head)
-    last_layer = model.cfg.n_layers - 1
-    resid_final = model(resid, start_at_layer=_get_hook_layer(sae), stop_at_layer=last_layer)
-    resid_final = _final_position_through_block(model.blocks[last_layer], resid_final)
+    normalized = _final_normalized(model, resid, _get_hook_layer(sae))
     # Only the final position's logits are asked for, so only that position goes through the
     # unembedding: the other positions' logits would be a (seq, d_vocab) matrix to differentiate.
-    normalized = model.ln_final(resid_final)[0, -1]
     logits_recon = normalized.detach() @ model.W_U + model.b_U
     if token_ids is None:
         return (normalized @ model.W_U + model.b_U)[None], (logits_recon,)
     return normalized @ model.W_U[:, token_ids] + model.b_U[token_ids], (logits_recon,)
+
+
+def _final_normalized(model: HookedSAETransformer, resid: Tensor, layer: int) -> Tensor:
+    """The final position's normalised residual stream (what the unembedding reads), from `resid` entering block `layer`."""
+    last_layer = model.cfg.n_layers - 1
+    resid_final = model(resid, start_at_layer=layer, stop_at_layer=last_layer)
+    resid_final = _final_position_through_block(model.blocks[last_layer], resid_final)
+    return model.ln_final(resid_final)[0, -1]
 
 
 def _final_position_through_block(block: TransformerBlock, resid: Tensor) -> Tensor:
@@ -73,17 +79,37 @@ def latent_to_logit_gradients(
         latent_acts:            the SAE's latent activations
     """
     assert tokens.shape[0] == 1, "Only supports batch size 1 for now"
-    # One clean forward pass gives the SAE's true activations and the final residual stream (see
-    # clean_sae_activations). Only the final position is unembedded, and as `x @ W_U`: the model's own
-    # unembedding would copy the (d_vocab, d_model) matrix and unembed every position.
-    resid_final, (acts_dense,), _ = clean_sae_activations(model, tokens, [sae], stop_at_layer=model.cfg.n_layers)
-    with torch.no_grad():
-        logits = model.ln_final(resid_final[:, -1:])[0, -1] @ model.W_U + model.b_U
+    layer = _get_hook_layer(sae)
+    # One clean forward pass up to the SAE gives its true activations (see clean_sae_activations); the
+    # clean pass goes on from there with the last block at the final position only, as the pass from
+    # the reconstruction does.
+    resid_clean, (acts_dense,), _ = clean_sae_activations(model, tokens, [sae], stop_at_layer=layer)
     latent_acts = SparseTensor.from_dense(acts_dense)
-    token_ids = None if k is None else logits.topk(k).indices.tolist()
-
     values, indices, shape = latent_acts.sparse
-    latent_logit_gradients, (logits_recon,) = sparse_jacobian(
-        latent_acts_to_logits, values, (indices, shape, sae, model, token_ids), tokens.numel(), model
+    with torch.no_grad():
+        if has_plain_blocks(model):  # the same blocks, without TransformerLens's weight copies (solutions/plain_forward.py)
+            resid_final, _ = blocks_forward(model, resid_clean, layer, model.cfg.n_layers, final_query_only=True)
+            normalized = model.ln_final(resid_final)[0, -1]
+        else:
+            normalized = _final_normalized(model, resid_clean, layer)
+    if k is None:  # every logit: forward mode, through the exercise's own map
+        logits = normalized @ model.W_U + model.b_U
+        latent_logit_gradients, (logits_recon,) = sparse_jacobian(
+            latent_acts_to_logits, values, (indices, shape, sae, model, None), tokens.numel(), model
+        )
+        return latent_logit_gradients, logits, logits_recon, None, latent_acts
+
+    # Reverse mode, one backward pass per top logit, through the pass from the reconstruction to the
+    # final normalised residual stream (recorded once). The unembedding after it is linear, so the top
+    # logits' cotangents there are just their columns of W_U; and the true and the reconstructed
+    # logits are unembedded together, in one product: each reads all of the (d_model, d_vocab) W_U,
+    # which on a CPU takes longer than the arithmetic.
+    normalized_recon, pullback = torch.func.vjp(
+        lambda v: _final_normalized(model, decode_sparse(sae, v, indices, shape, model.cfg.d_head), layer), values
     )
-    return latent_logit_gradients, logits, logits_recon, token_ids, latent_acts
+    with torch.no_grad():
+        logits, logits_recon = torch.stack([normalized, normalized_recon.detach()]) @ model.W_U + model.b_U
+    token_ids = logits.topk(k).indices.tolist()
+    cotangents = torch.index_select(model.W_U, 1, torch.tensor(token_ids, device=model.W_U.device)).T.detach()
+    (latent_logit_gradients,) = torch.func.vmap(pullback, chunk_size=jacobian_chunk_size(k, tokens.numel(), model))(cotangents)
+    return latent_logit_gradients.detach(), logits, logits_recon, token_ids, latent_acts
