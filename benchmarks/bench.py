@@ -44,21 +44,21 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import torch
 
-import solutions  # noqa: E402
-import solutions.straightforward as straightforward  # noqa: E402
-import tests as checks  # noqa: E402
-from benchmarks import flops as useful_flops  # noqa: E402
-from benchmarks.flops import matmul_gflops  # noqa: E402
-from benchmarks.worlds import gpt2_shaped_world, latents_per_token, small_world  # noqa: E402
-from part_utils.hooks import _get_hook_layer  # noqa: E402
-from part_utils.worlds import World  # noqa: E402
-from tests._compare import LatentJacobian, aligned_jacobians  # noqa: E402
-from tests._report import CheckFailed  # noqa: E402
-from tests.latent_to_latent import compare_latent_to_latent  # noqa: E402
-from tests.latent_to_logit import compare_latent_to_logit  # noqa: E402
-from tests.token_to_latent import compare_token_to_latent  # noqa: E402
+import solutions
+import solutions.straightforward as straightforward
+import tests as checks
+from benchmarks import flops as useful_flops
+from benchmarks.flops import matmul_gflops
+from benchmarks.worlds import gpt2_shaped_world, latents_per_token, small_world
+from part_utils.hooks import _get_hook_layer
+from part_utils.worlds import World
+from tests._compare import LatentJacobian, aligned_jacobians
+from tests._report import CheckFailed
+from tests.latent_to_latent import compare_latent_to_latent
+from tests.latent_to_logit import compare_latent_to_logit
+from tests.token_to_latent import compare_token_to_latent
 
 MIB = 1024**2
 
