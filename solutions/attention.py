@@ -9,7 +9,8 @@ from transformer_lens.hook_points import HookPoint
 from transformer_lens.utilities import get_act_name
 
 from part_utils.hooks import _get_hook_layer
-from solutions.forward_mode import Path, positionwise_jacobian
+from solutions.forward_mode import Path
+from solutions.latent_to_latent import gradients_between_saes
 from solutions.sparse_sae import clean_sae_activations, decode_sparse, encode_active
 from solutions.sparse_tensor import SparseTensor
 
@@ -71,29 +72,13 @@ def latent_to_latent_gradients_attn(
     latent_acts_prev = SparseTensor.from_dense(acts_prev_dense)
     latent_acts_next = SparseTensor.from_dense(acts_next_dense)
 
-    # What jacrev(latent_acts_to_later_latent_acts_attn, has_aux=True)(...) returns, computed in forward
-    # mode with each tangent kept to the positions it reaches, and stopped at the later hook_z (see
-    # solutions/forward_mode.py): one earlier latent moves z at its own position only, by its decoder row.
-    values, indices, shape = latent_acts_prev.sparse
-    n_heads, d_head = model.cfg.n_heads, model.cfg.d_head
-
-    def entering_rows(columns: Tensor) -> tuple[Tensor, Tensor]:
-        _, positions, latents = indices[columns].unbind(-1)
-        return positions, sae_from.W_dec[latents].reshape(len(columns), n_heads, d_head)
-
-    latent_latent_gradients, (latent_acts_next_recon_dense,) = positionwise_jacobian(
+    # Forward mode stopped at the later hook_z (see solutions/forward_mode.py); the earlier SAE's decoder
+    # rows enter z at one position, as (n_heads, d_head).
+    return gradients_between_saes(
         latent_acts_to_later_latent_acts_attn,
-        values,
-        (indices, shape, sae_from, sae_to, model, cache[resid_pre_name]),
-        model,
-        sae_from,
-        sae_to,
-        Path(_get_hook_layer(sae_from), True, _get_hook_layer(sae_to), True),
-        entering_rows,
-    )
-    return (
-        latent_latent_gradients,
+        (sae_from, sae_to, model, cache[resid_pre_name]),
         latent_acts_prev,
         latent_acts_next,
-        SparseTensor.from_dense(latent_acts_next_recon_dense),
+        Path(_get_hook_layer(sae_from), True, _get_hook_layer(sae_to), True),
+        (model.cfg.n_heads, model.cfg.d_head),
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from jaxtyping import Float, Int
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
@@ -55,25 +58,41 @@ def latent_to_latent_gradients(
     latent_acts_prev = SparseTensor.from_dense(acts_prev_dense)
     latent_acts_next = SparseTensor.from_dense(acts_next_dense)
 
-    # What jacrev(latent_acts_to_later_latent_acts, has_aux=True)(*latent_acts_prev.sparse, ...) returns,
-    # computed in forward mode with each tangent kept to the positions it reaches (see
-    # solutions/forward_mode.py): one earlier latent moves the residual stream at its own position
-    # only, by its decoder row.
+    return gradients_between_saes(
+        latent_acts_to_later_latent_acts,
+        (sae_from, sae_to, model),
+        latent_acts_prev,
+        latent_acts_next,
+        Path(_get_hook_layer(sae_from), False, _get_hook_layer(sae_to), False),
+        (model.cfg.d_model,),
+    )
+
+
+def gradients_between_saes(
+    to_later_latents: Callable[..., tuple[Tensor, tuple[Tensor]]],
+    extra_args: tuple[Any, ...],
+    latent_acts_prev: SparseTensor,
+    latent_acts_next: SparseTensor,
+    path: Path,
+    row_shape: tuple[int, ...],
+) -> tuple[Tensor, SparseTensor, SparseTensor, SparseTensor]:
+    """The four results of a latent-to-latent exercise, residual or attention, given the true activations.
+
+    The Jacobian is what `jacrev(to_later_latents, has_aux=True)(*latent_acts_prev.sparse, *extra_args)`
+    returns (extra_args begin with sae_from, sae_to, model), computed in forward mode with each tangent
+    kept to the positions it reaches (see solutions/forward_mode.py): one earlier latent moves the earlier
+    SAE's hook at its own position only, by its decoder row, shaped as the hook's value at one position
+    (`row_shape`: (d_model,) for the residual stream, (n_heads, d_head) for z).
+    """
     values, indices, shape = latent_acts_prev.sparse
+    sae_from, sae_to, model = extra_args[:3]
 
     def entering_rows(columns: Tensor) -> tuple[Tensor, Tensor]:
         _, positions, latents = indices[columns].unbind(-1)
-        return positions, sae_from.W_dec[latents]
+        return positions, sae_from.W_dec[latents].reshape(len(columns), *row_shape)
 
     latent_latent_gradients, (latent_acts_next_recon_dense,) = positionwise_jacobian(
-        latent_acts_to_later_latent_acts,
-        values,
-        (indices, shape, sae_from, sae_to, model),
-        model,
-        sae_from,
-        sae_to,
-        Path(_get_hook_layer(sae_from), False, _get_hook_layer(sae_to), False),
-        entering_rows,
+        to_later_latents, values, (indices, shape, *extra_args), model, sae_from, sae_to, path, entering_rows
     )
     return (
         latent_latent_gradients,
