@@ -1,11 +1,16 @@
 """Exercise 7 (optional capstone): a circuit for one prediction, from the tokens through the latents of a
-few residual SAEs to the target logit, built from exercises 3, 4 and 5 and pruned back from the logit."""
+few residual SAEs to the target logit, pruned back from the logit.
+
+The maps are exercises 2, 4 and 5's, adapted: each SAE's error term is added back to its reconstruction, so
+that every Jacobian is taken at the model's true activations (the exercise-3 Jacobian is taken at the
+reconstruction, where another set of later latents may be active), and each returns only the rows pruning asks
+for: k per layer, so a handful of backward passes in all."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import ModuleType
 
 import torch
 from jaxtyping import Int
@@ -13,11 +18,8 @@ from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
 from part_utils.circuit import Circuit, CircuitEdge, CircuitNode, NodeKey
-from solutions.jacobian import sparse_jacobian
-from solutions.latent_to_latent import latent_to_latent_gradients
-from solutions.latent_to_logit import latent_acts_to_logits
+from part_utils.hooks import _get_hook_layer
 from solutions.sparse_tensor import SparseTensor
-from solutions.token_to_latent import token_to_latent_gradients
 
 # An edge is kept when its |weight| is at least this share of the largest |weight| into the same node.
 EDGE_THRESHOLD = 0.05
@@ -25,42 +27,71 @@ EDGE_THRESHOLD = 0.05
 
 @dataclass(frozen=True)
 class Attribution:
-    """Every candidate edge of a circuit, before pruning: weights are gradient x source activation.
+    """What pruning reads: the true activations, and the weights (gradient x source activation) of the edges
+    it asks for, rows chosen by the caller.
 
-    acts[i]:            the true activations of the SAE at layers[i] (a clean run)
-    token_weights:      (seq, n_active[0]): token position -> first layer's latent
-    latent_weights[i]:  (n_active[i + 1], n_active[i]): layers[i]'s latent -> layers[i + 1]'s latent
-                        (a later latent not active in the reconstructed run gets no weight)
-    logit_weights:      (n_active[-1],): last layer's latent -> the target logit
+    acts[i]:                  the true activations of the SAE at layers[i] (a clean run)
+    token_weights(rows):      (seq, len(rows)): token position -> those rows of the first layer's latents
+    latent_weights(i, rows):  (len(rows), n_active[i]): layers[i]'s latents -> those rows of layers[i + 1]'s
+    logit_weights:            (n_active[-1],): the last layer's latents -> the target logit
     """
 
     token_ids: list[int]
     layers: tuple[int, ...]
     acts: list[SparseTensor]
-    token_weights: Tensor
-    latent_weights: list[Tensor]
+    token_weights: Callable[[Tensor], Tensor]
+    latent_weights: Callable[[int, Tensor], Tensor]
     logit_weights: Tensor
     target_token_id: int
     logit: float
 
-
-def _rows_in(acts_recon: SparseTensor, acts_true: SparseTensor) -> tuple[Tensor, Tensor]:
-    """For the true active latents that are also active in the reconstructed run: (their rows among the
-    true ones, their rows among the reconstructed ones)."""
-    recon_row = {tuple(index): row for row, index in enumerate(acts_recon.sparse[1].tolist())}
-    pairs = [(row, recon_row[tuple(index)]) for row, index in enumerate(acts_true.sparse[1].tolist()) if tuple(index) in recon_row]
-    if not pairs:
-        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
-    true_rows, recon_rows = torch.tensor(pairs).T
-    return true_rows, recon_rows
+    def dense(self) -> Attribution:
+        """The same attribution with every weight computed once, up front (for comparing variants of pruning)."""
+        every = [torch.arange(len(a.values)) for a in self.acts]
+        tokens = self.token_weights(every[0])
+        between = [self.latent_weights(i, every[i + 1]) for i in range(len(self.layers) - 1)]
+        return dataclasses.replace(
+            self, token_weights=lambda rows: tokens[:, rows], latent_weights=lambda i, rows: between[i][rows]
+        )
 
 
-def logit_gradients(tokens: Tensor, sae: SAE, model: HookedSAETransformer, acts: SparseTensor, target_token_id: int) -> Tensor:
-    """d(target logit at the final position) / d(each active latent of `sae`): exercise 5's function with
-    `token_ids=[target_token_id]`, one output."""
-    values, indices, shape = acts.sparse
-    gradients, _ = sparse_jacobian(latent_acts_to_logits, values, (indices, shape, sae, model, [target_token_id]), tokens.numel(), model)
-    return gradients[0]
+def true_activations(
+    tokens: Tensor, saes: Mapping[int, SAE], model: HookedSAETransformer, layers: Sequence[int]
+) -> tuple[list[SparseTensor], list[Tensor]]:
+    """Each SAE's true activations on `tokens`, and its error term (input - reconstruction), from one clean run."""
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=names, stop_at_layer=max(layers) + 1)
+        acts, errors = [], []
+        for layer, name in zip(layers, names):
+            dense = saes[layer].encode(cache[name])
+            acts.append(SparseTensor.from_dense(dense))
+            errors.append(cache[name] - saes[layer].decode(dense))
+    return acts, errors
+
+
+def later_latents_with_error(
+    values: Tensor, indices: Tensor, shape: tuple[int, ...], sae_from: SAE, sae_to: SAE, model: HookedSAETransformer, error: Tensor, rows: Tensor
+) -> Tensor:
+    """Exercise 2's map, adapted: the earlier SAE's error term is added back to its reconstruction, so at the true
+    activations the later SAE sees the true residual stream; returns the later latents at `rows` ((n, 3) indices)."""
+    resid = sae_from.decode(SparseTensor.from_sparse((values, indices, shape)).dense) + error
+    later = sae_to.encode(model(resid, start_at_layer=_get_hook_layer(sae_from), stop_at_layer=_get_hook_layer(sae_to)))
+    return later[tuple(rows.T)]
+
+
+def target_logit_with_error(
+    values: Tensor, indices: Tensor, shape: tuple[int, ...], sae: SAE, model: HookedSAETransformer, error: Tensor, target_token_id: int
+) -> Tensor:
+    """Exercise 5's map for one logit, adapted likewise: the target logit at the final position."""
+    resid = sae.decode(SparseTensor.from_sparse((values, indices, shape)).dense) + error
+    return model(resid, start_at_layer=_get_hook_layer(sae))[0, -1, target_token_id]
+
+
+def first_latents_from_scales(scales: Tensor, tokens: Tensor, sae: SAE, model: HookedSAETransformer, rows: Tensor) -> Tensor:
+    """Exercise 4's map: the first SAE's latents at `rows`, with each position's block-0 input scaled."""
+    embeddings = model(tokens, stop_at_layer=0) * scales[..., None]
+    return sae.encode(model(embeddings, start_at_layer=0, stop_at_layer=_get_hook_layer(sae)))[tuple(rows.T)]
 
 
 def attribution(
@@ -69,33 +100,32 @@ def attribution(
     model: HookedSAETransformer,
     layers: Sequence[int],
     target_token_id: int,
-    gradients: ModuleType | None = None,
 ) -> Attribution:
-    """Every candidate edge's weight, from exercises 3, 4 and 5's functions (those of `gradients`, a module
-    with `token_to_latent_gradients`, `latent_to_latent_gradients` and `logit_gradients`; the reference's by default)."""
+    """The activations, and the edge weights on demand: each asked-for block of rows is one `jacrev` with as many
+    outputs as rows (pruning asks for k rows per layer, so a handful of backward passes in all)."""
     layers = tuple(layers)
     if list(layers) != sorted(set(layers)):
         raise ValueError(f"layers should be increasing, without repeats: {layers}")
-    token_to_latent: Callable = getattr(gradients, "token_to_latent_gradients", token_to_latent_gradients)
-    latent_to_latent: Callable = getattr(gradients, "latent_to_latent_gradients", latent_to_latent_gradients)
-    to_logit: Callable = getattr(gradients, "logit_gradients", logit_gradients)
+    acts, errors = true_activations(tokens, saes, model, layers)
 
-    token_grads, first_acts = token_to_latent(tokens, saes[layers[0]], model)
-    first_acts = SparseTensor.from_dense(first_acts.dense.detach())
-    # The tokens' activation is their embedding scale, 1: the weight is the gradient itself.
-    token_weights = token_grads[0].detach()
-    acts, latent_weights = [first_acts], []
-    for layer_from, layer_to in zip(layers, layers[1:]):
-        jacobian, acts_from, acts_to, acts_to_recon = latent_to_latent(tokens, saes[layer_from], saes[layer_to], model)
-        weights = torch.zeros(len(acts_to.values), len(acts_from.values), device=jacobian.device)
-        true_rows, recon_rows = _rows_in(acts_to_recon, acts_to)
-        weights[true_rows.to(weights.device)] = jacobian.detach()[recon_rows.to(jacobian.device)] * acts_from.values.detach()[None]
-        acts.append(SparseTensor.from_dense(acts_to.dense.detach()))
-        latent_weights.append(weights)
-    logit_weights = to_logit(tokens, saes[layers[-1]], model, acts[-1], target_token_id).detach() * acts[-1].values
+    def token_weights(rows: Tensor) -> Tensor:
+        # The tokens' activation is their embedding scale, 1: the weight is the gradient itself.
+        scales = torch.ones(tokens.shape, device=tokens.device)
+        jacobian = torch.func.jacrev(first_latents_from_scales)(scales, tokens, saes[layers[0]], model, acts[0].sparse[1][rows])
+        return jacobian[:, 0].T.detach()
+
+    def latent_weights(i: int, rows: Tensor) -> Tensor:
+        values, indices, shape = acts[i].sparse
+        jacobian = torch.func.jacrev(later_latents_with_error)(
+            values, indices, shape, saes[layers[i]], saes[layers[i + 1]], model, errors[i], acts[i + 1].sparse[1][rows]
+        )
+        return jacobian.detach() * values[None]
+
+    values, indices, shape = acts[-1].sparse
+    gradient = torch.func.grad(target_logit_with_error)(values, indices, shape, saes[layers[-1]], model, errors[-1], target_token_id)
     with torch.no_grad():
         logit = float(model(tokens)[0, -1, target_token_id])
-    return Attribution(tokens[0].tolist(), layers, acts, token_weights, latent_weights, logit_weights, target_token_id, logit)
+    return Attribution(tokens[0].tolist(), layers, acts, token_weights, latent_weights, gradient.detach() * values, target_token_id, logit)
 
 
 def _top(contributions: Tensor, k: int) -> Tensor:
@@ -113,15 +143,18 @@ def prune(attr: Attribution, k: int, edge_threshold: float = EDGE_THRESHOLD) -> 
     n_layers = len(attr.layers)
     kept: list[Tensor] = [torch.zeros(0, dtype=torch.long)] * n_layers
     contributions: list[Tensor] = [torch.zeros(0)] * n_layers
-    # d(logit) / d(kept latent), for the layer above the one being pruned.
+    into: list[Tensor] = [torch.zeros(0)] * n_layers  # into[i + 1]: weights from layer i into layer i + 1's kept rows
     contribution = attr.logit_weights
+    grad_above = torch.ones(())
     for i in reversed(range(n_layers)):
         if i < n_layers - 1:
-            contribution = attr.latent_weights[i][kept[i + 1]].T @ grad_above
+            into[i + 1] = attr.latent_weights(i, kept[i + 1])
+            contribution = into[i + 1].T @ grad_above
         kept[i] = _top(contribution, k)
         contributions[i] = contribution[kept[i]]
         grad_above = contributions[i] / attr.acts[i].values[kept[i]]
-    token_contributions = attr.token_weights[:, kept[0]] @ grad_above
+    token_weights = attr.token_weights(kept[0])  # (seq, k)
+    token_contributions = token_weights @ grad_above
 
     def latent_key(i: int, row: int) -> NodeKey:
         _, position, latent = attr.acts[i].sparse[1][row].tolist()
@@ -139,12 +172,14 @@ def prune(attr: Attribution, k: int, edge_threshold: float = EDGE_THRESHOLD) -> 
     nodes.append(CircuitNode(*logit_key, attr.logit, attr.logit))
 
     candidates: list[CircuitEdge] = []
-    for row in kept[0].tolist():
-        candidates += [CircuitEdge(("token", None, p, t), latent_key(0, row), float(attr.token_weights[p, row])) for p, t in enumerate(attr.token_ids)]
+    for column, row in enumerate(kept[0].tolist()):
+        candidates += [
+            CircuitEdge(("token", None, p, t), latent_key(0, row), float(token_weights[p, column])) for p, t in enumerate(attr.token_ids)
+        ]
     for i in range(n_layers - 1):
-        for row_to in kept[i + 1].tolist():
+        for j, row_to in enumerate(kept[i + 1].tolist()):
             candidates += [
-                CircuitEdge(latent_key(i, row_from), latent_key(i + 1, row_to), float(attr.latent_weights[i][row_to, row_from]))
+                CircuitEdge(latent_key(i, row_from), latent_key(i + 1, row_to), float(into[i + 1][j, row_from]))
                 for row_from in kept[i].tolist()
             ]
     candidates += [CircuitEdge(latent_key(n_layers - 1, row), logit_key, float(attr.logit_weights[row])) for row in kept[-1].tolist()]
@@ -170,7 +205,8 @@ def latent_circuit(
     Nodes: every token position; per layer (increasing), the k active latents with the largest contribution
     to the target logit, pruned going back from the logit; the target logit. Edges, weight = gradient x
     activation of the source: token -> first layer (exercise 4, the tokens' activation being their
-    embedding scale, 1), layer -> next layer (exercise 3), last layer -> logit (exercise 5 for one logit).
+    embedding scale, 1), layer -> next layer (exercise 2's map with the earlier SAE's error term added back),
+    last layer -> logit (exercise 5's map for one logit, with the error term likewise).
     Edges below `edge_threshold` x the largest |weight| into the same node are dropped.
 
     Returns a `Circuit` (part_utils.circuit): its nodes, edges, target token id and layers.

@@ -8,7 +8,6 @@ course's own tests, and it is the baseline of `make bench`. Its results equal th
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -96,16 +95,6 @@ def latent_to_latent_gradients_attn(tokens: Tensor, sae_from: SAE, sae_to: SAE, 
     return grads, prev, next_true, SparseTensor.from_dense(next_recon)
 
 
-def logit_gradients(tokens: Tensor, sae: SAE, model: HookedSAETransformer, acts: SparseTensor, target_token_id: int) -> Tensor:
-    """d(target logit at the final position) / d(each active latent), the whole model run on the dense latents."""
-    _, indices, shape = acts.sparse
-
-    def target_logit(values: Tensor) -> Tensor:
-        return model(sae.decode(_dense(values, indices, shape)), start_at_layer=_get_hook_layer(sae))[0, -1, target_token_id]
-
-    return torch.func.jacrev(target_logit)(acts.sparse[0])
-
-
 def latent_circuit(
     tokens: Tensor,
     saes: Mapping[int, SAE],
@@ -115,9 +104,8 @@ def latent_circuit(
     k: int,
     edge_threshold: float = EDGE_THRESHOLD,
 ):
-    """The reference's pruning, on the Jacobians of this module's dense formulations."""
-    this_module = sys.modules[__name__]
-    return prune(attribution(tokens, saes, model, layers, target_token_id, gradients=this_module), k, edge_threshold)
+    """The reference's pruning on every edge's weight computed up front, in one jacrev per pair of layers."""
+    return prune(attribution(tokens, saes, model, layers, target_token_id).dense(), k, edge_threshold)
 
 
 __all__ = [
@@ -125,6 +113,5 @@ __all__ = [
     "latent_to_latent_gradients",
     "latent_to_latent_gradients_attn",
     "latent_to_logit_gradients",
-    "logit_gradients",
     "token_to_latent_gradients",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -88,25 +89,35 @@ def _layer_order_problem(circuit: Circuit, layers: tuple[int, ...]) -> str | Non
     return None
 
 
+def _every_row(attr: Attribution) -> tuple[Tensor, list[Tensor]]:
+    """All the weights of a dense attribution: token -> first layer (seq, n_0), and layer i -> i + 1 (n_{i+1}, n_i)."""
+    every = [torch.arange(len(a.values)) for a in attr.acts]
+    return attr.token_weights(every[0]), [attr.latent_weights(i, every[i + 1]) for i in range(len(attr.layers) - 1)]
+
+
 def _scaled(attr: Attribution, how: Callable[[Tensor, Tensor | None], Tensor]) -> Attribution:
-    """`attr` with every weight w replaced by how(w, the source's activation)."""
+    """`attr` (dense) with every weight w replaced by how(w, the source's activation)."""
+    tokens, between = _every_row(attr)
+    tokens = how(tokens, None)
+    between = [how(w, attr.acts[i].values[None]) for i, w in enumerate(between)]
     return dataclasses.replace(
         attr,
-        token_weights=how(attr.token_weights, None),
-        latent_weights=[how(w, attr.acts[i].values[None]) for i, w in enumerate(attr.latent_weights)],
+        token_weights=lambda rows: tokens[:, rows],
+        latent_weights=lambda i, rows: between[i][rows],
         logit_weights=how(attr.logit_weights, attr.acts[-1].values),
     )
 
 
 def _forward_pruned_latents(attr: Attribution, k: int) -> set[NodeKey]:
     """The latents kept when pruning goes forward: each layer's top k by the weight flowing in from the kept nodes below."""
-    inflow = attr.token_weights.sum(0)
+    tokens, between = _every_row(attr)
+    inflow = tokens.sum(0)
     kept_keys: set[NodeKey] = set()
     for i, layer in enumerate(attr.layers):
         kept = inflow.topk(min(k, len(inflow))).indices
         kept_keys |= {("latent", layer, p, latent) for _, p, latent in attr.acts[i].sparse[1][kept].tolist()}
         if i + 1 < len(attr.layers):
-            inflow = attr.latent_weights[i][:, kept].sum(1)
+            inflow = between[i][:, kept].sum(1)
     return kept_keys
 
 
@@ -232,9 +243,11 @@ def test_latent_circuit(
         except CheckFailed as failure:
             raise _also_changed(failure, changes) from None
 
+    @functools.cache
     def attr() -> Attribution:
+        """Every edge's weight, for recognising a mistake: computed only when the learner's circuit differs."""
         with torch.enable_grad(), preserved_state(model, used):
-            return attribution(tokens, saes, model, layers, target)
+            return attribution(tokens, saes, model, layers, target).dense()
 
     try:
         summary = compare_circuits(got, want, attr, k, threshold, part)

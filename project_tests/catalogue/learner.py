@@ -354,3 +354,91 @@ def later_latent_acts_attn(*, replace_z: bool = True, start: int = 0, stop: int 
         return later.sparse[0], (later.dense,)
 
     return latent_acts_to_later_latent_acts_attn
+
+
+def latent_circuit(
+    *,
+    weight: str = "gradient_x_activation",
+    sign: str = "keep",
+    prune: str = "backward",
+    layer_order: str = "increasing",
+) -> Callable[..., Any]:
+    """Exercise 7 from the learner's own exercises 3 and 4 (this module's makers) and a dense jacrev to the logit.
+
+    weight: "gradient_x_activation" or "raw" (the gradient alone); sign: "keep", "abs" or "negate";
+    prune: "backward" (from the logit) or "forward" (from the tokens, by the weight flowing in);
+    layer_order: "increasing" or "reversed" (the layers walked from the last)."""
+    from part_utils.circuit import Circuit, CircuitEdge, CircuitNode
+
+    token_grads_of, latent_grads_of = token_to_latent(), latent_to_latent()
+
+    def weighted(gradient: Tensor, activation: Tensor | float) -> Tensor:
+        value = gradient if weight == "raw" else gradient * activation
+        return value.abs() if sign == "abs" else -value if sign == "negate" else value
+
+    def latent_circuit(tokens, saes, model, layers, target_token_id, k, edge_threshold=0.05):
+        order = list(layers) if layer_order == "increasing" else list(layers)[::-1]
+        token_grads, acts = token_grads_of(tokens, saes[order[0]], model)
+        keys = [[("latent", order[0], p, latent) for _, p, latent in acts.indices.tolist()]]
+        values = [acts.values.detach()]
+        last_acts = acts
+        token_weights = weighted(token_grads[0].detach(), 1.0)  # (seq, n_first)
+        between = []  # between[i][v, u]: layer i's latent u -> layer i + 1's latent v
+        for a, b in zip(order, order[1:]):
+            grads, prev, nxt, nxt_recon = latent_grads_of(tokens, saes[a], saes[b], model)
+            recon_row = {tuple(i): r for r, i in enumerate(nxt_recon.indices.tolist())}
+            w = torch.zeros(len(nxt.values), len(prev.values))
+            for r, index in enumerate(nxt.indices.tolist()):
+                if tuple(index) in recon_row:
+                    w[r] = weighted(grads[recon_row[tuple(index)]].detach(), prev.values.detach())
+            between.append(w)
+            keys.append([("latent", b, p, latent) for _, p, latent in nxt.indices.tolist()])
+            values.append(nxt.values.detach())
+            last_acts = nxt
+        last = saes[order[-1]]
+        index, shape = last_acts.sparse[1], last_acts.shape
+
+        def target_logit(v: Tensor) -> Tensor:
+            dense = torch.zeros(shape).index_put((index[:, 0], index[:, 1], index[:, 2]), v)
+            return model(last.decode(dense), start_at_layer=_get_hook_layer(last))[0, -1, target_token_id]
+
+        logit_weights = weighted(torch.func.jacrev(target_logit)(values[-1]).detach(), values[-1])
+        n = len(order)
+        kept: list[list[int]] = [[] for _ in range(n)]
+        contribution: list[Tensor] = [torch.zeros(0)] * n
+        if prune == "backward":
+            c = logit_weights
+            for i in reversed(range(n)):
+                if i < n - 1:
+                    c = between[i][kept[i + 1]].T @ (contribution[i + 1] / values[i + 1][kept[i + 1]])
+                kept[i] = sorted(range(len(c)), key=lambda r: -float(c[r]))[:k]
+                contribution[i] = c[kept[i]]
+        else:
+            inflow = token_weights.sum(0)
+            for i in range(n):
+                kept[i] = inflow.topk(min(k, len(inflow))).indices.tolist()
+                if i + 1 < n:
+                    inflow = between[i][:, kept[i]].sum(1)
+            contribution[n - 1] = logit_weights[kept[n - 1]]
+            for i in reversed(range(n - 1)):
+                contribution[i] = between[i][kept[i + 1]][:, kept[i]].T @ (contribution[i + 1] / values[i + 1][kept[i + 1]])
+        gradient_first = contribution[0] / values[0][kept[0]]
+        str_tokens = tokens[0].tolist()
+        nodes = [CircuitNode("token", None, p, t, 1.0, float(token_weights[p, kept[0]] @ gradient_first)) for p, t in enumerate(str_tokens)]
+        for i in range(n):
+            nodes += [CircuitNode(*keys[i][r], float(values[i][r]), float(c)) for r, c in zip(kept[i], contribution[i])]
+        with torch.no_grad():
+            logit = float(model(tokens)[0, -1, target_token_id])
+        logit_key = ("logit", None, len(str_tokens) - 1, target_token_id)
+        nodes.append(CircuitNode(*logit_key, logit, logit))
+        edges = [CircuitEdge(("token", None, p, t), keys[0][r], float(token_weights[p, r])) for r in kept[0] for p, t in enumerate(str_tokens)]
+        for i in range(n - 1):
+            edges += [CircuitEdge(keys[i][u], keys[i + 1][v], float(between[i][v, u])) for v in kept[i + 1] for u in kept[i]]
+        edges += [CircuitEdge(keys[-1][r], logit_key, float(logit_weights[r])) for r in kept[-1]]
+        largest = {}
+        for e in edges:
+            largest[e.target] = max(largest.get(e.target, 0.0), abs(e.weight))
+        edges = [e for e in edges if e.weight != 0 and abs(e.weight) >= edge_threshold * largest[e.target]]
+        return Circuit(tuple(nodes), tuple(edges), target_token_id, tuple(order))
+
+    return latent_circuit
