@@ -163,72 +163,9 @@ correct("latent_acts_to_later_latent_acts_attn", name="reference", description="
 # Exercise 7 (capstone): latent_circuit
 # ---------------------------------------------------------------------------------------------
 
-correct("latent_circuit", name="from_own_exercises", description="from the learner's exercises 3 and 4, a dense jacrev to the logit, sorted() for the top k")(
+correct("latent_circuit", name="jacrev_sorted", description="dense maps with the error terms, full jacrev Jacobians, sorted() for the top k")(
     learner.latent_circuit()
 )
-
-
-@correct("latent_circuit", description="one matrix over every candidate latent: backward propagation by masked matrix products")
-def one_matrix(tokens: Tensor, saes: Any, model: HookedSAETransformer, layers: Any, target_token_id: int, k: int, edge_threshold: float = 0.05):
-    from part_utils.circuit import Circuit, CircuitEdge, CircuitNode
-
-    layers = list(layers)
-    token_grads, first = solutions.token_to_latent_gradients(tokens, saes[layers[0]], model)
-    acts = [first]
-    blocks = []
-    for a, b in zip(layers, layers[1:]):
-        grads, prev, nxt, recon = solutions.latent_to_latent_gradients(tokens, saes[a], saes[b], model)
-        # rows of the reconstructed run, matched to the true active latents by comparing index rows
-        match = (nxt.sparse[1][:, None, :] == recon.sparse[1][None, :, :]).all(-1).float()  # (n_true, n_recon)
-        blocks.append((match @ grads.detach()) * prev.values.detach()[None])
-        acts.append(nxt)
-    last = saes[layers[-1]]
-
-    def target_logit(values: Tensor) -> Tensor:
-        dense = SparseTensor_from(values, acts[-1])
-        return model(last.decode(dense), start_at_layer=layers[-1])[0, -1, target_token_id]
-
-    logit_weights = torch.func.grad(target_logit)(acts[-1].values.detach()) * acts[-1].values.detach()
-    sizes = [len(a.values) for a in acts]
-    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-    total = sum(sizes)
-    big = torch.zeros(total, total)  # big[v, u]: u -> v
-    for i, block in enumerate(blocks):
-        big[offsets[i + 1] : offsets[i + 1] + sizes[i + 1], offsets[i] : offsets[i] + sizes[i]] = block
-    activation = torch.cat([a.values.detach() for a in acts])
-    keep = torch.zeros(total, dtype=torch.bool)
-    contribution = torch.zeros(total)
-    for i in reversed(range(len(layers))):
-        span = slice(offsets[i], offsets[i] + sizes[i])
-        if i == len(layers) - 1:
-            c = logit_weights
-        else:
-            gradient = torch.where(keep, contribution / activation, torch.zeros(()))
-            c = (big.T @ gradient)[span]
-        top = c.topk(min(k, sizes[i])).indices + offsets[i]
-        keep[top] = True
-        contribution[top] = c[top - offsets[i]]
-    key = [("latent", layers[i], p, latent) for i, a in enumerate(acts) for _, p, latent in a.sparse[1].tolist()]
-    seq = tokens.shape[-1]
-    gradient = torch.where(keep, contribution / activation, torch.zeros(()))[: sizes[0]]
-    token_weights = token_grads[0].detach()
-    nodes = [CircuitNode("token", None, p, t, 1.0, float(token_weights[p] @ gradient)) for p, t in enumerate(tokens[0].tolist())]
-    kept_rows = keep.nonzero().squeeze(-1).tolist()
-    nodes += [CircuitNode(*key[r], float(activation[r]), float(contribution[r])) for r in kept_rows]
-    with torch.no_grad():
-        logit = float(model(tokens)[0, -1, target_token_id])
-    logit_key = ("logit", None, seq - 1, target_token_id)
-    nodes.append(CircuitNode(*logit_key, logit, logit))
-    candidates = [CircuitEdge(("token", None, p, t), key[r], float(token_weights[p, r])) for r in kept_rows if r < sizes[0] for p, t in enumerate(tokens[0].tolist())]
-    candidates += [CircuitEdge(key[u], key[v], float(big[v, u])) for v in kept_rows for u in kept_rows if big[v, u] != 0]
-    candidates += [CircuitEdge(key[r], logit_key, float(logit_weights[r - offsets[-1]])) for r in kept_rows if r >= offsets[-1]]
-    edges = []
-    for target in {e.target for e in candidates}:
-        into = [e for e in candidates if e.target == target]
-        largest = max(abs(e.weight) for e in into)
-        edges += [e for e in into if e.weight != 0 and abs(e.weight) >= edge_threshold * largest]
-    return Circuit(tuple(nodes), tuple(edges), target_token_id, tuple(layers))
-
-
-def SparseTensor_from(values: Tensor, like: Any) -> Tensor:
-    return solutions.SparseTensor.from_sparse((values, like.sparse[1], like.sparse[2])).dense
+correct("latent_circuit", name="jacfwd", description="the same in forward mode: full jacfwd Jacobians")(
+    learner.latent_circuit(jacobian=torch.func.jacfwd)
+)

@@ -356,21 +356,22 @@ def later_latent_acts_attn(*, replace_z: bool = True, start: int = 0, stop: int 
     return latent_acts_to_later_latent_acts_attn
 
 
+
 def latent_circuit(
     *,
     weight: str = "gradient_x_activation",
     sign: str = "keep",
     prune: str = "backward",
     layer_order: str = "increasing",
+    jacobian: Callable[..., Any] = torch.func.jacrev,
 ) -> Callable[..., Any]:
-    """Exercise 7 from the learner's own exercises 3 and 4 (this module's makers) and a dense jacrev to the logit.
+    """Exercise 7 as the notebook leads a learner to write it: dense maps with each SAE's error term added back,
+    every Jacobian in full (`jacobian`: jacrev or jacfwd), then pruning by hand with sorted().
 
     weight: "gradient_x_activation" or "raw" (the gradient alone); sign: "keep", "abs" or "negate";
     prune: "backward" (from the logit) or "forward" (from the tokens, by the weight flowing in);
     layer_order: "increasing" or "reversed" (the layers walked from the last)."""
     from part_utils.circuit import Circuit, CircuitEdge, CircuitNode
-
-    token_grads_of, latent_grads_of = token_to_latent(), latent_to_latent()
 
     def weighted(gradient: Tensor, activation: Tensor | float) -> Tensor:
         value = gradient if weight == "raw" else gradient * activation
@@ -378,31 +379,35 @@ def latent_circuit(
 
     def latent_circuit(tokens, saes, model, layers, target_token_id, k, edge_threshold=0.05):
         order = list(layers) if layer_order == "increasing" else list(layers)[::-1]
-        token_grads, acts = token_grads_of(tokens, saes[order[0]], model)
-        keys = [[("latent", order[0], p, latent) for _, p, latent in acts.indices.tolist()]]
-        values = [acts.values.detach()]
-        last_acts = acts
-        token_weights = weighted(token_grads[0].detach(), 1.0)  # (seq, n_first)
+        with torch.no_grad():
+            logit = float(model(tokens)[0, -1, target_token_id])
+            _, cache = model.run_with_cache(tokens)
+        resid = [cache[get_act_name("resid_pre", layer)] for layer in order]
+        dense = [saes[layer].encode(r) for layer, r in zip(order, resid)]
+        errors = [r - saes[layer].decode(d) for layer, r, d in zip(order, resid, dense)]
+        acts = [SparseTensor.from_dense(d.detach()) for d in dense]
+        keys = [[("latent", layer, p, latent) for _, p, latent in a.indices.tolist()] for layer, a in zip(order, acts)]
+        values = [a.values for a in acts]
+
+        def first_latents(scales: Tensor) -> Tensor:
+            x = model(model(tokens, stop_at_layer=0) * scales[..., None], start_at_layer=0, stop_at_layer=order[0])
+            return saes[order[0]].encode(x)[tuple(acts[0].indices.T)]
+
+        token_weights = weighted(jacobian(first_latents)(torch.ones(tokens.shape))[:, 0].T.detach(), 1.0)  # (seq, n_0)
         between = []  # between[i][v, u]: layer i's latent u -> layer i + 1's latent v
-        for a, b in zip(order, order[1:]):
-            grads, prev, nxt, nxt_recon = latent_grads_of(tokens, saes[a], saes[b], model)
-            recon_row = {tuple(i): r for r, i in enumerate(nxt_recon.indices.tolist())}
-            w = torch.zeros(len(nxt.values), len(prev.values))
-            for r, index in enumerate(nxt.indices.tolist()):
-                if tuple(index) in recon_row:
-                    w[r] = weighted(grads[recon_row[tuple(index)]].detach(), prev.values.detach())
-            between.append(w)
-            keys.append([("latent", b, p, latent) for _, p, latent in nxt.indices.tolist()])
-            values.append(nxt.values.detach())
-            last_acts = nxt
-        last = saes[order[-1]]
-        index, shape = last_acts.sparse[1], last_acts.shape
+        for i, (a, b) in enumerate(zip(order, order[1:])):
+
+            def later(v: Tensor, i: int = i, a: int = a, b: int = b) -> Tensor:
+                x = saes[a].decode(dense_of(v, acts[i].indices, acts[i].shape)) + errors[i]
+                return saes[b].encode(model(x, start_at_layer=a, stop_at_layer=b))[tuple(acts[i + 1].indices.T)]
+
+            between.append(weighted(jacobian(later)(values[i]).detach(), values[i]))
 
         def target_logit(v: Tensor) -> Tensor:
-            dense = torch.zeros(shape).index_put((index[:, 0], index[:, 1], index[:, 2]), v)
-            return model(last.decode(dense), start_at_layer=_get_hook_layer(last))[0, -1, target_token_id]
+            x = saes[order[-1]].decode(dense_of(v, acts[-1].indices, acts[-1].shape)) + errors[-1]
+            return model(x, start_at_layer=order[-1])[0, -1, target_token_id]
 
-        logit_weights = weighted(torch.func.jacrev(target_logit)(values[-1]).detach(), values[-1])
+        logit_weights = weighted(jacobian(target_logit)(values[-1]).detach(), values[-1])
         n = len(order)
         kept: list[list[int]] = [[] for _ in range(n)]
         contribution: list[Tensor] = [torch.zeros(0)] * n
@@ -423,19 +428,17 @@ def latent_circuit(
             for i in reversed(range(n - 1)):
                 contribution[i] = between[i][kept[i + 1]][:, kept[i]].T @ (contribution[i + 1] / values[i + 1][kept[i + 1]])
         gradient_first = contribution[0] / values[0][kept[0]]
-        str_tokens = tokens[0].tolist()
-        nodes = [CircuitNode("token", None, p, t, 1.0, float(token_weights[p, kept[0]] @ gradient_first)) for p, t in enumerate(str_tokens)]
+        token_ids = tokens[0].tolist()
+        nodes = [CircuitNode("token", None, p, t, 1.0, float(token_weights[p, kept[0]] @ gradient_first)) for p, t in enumerate(token_ids)]
         for i in range(n):
             nodes += [CircuitNode(*keys[i][r], float(values[i][r]), float(c)) for r, c in zip(kept[i], contribution[i])]
-        with torch.no_grad():
-            logit = float(model(tokens)[0, -1, target_token_id])
-        logit_key = ("logit", None, len(str_tokens) - 1, target_token_id)
+        logit_key = ("logit", None, len(token_ids) - 1, target_token_id)
         nodes.append(CircuitNode(*logit_key, logit, logit))
-        edges = [CircuitEdge(("token", None, p, t), keys[0][r], float(token_weights[p, r])) for r in kept[0] for p, t in enumerate(str_tokens)]
+        edges = [CircuitEdge(("token", None, p, t), keys[0][r], float(token_weights[p, r])) for r in kept[0] for p, t in enumerate(token_ids)]
         for i in range(n - 1):
             edges += [CircuitEdge(keys[i][u], keys[i + 1][v], float(between[i][v, u])) for v in kept[i + 1] for u in kept[i]]
         edges += [CircuitEdge(keys[-1][r], logit_key, float(logit_weights[r])) for r in kept[-1]]
-        largest = {}
+        largest: dict = {}
         for e in edges:
             largest[e.target] = max(largest.get(e.target, 0.0), abs(e.weight))
         edges = [e for e in edges if e.weight != 0 and abs(e.weight) >= edge_threshold * largest[e.target]]
