@@ -1,5 +1,7 @@
 """Helpers the course notebooks use: worlds (model + SAEs), device and memory, plots, dashboards."""
 
+from part_utils.circuit import Circuit, CircuitEdge, CircuitNode, circuit_faithfulness
+from part_utils.circuit_plot import plot_circuit
 from part_utils.dashboard import display_dashboard
 from part_utils.device import free_memory, get_device, memory_report
 from part_utils.hooks import _get_hook_layer
@@ -17,9 +19,13 @@ from part_utils.world_types import World, WorldUnavailable
 from part_utils.worlds import load_world
 
 __all__ = [
+    "Circuit",
+    "CircuitEdge",
+    "CircuitNode",
     "World",
     "WorldUnavailable",
     "_get_hook_layer",
+    "circuit_faithfulness",
     "display_dashboard",
     "free_memory",
     "get_device",
@@ -27,6 +33,7 @@ __all__ = [
     "induction_mass_ratio",
     "load_world",
     "memory_report",
+    "plot_circuit",
     "plot_induction",
     "plot_induction_filtered",
     "plot_latent_to_latent",
