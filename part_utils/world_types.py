@@ -94,7 +94,7 @@ CIRCUIT_K = 4
 class ExerciseSettings:
     """Per gradient exercise (a field named as the exercise in `tests.exercises`), its settings in one world.
 
-    The capstone's `circuit` is not stored: it is derived from the other exercises' settings (their
+    The capstone's settings (`latent_circuit`) are not stored: it is derived from the other exercises' settings (their
     residual layers, and the latent-to-logit prompt), so every world has one without new files or
     downloads, and a world built with `dataclasses.replace` gets its own."""
 
@@ -102,11 +102,11 @@ class ExerciseSettings:
     token_to_latent: TokenToLatentSettings
     latent_to_logit: LatentToLogitSettings
     attention: AttentionSettings
-    circuit: CircuitSettings = field(init=False)
+    latent_circuit: CircuitSettings = field(init=False)
 
     def __post_init__(self) -> None:
         circuit = CircuitSettings(layers=self.residual_layers, prompt=self.latent_to_logit.prompt, k=CIRCUIT_K)
-        object.__setattr__(self, "circuit", circuit)
+        object.__setattr__(self, "latent_circuit", circuit)
 
     @classmethod
     def from_dict(cls, settings: Mapping[str, Any]) -> ExerciseSettings:

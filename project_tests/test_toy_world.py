@@ -245,7 +245,7 @@ def test_the_circuit_for_paris_is_faithful(figures):
     from part_utils.worlds import load_world
 
     world = load_world("toy", device="cpu", verbose=False)
-    settings, model = world.exercises.circuit, world.model
+    settings, model = world.exercises.latent_circuit, world.model
     tokens = model.to_tokens(settings.prompt)
     with torch.no_grad():
         target = int(model(tokens)[0, -1].argmax())

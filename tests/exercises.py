@@ -173,7 +173,7 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise(
         name="latent_circuit",
         title="exercise 7, a circuit for one prediction (capstone)",
-        settings="circuit",
+        settings="latent_circuit",
         reference=solutions.latent_circuit,
         straightforward=straightforward.latent_circuit,
         check=test_latent_circuit,

@@ -232,7 +232,7 @@ def test_latent_circuit(
         raise ValueError(f"part should be one of {PARTS}, not {part!r}")
     if not callable(latent_circuit):
         raise CheckFailed(EXERCISE, f"the first argument should be your function, but it is a {shape_of(latent_circuit)}.")
-    settings = world_settings(model).circuit
+    settings = world_settings(model).latent_circuit
     layers = tuple(settings.layers if layers is None else layers)
     k = settings.k if k is None else k
     threshold = EDGE_THRESHOLD

@@ -1005,7 +1005,7 @@ for sae_id, latent_idx in world.facts.get("attention", {}).get("dashboards", [])
 # Exercises 3 to 5 each gave one heatmap: tokens → latents, latents → later latents, latents → logits.
 # Put together, they make a **circuit**: for exercise 5's prompt and its top prediction (" Paris"), a small
 # graph whose nodes are the token positions, a few active latents of the residual SAEs at this world's
-# layers (`exercises.circuit.layers`), and the target logit. An edge's weight is **gradient × activation**
+# layers (`exercises.latent_circuit.layers`), and the target logit. An edge's weight is **gradient × activation**
 # of its source: the first-order contribution of the source to its target (a token's "activation" is its
 # embedding scale, 1).
 #
@@ -1148,7 +1148,7 @@ grading.kernel.hidden.check("latent_circuit", "edges", latent_circuit)
 # in the circuit's last layer follow (offline: computed here).
 
 # %%
-settings = exercises.circuit
+settings = exercises.latent_circuit
 tokens = model.to_tokens(settings.prompt)
 str_toks = model.to_str_tokens(settings.prompt)
 with t.no_grad():
