@@ -2,8 +2,8 @@
 
 One column per layer: the tokens on the left, each SAE layer's latents in the middle, the target logit on the
 right. An edge's width is |weight| and its colour its sign (blue positive, red negative). Hovering a node shows
-its latent, token and position, activation and contribution; clicking a latent's label opens its Neuronpedia
-dashboard when the SAE has one (GPT-2's), else the notebook shows the offline cards below the graph.
+its latent, token and position, activation and contribution; a latent's label links to its Neuronpedia
+dashboard (GPT-2, online) or to its offline card (`part_utils.dashboard`), shown in the same notebook.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from part_utils.circuit import Circuit, CircuitNode, NodeKey
+from part_utils.dashboard import card_anchor
 
 _POSITIVE, _NEGATIVE = "rgba(33,102,172,0.7)", "rgba(178,24,43,0.7)"
 _MAX_EDGE_WIDTH = 8.0
@@ -27,10 +28,15 @@ def _label(node: CircuitNode, str_toks: Sequence[str], target: str) -> str:
 
 
 def plot_circuit(
-    circuit: Circuit, str_toks: Sequence[str], target: str, neuronpedia_ids: dict[int, str] | None = None
+    circuit: Circuit,
+    str_toks: Sequence[str],
+    target: str,
+    neuronpedia_ids: dict[int, str] | None = None,
+    card_sae_ids: dict[int, str] | None = None,
 ) -> go.Figure:
-    """The circuit as a layered graph. `neuronpedia_ids` maps an SAE layer to its Neuronpedia id (e.g.
-    "gpt2-small/9-res-jb"); the latents of those layers link to their dashboards."""
+    """The circuit as a layered graph. A latent's label links to its Neuronpedia dashboard when `neuronpedia_ids`
+    maps its layer to a Neuronpedia id (e.g. "gpt2-small/9-res-jb"), else to its offline card in the same page
+    when `card_sae_ids` maps its layer to the SAE's id (its hook name; show the cards with `display_dashboard`)."""
     columns = ["token", *circuit.layers, "logit"]
     column_of = {"token": 0, "logit": len(columns) - 1} | {layer: i + 1 for i, layer in enumerate(circuit.layers)}
     position: dict[NodeKey, tuple[float, float]] = {}
@@ -67,13 +73,16 @@ def plot_circuit(
         + f"<br>activation {node.activation:.4f}<br>contribution to the logit {node.contribution:+.4f}"
         for label, node in zip(labels, nodes)
     ]
-    links = neuronpedia_ids or {}
-    text = [
-        f'<a href="https://www.neuronpedia.org/{links[node.layer]}/{node.index}" target="_blank">{label}</a>'
-        if node.kind == "latent" and node.layer in links
-        else label
-        for label, node in zip(labels, nodes)
-    ]
+    online, offline = neuronpedia_ids or {}, card_sae_ids or {}
+
+    def linked(node: CircuitNode, label: str) -> str:
+        if node.kind == "latent" and node.layer in online:
+            return f'<a href="https://www.neuronpedia.org/{online[node.layer]}/{node.index}" target="_blank">{label}</a>'
+        if node.kind == "latent" and node.layer in offline:
+            return f'<a href="#{card_anchor(offline[node.layer], node.index)}" target="_self">{label}</a>'
+        return label
+
+    text = [linked(node, label) for label, node in zip(labels, nodes)]
     figure.add_trace(
         go.Scatter(
             x=[position[node.key][0] for node in nodes],

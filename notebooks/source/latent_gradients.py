@@ -1144,8 +1144,8 @@ grading.kernel.hidden.check("latent_circuit", "edges", latent_circuit)
 
 # %% [markdown]
 # The circuit for this world's prompt. Hover over a node for its latent, token, position, activation and
-# contribution; with GPT-2, a latent's label links to its Neuronpedia dashboard. The cards of the latents
-# in the circuit's last layer follow (offline: computed here).
+# contribution. A latent's label is a link: with GPT-2 to its Neuronpedia dashboard; offline to its card,
+# computed here and shown below the graph.
 
 # %%
 settings = exercises.latent_circuit
@@ -1155,10 +1155,12 @@ with t.no_grad():
     target_token_id = model(tokens)[0, -1].argmax().item()
 target = model.to_single_str_token(target_token_id)
 circuit = latent_circuit(tokens, saes, model, settings.layers, target_token_id, settings.k)
-neuronpedia = {layer: f"gpt2-small/{layer}-res-jb" for layer in settings.layers} if world.name == "gpt2" else None
-plot_circuit(circuit, str_toks, target, neuronpedia).show()
-for node in circuit.latents(settings.layers[-1]):
-    display_dashboard(sae_id=saes[node.layer].cfg.metadata.hook_name, latent_idx=node.index)
+if world.name == "gpt2":
+    plot_circuit(circuit, str_toks, target, neuronpedia_ids={layer: f"gpt2-small/{layer}-res-jb" for layer in settings.layers}).show()
+else:
+    plot_circuit(circuit, str_toks, target, card_sae_ids={layer: saes[layer].cfg.metadata.hook_name for layer in settings.layers}).show()
+    for node in circuit.latents():
+        display_dashboard(sae_id=saes[node.layer].cfg.metadata.hook_name, latent_idx=node.index)
 
 # %% [markdown]
 # ### Is the circuit real?
