@@ -52,6 +52,8 @@ def plot_circuit(
 
     figure = go.Figure()
     largest = max((abs(edge.weight) for edge in circuit.edges), default=1.0) or 1.0
+    # The lines themselves take no hover (a node's hover would often land on an edge ending there): an invisible
+    # marker at each edge's midpoint carries the edge's label instead.
     for edge in circuit.edges:
         (x0, y0), (x1, y1) = position[edge.source], position[edge.target]
         figure.add_trace(
@@ -60,11 +62,22 @@ def plot_circuit(
                 y=[y0, y1],
                 mode="lines",
                 line={"width": max(0.5, _MAX_EDGE_WIDTH * abs(edge.weight) / largest), "color": _POSITIVE if edge.weight > 0 else _NEGATIVE},
-                hoverinfo="text",
-                text=f"weight {edge.weight:+.4f}",
+                hoverinfo="skip",
                 showlegend=False,
             )
         )
+    labels_of = {node.key: _label(node, str_toks, target) for node in circuit.nodes}
+    figure.add_trace(
+        go.Scatter(
+            x=[(position[e.source][0] + position[e.target][0]) / 2 for e in circuit.edges],
+            y=[(position[e.source][1] + position[e.target][1]) / 2 for e in circuit.edges],
+            mode="markers",
+            marker={"size": 8, "opacity": 0},
+            hovertext=[f"{labels_of[e.source]} → {labels_of[e.target]}<br>weight {e.weight:+.4f}" for e in circuit.edges],
+            hoverinfo="text",
+            showlegend=False,
+        )
+    )
     nodes = list(circuit.nodes)
     labels = [_label(node, str_toks, target) for node in nodes]
     hover = [
@@ -89,7 +102,7 @@ def plot_circuit(
             y=[position[node.key][1] for node in nodes],
             mode="markers+text",
             text=text,
-            textposition="top center",
+            textposition=["middle left" if node.kind == "token" else "middle right" if node.kind == "logit" else "top center" for node in nodes],
             hovertext=hover,
             hoverinfo="text",
             marker={
@@ -103,12 +116,12 @@ def plot_circuit(
         )
     )
     names = ["tokens", *(f"layer {layer}" for layer in circuit.layers), "logit"]
-    height = max(450, 45 * max(len(nodes) for nodes in by_column.values()))
+    height = max(500, 60 * max(len(nodes) for nodes in by_column.values()))
     figure.update_layout(
         title=f"A circuit for {target!r}: edge width |gradient x activation|, blue positive, red negative",
-        xaxis={"tickvals": list(range(len(columns))), "ticktext": names, "showgrid": False, "zeroline": False},
+        xaxis={"tickvals": list(range(len(columns))), "ticktext": names, "showgrid": False, "zeroline": False, "range": [-0.9, len(columns) - 0.1]},
         yaxis={"visible": False},
-        width=250 * len(columns),
+        width=300 * len(columns) + 200,
         height=height,
         plot_bgcolor="white",
     )

@@ -89,8 +89,9 @@ def test_circuit_graph_columns_edges_and_links(tiny_world) -> None:
     circuit = solutions.latent_circuit(tokens, tiny_world.saes, model, settings.layers, target, settings.k)
     hook_names = {layer: tiny_world.saes[layer].cfg.metadata.hook_name for layer in settings.layers}
     fig = plot_circuit(circuit, str_toks, "x", card_sae_ids=hook_names)
-    *edges, nodes = fig.data
-    assert len(edges) == len(circuit.edges) and len(nodes.x) == len(circuit.nodes)
+    *edges, midpoints, nodes = fig.data
+    assert len(edges) == len(circuit.edges) == len(midpoints.x) and len(nodes.x) == len(circuit.nodes)
+    assert all(edge.hoverinfo == "skip" for edge in edges) and "weight" in midpoints.hovertext[0]
     assert list(fig.layout.xaxis.ticktext) == ["tokens", *(f"layer {layer}" for layer in settings.layers), "logit"]
     columns = dict(zip((n.key for n in circuit.nodes), nodes.x))
     assert {columns[n.key] for n in circuit.nodes if n.kind == "token"} == {0} and columns[circuit.nodes[-1].key] == len(settings.layers) + 1

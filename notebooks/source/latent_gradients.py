@@ -1061,6 +1061,8 @@ def latent_circuit(
     pruned back from the logit; the logit. Edges (weight = gradient x source activation): tokens -> first
     layer -> ... -> last layer -> logit; those below `edge_threshold` x the largest |weight| into the same
     node are dropped.
+
+    Returns a Circuit(nodes, edges, target_token_id, layers) of CircuitNodes and CircuitEdges.
     """
     ### BEGIN SOLUTION
     with t.no_grad():
@@ -1155,12 +1157,14 @@ with t.no_grad():
     target_token_id = model(tokens)[0, -1].argmax().item()
 target = model.to_single_str_token(target_token_id)
 circuit = latent_circuit(tokens, saes, model, settings.layers, target_token_id, settings.k)
-if world.name == "gpt2":
-    plot_circuit(circuit, str_toks, target, neuronpedia_ids={layer: f"gpt2-small/{layer}-res-jb" for layer in settings.layers}).show()
+online = world.name == "gpt2"
+if online:
+    links = {"neuronpedia_ids": {layer: f"gpt2-small/{layer}-res-jb" for layer in settings.layers}}
 else:
-    plot_circuit(circuit, str_toks, target, card_sae_ids={layer: saes[layer].cfg.metadata.hook_name for layer in settings.layers}).show()
-    for node in circuit.latents():
-        display_dashboard(sae_id=saes[node.layer].cfg.metadata.hook_name, latent_idx=node.index)
+    links = {"card_sae_ids": {layer: saes[layer].cfg.metadata.hook_name for layer in settings.layers}}
+plot_circuit(circuit, str_toks, target, **links).show()
+for node in [] if online else circuit.latents():
+    display_dashboard(sae_id=saes[node.layer].cfg.metadata.hook_name, latent_idx=node.index)
 
 # %% [markdown]
 # ### Is the circuit real?
@@ -1200,7 +1204,8 @@ print(faithfulness)
 # latents; layer 0 should hold latents on " E", "iff" and "el" (the F0.16911 → F3.15266 bigram may appear
 # as an edge into layer 3). Zeroing the circuit should drop the " Paris" logit by several units and random
 # latents by far less, but GPT-2's layers spread a prediction over many more latents than the toy world's,
-# so expect a smaller share of the logit from 12 latents. Whoever runs it: replace this note with the figures.
+# so expect a smaller share of the logit from 12 latents. `make verify-gpt2` prints both (for information):
+# whoever runs it, replace this note with the figures.
 # </details>
 #
 # **This world** (measured with the reference solution; `project_tests/test_toy_world.py` holds these figures):
