@@ -42,8 +42,14 @@ HINT_LAYER_ORDER = (
 )
 
 
+def _key(key: Sequence[Any]) -> NodeKey:
+    """A node key with plain ints (a learner's may hold 0-d tensors or numpy ints), so keys compare by value."""
+    kind, *numbers = key
+    return (kind, *(None if n is None else int(n) for n in numbers))
+
+
 def _keys(circuit: Circuit, kind: str | None = None) -> set[NodeKey]:
-    return {tuple(node.key) for node in circuit.nodes if kind is None or node.kind == kind}
+    return {_key(node.key) for node in circuit.nodes if kind is None or node.kind == kind}
 
 
 def _require_circuit(got: Any) -> Circuit:
@@ -55,9 +61,9 @@ def _require_circuit(got: Any) -> Circuit:
         )
     try:
         for node in got.nodes:
-            tuple(node.key), float(node.activation), float(node.contribution)
+            _key(node.key), float(node.activation), float(node.contribution)
         for edge in got.edges:
-            tuple(edge.source), tuple(edge.target), float(edge.weight)
+            _key(edge.source), _key(edge.target), float(edge.weight)
     except (AttributeError, TypeError, ValueError) as error:
         raise CheckFailed(
             EXERCISE,
@@ -81,7 +87,7 @@ def _layer_order_problem(circuit: Circuit, layers: tuple[int, ...]) -> str | Non
         return column.get(layer)
 
     for edge in circuit.edges:
-        source, target = column_of(edge.source), column_of(edge.target)
+        source, target = column_of(_key(edge.source)), column_of(_key(edge.target))
         if source is None or target is None:
             return f"an edge {edge.source} -> {edge.target} has a latent at a layer that is not one of {list(layers)}"
         if target != source + 1:
@@ -147,7 +153,7 @@ def _named_mistake(got: Circuit, attr: Attribution, k: int, threshold: float, co
 
 
 def _same_edges(got: Circuit, want: Circuit) -> bool:
-    got_weights = {(tuple(e.source), tuple(e.target)): float(e.weight) for e in got.edges}
+    got_weights = {(_key(e.source), _key(e.target)): float(e.weight) for e in got.edges}
     want_weights = {(e.source, e.target): e.weight for e in want.edges}
     if set(got_weights) != set(want_weights):
         return False
@@ -179,7 +185,7 @@ def compare_circuits(got: Any, want: Circuit, attr: Callable[[], Attribution], k
                 or "Keep every token position, the k latents with the largest (signed) contribution per layer, and the logit.",
             )
         order = sorted(want_keys, key=str)
-        got_nodes = {tuple(n.key): n for n in got.nodes}
+        got_nodes = {_key(n.key): n for n in got.nodes}
         want_nodes = {n.key: n for n in want.nodes}
         for quantity in ("activation", "contribution"):
             values = torch.tensor([float(getattr(got_nodes[key], quantity)) for key in order], dtype=torch.float64)
@@ -191,7 +197,7 @@ def compare_circuits(got: Any, want: Circuit, attr: Callable[[], Attribution], k
                 )
             compare_tensor(EXERCISE, f"the nodes' {quantity}s (nodes sorted by key)", values, reference, hint)
     if part != "nodes":
-        got_edges = {(tuple(e.source), tuple(e.target)): float(e.weight) for e in got.edges}
+        got_edges = {(_key(e.source), _key(e.target)): float(e.weight) for e in got.edges}
         want_edges = {(e.source, e.target): e.weight for e in want.edges}
         if set(got_edges) != set(want_edges):
             missing, extra = set(want_edges) - set(got_edges), set(got_edges) - set(want_edges)
