@@ -1034,10 +1034,12 @@ for sae_id, latent_idx in world.facts.get("attention", {}).get("dashboards", [])
 # <details><summary>Hint</summary>
 #
 # One clean `model.run_with_cache(tokens)` gives each layer's `blocks.{layer}.hook_resid_pre`; encode it for
-# the true latents (a `SparseTensor`) and subtract the decoded latents for the error. Then one
-# `t.func.jacrev` per pair of consecutive layers of a function of the earlier layer's active values, one for
-# the token scales into the first layer, one for the logit. Multiply each Jacobian's columns by the source's
-# activations; the rest is indexing and `sorted`.
+# the true latents (a `SparseTensor`) and subtract the decoded latents for the error. `t.func.grad` of the
+# target logit with respect to the last layer's active values gives its edges. Then, going down, one
+# `t.func.jacrev` per pair of layers of a function of the earlier layer's active values that returns only the
+# **kept** latents above (k outputs, so k backward passes, not one per active latent), and one for the token
+# scales into the first layer's kept latents. Multiply each Jacobian's columns by the source's activations;
+# the rest is indexing and `sorted`.
 # </details>
 
 # %%
@@ -1078,34 +1080,33 @@ def latent_circuit(
     def decoded(i: int, v: Tensor) -> Tensor:
         return saes[layers[i]].decode(SparseTensor.from_sparse((v, acts[i].sparse[1], acts[i].shape)).dense) + errors[i]
 
-    def first_latents(scales: Tensor) -> Tensor:
-        x = model(model(tokens, stop_at_layer=0) * scales[..., None], start_at_layer=0, stop_at_layer=layers[0])
-        return saes[layers[0]].encode(x)[tuple(acts[0].sparse[1].T)]
-
-    token_weights = t.func.jacrev(first_latents)(t.ones(tokens.shape, device=tokens.device))[:, 0].T.detach()
-    between = []  # between[i][v, u]: weight of layer i's latent u -> layer i + 1's latent v
-    for i in range(len(layers) - 1):
-
-        def later(v: Tensor, i: int = i) -> Tensor:
-            x = model(decoded(i, v), start_at_layer=layers[i], stop_at_layer=layers[i + 1])
-            return saes[layers[i + 1]].encode(x)[tuple(acts[i + 1].sparse[1].T)]
-
-        between.append(t.func.jacrev(later)(values[i]).detach() * values[i])
+    def later(v: Tensor, i: int, rows: list[int]) -> Tensor:
+        """Layer i + 1's latents at `rows` (of its true active ones), from layer i's active values `v`."""
+        x = model(decoded(i, v), start_at_layer=layers[i], stop_at_layer=layers[i + 1])
+        return saes[layers[i + 1]].encode(x)[tuple(acts[i + 1].sparse[1][rows].T)]
 
     def target_logit(v: Tensor) -> Tensor:
         return model(decoded(-1, v), start_at_layer=layers[-1])[0, -1, target_token_id]
 
     logit_weights = t.func.grad(target_logit)(values[-1]).detach() * values[-1]
 
+    # Back from the logit. Only the kept latents above are differentiated: k outputs, k backward passes.
     n = len(layers)
-    kept, contribution = [None] * n, [None] * n
+    kept, contribution, into = [None] * n, [None] * n, [None] * n  # into[i + 1][j, u]: layer i's u -> kept j above
     c = logit_weights
     for i in reversed(range(n)):
         if i < n - 1:
-            c = between[i][kept[i + 1]].T @ (contribution[i + 1] / values[i + 1][kept[i + 1]])
+            into[i + 1] = t.func.jacrev(later)(values[i], i, kept[i + 1]).detach() * values[i]
+            c = into[i + 1].T @ (contribution[i + 1] / values[i + 1][kept[i + 1]])
         kept[i] = sorted(range(len(c)), key=lambda row: -c[row].item())[:k]
         contribution[i] = c[kept[i]]
-    token_contribution = token_weights[:, kept[0]] @ (contribution[0] / values[0][kept[0]])
+
+    def first_latents(scales: Tensor) -> Tensor:
+        x = model(model(tokens, stop_at_layer=0) * scales[..., None], start_at_layer=0, stop_at_layer=layers[0])
+        return saes[layers[0]].encode(x)[tuple(acts[0].sparse[1][kept[0]].T)]
+
+    token_weights = t.func.jacrev(first_latents)(t.ones(tokens.shape, device=tokens.device))[:, 0].T.detach()  # (seq, k)
+    token_contribution = token_weights @ (contribution[0] / values[0][kept[0]])
 
     token_ids = tokens[0].tolist()
     logit_key = ("logit", None, len(token_ids) - 1, target_token_id)
@@ -1113,9 +1114,11 @@ def latent_circuit(
     for i in range(n):
         nodes += [CircuitNode(*keys[i][row], values[i][row].item(), c.item()) for row, c in zip(kept[i], contribution[i])]
     nodes.append(CircuitNode(*logit_key, logit, logit))
-    candidates = [CircuitEdge(("token", None, p, tok), keys[0][row], token_weights[p, row].item()) for row in kept[0] for p, tok in enumerate(token_ids)]
+    candidates = [
+        CircuitEdge(("token", None, p, tok), keys[0][row], token_weights[p, j].item()) for j, row in enumerate(kept[0]) for p, tok in enumerate(token_ids)
+    ]
     for i in range(n - 1):
-        candidates += [CircuitEdge(keys[i][u], keys[i + 1][v], between[i][v, u].item()) for v in kept[i + 1] for u in kept[i]]
+        candidates += [CircuitEdge(keys[i][u], keys[i + 1][v], into[i + 1][j, u].item()) for j, v in enumerate(kept[i + 1]) for u in kept[i]]
     candidates += [CircuitEdge(keys[-1][row], logit_key, logit_weights[row].item()) for row in kept[-1]]
     largest = {}
     for edge in candidates:
