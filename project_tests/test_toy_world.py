@@ -237,10 +237,9 @@ def test_the_circuit_for_paris_is_faithful(figures):
     """Zeroing the circuit's latents drops the " Paris" logit clearly more than zeroing as many random active ones.
 
     "Clearly": at least twice the random draws' mean drop, and more than their mean plus one standard
-    deviation. The random drops are bimodal (a draw that hits the layer-0 latent of a word of "Eiffel tower"
-    removes most of the prediction; the others barely move it), so their spread is large, and the second bound
-    says the circuit does better than a lucky random draw usually does; 20 draws keep the mean's own standard
-    error near 1.5."""
+    deviation. The random drops are spread wide (draws with no latent at the final position barely move the
+    logit; draws that hit some of the latents there drop it by up to 17), so the second bound says the circuit
+    does better than a lucky random draw usually does; 20 draws keep the mean's own standard error near 1.5."""
     from part_utils.circuit import circuit_faithfulness
     from part_utils.worlds import load_world
 
