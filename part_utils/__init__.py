@@ -12,9 +12,13 @@ from typing import Any
 
 # Each exported name and the module that defines it.
 _HOMES = {
+    "Circuit": "part_utils.circuit",
+    "CircuitEdge": "part_utils.circuit",
+    "CircuitNode": "part_utils.circuit",
     "World": "part_utils.world_types",
     "WorldUnavailable": "part_utils.world_types",
     "_get_hook_layer": "part_utils.hooks",
+    "circuit_faithfulness": "part_utils.circuit",
     "display_dashboard": "part_utils.dashboard",
     "free_memory": "part_utils.device",
     "get_device": "part_utils.device",
@@ -22,6 +26,7 @@ _HOMES = {
     "induction_mass_ratio": "part_utils.plots",
     "load_world": "part_utils.worlds",
     "memory_report": "part_utils.device",
+    "plot_circuit": "part_utils.circuit_plot",
     "plot_induction": "part_utils.plots",
     "plot_induction_filtered": "part_utils.plots",
     "plot_latent_to_latent": "part_utils.plots",

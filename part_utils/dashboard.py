@@ -10,6 +10,8 @@ The offline card shows what a latent reads and what it writes:
 from __future__ import annotations
 
 import html
+import re
+import weakref
 
 import torch
 from IPython.display import HTML, IFrame, display
@@ -57,28 +59,50 @@ def logit_effects(world: World, sae: SAE, latent_idx: int, k: int = 10) -> tuple
     )
 
 
+# The corpus run at one hook, per (model, hook): every card of that SAE reads the same activations (the circuit
+# shows a dozen cards of three SAEs). Only the last few are kept: a few MB each for the toy world.
+# Each entry keeps a weak reference to its model: an id reused by a later model never finds the old run.
+_CORPUS_RUNS: dict[tuple[int, str], tuple[weakref.ref, list[tuple[Tensor, list[int], Tensor]]]] = {}
+_MAX_CORPUS_RUNS = 4
+
+
+@torch.no_grad()
+def _corpus_run(world: World, sae: SAE, batch_size: int) -> list[tuple[Tensor, list[int], Tensor]]:
+    """Per batch of the corpus: (tokens, each text's length, the SAE's input activations)."""
+    model = world.model
+    hook_name = sae.cfg.metadata.hook_name
+    key = (id(model), hook_name)
+    if key not in _CORPUS_RUNS or _CORPUS_RUNS[key][0]() is not model:
+        _CORPUS_RUNS.pop(key, None)
+        texts = world.corpus()
+        batches = []
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            # Right padding: attention is causal, so a text's own positions never see the padding after it.
+            tokens = model.to_tokens(batch, padding_side="right")[:, : model.cfg.n_ctx]
+            lengths = (tokens != model.tokenizer.pad_token_id).sum(-1).add(1).clamp(max=tokens.shape[1]).tolist()  # +1: BOS is the pad token
+            _, cache = model.run_with_cache(tokens, names_filter=hook_name, stop_at_layer=_get_hook_layer(sae) + 1)
+            batches.append((tokens, lengths, cache[hook_name]))
+        if len(_CORPUS_RUNS) >= _MAX_CORPUS_RUNS:
+            del _CORPUS_RUNS[next(iter(_CORPUS_RUNS))]
+        _CORPUS_RUNS[key] = (weakref.ref(model), batches)
+    return _CORPUS_RUNS[key][1]
+
+
 @torch.no_grad()
 def top_contexts(world: World, sae: SAE, latent_idx: int, n: int = 5, batch_size: int = 64) -> list[tuple[list[str], list[float], int]]:
     """The n corpus contexts where the latent fires hardest: (tokens, activation per token, peak position)."""
     if world.corpus is None:
         return []
-    model = world.model
-    hook_name = sae.cfg.metadata.hook_name
-    texts = world.corpus()
     found: list[tuple[float, Tensor, list[float], int]] = []
-    for start in range(0, len(texts), batch_size):
-        batch = texts[start : start + batch_size]
-        # Right padding: attention is causal, so a text's own positions never see the padding after it.
-        tokens = model.to_tokens(batch, padding_side="right")[:, : model.cfg.n_ctx]
-        lengths = (tokens != model.tokenizer.pad_token_id).sum(-1).add(1).clamp(max=tokens.shape[1]).tolist()  # +1: BOS is the pad token
-        _, cache = model.run_with_cache(tokens, names_filter=hook_name, stop_at_layer=_get_hook_layer(sae) + 1)
-        acts = sae.encode(cache[hook_name])[..., latent_idx]
+    for tokens, lengths, sae_input in _corpus_run(world, sae, batch_size):
+        acts = sae.encode(sae_input)[..., latent_idx]
         for row, length in enumerate(lengths):
             peak = int(acts[row, :length].argmax())
             if acts[row, peak] > 0:
                 found.append((float(acts[row, peak]), tokens[row, :length], acts[row, :length].tolist(), peak))
     found.sort(key=lambda item: -item[0])
-    return [(model.to_str_tokens(toks), acts, peak) for _, toks, acts, peak in found[:n]]
+    return [(world.model.to_str_tokens(toks), acts, peak) for _, toks, acts, peak in found[:n]]
 
 
 def _context_html(tokens: list[str], acts: list[float], peak: int, scale: float) -> str:
@@ -92,6 +116,11 @@ def _context_html(tokens: list[str], acts: list[float], peak: int, scale: float)
             f"{html.escape(token.replace(chr(10), '⏎'))}</span>"
         )
     return "".join(spans)
+
+
+def card_anchor(sae_id: str, latent_idx: int) -> str:
+    """The HTML id of a latent's offline card, so that other outputs (the circuit's graph) can link to it."""
+    return f"latent-card-{re.sub(r'[^A-Za-z0-9]+', '-', sae_id)}-{latent_idx}"
 
 
 def latent_card_html(world: World, sae_id: str, latent_idx: int) -> str:
@@ -113,7 +142,7 @@ def latent_card_html(world: World, sae_id: str, latent_idx: int) -> str:
     else:
         contexts_html = "<p><i>No corpus is available offline for this world: only the logit effects are shown.</i></p>"
     return (
-        f'<div class="latent-card" style="font-family:sans-serif;border:1px solid #ccc;border-radius:6px;padding:10px;max-width:900px">'
+        f'<div class="latent-card" id="{card_anchor(sae_id, latent_idx)}" style="font-family:sans-serif;border:1px solid #ccc;border-radius:6px;padding:10px;max-width:900px">'
         f"<h3 style='margin-top:0'>Latent {latent_idx} of {html.escape(sae_id)} "
         f"<small style='color:#666'>({html.escape(world.name)} world, offline card)</small></h3>"
         f"{contexts_html}"

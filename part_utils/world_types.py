@@ -77,13 +77,36 @@ class AttentionSettings:
 
 
 @dataclass(frozen=True)
+class CircuitSettings:
+    """The capstone's circuit: the residual SAE layers it runs through, the prompt whose top prediction it
+    explains, and how many latents it keeps per layer."""
+
+    layers: tuple[int, ...]
+    prompt: str
+    k: int
+
+
+# Latents the circuit keeps per layer: a picture a learner can read, and enough to move the prediction.
+CIRCUIT_K = 4
+
+
+@dataclass(frozen=True)
 class ExerciseSettings:
-    """Per gradient exercise (a field named as the exercise in `tests.exercises`), its settings in one world."""
+    """Per gradient exercise (a field named as the exercise in `tests.exercises`), its settings in one world.
+
+    The capstone's settings (`latent_circuit`) are not stored: it is derived from the other exercises' settings (their
+    residual layers, and the latent-to-logit prompt), so every world has one without new files or
+    downloads, and a world built with `dataclasses.replace` gets its own."""
 
     latent_to_latent: LatentToLatentSettings
     token_to_latent: TokenToLatentSettings
     latent_to_logit: LatentToLogitSettings
     attention: AttentionSettings
+    latent_circuit: CircuitSettings = field(init=False)
+
+    def __post_init__(self) -> None:
+        circuit = CircuitSettings(layers=self.residual_layers, prompt=self.latent_to_logit.prompt, k=CIRCUIT_K)
+        object.__setattr__(self, "latent_circuit", circuit)
 
     @classmethod
     def from_dict(cls, settings: Mapping[str, Any]) -> ExerciseSettings:

@@ -67,6 +67,17 @@ PLOTS = {
     "attention_filtered": r"^Induction latents in layer",
 }
 # Where, in the plot's own pixels, the heatmap cell with the largest |gradient| is centred.
+# The capstone's circuit, a layered graph (part_utils/circuit_plot.py), not a heatmap.
+CIRCUIT_TITLE = r"^A circuit for "
+# Where the node with the largest |contribution| among the latents is drawn: its marker, in the nodes' trace.
+LARGEST_NODE_JS = """el => {
+    const trace = el.calcdata[el.calcdata.length - 1], xa = el._fullLayout.xaxis, ya = el._fullLayout.yaxis;
+    let best = 0, value = -1;
+    trace.forEach((point, i) => { const text = el.data[el.data.length - 1].text[i];
+        if (text.includes('F') && Math.abs(el.data[el.data.length - 1].marker.color[i]) > value) {
+            value = Math.abs(el.data[el.data.length - 1].marker.color[i]); best = i; } });
+    return [xa._offset + xa.l2p(trace[best].x), ya._offset + ya.l2p(trace[best].y)];
+}"""
 LARGEST_CELL_JS = """el => {
     const z = el.calcdata[0][0].z, xa = el._fullLayout.xaxis, ya = el._fullLayout.yaxis;
     let best = [0, 0], value = -1;
@@ -292,10 +303,14 @@ def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Scr
     assert "No renderer could be found" not in page_text, "an output has no renderer in JupyterLab"
     assert '"layout": {' not in page_text and '{"data": [' not in page_text, "a figure shows as raw JSON"
     plots = page.locator(".jp-OutputArea-output.jp-RenderedPlotly.js-plotly-plot")
-    assert plots.count() == shows == len(PLOTS), f"{plots.count()} plotly plots rendered for {shows} figures shown"
+    assert plots.count() == shows == len(PLOTS) + 1, f"{plots.count()} plotly plots rendered for {shows} figures shown"
     found: dict[str, int] = {}
+    circuit_plots = []
     for i in range(plots.count()):
         title = plots.nth(i).locator(".gtitle").text_content()
+        if re.search(CIRCUIT_TITLE, title):
+            circuit_plots.append(i)
+            continue
         names = [name for name, pattern in PLOTS.items() if re.search(pattern, title)]
         assert len(names) == 1, f"plot {i} has an unexpected title: {title!r}"
         found[names[0]] = i
@@ -325,6 +340,29 @@ def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Scr
         screenshots.take(plot, f"solutions_{name}_hover")
         page.mouse.move(5, 5)
 
+    # The capstone's circuit: nodes and edges drawn, a latent's hover names it, its label links to its offline card.
+    assert len(circuit_plots) == 1, f"{len(circuit_plots)} circuit graphs rendered"
+    graph = plots.nth(circuit_plots[0])
+    graph.scroll_into_view_if_needed()
+    n_traces = graph.locator(".scatterlayer .trace").count()
+    assert n_traces >= 2, f"the circuit graph drew {n_traces} traces (edges and nodes expected)"
+    labels = graph.locator(".scatterlayer .trace .textpoint").all_text_contents()
+    assert any(re.search(LATENT, label) and re.search(TOKEN_AND_POSITION, label) for label in labels), labels[:5]
+    screenshots.take(graph, "solutions_circuit")
+    box = graph.bounding_box()
+    x, y = graph.evaluate(LARGEST_NODE_JS)
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    hover = graph.locator(".hoverlayer .hovertext")
+    hover.first.wait_for(timeout=10_000)
+    label = hover.first.text_content()
+    assert re.search(LATENT, label) and "contribution" in label, f"the circuit's hover label does not name the latent: {label!r}"
+    screenshots.take(graph, "solutions_circuit_hover")
+    page.mouse.move(5, 5)
+    links = graph.locator("a").evaluate_all("nodes => nodes.map(n => n.getAttribute('href') || n.getAttribute('xlink:href'))")
+    card_links = [link for link in links if link and link.startswith("#latent-card-")]
+    assert card_links, f"no latent label links to its offline card: {links[:5]}"
+    assert page.locator(f"[id='{card_links[0][1:]}']").count() == 1, f"the card {card_links[0]} is not in the page"
+
     # circuitsvis's attention view, from its local JavaScript: the React app drew the heads and a pattern.
     view = page.locator(".jp-OutputArea-output [id^='circuits-vis-']")
     assert view.count() == 1, f"{view.count()} circuitsvis views found"
@@ -349,7 +387,7 @@ def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Scr
     screenshots.take(card, "solutions_latent_card")
 
     figures.add("browser", f"solutions notebook in JupyterLab + Chromium on the {world} world: Run All {seconds:.1f} s, "
-                           f"{len(cells)} code cells, no error; {len(found)} plotly plots, 1 attention view, {cards.count()} latent cards")  # fmt: skip
+                           f"{len(cells)} code cells, no error; {len(found)} plotly heatmaps, 1 circuit graph, 1 attention view, {cards.count()} latent cards")  # fmt: skip
 
 
 def test_released_exercise_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Screenshots, figures) -> None:

@@ -7,7 +7,8 @@ right answer, leaves no trace after the check; and the learner is told what thei
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from sae_lens import SAE, HookedSAETransformer
 
 import solutions
 import tests as checks
+from part_utils.circuit import Circuit
 from part_utils.world_types import World
 
 from catalogue import EXERCISES, reference_name, run_check
@@ -57,8 +59,9 @@ def _leaky(exercise: str, then: Callable[..., Any]) -> Callable[..., Any]:
 
     def learner_fn(*args: Any) -> Any:
         result = then(*args)
-        # The first SAE and the model the function was given, wherever the exercise's signature puts them.
-        sae_from = next(arg for arg in args if isinstance(arg, SAE))
+        # The first SAE and the model the function was given, wherever the exercise's signature puts them (the
+        # capstone is given the SAEs by layer).
+        sae_from = next(arg if isinstance(arg, SAE) else arg[min(args[3])] for arg in args if isinstance(arg, (SAE, Mapping)))
         model = next(arg for arg in args if isinstance(arg, HookedSAETransformer))
         sae_from.use_error_term = True
         model.add_hook(sae_from.cfg.metadata.hook_name.replace("hook_z", "hook_pattern"), lambda x, hook: None)
@@ -108,7 +111,10 @@ def test_wrong_results_and_leaked_state_are_both_reported(exercise: str, fresh_w
     reference = getattr(solutions, reference_name(exercise))
 
     def off_by_a_bit(*args: Any) -> Any:
-        grads, *rest = reference(*args)
+        result = reference(*args)
+        if isinstance(result, Circuit):
+            return dataclasses.replace(result, edges=tuple(dataclasses.replace(e, weight=e.weight * 1.01) for e in result.edges))
+        grads, *rest = result
         return (grads * 1.01, *rest)
 
     with pytest.raises(checks.CheckFailed) as failure:

@@ -72,8 +72,10 @@ def test_grading_reads_the_table() -> None:
     assert [set(candidate) for candidate in tries] == [{exercise.name for exercise in drawn}] * len(tries)
     for candidate in tries:
         for name, arguments in candidate.items():
-            layers = [value for key, value in arguments.items() if key.startswith("layer")]
+            # `layers` (the circuit's) is a list, increasing; the others name one layer each.
+            layers = [layer for key, value in arguments.items() if key.startswith("layer") for layer in (value if isinstance(value, list) else [value])]
             assert all(0 <= layer < hidden_params.N_LAYERS for layer in layers), (name, arguments)
+            assert arguments.get("layers", [0]) == sorted(set(arguments.get("layers", [0]))), (name, arguments)
             assert arguments.get("layer_from", -1) < arguments.get("layer_to", 0), (name, arguments)
 
 

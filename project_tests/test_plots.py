@@ -73,3 +73,35 @@ def test_latent_card_shows_logit_effects_offline(tiny_world) -> None:
     assert boosted[0][1] >= boosted[-1][1] and suppressed[0][1] <= suppressed[-1][1]
     html = latent_card_html(tiny_world, "blocks.0.hook_resid_pre", 3)
     assert 'class="latent-card"' in html and "Boosts" in html and "Suppresses" in html
+
+
+@pytest.mark.latent_circuit
+def test_circuit_graph_columns_edges_and_links(tiny_world) -> None:
+    """One column per layer (tokens left, logit right); edge width follows |weight| and colour its sign; hover names
+    the latent and position; a latent's label links to its offline card, or to Neuronpedia when given an id."""
+    from part_utils.circuit_plot import plot_circuit
+    from part_utils.dashboard import card_anchor
+
+    model, settings = tiny_world.model, tiny_world.exercises.latent_circuit
+    tokens = model.to_tokens(settings.prompt)
+    str_toks = model.to_str_tokens(settings.prompt)
+    target = int(model(tokens)[0, -1].argmax())
+    circuit = solutions.latent_circuit(tokens, tiny_world.saes, model, settings.layers, target, settings.k)
+    hook_names = {layer: tiny_world.saes[layer].cfg.metadata.hook_name for layer in settings.layers}
+    fig = plot_circuit(circuit, str_toks, "x", card_sae_ids=hook_names)
+    *edges, midpoints, nodes = fig.data
+    assert len(edges) == len(circuit.edges) == len(midpoints.x) and len(nodes.x) == len(circuit.nodes)
+    assert all(edge.hoverinfo == "skip" for edge in edges) and "weight" in midpoints.hovertext[0]
+    assert list(fig.layout.xaxis.ticktext) == ["tokens", *(f"layer {layer}" for layer in settings.layers), "logit"]
+    columns = dict(zip((n.key for n in circuit.nodes), nodes.x))
+    assert {columns[n.key] for n in circuit.nodes if n.kind == "token"} == {0} and columns[circuit.nodes[-1].key] == len(settings.layers) + 1
+    strongest = max(range(len(edges)), key=lambda i: abs(circuit.edges[i].weight))
+    assert edges[strongest].line.width == max(edge.line.width for edge in edges)
+    assert all((edge.line.color.startswith("rgba(33")) == (e.weight > 0) for edge, e in zip(edges, circuit.edges))
+    latent = next(i for i, n in enumerate(circuit.nodes) if n.kind == "latent")
+    node = circuit.nodes[latent]
+    assert f"layer {node.layer}, latent {node.index}" in nodes.hovertext[latent] and f"({node.position})" in nodes.hovertext[latent]
+    assert f'href="#{card_anchor(hook_names[node.layer], node.index)}"' in nodes.text[latent]
+    assert f'id="{card_anchor(hook_names[node.layer], node.index)}"' in latent_card_html(tiny_world, hook_names[node.layer], node.index)
+    online = plot_circuit(circuit, str_toks, "x", neuronpedia_ids={node.layer: "gpt2-small/0-res-jb"}).data[-1]
+    assert f"https://www.neuronpedia.org/gpt2-small/0-res-jb/{node.index}" in online.text[latent]

@@ -312,3 +312,62 @@ def test_references_agree_with_the_straightforward_formulation_at_every_layer(ti
         for layer_from, layer_to in zip(layers, layers[1:]):
             args = (tokens, tiny_world.saes[layer_from], tiny_world.saes[layer_to], model)
             assert_same_results(solutions.latent_to_latent_gradients(*args), straightforward.latent_to_latent_gradients(*args))
+
+
+@pytest.mark.latent_circuit
+def test_latent_circuit_reference(tiny_world: World, world64: World) -> None:
+    """The reference circuit equals the one pruned from every edge computed up front (one jacrev per pair of
+    layers); and its latent edges are gradient x activation as sae_lens's own splicing sees them: the SAEs
+    spliced in with their error term, one latent nudged by a hook, in float64 (central differences)."""
+    ex = tiny_world.exercises.latent_circuit
+    model = tiny_world.model
+    tokens = model.to_tokens(ex.prompt)
+    with torch.no_grad():
+        target = int(model(tokens)[0, -1].argmax())
+    args = (tokens, tiny_world.saes, model, ex.layers, target, ex.k)
+    with torch.enable_grad():
+        circuit = solutions.latent_circuit(*args)
+        dense = straightforward.latent_circuit(*args)
+    assert [n.key for n in circuit.nodes] == [n.key for n in dense.nodes]
+    assert [(e.source, e.target) for e in circuit.edges] == [(e.source, e.target) for e in dense.edges]
+    for quantity, got, want in (
+        ("contribution", [n.contribution for n in circuit.nodes], [n.contribution for n in dense.nodes]),
+        ("weight", [e.weight for e in circuit.edges], [e.weight for e in dense.edges]),
+    ):
+        assert_same_results(torch.tensor(got), torch.tensor(want), quantity)
+    assert len(circuit.latents()) == ex.k * len(ex.layers) and circuit.edges
+
+    m64, saes64 = world64.model, world64.saes
+    nodes = {n.key: n for n in circuit.nodes}
+
+    def spliced(nudged: tuple[int, int, int], delta: float, read: tuple[int, int, int] | None) -> float:
+        """With the circuit's SAEs spliced in (error term kept), latent `nudged` (layer, position, latent) moved by
+        `delta`: latent `read`'s activation, or the target logit when `read` is None."""
+        layer, position, latent = nudged
+        seen: dict[str, Tensor] = {}
+
+        def nudge(acts: Tensor, hook: object) -> Tensor:
+            acts = acts.clone()
+            acts[0, position, latent] += delta
+            return acts
+
+        hooks = [(f"{saes64[layer].cfg.metadata.hook_name}.hook_sae_acts_post", nudge)]
+        if read is not None:
+            hooks.append((f"{saes64[read[0]].cfg.metadata.hook_name}.hook_sae_acts_post", lambda acts, hook: seen.update(acts=acts)))
+        with torch.no_grad(), m64.saes(saes=[saes64[layer] for layer in ex.layers], use_error_term=True):
+            logits = m64.run_with_hooks(tokens, fwd_hooks=hooks)
+        return float(logits[0, -1, target]) if read is None else float(seen["acts"][0, read[1], read[2]])
+
+    checked = 0
+    for edge in sorted(circuit.edges, key=lambda e: -abs(e.weight)):
+        if edge.source[0] != "latent":
+            continue
+        source = nodes[edge.source]
+        nudged = (source.layer, source.position, source.index)
+        read = None if edge.target[0] == "logit" else (edge.target[1], edge.target[2], edge.target[3])
+        derivative = (spliced(nudged, STEP, read) - spliced(nudged, -STEP, read)) / (2 * STEP)
+        torch.testing.assert_close(edge.weight, derivative * source.activation, rtol=1e-3, atol=1e-6, msg=f"edge {edge}")
+        checked += 1
+        if checked == N_ENTRIES:
+            break
+    assert checked == N_ENTRIES

@@ -224,3 +224,36 @@ def test_an_attention_latent_fires_on_the_whole_second_half(world, figures):
     second_half = next_true.dense[0, attn["seq_len"] + 1 :] > 0
     figures.add("toy world", f"most second-half positions covered by one layer {attn['layer_to']} latent: {second_half.sum(0).max().item()} of {attn['seq_len']}")
     assert induction_latents(next_true, attn["seq_len"]) == settings["facts"]["second_half_latents"]
+
+
+# The capstone's figures, as the notebook quotes them (notebooks/source/latent_gradients.py, exercise 7).
+CIRCUIT_LAST_LAYER = {336, 423, 110, 441}
+CIRCUIT_DROP, RANDOM_DROP_MEAN, RANDOM_DROP_STD = 18.6, 5.9, 6.8
+# Quoted to one decimal: the same weights give the same drops to ~1e-4, so 0.06 is the rounding plus room.
+DROP_TOLERANCE = 0.06
+
+
+def test_the_circuit_for_paris_is_faithful(figures):
+    """Zeroing the circuit's latents drops the " Paris" logit clearly more than zeroing as many random active ones.
+
+    "Clearly": at least twice the random draws' mean drop, and more than their mean plus one standard
+    deviation. The random drops are spread wide (draws with no latent at the final position barely move the
+    logit; draws that hit some of the latents there drop it by up to 17), so the second bound says the circuit
+    does better than a lucky random draw usually does; 20 draws keep the mean's own standard error near 1.5."""
+    from part_utils.circuit import circuit_faithfulness
+    from part_utils.worlds import load_world
+
+    world = load_world("toy", device="cpu", verbose=False)
+    settings, model = world.exercises.latent_circuit, world.model
+    tokens = model.to_tokens(settings.prompt)
+    with torch.no_grad():
+        target = int(model(tokens)[0, -1].argmax())
+    assert model.to_single_str_token(target) == " Paris"
+    circuit = solutions.latent_circuit(tokens, world.saes, model, settings.layers, target, settings.k)
+    result = circuit_faithfulness(circuit, tokens, world.saes, model, n_random=20, seed=0)
+    figures.add("toy world", f"capstone circuit, layers {list(settings.layers)}, k {settings.k}: {result}")
+    print(result)
+    assert result.circuit_drop >= 2 * result.random_mean and result.circuit_drop > result.random_mean + result.random_std
+    assert {node.index for node in circuit.latents(settings.layers[-1])} == CIRCUIT_LAST_LAYER
+    assert abs(result.circuit_drop - CIRCUIT_DROP) < DROP_TOLERANCE
+    assert abs(result.random_mean - RANDOM_DROP_MEAN) < DROP_TOLERANCE and abs(result.random_std - RANDOM_DROP_STD) < DROP_TOLERANCE

@@ -9,7 +9,7 @@ Chromium (Playwright), nbgrader's own buttons from release to feedback.
   account their server runs as (refused); also the instructor's course directory and the hidden tests.
 - The instructor collects, autogrades each submission (formgrader's button, the course's nbgrader config),
   generates and releases feedback.
-- Each learner fetches their feedback: 12/12 and 2/12; no hidden test in anything a learner received.
+- Each learner fetches their feedback: 14/14 and 2/14; no hidden test in anything a learner received.
 
 Screenshots of every step are saved under build/screenshots/workshop_*.png. Needs root (one Linux account per
 person), npm (the hub's proxy) and Chromium; skips, saying why, only where one is missing. The accounts it
@@ -357,9 +357,9 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
         html = learner.fetch_feedback()
         assert not [m for m in HIDDEN_MARKERS if m in html], f"{learner.username}'s feedback shows hidden tests"
         scores[learner.username] = tuple(float(x) for x in SCORE.search(html).groups())
-    assert scores == {LEARNER_1: (12.0, 12.0), LEARNER_2: (2.0, 12.0)}, scores
+    assert scores == {LEARNER_1: (14.0, 14.0), LEARNER_2: (2.0, 14.0)}, scores
     outside = [url for url in outside if not url.startswith(FEEDBACK_MATHJAX)]
     assert not outside, f"pages tried to fetch from outside the hub: {outside[:10]}"
     figures.add("workshop", f"make workshop, 1 instructor + 2 learners in Chromium: release -> fetch -> validate -> submit -> collect -> "
                             f"autograde -> feedback in {time.perf_counter() - start:.0f} s (autograde of 2 submissions {grading_seconds:.0f} s); "
-                            f"scores {scores[LEARNER_1][0]:g}/12 and {scores[LEARNER_2][0]:g}/12")  # fmt: skip
+                            f"scores {scores[LEARNER_1][0]:g}/14 and {scores[LEARNER_2][0]:g}/14")  # fmt: skip

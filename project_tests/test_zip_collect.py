@@ -3,7 +3,7 @@
 - Canvas: a "Download Submissions" zip with two learners' notebooks under Canvas's file names (one on time with
   the reference solutions, one late re-submission that solves SparseTensor only) and a file that is not the
   notebook. zip_collect files them under submitted/<Canvas user id>/; autograde, feedback and grades follow
-  (as `make autograde`, `make feedback`, `make grades` run them): grades.csv has one row per learner, 12 and 2.
+  (as `make autograde`, `make feedback`, `make grades` run them): grades.csv has one row per learner, 14 and 2.
 - Moodle: a "Download all submissions" zip (a folder per participant): both land under submitted/<participant id>/.
 
 All in a temporary copy of the course directory; the grading world is chosen as in test_nbgrader.py.
@@ -55,7 +55,7 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _notebooks(course: Path) -> dict[str, str]:
-    """The reference solutions, and SparseTensor solved alone (2 of 12 points), as notebook text."""
+    """The reference solutions, and SparseTensor solved alone (2 of 14 points), as notebook text."""
     release = nbformat.read(course / "release" / settings.ASSIGNMENT / NOTEBOOK, as_version=4)
     source = nbformat.read(course / "source" / settings.ASSIGNMENT / NOTEBOOK, as_version=4)
     return {
@@ -90,7 +90,7 @@ def test_canvas_zip_is_collected_graded_and_has_a_row_per_learner(course: Path, 
         rows = list(csv.DictReader(file))
     assert sorted(row["student_id"] for row in rows) == ["12345", "23456"], rows
     scores = {row["student_id"]: float(row["score"]) for row in rows}
-    assert scores == {"12345": 12.0, "23456": 2.0}, rows
+    assert scores == {"12345": 14.0, "23456": 2.0}, rows
     for student in scores:
         html = (course / "feedback" / student / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.html").read_text()
         assert "BEGIN HIDDEN TESTS" not in html and "grading.kernel.hidden" not in html

@@ -147,6 +147,22 @@ def measure(device: str) -> list[Row]:
     ]
     first_half = prev.indices[(prev.indices[:, 1] >= 1) & (prev.indices[:, 1] <= induction.seq_len), 2].unique().tolist()
     rows.append(_compare("layer-4 latents 22975, 21020, 23954 active on the first half", [22975, 21020, 23954], [x for x in (22975, 21020, 23954) if x in first_half], informational=True))
+
+    # Exercise 7 (capstone): the notebook says what to expect on GPT-2, unmeasured; print what is measured.
+    from part_utils.circuit import circuit_faithfulness
+
+    settings = ex.latent_circuit
+    tokens = model.to_tokens(settings.prompt)
+    circuit = solutions.latent_circuit(tokens, saes, model, settings.layers, paris, settings.k)
+    last = [node.index for node in circuit.latents(settings.layers[-1])]
+    rows.append(_compare(f"capstone: layer-{settings.layers[-1]} latents kept for ' Paris'", "F9.22250 among them (expected)", last, informational=True))
+    faithfulness = circuit_faithfulness(circuit, tokens, saes, model, n_random=20, seed=0)
+    rows.append(_compare(
+        "capstone: ' Paris' logit drop, circuit vs 20 random draws",
+        "circuit far above random (expected)",
+        f"{faithfulness.circuit_drop:.2f} vs {faithfulness.random_mean:.2f} ± {faithfulness.random_std:.2f}",
+        informational=True,
+    ))
     return rows
 
 

@@ -1,6 +1,7 @@
 """Reference solutions of the Latent Gradients exercises (the learner checks compare against these)."""
 
 from solutions.attention import latent_acts_to_later_latent_acts_attn, latent_to_latent_gradients_attn
+from solutions.latent_circuit import latent_circuit
 from solutions.latent_to_latent import latent_acts_to_later_latent_acts, latent_to_latent_gradients
 from solutions.latent_to_logit import latent_acts_to_logits, latent_to_logit_gradients
 from solutions.sparse_tensor import SparseTensor
@@ -11,6 +12,7 @@ __all__ = [
     "latent_acts_to_later_latent_acts",
     "latent_acts_to_later_latent_acts_attn",
     "latent_acts_to_logits",
+    "latent_circuit",
     "latent_to_latent_gradients",
     "latent_to_latent_gradients_attn",
     "latent_to_logit_gradients",

@@ -1,4 +1,4 @@
-"""The straightforward formulation of the four gradient computations: dense SAE maps, reverse mode.
+"""The straightforward formulation of the gradient computations: dense SAE maps, reverse mode.
 
 Each function here is the plain version of a reference solution: it decodes the dense latent tensor
 with `sae.decode`, encodes with `sae.encode`, unembeds every position, and takes every Jacobian with
@@ -8,12 +8,15 @@ course's own tests, and it is the baseline of `make bench`. Its results equal th
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 from transformer_lens.utilities import get_act_name
 
 from part_utils.hooks import _get_hook_layer
+from solutions.latent_circuit import EDGE_THRESHOLD, attribution, prune
 from solutions.sparse_tensor import SparseTensor
 
 
@@ -92,7 +95,21 @@ def latent_to_latent_gradients_attn(tokens: Tensor, sae_from: SAE, sae_to: SAE, 
     return grads, prev, next_true, SparseTensor.from_dense(next_recon)
 
 
+def latent_circuit(
+    tokens: Tensor,
+    saes: Mapping[int, SAE],
+    model: HookedSAETransformer,
+    layers: Sequence[int],
+    target_token_id: int,
+    k: int,
+    edge_threshold: float = EDGE_THRESHOLD,
+):
+    """The reference's pruning on every edge's weight computed up front, in one jacrev per pair of layers."""
+    return prune(attribution(tokens, saes, model, layers, target_token_id).dense(), k, edge_threshold)
+
+
 __all__ = [
+    "latent_circuit",
     "latent_to_latent_gradients",
     "latent_to_latent_gradients_attn",
     "latent_to_logit_gradients",

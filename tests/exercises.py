@@ -32,6 +32,7 @@ from tests.intermediate import (
     test_latent_acts_to_logits,
     test_tokens_to_latent_acts,
 )
+from tests.latent_circuit import test_latent_circuit
 from tests.latent_to_latent import test_latent_to_latent_gradients
 from tests.latent_to_logit import test_latent_to_logit_gradients
 from tests.sparse_tensor import test_sparse_tensor
@@ -101,6 +102,12 @@ def _hidden_attention(rng: random.Random, prompts: tuple[str, ...], n_layers: in
     return {"seed": rng.randrange(10_000), **_layer_pair(rng, n_layers)}
 
 
+def _hidden_circuit(rng: random.Random, prompts: tuple[str, ...], n_layers: int) -> dict[str, Any]:
+    # Two or three layers, increasing; k from 2 to 5: never the visible check's layers and k together.
+    layers = sorted(rng.sample(range(n_layers), rng.choice((2, 3))))
+    return {"prompt": rng.choice(prompts), "layers": layers, "k": rng.randrange(2, 6)}
+
+
 # In the order the course teaches them.
 EXERCISES: tuple[Exercise, ...] = (
     Exercise(
@@ -162,6 +169,18 @@ EXERCISES: tuple[Exercise, ...] = (
         sae_map="attn_saes",
         parts=_frozen({"activations": 1, "gradients": 2}),
         draw_hidden=_hidden_attention,
+    ),
+    Exercise(
+        name="latent_circuit",
+        title="exercise 7, a circuit for one prediction (capstone)",
+        settings="latent_circuit",
+        reference=solutions.latent_circuit,
+        straightforward=straightforward.latent_circuit,
+        check=test_latent_circuit,
+        intermediate_checks=(),
+        sae_map="saes",
+        parts=_frozen({"nodes": 1, "edges": 1}),
+        draw_hidden=_hidden_circuit,
     ),
 )
 BY_NAME: Mapping[str, Exercise] = MappingProxyType({exercise.name: exercise for exercise in EXERCISES})

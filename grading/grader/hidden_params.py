@@ -85,6 +85,7 @@ def reference_sizes(world: Any, exercise: str, chosen: dict[str, Any]) -> dict[s
     import contextlib
     import io
 
+    from part_utils.circuit import Circuit
     from tests.exercises import BY_NAME
 
     row = BY_NAME[exercise]
@@ -96,7 +97,11 @@ def reference_sizes(world: Any, exercise: str, chosen: dict[str, Any]) -> dict[s
 
     with contextlib.redirect_stdout(io.StringIO()):
         row.run_check(recorded, world, **chosen)
-    gradients = returned[-1][0].detach()
+    result = returned[-1]
+    if isinstance(result, Circuit):
+        # A circuit's "Jacobian": its latents on one side, its edges on the other, and their weights.
+        return {"shape": [len(result.latents()), len(result.edges)], "gradient": sum(abs(edge.weight) for edge in result.edges)}
+    gradients = result[0].detach()
     return {"shape": list(gradients.shape), "gradient": float(gradients.abs().sum())}
 
 

@@ -157,3 +157,15 @@ correct("latent_acts_to_logits", name="final_position_only", description="only t
 correct("latent_acts_to_logits", name="reference", description="the course's reference (x @ W_U at the final position)")(solutions.latent_acts_to_logits)
 correct("latent_acts_to_later_latent_acts_attn", name="run_with_hooks", description="run_with_hooks: one hook replaces the earlier z, one records the later z")(learner.later_latent_acts_attn())
 correct("latent_acts_to_later_latent_acts_attn", name="reference", description="the course's reference (model.hooks context)")(solutions.latent_acts_to_later_latent_acts_attn)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 7 (capstone): latent_circuit
+# ---------------------------------------------------------------------------------------------
+
+correct("latent_circuit", name="jacrev_sorted", description="dense maps with the error terms, full jacrev Jacobians, sorted() for the top k")(
+    learner.latent_circuit()
+)
+correct("latent_circuit", name="jacfwd", description="the same in forward mode: full jacfwd Jacobians")(
+    learner.latent_circuit(jacobian=torch.func.jacfwd)
+)

@@ -354,3 +354,94 @@ def later_latent_acts_attn(*, replace_z: bool = True, start: int = 0, stop: int 
         return later.sparse[0], (later.dense,)
 
     return latent_acts_to_later_latent_acts_attn
+
+
+
+def latent_circuit(
+    *,
+    weight: str = "gradient_x_activation",
+    sign: str = "keep",
+    prune: str = "backward",
+    layer_order: str = "increasing",
+    jacobian: Callable[..., Any] = torch.func.jacrev,
+) -> Callable[..., Any]:
+    """Exercise 7 as the notebook leads a learner to write it: dense maps with each SAE's error term added back,
+    every Jacobian in full (`jacobian`: jacrev or jacfwd), then pruning by hand with sorted().
+
+    weight: "gradient_x_activation" or "raw" (the gradient alone); sign: "keep", "abs" or "negate";
+    prune: "backward" (from the logit) or "forward" (from the tokens, by the weight flowing in);
+    layer_order: "increasing" or "reversed" (the layers walked from the last)."""
+    from part_utils.circuit import Circuit, CircuitEdge, CircuitNode
+
+    def weighted(gradient: Tensor, activation: Tensor | float) -> Tensor:
+        value = gradient if weight == "raw" else gradient * activation
+        return value.abs() if sign == "abs" else -value if sign == "negate" else value
+
+    def latent_circuit(tokens, saes, model, layers, target_token_id, k, edge_threshold=0.05):
+        order = list(layers) if layer_order == "increasing" else list(layers)[::-1]
+        with torch.no_grad():
+            logit = float(model(tokens)[0, -1, target_token_id])
+            _, cache = model.run_with_cache(tokens)
+        resid = [cache[get_act_name("resid_pre", layer)] for layer in order]
+        dense = [saes[layer].encode(r) for layer, r in zip(order, resid)]
+        errors = [r - saes[layer].decode(d) for layer, r, d in zip(order, resid, dense)]
+        acts = [SparseTensor.from_dense(d.detach()) for d in dense]
+        keys = [[("latent", layer, p, latent) for _, p, latent in a.indices.tolist()] for layer, a in zip(order, acts)]
+        values = [a.values for a in acts]
+
+        def first_latents(scales: Tensor) -> Tensor:
+            x = model(model(tokens, stop_at_layer=0) * scales[..., None], start_at_layer=0, stop_at_layer=order[0])
+            return saes[order[0]].encode(x)[tuple(acts[0].indices.T)]
+
+        token_weights = weighted(jacobian(first_latents)(torch.ones(tokens.shape))[:, 0].T.detach(), 1.0)  # (seq, n_0)
+        between = []  # between[i][v, u]: layer i's latent u -> layer i + 1's latent v
+        for i, (a, b) in enumerate(zip(order, order[1:])):
+
+            def later(v: Tensor, i: int = i, a: int = a, b: int = b) -> Tensor:
+                x = saes[a].decode(dense_of(v, acts[i].indices, acts[i].shape)) + errors[i]
+                return saes[b].encode(model(x, start_at_layer=a, stop_at_layer=b))[tuple(acts[i + 1].indices.T)]
+
+            between.append(weighted(jacobian(later)(values[i]).detach(), values[i]))
+
+        def target_logit(v: Tensor) -> Tensor:
+            x = saes[order[-1]].decode(dense_of(v, acts[-1].indices, acts[-1].shape)) + errors[-1]
+            return model(x, start_at_layer=order[-1])[0, -1, target_token_id]
+
+        logit_weights = weighted(jacobian(target_logit)(values[-1]).detach(), values[-1])
+        n = len(order)
+        kept: list[list[int]] = [[] for _ in range(n)]
+        contribution: list[Tensor] = [torch.zeros(0)] * n
+        if prune == "backward":
+            c = logit_weights
+            for i in reversed(range(n)):
+                if i < n - 1:
+                    c = between[i][kept[i + 1]].T @ (contribution[i + 1] / values[i + 1][kept[i + 1]])
+                kept[i] = sorted(range(len(c)), key=lambda r: -float(c[r]))[:k]
+                contribution[i] = c[kept[i]]
+        else:
+            inflow = token_weights.sum(0)
+            for i in range(n):
+                kept[i] = inflow.topk(min(k, len(inflow))).indices.tolist()
+                if i + 1 < n:
+                    inflow = between[i][:, kept[i]].sum(1)
+            contribution[n - 1] = logit_weights[kept[n - 1]]
+            for i in reversed(range(n - 1)):
+                contribution[i] = between[i][kept[i + 1]][:, kept[i]].T @ (contribution[i + 1] / values[i + 1][kept[i + 1]])
+        gradient_first = contribution[0] / values[0][kept[0]]
+        token_ids = tokens[0].tolist()
+        nodes = [CircuitNode("token", None, p, t, 1.0, float(token_weights[p, kept[0]] @ gradient_first)) for p, t in enumerate(token_ids)]
+        for i in range(n):
+            nodes += [CircuitNode(*keys[i][r], float(values[i][r]), float(c)) for r, c in zip(kept[i], contribution[i])]
+        logit_key = ("logit", None, len(token_ids) - 1, target_token_id)
+        nodes.append(CircuitNode(*logit_key, logit, logit))
+        edges = [CircuitEdge(("token", None, p, t), keys[0][r], float(token_weights[p, r])) for r in kept[0] for p, t in enumerate(token_ids)]
+        for i in range(n - 1):
+            edges += [CircuitEdge(keys[i][u], keys[i + 1][v], float(between[i][v, u])) for v in kept[i + 1] for u in kept[i]]
+        edges += [CircuitEdge(keys[-1][r], logit_key, float(logit_weights[r])) for r in kept[-1]]
+        largest: dict = {}
+        for e in edges:
+            largest[e.target] = max(largest.get(e.target, 0.0), abs(e.weight))
+        edges = [e for e in edges if e.weight != 0 and abs(e.weight) >= edge_threshold * largest[e.target]]
+        return Circuit(tuple(nodes), tuple(edges), target_token_id, tuple(order))
+
+    return latent_circuit

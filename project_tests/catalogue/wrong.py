@@ -306,3 +306,22 @@ wrong("attention", hint="z of layer", name="wrong_layer_z", description="the ear
 wrong("attention", hint="names_filter", name="resid_pre_not_cached", description="resid_pre left out of names_filter: the cache has no entry for it")(
     learner.attention(resid_pre_in_cache=False)
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 7 (capstone): latent_circuit
+# ---------------------------------------------------------------------------------------------
+
+wrong("latent_circuit", hint="raw gradients", name="raw_gradients", description="edge weights are the gradients, not gradient x activation")(
+    learner.latent_circuit(weight="raw")
+)
+wrong("latent_circuit", hint="lost sign", name="abs_weights", description="a lost sign: |gradient x activation|")(learner.latent_circuit(sign="abs"))
+wrong("latent_circuit", hint="lost sign", name="negated_weights", description="a lost sign: the weights negated")(
+    learner.latent_circuit(sign="negate")
+)
+wrong("latent_circuit", hint="pruned forward", name="pruned_forward", description="pruning forward from the tokens instead of back from the logit")(
+    learner.latent_circuit(prune="forward")
+)
+wrong("latent_circuit", hint="layers in the wrong order", name="layers_reversed", description="the layers walked from the last: tokens into the last layer")(
+    learner.latent_circuit(layer_order="reversed")
+)
