@@ -12,6 +12,7 @@ from typing import Any
 
 # Each exported name and the module that defines it.
 _HOMES = {
+    "EDGE_THRESHOLD": "part_utils.circuit",
     "Circuit": "part_utils.circuit",
     "CircuitEdge": "part_utils.circuit",
     "CircuitNode": "part_utils.circuit",

@@ -15,6 +15,9 @@ import torch
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
+# An edge is kept when its |weight| is at least this share of the largest |weight| into the same node.
+EDGE_THRESHOLD = 0.05
+
 # A node's identity: (kind, layer, position, index). Edges name their ends by it.
 NodeKey = tuple[str, "int | None", int, int]
 

@@ -38,6 +38,7 @@ import pytest
 from test_browser import CHROMIUM_ARGS, SCREENSHOTS, find_chromium
 
 from grading.grader import settings
+from project_tests.grading_examples import POINTS
 
 from lab_server import free_port  # project_tests/lab_server.py
 
@@ -357,9 +358,10 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
         html = learner.fetch_feedback()
         assert not [m for m in HIDDEN_MARKERS if m in html], f"{learner.username}'s feedback shows hidden tests"
         scores[learner.username] = tuple(float(x) for x in SCORE.search(html).groups())
-    assert scores == {LEARNER_1: (14.0, 14.0), LEARNER_2: (2.0, 14.0)}, scores
+    total = float(sum(POINTS.values()))
+    assert scores == {LEARNER_1: (total, total), LEARNER_2: (float(POINTS["sparse_tensor"]), total)}, scores
     outside = [url for url in outside if not url.startswith(FEEDBACK_MATHJAX)]
     assert not outside, f"pages tried to fetch from outside the hub: {outside[:10]}"
     figures.add("workshop", f"make workshop, 1 instructor + 2 learners in Chromium: release -> fetch -> validate -> submit -> collect -> "
                             f"autograde -> feedback in {time.perf_counter() - start:.0f} s (autograde of 2 submissions {grading_seconds:.0f} s); "
-                            f"scores {scores[LEARNER_1][0]:g}/14 and {scores[LEARNER_2][0]:g}/14")  # fmt: skip
+                            f"scores {scores[LEARNER_1][0]:g}/{total:g} and {scores[LEARNER_2][0]:g}/{total:g}")  # fmt: skip

@@ -17,12 +17,9 @@ from jaxtyping import Int
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
-from part_utils.circuit import Circuit, CircuitEdge, CircuitNode, NodeKey
+from part_utils.circuit import EDGE_THRESHOLD, Circuit, CircuitEdge, CircuitNode, NodeKey
 from part_utils.hooks import _get_hook_layer
 from solutions.sparse_tensor import SparseTensor
-
-# An edge is kept when its |weight| is at least this share of the largest |weight| into the same node.
-EDGE_THRESHOLD = 0.05
 
 
 @dataclass(frozen=True)

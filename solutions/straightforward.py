@@ -15,8 +15,9 @@ from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 from transformer_lens.utilities import get_act_name
 
+from part_utils.circuit import EDGE_THRESHOLD
 from part_utils.hooks import _get_hook_layer
-from solutions.latent_circuit import EDGE_THRESHOLD, attribution, prune
+from solutions.latent_circuit import attribution, prune
 from solutions.sparse_tensor import SparseTensor
 
 

@@ -59,6 +59,9 @@ class Exercise:
     # given the prompts to choose from and the world's number of layers. None: the hidden test has inputs
     # of its own (SparseTensor's are drawn in the kernel from a seed).
     draw_hidden: Callable[[random.Random, tuple[str, ...], int], dict[str, Any]] | None
+    # How big a result of the reference is, {"shape": [...], "gradient": total |weight|}: a hidden test can
+    # only fail a wrong function when both are non-zero (`grading.grader.hidden_params.non_trivial`).
+    result_size: Callable[[Any], dict[str, Any]] | None = None
 
     @property
     def settings_type(self) -> type | None:
@@ -108,6 +111,17 @@ def _hidden_circuit(rng: random.Random, prompts: tuple[str, ...], n_layers: int)
     return {"prompt": rng.choice(prompts), "layers": layers, "k": rng.randrange(2, 6)}
 
 
+def _jacobian_size(result: Any) -> dict[str, Any]:
+    """A gradient exercise's result begins with its Jacobian."""
+    gradients = result[0].detach()
+    return {"shape": list(gradients.shape), "gradient": float(gradients.abs().sum())}
+
+
+def _circuit_size(circuit: Any) -> dict[str, Any]:
+    """A circuit's latents on one side, its edges on the other, and their weights."""
+    return {"shape": [len(circuit.latents()), len(circuit.edges)], "gradient": sum(abs(edge.weight) for edge in circuit.edges)}
+
+
 # In the order the course teaches them.
 EXERCISES: tuple[Exercise, ...] = (
     Exercise(
@@ -133,6 +147,7 @@ EXERCISES: tuple[Exercise, ...] = (
         sae_map="saes",
         parts=_frozen({"activations": 1, "gradients": 2}),
         draw_hidden=_hidden_latent_to_latent,
+        result_size=_jacobian_size,
     ),
     Exercise(
         name="token_to_latent",
@@ -145,6 +160,7 @@ EXERCISES: tuple[Exercise, ...] = (
         sae_map="saes",
         parts=_frozen({"activations": 1, "gradients": 1}),
         draw_hidden=_hidden_token_to_latent,
+        result_size=_jacobian_size,
     ),
     Exercise(
         name="latent_to_logit",
@@ -157,6 +173,7 @@ EXERCISES: tuple[Exercise, ...] = (
         sae_map="saes",
         parts=_frozen({"activations": 1, "gradients": 1}),
         draw_hidden=_hidden_latent_to_logit,
+        result_size=_jacobian_size,
     ),
     Exercise(
         name="attention",
@@ -169,6 +186,7 @@ EXERCISES: tuple[Exercise, ...] = (
         sae_map="attn_saes",
         parts=_frozen({"activations": 1, "gradients": 2}),
         draw_hidden=_hidden_attention,
+        result_size=_jacobian_size,
     ),
     Exercise(
         name="latent_circuit",
@@ -181,6 +199,7 @@ EXERCISES: tuple[Exercise, ...] = (
         sae_map="saes",
         parts=_frozen({"nodes": 1, "edges": 1}),
         draw_hidden=_hidden_circuit,
+        result_size=_circuit_size,
     ),
 )
 BY_NAME: Mapping[str, Exercise] = MappingProxyType({exercise.name: exercise for exercise in EXERCISES})

@@ -13,8 +13,8 @@ from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
 import solutions
-from part_utils.circuit import Circuit, NodeKey
-from solutions.latent_circuit import EDGE_THRESHOLD, Attribution, attribution, prune
+from part_utils.circuit import EDGE_THRESHOLD, Circuit, NodeKey
+from solutions.latent_circuit import Attribution, attribution, prune
 from tests._exercise import _also_changed, left_a_trace, world_settings
 from tests._report import CheckFailed, call_learner, close_enough, compare_tensor, fmt_seconds, passed, shape_of
 from tests._state import preserved_state

@@ -78,14 +78,13 @@ def hidden_world(seed: int) -> Any:
 
 
 def reference_sizes(world: Any, exercise: str, chosen: dict[str, Any]) -> dict[str, Any]:
-    """The shape and absolute sum of the reference Jacobian of one hidden test, as its check computes it.
+    """How big the reference's result of one hidden test is (its table row's `result_size`), as its check computes it.
 
     The check is run with the reference in the learner's place, recording what it returns: the same
     tokens, layers and k the hidden test will use, whatever the exercise."""
     import contextlib
     import io
 
-    from part_utils.circuit import Circuit
     from tests.exercises import BY_NAME
 
     row = BY_NAME[exercise]
@@ -97,12 +96,7 @@ def reference_sizes(world: Any, exercise: str, chosen: dict[str, Any]) -> dict[s
 
     with contextlib.redirect_stdout(io.StringIO()):
         row.run_check(recorded, world, **chosen)
-    result = returned[-1]
-    if isinstance(result, Circuit):
-        # A circuit's "Jacobian": its latents on one side, its edges on the other, and their weights.
-        return {"shape": [len(result.latents()), len(result.edges)], "gradient": sum(abs(edge.weight) for edge in result.edges)}
-    gradients = result[0].detach()
-    return {"shape": list(gradients.shape), "gradient": float(gradients.abs().sum())}
+    return row.result_size(returned[-1])
 
 
 def non_trivial(sizes: dict[str, Any]) -> bool:

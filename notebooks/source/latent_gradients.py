@@ -924,29 +924,12 @@ for sae_id, latent_idx in world.facts.get("attention", {}).get("dashboards", [])
 # </details>
 
 # %%
-from part_utils import Circuit, CircuitEdge, CircuitNode, circuit_faithfulness, plot_circuit
+from collections.abc import Mapping, Sequence
+
+from part_utils import EDGE_THRESHOLD, Circuit, CircuitEdge, CircuitNode, circuit_faithfulness, plot_circuit
 
 
-# %% [exercise exercise=latent_circuit]
-def latent_circuit(
-    tokens: Int[Tensor, "1 seq"],
-    saes: dict[int, SAE],
-    model: HookedSAETransformer,
-    layers: list[int],
-    target_token_id: int,
-    k: int,
-    edge_threshold: float = 0.05,
-) -> Circuit:
-    """
-    The circuit behind the target logit at the final position, through the residual SAEs at `layers` (increasing).
-
-    Nodes: every token position; per layer, the k active latents with the largest contribution to the logit,
-    pruned back from the logit; the logit. Edges (weight = gradient x source activation): tokens -> first
-    layer -> ... -> last layer -> logit; those below `edge_threshold` x the largest |weight| into the same
-    node are dropped.
-
-    Returns a Circuit(nodes, edges, target_token_id, layers) of CircuitNodes and CircuitEdges.
-    """
+# %% [exercise exercise=latent_circuit contract=solutions.latent_circuit.latent_circuit]
     ### BEGIN SOLUTION
     with t.no_grad():
         logit = model(tokens)[0, -1, target_token_id].item()
