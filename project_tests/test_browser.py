@@ -283,6 +283,16 @@ def cell_node(page, index: int):
 
 # --- the tests -----------------------------------------------------------------------------------------------------
 
+def _hover_label(page, plot, point_js: str) -> str:
+    """Move the mouse to the point of `plot` that `point_js` finds, and return the hover label that appears."""
+    box = plot.bounding_box()
+    x, y = plot.evaluate(point_js)
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    hover = plot.locator(".hoverlayer .hovertext")
+    hover.first.wait_for(timeout=10_000)
+    return hover.first.text_content()
+
+
 def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Screenshots, figures) -> None:
     world = offline_world()
     open_notebook(page, lab, "latent_gradients_solutions.ipynb")
@@ -328,12 +338,7 @@ def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Scr
         assert min(font_sizes) >= 10, f"{name}: tick labels too small to read ({min(font_sizes)} px)"
         screenshots.take(plot, f"solutions_{name}")
         # Hover the largest gradient: the label names the latent, the token and its position, and the value.
-        box = plot.bounding_box()
-        x, y = plot.evaluate(LARGEST_CELL_JS)
-        page.mouse.move(box["x"] + x, box["y"] + y)
-        hover = plot.locator(".hoverlayer .hovertext")
-        hover.first.wait_for(timeout=10_000)
-        label = hover.first.text_content()
+        label = _hover_label(page, plot, LARGEST_CELL_JS)
         assert re.search(LATENT, label) and re.search(TOKEN_AND_POSITION, label) and "gradient:" in label, (
             f"{name}: the hover label does not name the latent, token and position: {label!r}"
         )
@@ -349,12 +354,7 @@ def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Scr
     labels = graph.locator(".scatterlayer .trace .textpoint").all_text_contents()
     assert any(re.search(LATENT, label) and re.search(TOKEN_AND_POSITION, label) for label in labels), labels[:5]
     screenshots.take(graph, "solutions_circuit")
-    box = graph.bounding_box()
-    x, y = graph.evaluate(LARGEST_NODE_JS)
-    page.mouse.move(box["x"] + x, box["y"] + y)
-    hover = graph.locator(".hoverlayer .hovertext")
-    hover.first.wait_for(timeout=10_000)
-    label = hover.first.text_content()
+    label = _hover_label(page, graph, LARGEST_NODE_JS)
     assert re.search(LATENT, label) and "contribution" in label, f"the circuit's hover label does not name the latent: {label!r}"
     screenshots.take(graph, "solutions_circuit_hover")
     page.mouse.move(5, 5)

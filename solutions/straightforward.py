@@ -96,15 +96,7 @@ def latent_to_latent_gradients_attn(tokens: Tensor, sae_from: SAE, sae_to: SAE, 
     return grads, prev, next_true, SparseTensor.from_dense(next_recon)
 
 
-def latent_circuit(
-    tokens: Tensor,
-    saes: Mapping[int, SAE],
-    model: HookedSAETransformer,
-    layers: Sequence[int],
-    target_token_id: int,
-    k: int,
-    edge_threshold: float = EDGE_THRESHOLD,
-):
+def latent_circuit(tokens: Tensor, saes: Mapping[int, SAE], model: HookedSAETransformer, layers: Sequence[int], target_token_id: int, k: int, edge_threshold: float = EDGE_THRESHOLD):
     """The reference's pruning on every edge's weight computed up front, in one jacrev per pair of layers."""
     return prune(attribution(tokens, saes, model, layers, target_token_id).dense(), k, edge_threshold)
 

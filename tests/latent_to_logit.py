@@ -23,14 +23,10 @@ def _position_hint(got: Any, tokens: Tensor, model: HookedSAETransformer) -> str
     """If `got` is the true logits at another position than the final one, say which."""
     if not isinstance(got, Tensor) or got.ndim != 1:
         return None
-    all_logits = model(tokens)[0]
-    for position in range(all_logits.shape[0] - 1):
-        if close_enough(got, all_logits[position]):
-            return (
-                f"These are the logits at position {position}; the gradients are for the final position's logits: "
-                "logits[0, -1]."
-            )
-    return None
+    position = _earlier_position_matching(got, model(tokens)[0])
+    if position is None:
+        return None
+    return f"These are the logits at position {position}; the gradients are for the final position's logits: logits[0, -1]."
 
 
 def _gradient_position_hint(grads: Tensor, acts: Any, token_ids: list[int], sae: SAE, model: HookedSAETransformer) -> str | None:
@@ -43,13 +39,18 @@ def _gradient_position_hint(grads: Tensor, acts: Any, token_ids: list[int], sae:
 
     with torch.enable_grad():
         jacobians = torch.func.jacrev(every_position)(values)  # (seq, k, n_active)
-    for position in range(jacobians.shape[0] - 1):
-        if close_enough(grads, jacobians[position]):
-            return (
-                f"Your gradients are those of the logits at position {position}; differentiate the final position's "
-                "logits: index the model's output with [0, -1] in the function you pass to jacrev."
-            )
-    return None
+    position = _earlier_position_matching(grads, jacobians)
+    if position is None:
+        return None
+    return (
+        f"Your gradients are those of the logits at position {position}; differentiate the final position's "
+        "logits: index the model's output with [0, -1] in the function you pass to jacrev."
+    )
+
+
+def _earlier_position_matching(got: Tensor, per_position: Tensor) -> int | None:
+    """The first position before the final one whose slice of `per_position` matches `got`, if any."""
+    return next((position for position in range(per_position.shape[0] - 1) if close_enough(got, per_position[position])), None)
 
 
 @torch.no_grad()
