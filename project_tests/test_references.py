@@ -21,6 +21,7 @@ import solutions.straightforward as straightforward
 from part_utils.hooks import _get_hook_layer
 from part_utils.random_world import TINY_SHAPE, build_random_world
 from part_utils.world_types import World
+from tests.exercises import BY_NAME
 
 STEP = 1e-4  # central differences in float64: truncation ~STEP**2, rounding ~1e-16 / STEP
 N_ENTRIES = 6  # Jacobian entries checked per computation: the largest, and a seeded random few
@@ -30,6 +31,15 @@ pytestmark = pytest.mark.slow
 
 
 # ------------------------------------------------------------------------------------ shared helpers
+def reference_agreeing_with_straightforward(exercise: str, args: tuple) -> object:
+    """The exercise's reference result on `args`, after checking that its straightforward formulation agrees."""
+    row = BY_NAME[exercise]
+    with torch.enable_grad():
+        result = row.reference(*args)
+        assert_same_results(result, row.straightforward(*args))
+    return result
+
+
 def assert_same_results(got: object, want: object, name: str = "result") -> None:
     """Every output of the reference equals the straightforward one's, up to float32 rounding."""
     if isinstance(want, tuple):
@@ -136,9 +146,7 @@ def test_latent_to_latent_reference(tiny_world: World, world64: World) -> None:
     model = tiny_world.model
     tokens = model.to_tokens(ex.prompt)
     args = (tokens, tiny_world.saes[ex.layer_from], tiny_world.saes[ex.layer_to], model)
-    with torch.enable_grad():
-        result = solutions.latent_to_latent_gradients(*args)
-        assert_same_results(result, straightforward.latent_to_latent_gradients(*args))
+    result = reference_agreeing_with_straightforward("latent_to_latent", args)
 
     grads, prev, _, next_recon = result
     assert grads.shape == (len(next_recon.sparse[0]), len(prev.sparse[0]))
@@ -162,9 +170,7 @@ def test_token_to_latent_reference(tiny_world: World, world64: World) -> None:
     model = tiny_world.model
     tokens = model.to_tokens(ex.prompt)
     args = (tokens, tiny_world.saes[ex.layer], model)
-    with torch.enable_grad():
-        result = solutions.token_to_latent_gradients(*args)
-        assert_same_results(result, straightforward.token_to_latent_gradients(*args))
+    result = reference_agreeing_with_straightforward("token_to_latent", args)
 
     grads, acts = result
     assert grads.shape == (*tokens.shape, len(acts.sparse[0]))
@@ -187,9 +193,7 @@ def test_latent_to_logit_reference(tiny_world: World, world64: World) -> None:
     model = tiny_world.model
     tokens = model.to_tokens(ex.prompt)
     args = (tokens, tiny_world.saes[ex.layer], model, ex.k)
-    with torch.enable_grad():
-        result = solutions.latent_to_logit_gradients(*args)
-        assert_same_results(result, straightforward.latent_to_logit_gradients(*args))
+    result = reference_agreeing_with_straightforward("latent_to_logit", args)
 
     grads, logits, _, token_ids, acts = result
     assert grads.shape == (ex.k, len(acts.sparse[0])) and len(token_ids) == ex.k
@@ -212,9 +216,7 @@ def test_attention_reference(tiny_world: World, world64: World) -> None:
     model = tiny_world.model
     tokens = ex.repeated_tokens(model)
     args = (tokens, tiny_world.attn_saes[ex.layer_from], tiny_world.attn_saes[ex.layer_to], model)
-    with torch.enable_grad():
-        result = solutions.latent_to_latent_gradients_attn(*args)
-        assert_same_results(result, straightforward.latent_to_latent_gradients_attn(*args))
+    result = reference_agreeing_with_straightforward("attention", args)
 
     grads, prev, _, next_recon = result
     assert grads.shape == (len(next_recon.sparse[0]), len(prev.sparse[0]))
