@@ -33,9 +33,10 @@ def _heatmap(
     x_title: str,
     y_title: str,
     title: str,
-    width: int,
     height: int,
 ) -> go.Figure:
+    """A heatmap of z with one labelled column per x (14 px each, within 700-1900 px) and one row per y."""
+    width = _size(len(x), 14, 700, 1900)
     values = z.detach().float().cpu().numpy().round(6)
     bound = float(np.abs(values).max()) if values.size else 1.0
     # Each label names a latent (or token) and its position, so labels are unique and can serve as
@@ -93,7 +94,6 @@ def plot_latent_to_latent(
         f"From layer {layer_from}",
         f"Gradients between SAE latents in layer {layer_from} and layer {layer_to}{title_suffix}"
         f"<br><sup>Prompt: {''.join(str_toks)!r}</sup>",
-        width=_size(len(x), 14, 700, 1800),
         height=_size(len(y), 12, 500, 1400),
     )
 
@@ -109,7 +109,6 @@ def plot_token_to_latent(gradients: Tensor, latent_acts: Any, str_toks: Sequence
         f"To layer {layer}",
         "From tokens",
         f"Gradients between input tokens and SAE latents in layer {layer}<br><sup>Prompt: {''.join(str_toks)!r}</sup>",
-        width=_size(len(x), 14, 700, 1900),
         height=_size(len(y), 30, 400, 700),
     )
 
@@ -148,7 +147,6 @@ def plot_latent_to_logit(
         "Logits",
         f"Gradients between SAE latents in layer {layer} and {which}"
         f"<br><sup>Prompt: {''.join(str_toks)!r}</sup>",
-        width=_size(len(x), 14, 700, 1900),
         height=_size(len(y), 28, 400, 900),
     )
 
@@ -265,7 +263,6 @@ def plot_induction_filtered(
         f"To layer {layer_to} (latents active on the whole second half)",
         f"Induction latents in layer {layer_to} and the layer-{layer_from} latents that drive them"
         f"<br><sup>Prompt: {''.join(str_toks)!r}</sup>",
-        width=_size(len(x), 14, 700, 1800),
         height=_size(len(y), 16, 350, 900),
     )
 
