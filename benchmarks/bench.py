@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import functools
 import gc
 import io
 import os
@@ -46,9 +47,6 @@ sys.path.insert(0, str(ROOT))
 
 import torch
 
-import solutions
-import solutions.straightforward as straightforward
-import tests as checks
 from benchmarks import flops as useful_flops
 from benchmarks.flops import matmul_gflops
 from benchmarks.worlds import gpt2_shaped_world, latents_per_token, small_world
@@ -56,6 +54,7 @@ from part_utils.hooks import _get_hook_layer
 from part_utils.worlds import World
 from tests._compare import LatentJacobian, aligned_jacobians
 from tests._report import CheckFailed
+from tests.exercises import BY_NAME, EXERCISES, Exercise
 from tests.latent_to_latent import compare_latent_to_latent
 from tests.latent_to_logit import compare_latent_to_logit
 from tests.token_to_latent import compare_token_to_latent
@@ -110,15 +109,24 @@ class PeakMemory:
 # ------------------------------------------------------------------------------------------- the cases
 @dataclass
 class Case:
-    name: str
-    straightforward: Callable[..., Any]
-    reference: Callable[..., Any]
+    # The exercise table's row: its straightforward formulation and its reference are what is timed.
+    exercise: Exercise
+    # Layers and k, for the table's first column.
+    detail: str
+    # The exercise's arguments, tokens first.
     args: tuple[Any, ...]
-    size: str
     # The learner check's own comparison of (the straightforward results, as a learner's; the reference's).
     compare: Callable[[tuple, tuple], Any]
     # The call's useful FLOPs (the Jacobian's and the primal passes'), counted from the reference's results (benchmarks/flops.py).
     flops: Callable[[tuple], float]
+
+    @property
+    def name(self) -> str:
+        return f"{self.exercise.name} ({self.detail})"
+
+    @property
+    def size(self) -> str:
+        return f"{self.args[0].shape[-1]} tokens"
 
 
 def cases(world: World, token_sae: Any = None) -> list[Case]:
@@ -132,38 +140,30 @@ def cases(world: World, token_sae: Any = None) -> list[Case]:
     ind_tokens = ind.repeated_tokens(model)
     return [
         Case(
-            f"latent_to_latent (L{l2l.layer_from}->L{l2l.layer_to})",
-            straightforward.latent_to_latent_gradients,
-            solutions.latent_to_latent_gradients,
+            BY_NAME["latent_to_latent"],
+            f"L{l2l.layer_from}->L{l2l.layer_to}",
             (tokens_l2l, world.saes[l2l.layer_from], world.saes[l2l.layer_to], model),
-            f"{tokens_l2l.shape[-1]} tokens",
             lambda got, want: compare_latent_to_latent("latent_to_latent", got, want),
             lambda result: useful_flops.latent_to_latent(model, result, l2l.layer_from, l2l.layer_to, attention=False),
         ),
         Case(
-            f"token_to_latent (L{ex.token_to_latent.layer})",
-            straightforward.token_to_latent_gradients,
-            solutions.token_to_latent_gradients,
+            BY_NAME["token_to_latent"],
+            f"L{ex.token_to_latent.layer}",
             (t2l_tokens, t2l_sae, model),
-            f"{t2l_tokens.shape[-1]} tokens",
             lambda got, want: compare_token_to_latent(got, want, t2l_tokens, t2l_sae, model),
             lambda result: useful_flops.token_to_latent(model, result, _get_hook_layer(t2l_sae)),
         ),
         Case(
-            f"latent_to_logit (L{l2g.layer}, k={l2g.k})",
-            straightforward.latent_to_logit_gradients,
-            solutions.latent_to_logit_gradients,
+            BY_NAME["latent_to_logit"],
+            f"L{l2g.layer}, k={l2g.k}",
             (l2g_tokens, l2g_sae, model, l2g.k),
-            f"{l2g_tokens.shape[-1]} tokens",
             lambda got, want: compare_latent_to_logit(got, want, l2g.k, l2g_tokens, l2g_sae, model),
             lambda result: useful_flops.latent_to_logit(model, result, l2g.layer),
         ),
         Case(
-            f"attention (L{ind.layer_from}->L{ind.layer_to})",
-            straightforward.latent_to_latent_gradients_attn,
-            solutions.latent_to_latent_gradients_attn,
+            BY_NAME["attention"],
+            f"L{ind.layer_from}->L{ind.layer_to}",
             (ind_tokens, world.attn_saes[ind.layer_from], world.attn_saes[ind.layer_to], model),
-            f"{ind_tokens.shape[-1]} tokens",
             lambda got, want: compare_latent_to_latent("attention", got, want),
             lambda result: useful_flops.latent_to_latent(model, result, ind.layer_from, ind.layer_to, attention=True),
         ),
@@ -224,7 +224,7 @@ def run_case(world_name: str, case: Case, repeats: int, memory: PeakMemory) -> R
     # The matmul speed is measured just before each timed reference call, and its median taken like
     # the reference's time's: on a shared machine both then see the same load.
     speeds: list[float] = []
-    impls = {"straightforward": case.straightforward, "reference": case.reference}
+    impls = {"straightforward": case.exercise.straightforward, "reference": case.exercise.reference}
     times: dict[str, list[float]] = {name: [] for name in impls}
     peaks: dict[str, list[int | None]] = {name: [] for name in impls}
     results: dict[str, Any] = {}
@@ -296,14 +296,7 @@ def print_table(rows: list[Row]) -> None:
 
 def time_learner_checks(world: World, repeats: int) -> list[tuple[str, float]]:
     """Each learner check, passed the reference solution: the time a learner waits when it passes."""
-    model = world.model
-    runs = [
-        ("test_sparse_tensor", lambda: checks.test_sparse_tensor(solutions.SparseTensor)),
-        ("test_latent_to_latent_gradients", lambda: checks.test_latent_to_latent_gradients(solutions.latent_to_latent_gradients, model, world.saes)),
-        ("test_token_to_latent_gradients", lambda: checks.test_token_to_latent_gradients(solutions.token_to_latent_gradients, model, world.saes)),
-        ("test_latent_to_logit_gradients", lambda: checks.test_latent_to_logit_gradients(solutions.latent_to_logit_gradients, model, world.saes)),
-        ("test_latent_to_latent_gradients_attn", lambda: checks.test_latent_to_latent_gradients_attn(solutions.latent_to_latent_gradients_attn, model, world.attn_saes)),
-    ]
+    runs = [(row.check.__name__, functools.partial(row.run_check, row.reference, world)) for row in EXERCISES]
     timings = []
     for name, run in runs:
         run_times = []
