@@ -17,7 +17,7 @@ import tests as checks
 from part_utils.random_world import TINY_SHAPE, build_random_world
 from part_utils.world_types import ExerciseSettings, World
 from solutions import straightforward
-from tests._exercise import world_settings
+from tests._exercise import exercise_settings, world_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 NBGRADER_SOURCE = ROOT / "nbgrader" / "source" / "latent_gradients" / "latent_gradients.ipynb"
@@ -82,6 +82,14 @@ def test_grading_reads_the_table() -> None:
 def test_a_world_carries_its_settings_to_the_checks(tiny_world: World) -> None:
     assert world_settings(tiny_world.model) is tiny_world.exercises
     assert world_settings(copy.deepcopy(tiny_world.model)) == tiny_world.exercises
+
+
+def test_a_checks_keyword_arguments_replace_the_worlds_settings(tiny_world: World) -> None:
+    """The hidden tests pass other prompts, layers and k; the arguments left at None keep the world's."""
+    own = tiny_world.exercises.latent_to_logit
+    overridden = exercise_settings(tiny_world.model, "latent_to_logit", prompt="Another prompt", layer=None, k=own.k + 1)
+    assert (overridden.prompt, overridden.layer, overridden.k) == ("Another prompt", own.layer, own.k + 1)
+    assert exercise_settings(tiny_world.model, "latent_to_logit") == own
 
 
 def test_any_world_built_gets_its_own_settings() -> None:

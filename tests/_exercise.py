@@ -3,6 +3,7 @@ with the model's state preserved, and hand both results to the exercise's compar
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,6 +32,13 @@ def world_settings(model: HookedSAETransformer) -> ExerciseSettings:
         "This model was not loaded with part_utils.load_world(), so the checks do not know which layers and "
         "prompts to use. Load your model with `world = load_world(...)` and pass `world.model`."
     )
+
+
+def exercise_settings(model: HookedSAETransformer, exercise: str, **overrides: Any) -> Any:
+    """One exercise's settings in the world of `model`, with each override that is not None in their place
+    (a check's keyword arguments: the hidden tests' other prompts, layers and k)."""
+    settings = getattr(world_settings(model), exercise)
+    return dataclasses.replace(settings, **{name: value for name, value in overrides.items() if value is not None})
 
 
 def run_check(

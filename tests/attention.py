@@ -12,7 +12,7 @@ from transformer_lens.utilities import get_act_name
 
 import solutions
 from part_utils.hooks import _get_hook_layer
-from tests._exercise import world_settings
+from tests._exercise import exercise_settings
 from tests._report import close_enough
 from tests.latent_to_latent import check_latent_pair
 
@@ -87,9 +87,8 @@ def test_latent_to_latent_gradients_attn(
     part: str | None = None,
 ) -> None:
     """Check latent_to_latent_gradients_attn against the reference on a repeated random sequence."""
-    settings = world_settings(model).attention
-    sae_from = attn_saes[settings.layer_from if layer_from is None else layer_from]
-    sae_to = attn_saes[settings.layer_to if layer_to is None else layer_to]
+    settings = exercise_settings(model, "attention", layer_from=layer_from, layer_to=layer_to)
+    sae_from, sae_to = attn_saes[settings.layer_from], attn_saes[settings.layer_to]
     tokens = settings.repeated_tokens(model, seed)
     check_latent_pair(
         EXERCISE,

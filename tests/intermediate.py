@@ -22,7 +22,7 @@ from transformer_lens.utilities import get_act_name
 
 import solutions
 from part_utils.hooks import _get_hook_layer
-from tests._exercise import _also_changed, left_a_trace, world_settings
+from tests._exercise import _also_changed, exercise_settings, left_a_trace
 from tests._report import (
     HINT_BROKEN_GRAPH,
     CheckFailed,
@@ -168,10 +168,9 @@ def test_latent_acts_to_later_latent_acts(
 ) -> None:
     """Check latent_acts_to_later_latent_acts on the earlier SAE's true activations for this world's prompt."""
     exercise = "test_latent_acts_to_later_latent_acts"
-    settings = world_settings(model).latent_to_latent
-    sae_from = saes[settings.layer_from if layer_from is None else layer_from]
-    sae_to = saes[settings.layer_to if layer_to is None else layer_to]
-    prev, _ = _true_sae_acts(model, model.to_tokens(prompt or settings.prompt), sae_from)
+    settings = exercise_settings(model, "latent_to_latent", prompt=prompt, layer_from=layer_from, layer_to=layer_to)
+    sae_from, sae_to = saes[settings.layer_from], saes[settings.layer_to]
+    prev, _ = _true_sae_acts(model, model.to_tokens(settings.prompt), sae_from)
     right = (_get_hook_layer(sae_from), _get_hook_layer(sae_to))
 
     @torch.no_grad()
@@ -215,9 +214,9 @@ def test_tokens_to_latent_acts(
 ) -> None:
     """Check tokens_to_latent_acts at token_scales = 1 on this world's prompt and layer, Jacobian included."""
     exercise = "test_tokens_to_latent_acts"
-    settings = world_settings(model).token_to_latent
-    sae = saes[settings.layer if layer is None else layer]
-    tokens = model.to_tokens(prompt or settings.prompt)
+    settings = exercise_settings(model, "token_to_latent", prompt=prompt, layer=layer)
+    sae = saes[settings.layer]
+    tokens = model.to_tokens(settings.prompt)
     scales = torch.ones(tokens.shape, device=tokens.device)
     hook_layer = _get_hook_layer(sae)
 
@@ -270,10 +269,9 @@ def test_latent_acts_to_logits(
 ) -> None:
     """Check latent_acts_to_logits on the SAE's true activations and the top-k token ids of this world's prompt."""
     exercise = "test_latent_acts_to_logits"
-    settings = world_settings(model).latent_to_logit
-    sae = saes[settings.layer if layer is None else layer]
-    k = settings.k if k is None else k
-    tokens = model.to_tokens(prompt or settings.prompt)
+    settings = exercise_settings(model, "latent_to_logit", prompt=prompt, layer=layer, k=k)
+    sae, k = saes[settings.layer], settings.k
+    tokens = model.to_tokens(settings.prompt)
     acts, _ = _true_sae_acts(model, tokens, sae)
     with torch.no_grad():
         token_ids = model(tokens)[0, -1].topk(k).indices.tolist()
@@ -323,9 +321,8 @@ def test_latent_acts_to_later_latent_acts_attn(
 ) -> None:
     """Check latent_acts_to_later_latent_acts_attn on this world's repeated random sequence, Jacobian included."""
     exercise = "test_latent_acts_to_later_latent_acts_attn"
-    settings = world_settings(model).attention
-    sae_from = attn_saes[settings.layer_from if layer_from is None else layer_from]
-    sae_to = attn_saes[settings.layer_to if layer_to is None else layer_to]
+    settings = exercise_settings(model, "attention", layer_from=layer_from, layer_to=layer_to)
+    sae_from, sae_to = attn_saes[settings.layer_from], attn_saes[settings.layer_to]
     tokens = settings.repeated_tokens(model, seed)
     l_from, l_to = _get_hook_layer(sae_from), _get_hook_layer(sae_to)
     resid_pre_name = get_act_name("resid_pre", l_from)

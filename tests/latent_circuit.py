@@ -15,7 +15,7 @@ from torch import Tensor
 import solutions
 from part_utils.circuit import EDGE_THRESHOLD, Circuit, NodeKey
 from solutions.latent_circuit import Attribution, attribution, prune
-from tests._exercise import _also_changed, left_a_trace, world_settings
+from tests._exercise import _also_changed, exercise_settings, left_a_trace
 from tests._report import CheckFailed, call_learner, close_enough, compare_tensor, fmt_seconds, passed, shape_of
 from tests._state import preserved_state
 
@@ -238,11 +238,9 @@ def test_latent_circuit(
         raise ValueError(f"part should be one of {PARTS}, not {part!r}")
     if not callable(latent_circuit):
         raise CheckFailed(EXERCISE, f"the first argument should be your function, but it is a {shape_of(latent_circuit)}.")
-    settings = world_settings(model).latent_circuit
-    layers = tuple(settings.layers if layers is None else layers)
-    k = settings.k if k is None else k
-    threshold = EDGE_THRESHOLD
-    tokens = model.to_tokens(prompt or settings.prompt)
+    settings = exercise_settings(model, "latent_circuit", prompt=prompt, layers=layers, k=k)
+    layers, k, threshold = tuple(settings.layers), settings.k, EDGE_THRESHOLD
+    tokens = model.to_tokens(settings.prompt)
     with torch.no_grad():
         target = int(model(tokens)[0, -1].argmax())
     used = [saes[layer] for layer in layers]

@@ -12,7 +12,7 @@ from torch import Tensor
 import solutions
 from part_utils.hooks import _get_hook_layer
 from tests._compare import LatentJacobian, compare_jacobian, compare_sparse_tensor, require_sparse_tensor
-from tests._exercise import run_check, world_settings
+from tests._exercise import exercise_settings, run_check
 from tests._report import HINT_BROKEN_GRAPH, CheckFailed, close_enough, shape_of
 
 EXERCISE = "test_latent_to_latent_gradients"
@@ -139,11 +139,9 @@ def test_latent_to_latent_gradients(
     part: str | None = None,
 ) -> None:
     """Check latent_to_latent_gradients against the reference on this world's prompt and layer pair."""
-    settings = world_settings(model).latent_to_latent
-    layer_from = settings.layer_from if layer_from is None else layer_from
-    layer_to = settings.layer_to if layer_to is None else layer_to
-    tokens = model.to_tokens(prompt or settings.prompt)
-    sae_from, sae_to = saes[layer_from], saes[layer_to]
+    settings = exercise_settings(model, "latent_to_latent", prompt=prompt, layer_from=layer_from, layer_to=layer_to)
+    tokens = model.to_tokens(settings.prompt)
+    sae_from, sae_to = saes[settings.layer_from], saes[settings.layer_to]
     check_latent_pair(
         EXERCISE,
         latent_to_latent_gradients,

@@ -12,7 +12,7 @@ from torch import Tensor
 import solutions
 from part_utils.hooks import _get_hook_layer
 from tests._compare import compare_sparse_tensor, require_sparse_tensor
-from tests._exercise import run_check, world_settings
+from tests._exercise import exercise_settings, run_check
 from tests._report import CheckFailed, close_enough, compare_tensor, shape_of
 
 EXERCISE = "test_latent_to_logit_gradients"
@@ -130,10 +130,9 @@ def test_latent_to_logit_gradients(
     part: str | None = None,
 ) -> None:
     """Check latent_to_logit_gradients against the reference on this world's prompt, layer and k."""
-    settings = world_settings(model).latent_to_logit
-    sae = saes[settings.layer if layer is None else layer]
-    k = settings.k if k is None else k
-    tokens = model.to_tokens(prompt or settings.prompt)
+    settings = exercise_settings(model, "latent_to_logit", prompt=prompt, layer=layer, k=k)
+    sae, k = saes[settings.layer], settings.k
+    tokens = model.to_tokens(settings.prompt)
     run_check(
         EXERCISE,
         latent_to_logit_gradients,

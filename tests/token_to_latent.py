@@ -12,7 +12,7 @@ from torch import Tensor
 import solutions
 from part_utils.hooks import _get_hook_layer
 from tests._compare import compare_sparse_tensor, require_sparse_tensor
-from tests._exercise import run_check, world_settings
+from tests._exercise import exercise_settings, run_check
 from tests._report import CheckFailed, close_enough, compare_tensor, shape_of
 
 EXERCISE = "test_token_to_latent_gradients"
@@ -101,9 +101,9 @@ def test_token_to_latent_gradients(
     part: str | None = None,
 ) -> None:
     """Check token_to_latent_gradients against the reference on this world's prompt and layer."""
-    settings = world_settings(model).token_to_latent
-    sae = saes[settings.layer if layer is None else layer]
-    tokens = model.to_tokens(prompt or settings.prompt)
+    settings = exercise_settings(model, "token_to_latent", prompt=prompt, layer=layer)
+    sae = saes[settings.layer]
+    tokens = model.to_tokens(settings.prompt)
     run_check(
         EXERCISE,
         token_to_latent_gradients,
