@@ -169,7 +169,7 @@ def breakdown(world: str) -> None:
                                 kernel_manager_class=sandbox.SandboxedKernelManager, extra_arguments=list(config.Execute.extra_arguments))
         client.config.SandboxProvisioner.hidden_paths = [str(course)]
         start = time.perf_counter()
-        with client.setup_kernel():
+        with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):  # the kernel's banner
             client.wait_for_reply(client.kc.kernel_info())
             parts["kernel start (sandbox, Python, grading set-up's imports)"] = time.perf_counter() - start
             for index, (cell, kind) in enumerate(zip(client.nb.cells, kinds, strict=True)):

@@ -66,6 +66,7 @@ def _api(course: Path) -> Any:
 
 def grade(api: Any, student: str, submitted_directory: str, note: str | None, log: Path) -> int:
     """`nbgrader autograde ASSIGNMENT --student STUDENT --force`, in this process; 0 when it graded it."""
+    configured = api.coursedir.submitted_directory
     api.coursedir.submitted_directory = submitted_directory
     if note:
         os.environ[RUNNER_NOTE_ENV] = note
@@ -84,7 +85,7 @@ def grade(api: Any, student: str, submitted_directory: str, note: str | None, lo
         return 1
     finally:
         os.environ.pop(RUNNER_NOTE_ENV, None)
-        api.coursedir.submitted_directory = "submitted"
+        api.coursedir.submitted_directory = configured
 
 
 def main(argv: list[str]) -> int:
