@@ -3,48 +3,182 @@
     python benchmarks/bench_grading.py                      # 4 copies of the reference solutions, toy world
     python benchmarks/bench_grading.py --n 6 --example partial --world random --workers 1 2 4
 
-Each run releases the assignment into a fresh temporary course directory, submits `--n` copies of an
-example submission (project_tests/grading_examples.py) and times `python -m grading autograde --jobs W` end to end
-(the real nbgrader flow: one nbgrader process and one sandboxed kernel per submission), then generates
-the feedback and reports the largest feedback file.
+In one run, for each number of workers, three ways of grading `--n` submissions, each in a fresh
+temporary course directory:
+
+- `trivial`: nbgrader alone, stock configuration, on a one-cell notebook, one `nbgrader autograde`
+  process per submission: what any nbgrader grading costs, the floor of the per-process way;
+- `per-process`: the course, one `nbgrader autograde --student ID` process per submission (how the
+  runner graded until issue 14, and how an instructor grades by hand);
+- `make autograde`: the course through `python -m grading autograde --jobs W` (one nbgrader process
+  per worker for the whole batch; each submission still gets its own sandboxed kernel), and the
+  size of the largest feedback file.
+
+Then a breakdown of one reference submission: nbgrader's start-up, the hidden tests' choice (once per
+secret), the sandboxed kernel's start (Python, ipykernel and the grading set-up's imports) and its
+cells by kind, timed one by one in a sandboxed kernel as nbgrader runs them. The machine's load average is printed with each figure: compare only figures of the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from grading.grader import settings
-from project_tests import grading_examples as examples
-
 ROOT = Path(__file__).resolve().parent.parent
+# Parallel nbgrader processes share the gradebook: wait for its lock, as the course's configuration does.
+TRIVIAL_CONFIG = 'get_config().CourseDirectory.db_url = "sqlite:///gradebook.db?timeout=120"\n'
 
 
-def run(world: str, n: int, example: str, workers: int) -> tuple[float, int]:
-    """(seconds to autograde, bytes of the largest feedback file)."""
+def _env(world: str) -> dict[str, str]:
     # nbgrader runs this environment's own tools (alembic) by name, whether or not the venv is activated.
     # The hidden tests need a secret; any fixed one will do for timing.
-    env = dict(os.environ, GRADING_WORLD=world, GRADING_SECRET=os.environ.get("GRADING_SECRET", "bench"), PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
+    return dict(os.environ, GRADING_WORLD=world, GRADING_SECRET=os.environ.get("GRADING_SECRET", "bench"),
+                PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
+
+
+def _load() -> str:
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+def _nbgrader(course: Path, env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env, check=True, capture_output=True)
+
+
+def _course(tmp: Path, env: dict[str, str], example: str, n: int) -> Path:
+    """A released course with `n` copies of an example submission."""
+    from grading.grader import settings
+    from project_tests import grading_examples as examples
+
+    course = tmp / "course"
+    shutil.copytree(ROOT / "nbgrader" / "source", course / "source")
+    shutil.copy(ROOT / "nbgrader" / "nbgrader_config.py", course)
+    _nbgrader(course, env, "db", "assignment", "add", settings.ASSIGNMENT)
+    _nbgrader(course, env, "generate_assignment", settings.ASSIGNMENT)
+    text, _ = examples.build(course)[example]
+    examples.submit(course, {f"student{i:02d}": (text, {}) for i in range(n)})
+    return course
+
+
+def _trivial_course(tmp: Path, env: dict[str, str], n: int) -> Path:
+    """nbgrader's stock pipeline on a notebook of one graded cell."""
+    import nbformat
+
+    course = tmp / "trivial"
+    (course / "source" / "trivial").mkdir(parents=True)
+    (course / "nbgrader_config.py").write_text(TRIVIAL_CONFIG, encoding="utf-8")
+    cell = nbformat.v4.new_code_cell("assert 1 + 1 == 2", metadata={"nbgrader": {"grade": True, "grade_id": "one", "locked": True, "points": 1, "solution": False, "schema_version": 3}})
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), course / "source" / "trivial" / "trivial.ipynb")
+    _nbgrader(course, env, "db", "assignment", "add", "trivial")
+    _nbgrader(course, env, "generate_assignment", "trivial")
+    for i in range(n):
+        folder = course / "submitted" / f"student{i:02d}" / "trivial"
+        folder.mkdir(parents=True)
+        shutil.copy(course / "release" / "trivial" / "trivial.ipynb", folder)
+    return course
+
+
+def _per_process(course: Path, env: dict[str, str], assignment: str, n: int, workers: int) -> float:
+    """Seconds to grade every submission with one `nbgrader autograde` process each, `workers` at a time."""
+    env = env | {"GRADING_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda i: _nbgrader(course, env, "autograde", assignment, "--student", f"student{i:02d}", "--force"), range(n)))
+    return time.perf_counter() - start
+
+
+def _runner(course: Path, env: dict[str, str], workers: int) -> tuple[float, int]:
+    """(seconds to grade every submission with `python -m grading autograde`, bytes of the largest feedback file)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "grading", "autograde", "--course", str(course), "--jobs", str(workers)],
+                   cwd=course, env=env, check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    subprocess.run([sys.executable, "-m", "grading", "feedback", "--course", str(course)], cwd=course, env=env, check=True, capture_output=True)
+    return seconds, max(path.stat().st_size for path in course.glob("feedback/*/*/*.html"))
+
+
+def throughput(world: str, n: int, example: str, workers: int) -> None:
+    from grading.grader import settings
+
+    env = _env(world)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        course = Path(tmp)
-        shutil.copytree(ROOT / "nbgrader" / "source", course / "source")
-        shutil.copy(ROOT / "nbgrader" / "nbgrader_config.py", course)
-        for step in (["db", "assignment", "add", settings.ASSIGNMENT], ["generate_assignment", settings.ASSIGNMENT]):
-            subprocess.run([sys.executable, "-m", "nbgrader", *step], cwd=course, env=env, check=True, capture_output=True)
-        text, _ = examples.build(course)[example]
-        examples.submit(course, {f"student{i:02d}": (text, {}) for i in range(n)})
+        trivial = _trivial_course(Path(tmp), env, n)
+        rows.append(("trivial", _per_process(trivial, env, "trivial", n, workers), _load()))
+        course = _course(Path(tmp), env, example, n)
+        rows.append(("per-process", _per_process(course, env, settings.ASSIGNMENT, n, workers), _load()))
+        for cache in course.glob("reports/hidden-params-*"):  # each way pays for choosing the hidden tests once
+            cache.unlink()
+        seconds, feedback_bytes = _runner(course, env, workers)
+        rows.append(("make autograde", seconds, f"{_load()}; largest feedback file {feedback_bytes / 1e6:.1f} MB"))
+    for name, seconds, note in rows:
+        print(f"  workers {workers}  {name:15s} {seconds / n:6.1f} s per submission  {60 * n / seconds:5.2f} per minute  ({note})", flush=True)
+
+
+def _kind(cell: dict, first: bool) -> str:
+    marks = cell.get("metadata", {}).get("nbgrader", {})
+    if first:
+        return "first cell: imports and world"
+    if marks.get("solution"):
+        return "learner's definitions"
+    if marks.get("grade") or cell["source"].startswith("tests."):
+        return "learner checks (visible)"
+    return "demos and plots (ungraded)"
+
+
+def breakdown(world: str) -> None:
+    """Where one reference submission's time goes, each part timed on its own."""
+    import nbformat
+    from nbclient import NotebookClient
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from grading.grader import hidden_params, sandbox, settings
+
+    env = _env(world)
+    with tempfile.TemporaryDirectory() as tmp:
+        course = _course(Path(tmp), env, "solutions", 1)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "grading", "autograde", "--course", str(course), "--jobs", str(workers)],
+        subprocess.run([sys.executable, "-c", "from nbgrader.apps.nbgraderapp import NbGraderApp; NbGraderApp().initialize([])"],
                        cwd=course, env=env, check=True, capture_output=True)
-        seconds = time.perf_counter() - start
-        subprocess.run([sys.executable, "-m", "grading", "feedback", "--course", str(course)], cwd=course, env=env, check=True, capture_output=True)
-        return seconds, max(path.stat().st_size for path in course.glob("feedback/*/*/*.html"))
+        parts = {"nbgrader start-up (imports, configuration)": time.perf_counter() - start}
+        os.environ.update({k: v for k, v in env.items() if k.startswith("GRADING_")})
+        start = time.perf_counter()
+        chosen = hidden_params.params_for(course)
+        parts["hidden tests' choice (once per secret)"] = time.perf_counter() - start
+        # The notebook as nbgrader runs it: the reference solutions and the hidden tests (the source has both),
+        # with each graded cell's hidden tests in a cell of their own to time them apart.
+        source = nbformat.read(course / "source" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb", as_version=4)
+        cells, kinds = [], []
+        for cell in (c for c in source.cells if c.cell_type == "code"):
+            visible, _, hidden = cell.source.partition("### BEGIN HIDDEN TESTS")
+            cells.append(nbformat.v4.new_code_cell(visible))
+            kinds.append(_kind(cell, not kinds))
+            if hidden:
+                cells.append(nbformat.v4.new_code_cell(hidden.replace("### END HIDDEN TESTS", "")))
+                kinds.append("hidden tests")
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+        os.environ[hidden_params.PARAMS_ENV] = json.dumps(chosen)
+        client = NotebookClient(nbformat.v4.new_notebook(cells=cells), kernel_name="python3", timeout=600,
+                                kernel_manager_class=sandbox.SandboxedKernelManager, extra_arguments=list(config.Execute.extra_arguments))
+        client.config.SandboxProvisioner.hidden_paths = [str(course)]
+        start = time.perf_counter()
+        with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):  # the kernel's banner
+            client.wait_for_reply(client.kc.kernel_info())
+            parts["kernel start (sandbox, Python, grading set-up's imports)"] = time.perf_counter() - start
+            for index, (cell, kind) in enumerate(zip(client.nb.cells, kinds, strict=True)):
+                start = time.perf_counter()
+                client.execute_cell(cell, index)
+                parts[kind] = parts.get(kind, 0.0) + time.perf_counter() - start
+    print(f"Breakdown of one reference submission ({world} world, {settings.kernel_threads()} thread(s), {_load()}):")
+    for name, seconds in parts.items():
+        print(f"  {seconds:6.1f} s  {name}")
 
 
 def main() -> None:
@@ -54,14 +188,12 @@ def main() -> None:
     parser.add_argument("--example", default="solutions", choices=("solutions", "partial", "release", "raises", "hostile_floods"))
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    print(f"{args.n} copies of '{args.example}' on the {args.world} world, {os.cpu_count()} CPU cores")
-    base = None
+    os.environ["GRADING_WORLD"] = args.world  # read by grading.grader.settings when first imported
+    print(f"{args.n} copies of '{args.example}' on the {args.world} world, {os.cpu_count()} CPU cores, {_load()} at the start")
     for workers in args.workers:
-        seconds, feedback_bytes = run(args.world, args.n, args.example, workers)
-        base = base or seconds
-        print(f"workers {workers}: {seconds:.1f} s total, {seconds / args.n:.1f} s per submission, "
-              f"{60 * args.n / seconds:.2f} submissions/min, speed-up {base / seconds:.2f}x; "
-              f"largest feedback file {feedback_bytes / 1e6:.1f} MB")
+        throughput(args.world, args.n, args.example, workers)
+    os.environ["GRADING_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(args.workers)))
+    breakdown(args.world)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ GRADING_HIDDEN_PARAMS; the secret itself never reaches a kernel (see `settings.k
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -121,14 +122,19 @@ def choose(secret: str) -> dict[str, Any]:
 
 
 def params_for(course: Path) -> dict[str, Any]:
-    """`choose(secret)`, cached in reports/ under the secret's hash (parallel graders may both compute it)."""
+    """`choose(secret)`, cached in reports/ under the secret's hash.
+
+    Parallel graders take a lock on the cache first: the first computes it (a few seconds: the hidden
+    world and every candidate's reference run), the others wait and read it."""
     secret = read_secret(course)
     cache = course / "reports" / f"hidden-params-{hashlib.sha256(secret.encode()).hexdigest()[:16]}.json"
-    if cache.exists():
-        return json.loads(cache.read_text(encoding="utf-8"))
-    chosen = choose(secret)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text(json.dumps(chosen, indent=1), encoding="utf-8")
-    partial.replace(cache)
-    return chosen
+    with open(cache.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if cache.exists():
+            return json.loads(cache.read_text(encoding="utf-8"))
+        chosen = choose(secret)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(chosen, indent=1), encoding="utf-8")
+        partial.replace(cache)
+        return chosen

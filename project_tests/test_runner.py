@@ -1,0 +1,32 @@
+"""The batch runner's workers (grading/grader/runner.py, worker.py), on their own.
+
+The nbgrader end-to-end test (test_nbgrader.py) grades a whole batch through them; this one checks, in
+a second, the per-submission time limit: the worker that overran is killed and the next submission
+gets a fresh one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from grading.grader import runner, settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.nbgrader
+
+
+def test_a_submission_past_its_time_limit_costs_only_its_worker(tmp_path, monkeypatch) -> None:
+    # No worker can answer in 0 s (it imports nbgrader first): the limit is reached every time.
+    monkeypatch.setattr(settings, "SUBMISSION_TIMEOUT_S", 0)
+    log = tmp_path / "someone.log"
+    worker = runner.Worker(tmp_path, dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert worker.autograde("someone", log, "submitted") == 124
+    assert "gave up after 0 s" in log.read_text()
+    assert worker.process is None
+    first = worker._start()
+    worker.close()
+    assert first.returncode is not None, "the worker outlived close()"
