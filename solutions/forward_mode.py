@@ -40,6 +40,7 @@ import torch
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 from transformer_lens.components import LayerNorm, LayerNormPre
+from transformer_lens.utilities import get_act_name
 
 from solutions.jacobian import positionwise_chunk_size, sparse_jacobian
 from solutions.plain_forward import has_plain_blocks
@@ -137,26 +138,25 @@ class _Block:
 
 def _prepare_block(block: torch.nn.Module, primals: dict[str, Tensor], layer: int, through_mlp: bool) -> _Block:
     attn = block.attn
-    name = f"blocks.{layer}"
-    q, k, v = (primals[f"{name}.attn.hook_{x}"] for x in "qkv")
+    q, k, v = (primals[get_act_name(x, layer)] for x in "qkv")
     if attn.cfg.positional_embedding_type == "rotary":
         q, k = attn.apply_rotary(q), attn.apply_rotary(k)
     w_qkv = torch.cat([w.permute(1, 0, 2).flatten(1) for w in (attn.W_Q, attn.W_K, attn.W_V)], dim=1)
-    pattern = primals[f"{name}.attn.hook_pattern"][0]
+    pattern = primals[get_act_name("pattern", layer)][0]
     slope = None
     if through_mlp:
         # The MLP's hidden layer is taken once per position, so that the rows at one position share
         # it; the activation is elementwise, so its tangent is its slope there times the tangent of
         # its input. It is recomputed where mlp.hook_pre did not fire: a deep-copied model's MLP
         # calls the original's hook points (sae_lens).
-        pre = primals.get(f"{name}.mlp.hook_pre")
+        pre = primals.get(get_act_name("pre", layer))
         if pre is None:
-            pre = block.ln2(primals[f"{name}.hook_resid_mid"]) @ block.mlp.W_in + block.mlp.b_in
+            pre = block.ln2(primals[get_act_name("resid_mid", layer)]) @ block.mlp.W_in + block.mlp.b_in
         slope = _slope(block.mlp.act_fn, pre[0])
     return _Block(
         block,
-        primals[f"{name}.hook_resid_pre"][0],
-        primals[f"{name}.hook_resid_mid"][0] if through_mlp else None,
+        primals[get_act_name("resid_pre", layer)][0],
+        primals[get_act_name("resid_mid", layer)][0] if through_mlp else None,
         q[0],
         k[0],
         v[0],
@@ -298,8 +298,7 @@ class Path:
 def _primal_hooks(path: Path) -> list[str]:
     names = []
     for layer in range(path.layer_from, path.layer_to + 1):
-        names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid", f"blocks.{layer}.attn.hook_pattern", f"blocks.{layer}.mlp.hook_pre"]
-        names += [f"blocks.{layer}.attn.hook_{x}" for x in "qkv"]
+        names += [get_act_name(hook, layer) for hook in ("resid_pre", "resid_mid", "pattern", "pre", "q", "k", "v")]
     return names
 
 

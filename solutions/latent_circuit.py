@@ -53,18 +53,19 @@ class Attribution:
 
 
 def true_activations(
-    tokens: Tensor, saes: Mapping[int, SAE], model: HookedSAETransformer, layers: Sequence[int]
-) -> tuple[list[SparseTensor], list[Tensor]]:
-    """Each SAE's true activations on `tokens`, and its error term (input - reconstruction), from one clean run."""
-    names = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
+    tokens: Tensor, saes: Mapping[int, SAE], model: HookedSAETransformer, layers: Sequence[int], target_token_id: int
+) -> tuple[list[SparseTensor], list[Tensor], float]:
+    """Each SAE's true activations on `tokens`, its error term (input - reconstruction), and the target logit,
+    from one clean run."""
+    names = [saes[layer].cfg.metadata.hook_name for layer in layers]
     with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=names, stop_at_layer=max(layers) + 1)
+        logits, cache = model.run_with_cache(tokens, names_filter=names)
         acts, errors = [], []
         for layer, name in zip(layers, names):
             dense = saes[layer].encode(cache[name])
             acts.append(SparseTensor.from_dense(dense))
             errors.append(cache[name] - saes[layer].decode(dense))
-    return acts, errors
+    return acts, errors, float(logits[0, -1, target_token_id])
 
 
 def later_latents_with_error(
@@ -103,7 +104,7 @@ def attribution(
     layers = tuple(layers)
     if list(layers) != sorted(set(layers)):
         raise ValueError(f"layers should be increasing, without repeats: {layers}")
-    acts, errors = true_activations(tokens, saes, model, layers)
+    acts, errors, logit = true_activations(tokens, saes, model, layers, target_token_id)
 
     def token_weights(rows: Tensor) -> Tensor:
         # The tokens' activation is their embedding scale, 1: the weight is the gradient itself.
@@ -120,8 +121,6 @@ def attribution(
 
     values, indices, shape = acts[-1].sparse
     gradient = torch.func.grad(target_logit_with_error)(values, indices, shape, saes[layers[-1]], model, errors[-1], target_token_id)
-    with torch.no_grad():
-        logit = float(model(tokens)[0, -1, target_token_id])
     return Attribution(tokens[0].tolist(), layers, acts, token_weights, latent_weights, gradient.detach() * values, target_token_id, logit)
 
 

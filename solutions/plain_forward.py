@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from sae_lens import HookedSAETransformer
 from torch import Tensor
+from transformer_lens.utilities import get_act_name
 
 
 def has_plain_blocks(model: HookedSAETransformer) -> bool:
@@ -67,7 +68,7 @@ def blocks_forward(model: HookedSAETransformer, resid: Tensor, start: int, stop:
     """
     activations = {}
     for layer in range(start, stop):
-        activations[f"blocks.{layer}.hook_resid_pre"] = resid
-        resid, activations[f"blocks.{layer}.attn.hook_z"] = block_forward(model.blocks[layer], resid, final_query_only and layer == stop - 1)
-    activations[f"blocks.{stop}.hook_resid_pre"] = resid
+        activations[get_act_name("resid_pre", layer)] = resid
+        resid, activations[get_act_name("z", layer)] = block_forward(model.blocks[layer], resid, final_query_only and layer == stop - 1)
+    activations[get_act_name("resid_pre", stop)] = resid
     return resid, activations

@@ -19,6 +19,7 @@ import einops
 import torch
 from sae_lens import SAE, HookedSAETransformer, StandardSAE
 from torch import Tensor
+from transformer_lens.utilities import get_act_name
 
 from solutions.plain_forward import blocks_forward, has_plain_blocks
 
@@ -98,6 +99,6 @@ def clean_sae_activations(
                 tokens, names_filter=[*names, *extra_names], stop_at_layer=stop_at_layer, remove_batch_dim=False
             )
             # The output is what enters block `stop_at_layer`: a pass may stop right at an SAE reading it.
-            activations = {**cache.cache_dict, f"blocks.{stop_at_layer}.hook_resid_pre": output}
+            activations = {**cache.cache_dict, get_act_name("resid_pre", stop_at_layer): output}
         acts = [sae.encode(activations[name]) for sae, name in zip(saes, names)]
     return output, acts, {name: activations[name] for name in extra_names}
