@@ -20,7 +20,7 @@ counts everything the call allocates and touches (torch's tensors, autograd's sa
 Python objects), not just tensors. On CUDA, torch.cuda.max_memory_allocated above the memory
 allocated before the call. Each figure is the largest over the repeats.
 
-    python benchmarks/bench.py [--worlds small,gpt2] [--repeats 3] [--threads N] [--device cpu] [--no-first-check]
+    python benchmarks/bench.py [--worlds small,gpt2] [--repeats 3] [--threads N] [--device cpu] [--matmul-precision highest|high] [--no-first-check]
 """
 
 from __future__ import annotations
@@ -119,6 +119,8 @@ class Case:
     compare: Callable[[tuple, tuple], Any]
     # The call's useful FLOPs (the Jacobian's and the primal passes'), counted from the reference's results (benchmarks/flops.py).
     flops: Callable[[tuple], float]
+    # The results' Jacobian with the SparseTensors that label its rows and columns, as the check compares it.
+    jacobian: Callable[[tuple], LatentJacobian]
 
     @property
     def name(self) -> str:
@@ -145,6 +147,7 @@ def cases(world: World, token_sae: Any = None) -> list[Case]:
             (tokens_l2l, world.saes[l2l.layer_from], world.saes[l2l.layer_to], model),
             lambda got, want: compare_latent_to_latent("latent_to_latent", got, want),
             lambda result: useful_flops.latent_to_latent(model, result, l2l.layer_from, l2l.layer_to, attention=False),
+            lambda result: LatentJacobian(result[0], result[3], result[1]),
         ),
         Case(
             BY_NAME["token_to_latent"],
@@ -152,6 +155,7 @@ def cases(world: World, token_sae: Any = None) -> list[Case]:
             (t2l_tokens, t2l_sae, model),
             lambda got, want: compare_token_to_latent(got, want, t2l_tokens, t2l_sae, model),
             lambda result: useful_flops.token_to_latent(model, result, _get_hook_layer(t2l_sae)),
+            lambda result: LatentJacobian(result[0], None, result[1]),
         ),
         Case(
             BY_NAME["latent_to_logit"],
@@ -159,6 +163,7 @@ def cases(world: World, token_sae: Any = None) -> list[Case]:
             (l2g_tokens, l2g_sae, model, l2g.k),
             lambda got, want: compare_latent_to_logit(got, want, l2g.k, l2g_tokens, l2g_sae, model),
             lambda result: useful_flops.latent_to_logit(model, result, l2g.layer),
+            lambda result: LatentJacobian(result[0], None, result[4]),
         ),
         Case(
             BY_NAME["attention"],
@@ -166,6 +171,7 @@ def cases(world: World, token_sae: Any = None) -> list[Case]:
             (ind_tokens, world.attn_saes[ind.layer_from], world.attn_saes[ind.layer_to], model),
             lambda got, want: compare_latent_to_latent("attention", got, want),
             lambda result: useful_flops.latent_to_latent(model, result, ind.layer_from, ind.layer_to, attention=True),
+            lambda result: LatentJacobian(result[0], result[3], result[1]),
         ),
     ]
 
@@ -182,11 +188,16 @@ def same_results(case: Case, got: tuple, want: tuple) -> str:
         case.compare(got, want)
     except CheckFailed as failure:
         return "NO: " + failure.message
-    note, got_jacobian, want_jacobian = "", got[0], want[0]
-    if len(want) == 4 and got[0].shape != want[0].shape:  # (Jacobian, earlier, later, later from the reconstruction)
-        odd = len({tuple(i) for i in got[3].sparse[1].tolist()} ^ {tuple(i) for i in want[3].sparse[1].tolist()})
-        note = f"{odd} later latent(s) of rounding-error activation active in one only; "
-        got_jacobian, want_jacobian = aligned_jacobians(case.name, "Jacobian", LatentJacobian(got[0], got[3], got[1]), LatentJacobian(want[0], want[3], want[1]))
+    got_labelled, want_labelled = case.jacobian(got), case.jacobian(want)
+    note, got_jacobian, want_jacobian = "", got_labelled.values, want_labelled.values
+    if got_jacobian.shape != want_jacobian.shape:
+        odd = sum(
+            len({tuple(i) for i in mine.sparse[1].tolist()} ^ {tuple(i) for i in theirs.sparse[1].tolist()})
+            for mine, theirs in ((got_labelled.rows, want_labelled.rows), (got_labelled.cols, want_labelled.cols))
+            if mine is not None
+        )
+        note = f"{odd} latent(s) of rounding-error activation active in one only; "
+        got_jacobian, want_jacobian = aligned_jacobians(case.name, "Jacobian", got_labelled, want_labelled)
     scale = float(want_jacobian.detach().abs().max()) if want_jacobian.numel() else 0.0
     difference = float((got_jacobian - want_jacobian).detach().abs().max()) / scale if scale > 0 else 0.0
     return f"yes ({note}max rel. diff {difference:.0e})"
@@ -346,14 +357,21 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls of each implementation (median reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--matmul-precision",
+        default="highest",
+        choices=("highest", "high"),
+        help="torch.set_float32_matmul_precision: high lets CUDA matmuls run in TF32 (make device-check measures both)",
+    )
     parser.add_argument("--no-first-check", action="store_true", help="skip the time from a fresh process to the first checks")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_float32_matmul_precision(args.matmul_precision)
     device = torch.device(args.device)
     memory = PeakMemory(device)
     print(f"Machine: {machine()}")
-    print(f"Device: {device}. Peak memory: {memory.method()}.")
+    print(f"Device: {device}, float32 matmul precision {args.matmul_precision}. Peak memory: {memory.method()}.")
     print(f"Each implementation: one warm-up call, then {args.repeats} timed calls alternating with the other; median time, largest peak.\n")
 
     rows: list[Row] = []

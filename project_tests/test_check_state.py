@@ -133,6 +133,27 @@ def test_a_clean_correct_function_leaves_state_untouched(exercise: str, fresh_wo
     assert "passed" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("exercise", GRADIENT_EXERCISES)
+def test_checks_compare_in_full_float32_and_restore_the_callers_precision(exercise: str, tiny_world: World) -> None:
+    """A learner who turned TF32 on (matmul precision "high") is checked in full float32, and keeps their setting."""
+    reference = getattr(solutions, reference_name(exercise))
+    seen = []
+
+    def learner(*args: Any) -> Any:
+        seen.append(torch.get_float32_matmul_precision())
+        result = reference(*args)
+        torch.set_float32_matmul_precision("medium")  # a setting changed inside the function is undone too
+        return result
+
+    torch.set_float32_matmul_precision("high")
+    try:
+        run_check(exercise, learner, tiny_world)
+        assert seen and set(seen) == {"highest"}  # some checks call the function more than once
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision("highest")
+
+
 @pytest.mark.slow  # a check whose learner changes the weights in place
 def test_in_place_weight_changes_are_reported(fresh_world: World) -> None:
     def scribbles(tokens: Any, sae_from: Any, sae_to: Any, model: Any) -> Any:

@@ -40,33 +40,41 @@ def _index_rows(indices: Tensor) -> list[tuple[int, ...]]:
 
 
 class LatentJacobian(NamedTuple):
-    """A Jacobian with the SparseTensors whose active latents label its rows (outputs) and columns (inputs)."""
+    """A Jacobian whose last two axes, rows (outputs) and columns (inputs), are labelled by the active latents
+    of SparseTensors. An axis labelled None is not indexed by latents (the top-k logits, the token positions):
+    the check has compared its labels already, so it must match as it is. Leading axes (a batch) match as they are."""
 
     values: Any
     rows: Any
     cols: Any
 
 
-def compare_jacobian(exercise: str, name: str, got: LatentJacobian, want: LatentJacobian, hint: str | None = None) -> None:
+def compare_jacobian(
+    exercise: str,
+    name: str,
+    got: LatentJacobian,
+    want: LatentJacobian,
+    hint: str | None = None,
+    axes: tuple[str, str] = ("active later latent", "active earlier latent"),
+) -> None:
     """Compare Jacobians whose rows and columns are labelled by the active latents of SparseTensors.
 
     A correct learner's active set can differ from the reference's by latents whose activation is a
     rounding error away from zero (a pre-activation of ~1e-7 that one formulation rounds up and the
-    other down). Rows and columns are matched by latent index, and those near-zero latents are ignored.
+    other down; on a GPU this happens at GPT-2's shape). Rows and columns are matched by latent index,
+    and those near-zero latents are ignored. `axes` names what a row and a column stand for.
     """
     if not isinstance(got.values, Tensor):
         raise CheckFailed(exercise, f"{name} should be a Tensor, but it is a {shape_of(got.values)}.", hint)
-    same_labels = torch.equal(got.rows.sparse[1], want.rows.sparse[1]) and torch.equal(got.cols.sparse[1], want.cols.sparse[1])
-    if got.values.shape == want.values.shape and same_labels:
+    if got.values.shape == want.values.shape and _same_labels(got.rows, want.rows) and _same_labels(got.cols, want.cols):
         compare_tensor(exercise, name, got.values, want.values, hint)
         return
-    expected = (len(got.rows.sparse[0]), len(got.cols.sparse[0]))
+    expected = (*want.values.shape[:-2], _count(got.rows, want.values.shape[-2]), _count(got.cols, want.values.shape[-1]))
     if tuple(got.values.shape) != expected:
         raise CheckFailed(
             exercise,
             f"{name} has shape {shape_of(got.values)}, but with the activations you returned it should be {expected}: "
-            f"one row per active later latent and one column per active earlier latent "
-            f"(the reference's is {shape_of(want.values)}).",
+            f"one row per {axes[0]} and one column per {axes[1]} (the reference's is {shape_of(want.values)}).",
             hint,
         )
     compare_tensor(exercise, name, *aligned_jacobians(exercise, name, got, want, hint), hint)
@@ -79,10 +87,20 @@ def aligned_jacobians(exercise: str, name: str, got: LatentJacobian, want: Laten
     """
     rows = _aligned(exercise, name, "rows", got.rows, want.rows, hint)
     cols = _aligned(exercise, name, "columns", got.cols, want.cols, hint)
-    return got.values[rows[0]][:, cols[0]], want.values[rows[1]][:, cols[1]]
+    return got.values[..., rows[0], :][..., cols[0]], want.values[..., rows[1], :][..., cols[1]]
 
 
-def _aligned(exercise: str, name: str, axis: str, got: Any, want: Any, hint: str | None) -> tuple[Tensor, Tensor]:
+def _same_labels(got: Any, want: Any) -> bool:
+    return got is None or torch.equal(got.sparse[1], want.sparse[1])
+
+
+def _count(labels: Any, unlabelled: int) -> int:
+    return unlabelled if labels is None else len(labels.sparse[0])
+
+
+def _aligned(exercise: str, name: str, axis: str, got: Any, want: Any, hint: str | None) -> tuple[Tensor | slice, Tensor | slice]:
+    if got is None:  # not latents: the same labels on both sides, all kept
+        return slice(None), slice(None)
     got_at = {index: i for i, index in enumerate(_index_rows(got.sparse[1]))}
     want_at = {index: i for i, index in enumerate(_index_rows(want.sparse[1]))}
     _, atol_relative = tolerances(want.dense.device)

@@ -117,14 +117,21 @@ HINT_LEAVE_NO_TRACE = (
 
 @contextmanager
 def preserved_state(model: HookedSAETransformer, saes: Iterable[SAE]) -> Iterator[list[str]]:
-    """Run a block, then restore grad mode, hooks, attached SAEs and use_error_term, even if it raised.
+    """Run a block in full float32 precision, then restore grad mode, hooks, attached SAEs, use_error_term
+    and the matmul precision, even if it raised.
 
     Yields a list that, after the block, holds what the block changed (empty when it left no trace).
     """
     saes = list(saes)
     before = _snapshot(model, saes)
+    precision = torch.get_float32_matmul_precision()
+    # TF32 matmuls (torch.set_float32_matmul_precision("high") or allow_tf32, set by a learner or a library)
+    # put correct formulations 9.3e-4 apart on an H200 (make device-check), near the 1% mistakes the checks
+    # must catch; in full float32 they are 7e-7 apart, as on the CPU (tests/_report.py tolerances).
+    torch.set_float32_matmul_precision("highest")
     changes: list[str] = []
     try:
         yield changes
     finally:
+        torch.set_float32_matmul_precision(precision)
         changes.extend(_restore(model, saes, before))

@@ -11,7 +11,7 @@ from torch import Tensor
 
 import solutions
 from part_utils.hooks import _get_hook_layer
-from tests._compare import compare_sparse_tensor, require_sparse_tensor
+from tests._compare import LatentJacobian, compare_jacobian, compare_sparse_tensor, require_sparse_tensor
 from tests._exercise import exercise_settings, run_check
 from tests._report import CheckFailed, close_enough, compare_tensor, shape_of
 
@@ -115,7 +115,9 @@ def compare_latent_to_logit(
         hint = "This Jacobian has a row for every logit: differentiate only the logits of the top k token ids."
     elif isinstance(grads, Tensor) and grads.shape == want_grads.shape and not close_enough(grads, want_grads):
         hint = _gradient_position_hint(grads, want_acts, want_ids, sae, model)
-    compare_tensor(EXERCISE, "latent_logit_gradients", grads, want_grads, hint)
+    compare_jacobian(
+        EXERCISE, "latent_logit_gradients", LatentJacobian(grads, None, latent_acts), LatentJacobian(want_grads, None, want_acts), hint, axes=("top-k logit", "active latent")
+    )
     return f"gradients {shape_of(want_grads)} from {want_grads.shape[1]} active latents to the top {k} logits match the reference"
 
 

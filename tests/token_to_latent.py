@@ -11,9 +11,9 @@ from torch import Tensor
 
 import solutions
 from part_utils.hooks import _get_hook_layer
-from tests._compare import compare_sparse_tensor, require_sparse_tensor
+from tests._compare import LatentJacobian, compare_jacobian, compare_sparse_tensor, require_sparse_tensor
 from tests._exercise import exercise_settings, run_check
-from tests._report import CheckFailed, close_enough, compare_tensor, shape_of
+from tests._report import CheckFailed, close_enough, shape_of
 
 EXERCISE = "test_token_to_latent_gradients"
 
@@ -87,7 +87,9 @@ def compare_token_to_latent(got: tuple, want: tuple, tokens: Tensor, sae: SAE, m
                 )
     if not isinstance(grads, Tensor):
         raise CheckFailed(EXERCISE, f"token_latent_grads should be a Tensor, but it is a {shape_of(grads)}.")
-    compare_tensor(EXERCISE, "token_latent_grads", grads, want_grads, hint)
+    compare_jacobian(
+        EXERCISE, "token_latent_grads", LatentJacobian(grads, None, latent_acts), LatentJacobian(want_grads, None, want_acts), hint, axes=("position", "active latent")
+    )
     return f"gradients {shape_of(want_grads)} from {tokens.shape[-1]} tokens to {want_grads.shape[-1]} active latents match the reference"
 
 

@@ -278,7 +278,7 @@ def later_latent_acts(
     """output: "values" or "dense" (the dense tensor differentiated); aux: "tuple" or "bare"."""
 
     def latent_acts_to_later_latent_acts(values: Tensor, indices: Tensor, shape: tuple[int, ...], sae_from: SAE, sae_to: SAE, model: HookedSAETransformer):
-        dense = dense_of(values, indices, shape) if decode == "sae" else torch.zeros(shape).index_put(tuple(indices.T), values)
+        dense = dense_of(values, indices, shape) if decode == "sae" else values.new_zeros(shape).index_put(tuple(indices.T), values)
         resid = sae_from.decode(dense)
         if detach:
             resid = resid.detach()
@@ -393,7 +393,7 @@ def latent_circuit(
             x = model(model(tokens, stop_at_layer=0) * scales[..., None], start_at_layer=0, stop_at_layer=order[0])
             return saes[order[0]].encode(x)[tuple(acts[0].indices.T)]
 
-        token_weights = weighted(jacobian(first_latents)(torch.ones(tokens.shape))[:, 0].T.detach(), 1.0)  # (seq, n_0)
+        token_weights = weighted(jacobian(first_latents)(torch.ones(tokens.shape, device=tokens.device))[:, 0].T.detach(), 1.0)  # (seq, n_0)
         between = []  # between[i][v, u]: layer i's latent u -> layer i + 1's latent v
         for i, (a, b) in enumerate(zip(order, order[1:])):
 
