@@ -81,4 +81,5 @@ def latent_to_latent_gradients_attn(
         latent_acts_next,
         Path(_get_hook_layer(sae_from), True, _get_hook_layer(sae_to), True),
         (model.cfg.n_heads, model.cfg.d_head),
+        cache[resid_pre_name],
     )

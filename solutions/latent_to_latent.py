@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from jaxtyping import Float, Int
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
@@ -75,6 +76,7 @@ def gradients_between_saes(
     latent_acts_next: SparseTensor,
     path: Path,
     row_shape: tuple[int, ...],
+    resid_pre: Tensor | None = None,
 ) -> tuple[Tensor, SparseTensor, SparseTensor, SparseTensor]:
     """The four results of a latent-to-latent exercise, residual or attention, given the true activations.
 
@@ -82,17 +84,28 @@ def gradients_between_saes(
     returns (extra_args begin with sae_from, sae_to, model), computed in forward mode with each tangent
     kept to the positions it reaches (see solutions/forward_mode.py): one earlier latent moves the earlier
     SAE's hook at its own position only, by its decoder row, shaped as the hook's value at one position
-    (`row_shape`: (d_model,) for the residual stream, (n_heads, d_head) for z).
+    (`row_shape`: (d_model,) for the residual stream, (n_heads, d_head) for z). Where the path enters
+    at the earlier layer's hook_z, `resid_pre` is the clean residual stream entering that layer.
     """
     values, indices, shape = latent_acts_prev.sparse
     sae_from, sae_to, model = extra_args[:3]
+    with torch.no_grad():  # the earlier SAE's reconstruction: where the pass the Jacobian is taken along starts
+        decoded = decode_sparse(sae_from, values, indices, shape, model.cfg.d_head)
 
     def entering_rows(columns: Tensor) -> tuple[Tensor, Tensor]:
         _, positions, latents = indices[columns].unbind(-1)
         return positions, sae_from.W_dec[latents].reshape(len(columns), *row_shape)
 
     latent_latent_gradients, (latent_acts_next_recon_dense,) = positionwise_jacobian(
-        to_later_latents, values, (indices, shape, *extra_args), model, sae_from, sae_to, path, entering_rows
+        to_later_latents,
+        values,
+        (indices, shape, *extra_args),
+        model,
+        sae_from,
+        sae_to,
+        path,
+        (resid_pre, decoded) if path.from_z else (decoded, None),
+        entering_rows,
     )
     return (
         latent_latent_gradients,
