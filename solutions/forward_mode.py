@@ -141,8 +141,10 @@ def _per_head(weight: Tensor) -> Callable[[Tensor], Tensor]:
     """Rows (n, d_model) against an attention weight as stored, (heads, d_model, d_head): (n, heads, d_head).
 
     A product batched over heads reads the weight in place; TransformerLens's attention copies W_Q,
-    W_K and W_V into a new layout on every call, which costs as much again at a prompt's few rows."""
-    return lambda rows: torch.matmul(rows, weight).transpose(0, 1)
+    W_K and W_V into a new layout on every call, which costs as much again at a prompt's few rows. The
+    result is laid out row by row (a copy of the rows, not of the weight): the attention's tangents
+    gather rows from it."""
+    return lambda rows: torch.matmul(rows, weight).transpose(0, 1).contiguous()
 
 
 def _attention_z_jvp(primal: _Attention, dq: Tensor, dk: Tensor, dv: Tensor) -> Tensor:
@@ -199,7 +201,12 @@ def _attention_z_jvp_one_position(primal: _Attention, sources: Tensor, dq: Tenso
     for query, count in zip(positions.tolist(), counts.tolist()):
         rows, at = cols[start : start + count], slice(start, start + count)
         source = sources[rows]
-        d_z[at] = pattern[:, query, source].T[..., None] * (b[query, rows][..., None] * (primal.v[source] - z[query]) + dv[rows])
+        weight = pattern[:, query, source].T[..., None]  # P_ip: (rows, heads, 1)
+        # In place, with v_p - z_i taken at the seq positions before it is gathered for the rows: the
+        # rows are thousands (every column at every later query), and each pass over them costs more
+        # than the arithmetic.
+        d_z[at] = (primal.v - primal.z[query])[source]
+        d_z[at].mul_(weight * b[query, rows][..., None]).addcmul_(weight, dv[rows])
         start += count
     own = (queries == sources[cols]).nonzero()[:, 0]
     d_z[own] += own_row[cols[own]]
