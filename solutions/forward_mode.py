@@ -43,7 +43,7 @@ from transformer_lens.components import LayerNorm, LayerNormPre
 from transformer_lens.utilities import get_act_name
 
 from solutions.jacobian import positionwise_chunk_size, sparse_jacobian
-from solutions.plain_forward import has_plain_blocks
+from solutions.plain_forward import has_plain_blocks, slope
 from solutions.sparse_sae import _is_plain_relu_sae
 
 
@@ -82,18 +82,6 @@ def _causal_rows(sources: Tensor, seq: int) -> tuple[Tensor, Tensor]:
 
 def _jvp(fn: Callable[[Tensor], Tensor], primal: Tensor, tangent: Tensor) -> Tensor:
     return torch.func.jvp(fn, (primal,), (tangent,))[1]
-
-
-def _slope(act_fn: Callable[[Tensor], Tensor], pre: Tensor) -> Tensor:
-    """The elementwise activation's derivative at `pre`: the gradient of the sum of its outputs.
-
-    In reverse mode rather than with `torch.func.jvp`, whose first call in a process compiles its
-    decompositions (about half a second, which a learner would wait for at the first gradient check).
-    """
-    with torch.enable_grad():
-        pre = pre.detach().requires_grad_()
-        (slope,) = torch.autograd.grad(act_fn(pre).sum(), pre)
-    return slope
 
 
 def _layer_norm_jvp(norm: torch.nn.Module, x: Tensor, dx: Tensor) -> Tensor:
@@ -245,7 +233,7 @@ def _after_attention(block: torch.nn.Module, resid: Tensor, z: Tensor, d_resid: 
     # each position's primal hidden layer, times the tangent of its input.
     pre, d_pre = _stacked(block.ln2(resid_mid), _layer_norm_jvp(block.ln2, resid_mid[positions], d_resid_mid), lambda rows: rows @ mlp.W_in)
     pre = pre + mlp.b_in
-    mlp_out, d_mlp_out = _stacked(mlp.act_fn(pre), _slope(mlp.act_fn, pre)[positions] * d_pre, lambda rows: rows @ mlp.W_out)
+    mlp_out, d_mlp_out = _stacked(mlp.act_fn(pre), slope(mlp.act_fn, pre)[positions] * d_pre, lambda rows: rows @ mlp.W_out)
     return resid_mid + mlp_out + mlp.b_out, Rows(d_z.cols, positions, d_resid_mid + d_mlp_out)
 
 
