@@ -20,9 +20,11 @@ it can be nonzero:
   that row's position, not every position by every active latent;
 - the pass stops at the hook the later SAE reads: for an attention SAE, right after hook_z, so the
   last block's output projection and MLP (which feed nothing read) never run;
-- what every chunk of columns shares (the primal activations, the attention pattern, the MLP's
-  slope, the weights in the layout the row products read, the active encoder columns) is prepared
-  once per call (`_prepare_block`, `_ActiveEncoder`).
+- the primal pass (what the tangents are linearised at) goes along with them, block by block, in
+  the same products (`_stacked`): at a prompt's few positions a product is limited by reading its
+  weight, which is then read once for both; the primal's attention pattern and the MLP's slope are
+  computed once per block and shared by every tangent;
+- the later SAE's active encoder columns are gathered once per call (`_ActiveEncoder`).
 
 The Jacobian is the same as `torch.func.jacfwd`'s (up to float rounding), at a fraction of the work:
 the benchmark's lower-bound column counts these rows. Only models whose blocks are the plain
