@@ -318,6 +318,7 @@ def positionwise_jacobian(
     path: Path,
     entry: tuple[Tensor, Tensor | None],
     entering_rows: Callable[[Tensor], tuple[Tensor, Tensor]],
+    clean_input: Tensor | None = None,
 ) -> tuple[Tensor, Any]:
     """`jacfwd(fn, has_aux=True)(inputs, *args)` for the exercises' maps, following tangents row by row.
 
@@ -329,12 +330,20 @@ def positionwise_jacobian(
     gives them, if any. The rest of `fn` (the blocks in between and the later SAE) is followed here,
     primal and tangents together. Falls back to `sparse_jacobian` for models and SAEs this module
     does not write out.
+
+    Given `clean_input`, the later SAE's input on the clean prompt, its dense activations are
+    returned after `fn`'s, in the aux tuple: they are encoded in the same product as the
+    reconstruction's, which reads all of the (d_in, d_sae) encoder, on a CPU longer than the arithmetic.
     """
     resid, z = entry
     n_in = inputs.numel()
     plain = supports_positionwise(model, (sae_to,) if sae_from is None else (sae_from, sae_to))
     if not plain or resid.shape[0] != 1 or n_in == 0:  # the rows below index a batch of one prompt, as every exercise has
-        return sparse_jacobian(fn, inputs, args, n_in, model)
+        jacobian, aux = sparse_jacobian(fn, inputs, args, n_in, model)
+        if clean_input is not None:
+            with torch.no_grad():
+                aux = (*aux, sae_to.encode(clean_input))
+        return jacobian, aux
     seq = resid.shape[1]
     # Columns in chunks, so that a long prompt's rows (up to seq per column, d_mlp wide) stay bounded.
     # Each chunk carries the primal pass along in its products (`_propagate`): seq rows more, against
@@ -347,10 +356,11 @@ def positionwise_jacobian(
             rows = Rows(torch.arange(len(columns), device=inputs.device), sources, tangents)
             at_sae, rows_at_sae = _propagate(model, path, resid[0], None if z is None else z[0], rows, len(columns), seq)
             if start == 0:
-                active = sae_to.encode(at_sae[None])
+                encoded = sae_to.encode(at_sae[None] if clean_input is None else torch.cat([at_sae[None], clean_input]))
+                active, clean = encoded[:1], encoded[1:]
                 encoder = _ActiveEncoder(sae_to, active)
                 jacobian = at_sae.new_zeros(encoder.n_out, n_in)
             jacobian[:, start : start + len(columns)] = encoder.jacobian(rows_at_sae, len(columns))
     # The outputs are the active latents' values, as `fn` returns them (its `encode_active`).
     outputs = active[active > 0]
-    return jacobian.reshape(*outputs.shape, *inputs.shape), (active,)
+    return jacobian.reshape(*outputs.shape, *inputs.shape), (active,) if clean_input is None else (active, clean)

@@ -52,18 +52,17 @@ def latent_to_latent_gradients(
         latent_acts_next:        the later SAE's true latent activations on `tokens`
         latent_acts_next_recon:  the later SAE's activations computed from the earlier SAE's reconstruction
     """
-    # The true activations of both SAEs, from one clean forward pass (see clean_sae_activations).
-    _, (acts_prev_dense, acts_next_dense), _ = clean_sae_activations(
-        model, tokens, [sae_from, sae_to], stop_at_layer=_get_hook_layer(sae_to)
+    # The earlier SAE's true activations and the later SAE's clean input, from one clean forward pass
+    # (see clean_sae_activations); the later SAE encodes it beside the reconstruction's (gradients_between_saes).
+    hook_to = sae_to.cfg.metadata.hook_name
+    _, (acts_prev_dense,), cache = clean_sae_activations(
+        model, tokens, [sae_from], stop_at_layer=_get_hook_layer(sae_to), extra_names=(hook_to,)
     )
-    latent_acts_prev = SparseTensor.from_dense(acts_prev_dense)
-    latent_acts_next = SparseTensor.from_dense(acts_next_dense)
-
     return gradients_between_saes(
         latent_acts_to_later_latent_acts,
         (sae_from, sae_to, model),
-        latent_acts_prev,
-        latent_acts_next,
+        SparseTensor.from_dense(acts_prev_dense),
+        cache[hook_to],
         Path(_get_hook_layer(sae_from), False, _get_hook_layer(sae_to), False),
         (model.cfg.d_model,),
     )
@@ -73,12 +72,13 @@ def gradients_between_saes(
     to_later_latents: Callable[..., tuple[Tensor, tuple[Tensor]]],
     extra_args: tuple[Any, ...],
     latent_acts_prev: SparseTensor,
-    latent_acts_next: SparseTensor,
+    clean_input_to: Tensor,
     path: Path,
     row_shape: tuple[int, ...],
     resid_pre: Tensor | None = None,
 ) -> tuple[Tensor, SparseTensor, SparseTensor, SparseTensor]:
-    """The four results of a latent-to-latent exercise, residual or attention, given the true activations.
+    """The four results of a latent-to-latent exercise, residual or attention, given the earlier SAE's
+    true activations and the later SAE's clean input (`clean_input_to`).
 
     The Jacobian is what `jacrev(to_later_latents, has_aux=True)(*latent_acts_prev.sparse, *extra_args)`
     returns (extra_args begin with sae_from, sae_to, model), computed in forward mode with each tangent
@@ -96,7 +96,7 @@ def gradients_between_saes(
         _, positions, latents = indices[columns].unbind(-1)
         return positions, sae_from.W_dec[latents].reshape(len(columns), *row_shape)
 
-    latent_latent_gradients, (latent_acts_next_recon_dense,) = positionwise_jacobian(
+    latent_latent_gradients, (latent_acts_next_recon_dense, latent_acts_next_dense) = positionwise_jacobian(
         to_later_latents,
         values,
         (indices, shape, *extra_args),
@@ -106,10 +106,11 @@ def gradients_between_saes(
         path,
         (resid_pre, decoded) if path.from_z else (decoded, None),
         entering_rows,
+        clean_input_to,
     )
     return (
         latent_latent_gradients,
         latent_acts_prev,
-        latent_acts_next,
+        SparseTensor.from_dense(latent_acts_next_dense),
         SparseTensor.from_dense(latent_acts_next_recon_dense),
     )
