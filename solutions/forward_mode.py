@@ -42,7 +42,6 @@ import torch
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 from transformer_lens.components import LayerNorm, LayerNormPre
-from transformer_lens.utilities import get_act_name
 
 from solutions.jacobian import positionwise_chunk_size, sparse_jacobian
 from solutions.plain_forward import has_plain_blocks, slope
