@@ -188,14 +188,14 @@ def _attention_z_jvp_one_position(primal: _Attention, sources: Tensor, dq: Tenso
     positions, counts = torch.unique_consecutive(queries, return_counts=True)
     start = 0
     for query, count in zip(positions.tolist(), counts.tolist()):
-        rows, at = cols[start : start + count], slice(start, start + count)
-        source = sources[rows]
+        # The columns that reach this query are the first `count`, their sources coming in order
+        # (`positionwise_jacobian`): slices of dv and b, not copies. The rows are thousands (every
+        # column at every later query), and each pass over them costs more than its arithmetic, so
+        # they are written in place, v_p - z_i taken at the seq positions and gathered straight into them.
+        at, source = d_z[start : start + count], sources[:count]
         weight = pattern[:, query, source].T[..., None]  # P_ip: (rows, heads, 1)
-        # In place, with v_p - z_i taken at the seq positions before it is gathered for the rows: the
-        # rows are thousands (every column at every later query), and each pass over them costs more
-        # than the arithmetic.
-        d_z[at] = (primal.v - primal.z[query])[source]
-        d_z[at].mul_(weight * b[query, rows][..., None]).addcmul_(weight, dv[rows])
+        torch.index_select(primal.v - primal.z[query], 0, source, out=at)
+        at.mul_(weight * b[query, :count, :, None]).addcmul_(weight, dv[:count])
         start += count
     own = (queries == sources[cols]).nonzero()[:, 0]
     d_z[own] += own_row[cols[own]]
@@ -325,7 +325,8 @@ def positionwise_jacobian(
     `entry` is what `fn` computes at the entry point of `path`: the input of block `path.layer_from`
     (batch, seq, d_model) and, where the path enters at its hook_z, the z there (batch, seq, heads,
     d_head), else None. `entering_rows(columns)` gives, for those input entries, each one's position
-    and its tangent there (a residual-stream or a hook_z vector); `sae_from` is the SAE whose decoder
+    and its tangent there (a residual-stream or a hook_z vector), the positions in order (a
+    SparseTensor's indices and a prompt's positions come so); `sae_from` is the SAE whose decoder
     gives them, if any. The rest of `fn` (the blocks in between and the later SAE) is followed here,
     primal and tangents together. Falls back to `sparse_jacobian` for models and SAEs this module
     does not write out.
@@ -352,6 +353,8 @@ def positionwise_jacobian(
         for start in range(0, n_in, chunk):
             columns = torch.arange(start, min(start + chunk, n_in), device=inputs.device)
             sources, tangents = entering_rows(columns)
+            if not bool((sources[1:] >= sources[:-1]).all()):
+                raise ValueError("entering_rows must give the columns' positions in order (see _attention_z_jvp_one_position)")
             rows = Rows(torch.arange(len(columns), device=inputs.device), sources, tangents)
             at_sae, rows_at_sae = _propagate(model, path, resid[0], None if z is None else z[0], rows, len(columns), seq)
             if start == 0:
