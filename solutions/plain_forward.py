@@ -95,8 +95,8 @@ def block_forward(block: torch.nn.Module, resid: Tensor, final_query_only: bool 
     scores = attn.apply_causal_mask(q @ k.transpose(-1, -2) / attn.attn_scale, offset)
     z = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2)
     resid_mid = resid[:, offset:] + z.flatten(2) @ attn.W_O.flatten(0, 1) + attn.b_O
-    mlp = _linearised_mlp if for_reverse_mode else lambda mlp, normalized: mlp(normalized)
-    return resid_mid + mlp(block.mlp, block.ln2(resid_mid)), z
+    normalized = block.ln2(resid_mid)
+    return resid_mid + (_linearised_mlp(block.mlp, normalized) if for_reverse_mode else block.mlp(normalized)), z
 
 
 def blocks_forward(
