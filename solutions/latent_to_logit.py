@@ -11,7 +11,7 @@ from transformer_lens.components import TransformerBlock
 
 from part_utils.hooks import _get_hook_layer
 from solutions.jacobian import jacobian_chunk_size, sparse_jacobian
-from solutions.plain_forward import blocks_forward, has_plain_blocks
+from solutions.plain_forward import blocks_forward, has_plain_blocks, layer_norm
 from solutions.sparse_sae import clean_sae_activations, decode_sparse
 from solutions.sparse_tensor import SparseTensor
 
@@ -110,7 +110,7 @@ def latent_to_logit_gradients(
         resid = decode_sparse(sae, leaf, indices, shape, model.cfg.d_head)
         if has_plain_blocks(model):
             resid_final, _ = blocks_forward(model, resid, layer, model.cfg.n_layers, final_query_only=True, for_reverse_mode=True)
-            normalized_recon = model.ln_final(resid_final)[0, -1]
+            normalized_recon = layer_norm(model.ln_final, resid_final)[0, -1]
         else:
             normalized_recon = _final_normalized(model, resid, layer)
     with torch.no_grad():

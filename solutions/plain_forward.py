@@ -5,7 +5,7 @@ copies on every call, four per block. At a prompt's few positions a block's prod
 reading its weights from memory, and each copy reads and writes a weight once more: on GPT-2's shape
 about a third of a clean forward pass. Here q, k and v are products batched over heads against the
 weights as stored, z meets W_O viewed as one (heads * d_head, d_model) matrix, and the layer norms and
-the MLP are the model's own modules. The results equal the model's up to float rounding; models
+the MLP are the model's own maths. The results equal the model's up to float rounding; models
 whose blocks are not of this kind go through the model.
 
 No hook point fires. The clean passes run them as they are; the pass the top logits' reverse mode
@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 from sae_lens import HookedSAETransformer
 from torch import Tensor
+from transformer_lens.components import LayerNorm, LayerNormPre
 from transformer_lens.utilities import get_act_name
 
 
@@ -49,6 +50,19 @@ def slope(act_fn: Callable[[Tensor], Tensor], pre: Tensor) -> Tensor:
         pre = pre.detach().requires_grad_()
         (derivative,) = torch.autograd.grad(act_fn(pre).sum(), pre)
     return derivative
+
+
+def layer_norm(norm: torch.nn.Module, x: Tensor) -> Tensor:
+    """`norm(x)`, through torch's fused layer norm where `norm` is TransformerLens's LayerNorm(Pre).
+
+    The same maths, (x - mean) / sqrt(variance + eps), times w plus b (LayerNorm only); but its backward
+    pass is one step, where the module's graph is a dozen elementwise steps, each run for every
+    cotangent of the top logits' reverse mode. Any other norm, or dtype, is the module itself.
+    """
+    if type(norm) not in (LayerNorm, LayerNormPre) or x.dtype not in (torch.float32, torch.float64):
+        return norm(x)
+    weight, bias = (norm.w, norm.b) if isinstance(norm, LayerNorm) else (None, None)
+    return torch.nn.functional.layer_norm(x, x.shape[-1:], weight, bias, norm.eps)
 
 
 def _heads(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -84,7 +98,7 @@ def block_forward(block: torch.nn.Module, resid: Tensor, final_query_only: bool 
     products (`_heads_flattened`, `_linearised_mlp`); the values are the same.
     """
     attn = block.attn
-    normalized = block.ln1(resid)
+    normalized = layer_norm(block.ln1, resid)
     queries = normalized[:, -1:] if final_query_only else normalized
     heads = _heads_flattened if for_reverse_mode else _heads
     q, k, v = heads(queries, attn.W_Q, attn.b_Q), heads(normalized, attn.W_K, attn.b_K), heads(normalized, attn.W_V, attn.b_V)
@@ -95,7 +109,7 @@ def block_forward(block: torch.nn.Module, resid: Tensor, final_query_only: bool 
     scores = attn.apply_causal_mask(q @ k.transpose(-1, -2) / attn.attn_scale, offset)
     z = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2)
     resid_mid = resid[:, offset:] + z.flatten(2) @ attn.W_O.flatten(0, 1) + attn.b_O
-    normalized = block.ln2(resid_mid)
+    normalized = layer_norm(block.ln2, resid_mid)
     return resid_mid + (_linearised_mlp(block.mlp, normalized) if for_reverse_mode else block.mlp(normalized)), z
 
 
