@@ -63,22 +63,20 @@ def latent_to_latent_gradients_attn(
         latent_acts_next:        the later SAE's true latent activations
         latent_acts_next_recon:  the later SAE's activations when the earlier layer's z is reconstructed
     """
-    resid_pre_name = get_act_name("resid_pre", _get_hook_layer(sae_from))
-    # The true activations of both SAEs and the clean residual stream entering the earlier layer, from
-    # one clean forward pass (see clean_sae_activations).
-    _, (acts_prev_dense, acts_next_dense), cache = clean_sae_activations(
-        model, tokens, [sae_from, sae_to], stop_at_layer=_get_hook_layer(sae_to) + 1, extra_names=(resid_pre_name,)
+    resid_pre_name, hook_to = get_act_name("resid_pre", _get_hook_layer(sae_from)), sae_to.cfg.metadata.hook_name
+    # The earlier SAE's true activations, the later SAE's clean input and the clean residual stream
+    # entering the earlier layer, from one clean forward pass (see clean_sae_activations).
+    _, (acts_prev_dense,), cache = clean_sae_activations(
+        model, tokens, [sae_from], stop_at_layer=_get_hook_layer(sae_to) + 1, extra_names=(resid_pre_name, hook_to)
     )
-    latent_acts_prev = SparseTensor.from_dense(acts_prev_dense)
-    latent_acts_next = SparseTensor.from_dense(acts_next_dense)
-
     # Forward mode stopped at the later hook_z (see solutions/forward_mode.py); the earlier SAE's decoder
     # rows enter z at one position, as (n_heads, d_head).
     return gradients_between_saes(
         latent_acts_to_later_latent_acts_attn,
         (sae_from, sae_to, model, cache[resid_pre_name]),
-        latent_acts_prev,
-        latent_acts_next,
+        SparseTensor.from_dense(acts_prev_dense),
+        cache[hook_to],
         Path(_get_hook_layer(sae_from), True, _get_hook_layer(sae_to), True),
         (model.cfg.n_heads, model.cfg.d_head),
+        cache[resid_pre_name],
     )

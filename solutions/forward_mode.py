@@ -20,9 +20,11 @@ it can be nonzero:
   that row's position, not every position by every active latent;
 - the pass stops at the hook the later SAE reads: for an attention SAE, right after hook_z, so the
   last block's output projection and MLP (which feed nothing read) never run;
-- what every chunk of columns shares (the primal activations, the attention pattern, the MLP's
-  slope, the weights in the layout the row products read, the active encoder columns) is prepared
-  once per call (`_prepare_block`, `_ActiveEncoder`).
+- the primal pass (what the tangents are linearised at) goes along with them, block by block, in
+  the same products (`_stacked`): at a prompt's few positions a product is limited by reading its
+  weight, which is then read once for both; the primal's attention pattern and the MLP's slope are
+  computed once per block and shared by every tangent;
+- the later SAE's active encoder columns are gathered once per call (`_ActiveEncoder`).
 
 The Jacobian is the same as `torch.func.jacfwd`'s (up to float rounding), at a fraction of the work:
 the benchmark's lower-bound column counts these rows. Only models whose blocks are the plain
@@ -40,10 +42,9 @@ import torch
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 from transformer_lens.components import LayerNorm, LayerNormPre
-from transformer_lens.utilities import get_act_name
 
 from solutions.jacobian import positionwise_chunk_size, sparse_jacobian
-from solutions.plain_forward import has_plain_blocks
+from solutions.plain_forward import has_plain_blocks, slope
 from solutions.sparse_sae import _is_plain_relu_sae
 
 
@@ -84,18 +85,6 @@ def _jvp(fn: Callable[[Tensor], Tensor], primal: Tensor, tangent: Tensor) -> Ten
     return torch.func.jvp(fn, (primal,), (tangent,))[1]
 
 
-def _slope(act_fn: Callable[[Tensor], Tensor], pre: Tensor) -> Tensor:
-    """The elementwise activation's derivative at `pre`: the gradient of the sum of its outputs.
-
-    In reverse mode rather than with `torch.func.jvp`, whose first call in a process compiles its
-    decompositions (about half a second, which a learner would wait for at the first gradient check).
-    """
-    with torch.enable_grad():
-        pre = pre.detach().requires_grad_()
-        (slope,) = torch.autograd.grad(act_fn(pre).sum(), pre)
-    return slope
-
-
 def _layer_norm_jvp(norm: torch.nn.Module, x: Tensor, dx: Tensor) -> Tensor:
     """Tangent of a layer norm at rows `x`, for row tangents `dx`.
 
@@ -115,60 +104,39 @@ def _layer_norm_jvp(norm: torch.nn.Module, x: Tensor, dx: Tensor) -> Tensor:
 
 
 @dataclass
-class _Block:
-    """One block's primal activations and weights, prepared once per call and shared by every chunk of columns.
+class _Attention:
+    """One block's primal attention at every position: what its tangent is linearised at, shared by every tangent."""
 
-    The weights are read in the layout the row products need: TransformerLens rearranges W_Q, W_K
-    and W_V into a fresh copy on every call of the attention, which here would be once per chunk and
-    per pass; W_O's (heads, d_head, d_model) layout is already a (heads * d_head, d_model) matrix.
-    """
-
-    block: torch.nn.Module
-    resid_pre: Tensor  # (seq, d_model)
-    resid_mid: Tensor | None  # (seq, d_model); None where the pass stops at hook_z
+    attn: torch.nn.Module
     q: Tensor  # (seq, heads, d_head), after the rotary embedding where the model has one
     k: Tensor
     v: Tensor
     pattern: Tensor  # (heads, query, key)
     z: Tensor  # (seq, heads, d_head)
-    w_qkv: Tensor  # (d_model, 3 * heads * d_head)
-    w_out: Tensor  # (heads * d_head, d_model)
-    slope: Tensor | None  # (seq, d_mlp): the MLP activation's slope at each position's hidden layer
 
 
-def _prepare_block(block: torch.nn.Module, primals: dict[str, Tensor], layer: int, through_mlp: bool) -> _Block:
-    attn = block.attn
-    q, k, v = (primals[get_act_name(x, layer)] for x in "qkv")
-    if attn.cfg.positional_embedding_type == "rotary":
-        q, k = attn.apply_rotary(q), attn.apply_rotary(k)
-    w_qkv = torch.cat([w.permute(1, 0, 2).flatten(1) for w in (attn.W_Q, attn.W_K, attn.W_V)], dim=1)
-    pattern = primals[get_act_name("pattern", layer)][0]
-    slope = None
-    if through_mlp:
-        # The MLP's hidden layer is taken once per position, so that the rows at one position share
-        # it; the activation is elementwise, so its tangent is its slope there times the tangent of
-        # its input. It is recomputed where mlp.hook_pre did not fire: a deep-copied model's MLP
-        # calls the original's hook points (sae_lens).
-        pre = primals.get(get_act_name("pre", layer))
-        if pre is None:
-            pre = block.ln2(primals[get_act_name("resid_mid", layer)]) @ block.mlp.W_in + block.mlp.b_in
-        slope = _slope(block.mlp.act_fn, pre[0])
-    return _Block(
-        block,
-        primals[get_act_name("resid_pre", layer)][0],
-        primals[get_act_name("resid_mid", layer)][0] if through_mlp else None,
-        q[0],
-        k[0],
-        v[0],
-        pattern,
-        torch.einsum("hqk,khe->qhe", pattern, v[0]),
-        w_qkv,
-        attn.W_O.flatten(0, 1),
-        slope,
-    )
+def _stacked(primal: Tensor, tangent: Tensor, product: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor]:
+    """`product` of the primal rows and of the tangent rows, in one product.
+
+    At a prompt's few positions a product is limited by reading its weight from memory, not by the
+    arithmetic: stacked, the primal's rows ride along with the tangents' for little more than the
+    tangents' own cost, where a separate primal pass would read every weight once more.
+    """
+    both = product(torch.cat([primal, tangent]))
+    return both[: len(primal)], both[len(primal) :]
 
 
-def _attention_z_jvp(layer: _Block, dq: Tensor, dk: Tensor, dv: Tensor) -> Tensor:
+def _per_head(weight: Tensor) -> Callable[[Tensor], Tensor]:
+    """Rows (n, d_model) against an attention weight as stored, (heads, d_model, d_head): (n, heads, d_head).
+
+    A product batched over heads reads the weight in place; TransformerLens's attention copies W_Q,
+    W_K and W_V into a new layout on every call, which costs as much again at a prompt's few rows. The
+    result is laid out row by row (a copy of the rows, not of the weight): the attention's tangents
+    gather rows from it."""
+    return lambda rows: torch.matmul(rows, weight).transpose(0, 1).contiguous()
+
+
+def _attention_z_jvp(primal: _Attention, dq: Tensor, dk: Tensor, dv: Tensor) -> Tensor:
     """Tangent of the attention's z (n, seq, heads, d_head) from dense tangents of its q, k, v (same shape).
 
     The attention is scores = q k / scale, pattern = causal softmax(scores), z = pattern v, so with the
@@ -178,13 +146,13 @@ def _attention_z_jvp(layer: _Block, dq: Tensor, dk: Tensor, dv: Tensor) -> Tenso
     through `torch.func.jvp` of the module's steps: the primal pattern is computed once per call, and
     each tangent costs four batched products.
     """
-    attn = layer.block.attn
+    attn = primal.attn
     if attn.cfg.positional_embedding_type == "rotary":  # the rotary embedding is linear at each position
         dq, dk = attn.apply_rotary(dq), attn.apply_rotary(dk)
-    pattern = layer.pattern
-    d_scores = (torch.einsum("nqhe,khe->nhqk", dq, layer.k) + torch.einsum("qhe,nkhe->nhqk", layer.q, dk)) / attn.attn_scale
+    pattern = primal.pattern
+    d_scores = (torch.einsum("nqhe,khe->nhqk", dq, primal.k) + torch.einsum("qhe,nkhe->nhqk", primal.q, dk)) / attn.attn_scale
     d_pattern = pattern * (d_scores - (pattern * d_scores).sum(-1, keepdim=True))
-    return torch.einsum("nhqk,khe->nqhe", d_pattern, layer.v) + torch.einsum("hqk,nkhe->nqhe", pattern, dv)
+    return torch.einsum("nhqk,khe->nqhe", d_pattern, primal.v) + torch.einsum("hqk,nkhe->nqhe", pattern, dv)
 
 
 def _rotary_at(attn: torch.nn.Module, positions: Tensor, x: Tensor) -> Tensor:
@@ -195,7 +163,7 @@ def _rotary_at(attn: torch.nn.Module, positions: Tensor, x: Tensor) -> Tensor:
     return torch.cat([x_rot * cos + attn.rotate_every_two(x_rot) * sin, x_pass], dim=-1)
 
 
-def _attention_z_jvp_one_position(layer: _Block, sources: Tensor, dq: Tensor, dk: Tensor, dv: Tensor, reach: tuple[Tensor, Tensor]) -> Tensor:
+def _attention_z_jvp_one_position(primal: _Attention, sources: Tensor, dq: Tensor, dk: Tensor, dv: Tensor, reach: tuple[Tensor, Tensor]) -> Tensor:
     """Rows `reach` of the tangent of z, for tangents of q, k, v (n, heads, d_head) each at its column's source only.
 
     This is the first attention a tangent meets, where it is still at one position p. Then d_scores
@@ -207,51 +175,67 @@ def _attention_z_jvp_one_position(layer: _Block, sources: Tensor, dq: Tensor, dk
     by query, `_causal_rows`): each step's operands are a few MB, where one (seq, n) grid would be
     written and read several times over.
     """
-    attn = layer.block.attn
+    attn = primal.attn
     if attn.cfg.positional_embedding_type == "rotary":
         dq, dk = _rotary_at(attn, sources, dq), _rotary_at(attn, sources, dk)
-    pattern, z = layer.pattern, layer.z
-    a = torch.einsum("nhe,khe->nhk", dq, layer.k) / attn.attn_scale
-    b = torch.einsum("qhe,nhe->qnh", layer.q, dk) / attn.attn_scale
+    pattern, z = primal.pattern, primal.z
+    a = torch.einsum("nhe,khe->nhk", dq, primal.k) / attn.attn_scale
+    b = torch.einsum("qhe,nhe->qnh", primal.q, dk) / attn.attn_scale
     weighted = pattern[:, sources].transpose(0, 1) * a  # P_pj a_j: (n, heads, key)
-    own_row = torch.einsum("nhk,khe->nhe", weighted, layer.v) - weighted.sum(-1)[..., None] * z[sources]
+    own_row = torch.einsum("nhk,khe->nhe", weighted, primal.v) - weighted.sum(-1)[..., None] * z[sources]
     cols, queries = reach
     d_z = dv.new_empty(len(cols), *dv.shape[1:])
     positions, counts = torch.unique_consecutive(queries, return_counts=True)
     start = 0
     for query, count in zip(positions.tolist(), counts.tolist()):
-        rows, at = cols[start : start + count], slice(start, start + count)
-        source = sources[rows]
-        d_z[at] = pattern[:, query, source].T[..., None] * (b[query, rows][..., None] * (layer.v[source] - z[query]) + dv[rows])
+        # The columns that reach this query are the first `count`, their sources coming in order
+        # (`positionwise_jacobian`): slices of dv and b, not copies. The rows are thousands (every
+        # column at every later query), and each pass over them costs more than its arithmetic, so
+        # they are written in place, v_p - z_i taken at the seq positions and gathered straight into them.
+        at, source = d_z[start : start + count], sources[:count]
+        weight = pattern[:, query, source].T[..., None]  # P_ip: (rows, heads, 1)
+        torch.index_select(primal.v - primal.z[query], 0, source, out=at)
+        at.mul_(weight * b[query, :count, :, None]).addcmul_(weight, dv[:count])
         start += count
     own = (queries == sources[cols]).nonzero()[:, 0]
     d_z[own] += own_row[cols[own]]
     return d_z
 
 
-def _attention_rows(layer: _Block, d_resid: Rows, reach: tuple[Tensor, Tensor], n_cols: int) -> Rows:
-    """Rows of the tangent of hook_z, from rows of the tangent of the block's input."""
-    seq, (n_heads, d_head) = layer.resid_pre.shape[0], layer.q.shape[1:]
-    d_normalized = _layer_norm_jvp(layer.block.ln1, layer.resid_pre[d_resid.positions], d_resid.values)
+def _attention(block: torch.nn.Module, resid: Tensor, d_resid: Rows, reach: tuple[Tensor, Tensor], n_cols: int) -> tuple[Tensor, Rows]:
+    """The block's primal z (seq, heads, d_head) and the rows `reach` of its tangent, from the block's input and its tangent's rows."""
+    attn, seq = block.attn, resid.shape[0]
+    normalized = block.ln1(resid)
+    d_normalized = _layer_norm_jvp(block.ln1, resid[d_resid.positions], d_resid.values)
     # Query, key and value are per-position linear maps of the normalised input: their tangents are
-    # rows too (no bias: a tangent is a difference), one product for all three.
-    d_qkv = (d_normalized @ layer.w_qkv).unflatten(-1, (3, n_heads, d_head))
+    # rows too (no bias: a tangent is a difference).
+    (q, dq), (k, dk), (v, dv) = (_stacked(normalized, d_normalized, _per_head(w)) for w in (attn.W_Q, attn.W_K, attn.W_V))
+    q, k, v = q + attn.b_Q, k + attn.b_K, v + attn.b_V
+    if attn.cfg.positional_embedding_type == "rotary":
+        q, k = attn.apply_rotary(q[None])[0], attn.apply_rotary(k[None])[0]
+    scores = attn.apply_causal_mask(torch.einsum("qhe,khe->hqk", q, k)[None] / attn.attn_scale)[0]
+    pattern = torch.softmax(scores, dim=-1)
+    primal = _Attention(attn, q, k, v, pattern, torch.einsum("hqk,khe->qhe", pattern, v))
     if len(d_resid.cols) == n_cols and torch.equal(d_resid.cols, torch.arange(n_cols, device=d_resid.cols.device)):
         # One row per column, at its source: the first attention on the path.
-        return Rows(*reach, _attention_z_jvp_one_position(layer, d_resid.positions, *d_qkv.unbind(1), reach))
-    dense = Rows(d_resid.cols, d_resid.positions, d_qkv).as_dense(n_cols, seq)
-    d_z = _attention_z_jvp(layer, dense[:, :, 0], dense[:, :, 1], dense[:, :, 2])
-    return Rows(*reach, d_z[reach])
+        return primal.z, Rows(*reach, _attention_z_jvp_one_position(primal, d_resid.positions, dq, dk, dv, reach))
+    dense = Rows(d_resid.cols, d_resid.positions, torch.stack([dq, dk, dv], 1)).as_dense(n_cols, seq)
+    d_z = _attention_z_jvp(primal, dense[:, :, 0], dense[:, :, 1], dense[:, :, 2])
+    return primal.z, Rows(*reach, d_z[reach])
 
 
-def _after_attention_rows(layer: _Block, d_resid: Rows, d_z: Rows) -> Rows:
-    """Rows of the tangent of the block's output, from those of its input and of hook_z (same rows)."""
-    block, positions = layer.block, d_z.positions
-    d_resid_mid = d_resid.values + d_z.values.flatten(1) @ layer.w_out
-    # The MLP by hand, with the activation's slope prepared once per call (see _prepare_block).
-    d_normalized = _layer_norm_jvp(block.ln2, layer.resid_mid[positions], d_resid_mid)
-    d_resid_post = d_resid_mid + (layer.slope[positions] * (d_normalized @ block.mlp.W_in)) @ block.mlp.W_out
-    return Rows(d_z.cols, d_z.positions, d_resid_post)
+def _after_attention(block: torch.nn.Module, resid: Tensor, z: Tensor, d_resid: Rows, d_z: Rows) -> tuple[Tensor, Rows]:
+    """The block's primal output and its tangent's rows, from its input and z, and their tangents' rows (the same rows)."""
+    attn, mlp, positions = block.attn, block.mlp, d_z.positions
+    w_out = attn.W_O.flatten(0, 1)  # (heads, d_head, d_model) is already a (heads * d_head, d_model) matrix
+    attn_out, d_attn_out = _stacked(z.flatten(1), d_z.values.flatten(1), lambda rows: rows @ w_out)
+    resid_mid, d_resid_mid = resid + attn_out + attn.b_O, d_resid.values + d_attn_out
+    # The MLP by hand: its activation is elementwise, so its tangent is the activation's slope at
+    # each position's primal hidden layer, times the tangent of its input.
+    pre, d_pre = _stacked(block.ln2(resid_mid), _layer_norm_jvp(block.ln2, resid_mid[positions], d_resid_mid), lambda rows: rows @ mlp.W_in)
+    pre = pre + mlp.b_in
+    mlp_out, d_mlp_out = _stacked(mlp.act_fn(pre), slope(mlp.act_fn, pre)[positions] * d_pre, lambda rows: rows @ mlp.W_out)
+    return resid_mid + mlp_out + mlp.b_out, Rows(d_z.cols, positions, d_resid_mid + d_mlp_out)
 
 
 class _ActiveEncoder:
@@ -295,43 +279,32 @@ class Path:
     to_z: bool
 
 
-def _primal_hooks(path: Path) -> list[str]:
-    names = []
+def _propagate(model: HookedSAETransformer, path: Path, resid: Tensor, z: Tensor | None, rows: Rows, n_cols: int, seq: int) -> tuple[Tensor, Rows]:
+    """The primal activation at the later SAE's hook and the tangents' rows there, from those where they enter.
+
+    `resid` is the primal input of block `path.layer_from` (seq, d_model); where the path enters at
+    its hook_z, `z` is the primal z there (seq, heads, d_head) and the tangents' rows are at hook_z.
+    The primal goes along block by block, in the same products as the tangents (`_stacked`). A path
+    with no block in between (an SAE at layer 0's resid_pre, fed by the embeddings) returns both as
+    they are.
+    """
+    reach = _causal_rows(rows.positions, seq)
+    d_resid, d_z = (None, rows) if path.from_z else (rows, None)
     for layer in range(path.layer_from, path.layer_to + 1):
-        names += [get_act_name(hook, layer) for hook in ("resid_pre", "resid_mid", "pattern", "pre", "q", "k", "v")]
-    return names
-
-
-def _prepare_blocks(model: HookedSAETransformer, primals: dict[str, Tensor], path: Path) -> dict[int, _Block]:
-    """The blocks a tangent passes through on `path`: the last one, if any, up to its hook_z only."""
-    last = path.layer_to + 1 if path.to_z else path.layer_to
-    return {
-        layer: _prepare_block(model.blocks[layer], primals, layer, through_mlp=layer < path.layer_to)
-        for layer in range(path.layer_from, last)
-    }
-
-
-def _propagate(blocks: dict[int, _Block], path: Path, rows: Rows, n_cols: int, sources: Tensor, seq: int) -> Rows:
-    """The tangents' rows at the later SAE's hook, from their rows where they enter (at their own positions).
-
-    A path with no block in between (an SAE at layer 0's resid_pre, fed by the embeddings) returns them as they are."""
-    reach = _causal_rows(sources, seq)
-    layer = path.layer_from
-    d_resid: Rows | None = None if path.from_z else rows
-    d_z: Rows | None = rows if path.from_z else None
-    while True:
-        if d_z is None and layer == path.layer_to and not path.to_z:
-            return d_resid
+        block = model.blocks[layer]
+        if layer == path.layer_to and not path.to_z:
+            break
         if d_z is None:
-            d_z = _attention_rows(blocks[layer], d_resid, reach, n_cols)
+            z, d_z = _attention(block, resid, d_resid, reach, n_cols)
             if layer == path.layer_to:
-                return d_z
+                return z, d_z
         if d_resid is None:
-            d_resid = Rows(d_z.cols, d_z.positions, d_z.values.new_zeros(len(d_z.cols), blocks[layer].resid_pre.shape[-1]))
+            d_resid = Rows(d_z.cols, d_z.positions, d_z.values.new_zeros(len(d_z.cols), resid.shape[-1]))
         else:
             d_resid = d_resid.moved_to(d_z.cols, d_z.positions, n_cols, seq)
-        d_resid = _after_attention_rows(blocks[layer], d_resid, d_z)
-        d_z, layer = None, layer + 1
+        resid, d_resid = _after_attention(block, resid, z, d_resid, d_z)
+        d_z = None
+    return resid, d_resid
 
 
 def positionwise_jacobian(
@@ -342,45 +315,54 @@ def positionwise_jacobian(
     sae_from: SAE | None,
     sae_to: SAE,
     path: Path,
+    entry: tuple[Tensor, Tensor | None],
     entering_rows: Callable[[Tensor], tuple[Tensor, Tensor]],
+    clean_input: Tensor | None = None,
 ) -> tuple[Tensor, Any]:
     """`jacfwd(fn, has_aux=True)(inputs, *args)` for the exercises' maps, following tangents row by row.
 
     `fn(inputs, *args)` returns (values of the later SAE's active latents, (its dense activations,)).
-    `entering_rows(columns)` gives, for those input entries, each one's position and its tangent
-    there at the entry point of `path` (a residual-stream or a hook_z vector); `sae_from` is the
-    SAE whose decoder gives them, if any. Falls back to `sparse_jacobian` for models and SAEs this
-    module does not write out.
+    `entry` is what `fn` computes at the entry point of `path`: the input of block `path.layer_from`
+    (batch, seq, d_model) and, where the path enters at its hook_z, the z there (batch, seq, heads,
+    d_head), else None. `entering_rows(columns)` gives, for those input entries, each one's position
+    and its tangent there (a residual-stream or a hook_z vector), the positions in order (a
+    SparseTensor's indices and a prompt's positions come so); `sae_from` is the SAE whose decoder
+    gives them, if any. The rest of `fn` (the blocks in between and the later SAE) is followed here,
+    primal and tangents together. Falls back to `sparse_jacobian` for models and SAEs this module
+    does not write out.
+
+    Given `clean_input`, the later SAE's input on the clean prompt, its dense activations are
+    returned after `fn`'s, in the aux tuple: they are encoded in the same product as the
+    reconstruction's, which reads all of the (d_in, d_sae) encoder, on a CPU longer than the arithmetic.
     """
-    if not supports_positionwise(model, (sae_to,) if sae_from is None else (sae_from, sae_to)):
-        return sparse_jacobian(fn, inputs, args, inputs.numel(), model)
-    # One plain forward pass of `fn` itself gives the outputs and, through hooks, the activations the
-    # tangents are linearised at (the primal pass: shared by every column).
-    primals: dict[str, Tensor] = {}
-
-    def record(activation: Tensor, hook: Any) -> None:
-        primals[hook.name] = activation
-
-    with torch.no_grad(), model.hooks(fwd_hooks=[(name, record) for name in _primal_hooks(path)]):
-        outputs, aux = fn(inputs, *args)
-    n_out, n_in = outputs.numel(), inputs.numel()
-    active = aux[0]
-    if active.shape[0] != 1:  # the rows below index a batch of one prompt, as every exercise has
-        return sparse_jacobian(fn, inputs, args, n_in, model)
-    if n_out == 0 or n_in == 0:
-        return inputs.new_zeros((*outputs.shape, *inputs.shape)), aux
-    seq = active.shape[1]
-    jacobian = outputs.new_zeros(n_out, n_in)
-    # Columns in chunks, so that a long prompt's rows (up to seq per column, d_mlp wide) stay bounded;
-    # what every chunk shares (primal activations, weights, active encoder columns) is prepared once.
+    resid, z = entry
+    n_in = inputs.numel()
+    plain = supports_positionwise(model, (sae_to,) if sae_from is None else (sae_from, sae_to))
+    if not plain or resid.shape[0] != 1 or n_in == 0:  # the rows below index a batch of one prompt, as every exercise has
+        jacobian, aux = sparse_jacobian(fn, inputs, args, n_in, model)
+        if clean_input is not None:
+            with torch.no_grad():
+                aux = (*aux, sae_to.encode(clean_input))
+        return jacobian, aux
+    seq = resid.shape[1]
+    # Columns in chunks, so that a long prompt's rows (up to seq per column, d_mlp wide) stay bounded.
+    # Each chunk carries the primal pass along in its products (`_propagate`): seq rows more, against
+    # up to seq per column.
     chunk = positionwise_chunk_size(n_in, seq, model)
     with torch.no_grad():
-        blocks = _prepare_blocks(model, primals, path)
-        encoder = _ActiveEncoder(sae_to, active)
         for start in range(0, n_in, chunk):
             columns = torch.arange(start, min(start + chunk, n_in), device=inputs.device)
             sources, tangents = entering_rows(columns)
+            if not bool((sources[1:] >= sources[:-1]).all()):
+                raise ValueError("entering_rows must give the columns' positions in order (see _attention_z_jvp_one_position)")
             rows = Rows(torch.arange(len(columns), device=inputs.device), sources, tangents)
-            at_sae = _propagate(blocks, path, rows, len(columns), sources, seq)
-            jacobian[:, start : start + len(columns)] = encoder.jacobian(at_sae, len(columns))
-    return jacobian.reshape(*outputs.shape, *inputs.shape), aux
+            at_sae, rows_at_sae = _propagate(model, path, resid[0], None if z is None else z[0], rows, len(columns), seq)
+            if start == 0:
+                encoded = sae_to.encode(at_sae[None] if clean_input is None else torch.cat([at_sae[None], clean_input]))
+                active, clean = encoded[:1], encoded[1:]
+                encoder = _ActiveEncoder(sae_to, active)
+                jacobian = at_sae.new_zeros(encoder.n_out, n_in)
+            jacobian[:, start : start + len(columns)] = encoder.jacobian(rows_at_sae, len(columns))
+    # The outputs are the active latents' values, as `fn` returns them (its `encode_active`).
+    outputs = active[active > 0]
+    return jacobian.reshape(*outputs.shape, *inputs.shape), (active,) if clean_input is None else (active, clean)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from jaxtyping import Float, Int
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
@@ -51,18 +52,17 @@ def latent_to_latent_gradients(
         latent_acts_next:        the later SAE's true latent activations on `tokens`
         latent_acts_next_recon:  the later SAE's activations computed from the earlier SAE's reconstruction
     """
-    # The true activations of both SAEs, from one clean forward pass (see clean_sae_activations).
-    _, (acts_prev_dense, acts_next_dense), _ = clean_sae_activations(
-        model, tokens, [sae_from, sae_to], stop_at_layer=_get_hook_layer(sae_to)
+    # The earlier SAE's true activations and the later SAE's clean input, from one clean forward pass
+    # (see clean_sae_activations); the later SAE encodes it beside the reconstruction's (gradients_between_saes).
+    hook_to = sae_to.cfg.metadata.hook_name
+    _, (acts_prev_dense,), cache = clean_sae_activations(
+        model, tokens, [sae_from], stop_at_layer=_get_hook_layer(sae_to), extra_names=(hook_to,)
     )
-    latent_acts_prev = SparseTensor.from_dense(acts_prev_dense)
-    latent_acts_next = SparseTensor.from_dense(acts_next_dense)
-
     return gradients_between_saes(
         latent_acts_to_later_latent_acts,
         (sae_from, sae_to, model),
-        latent_acts_prev,
-        latent_acts_next,
+        SparseTensor.from_dense(acts_prev_dense),
+        cache[hook_to],
         Path(_get_hook_layer(sae_from), False, _get_hook_layer(sae_to), False),
         (model.cfg.d_model,),
     )
@@ -72,31 +72,45 @@ def gradients_between_saes(
     to_later_latents: Callable[..., tuple[Tensor, tuple[Tensor]]],
     extra_args: tuple[Any, ...],
     latent_acts_prev: SparseTensor,
-    latent_acts_next: SparseTensor,
+    clean_input_to: Tensor,
     path: Path,
     row_shape: tuple[int, ...],
+    resid_pre: Tensor | None = None,
 ) -> tuple[Tensor, SparseTensor, SparseTensor, SparseTensor]:
-    """The four results of a latent-to-latent exercise, residual or attention, given the true activations.
+    """The four results of a latent-to-latent exercise, residual or attention, given the earlier SAE's
+    true activations and the later SAE's clean input (`clean_input_to`).
 
     The Jacobian is what `jacrev(to_later_latents, has_aux=True)(*latent_acts_prev.sparse, *extra_args)`
     returns (extra_args begin with sae_from, sae_to, model), computed in forward mode with each tangent
     kept to the positions it reaches (see solutions/forward_mode.py): one earlier latent moves the earlier
     SAE's hook at its own position only, by its decoder row, shaped as the hook's value at one position
-    (`row_shape`: (d_model,) for the residual stream, (n_heads, d_head) for z).
+    (`row_shape`: (d_model,) for the residual stream, (n_heads, d_head) for z). Where the path enters
+    at the earlier layer's hook_z, `resid_pre` is the clean residual stream entering that layer.
     """
     values, indices, shape = latent_acts_prev.sparse
     sae_from, sae_to, model = extra_args[:3]
+    with torch.no_grad():  # the earlier SAE's reconstruction: where the pass the Jacobian is taken along starts
+        decoded = decode_sparse(sae_from, values, indices, shape, model.cfg.d_head)
 
     def entering_rows(columns: Tensor) -> tuple[Tensor, Tensor]:
         _, positions, latents = indices[columns].unbind(-1)
         return positions, sae_from.W_dec[latents].reshape(len(columns), *row_shape)
 
-    latent_latent_gradients, (latent_acts_next_recon_dense,) = positionwise_jacobian(
-        to_later_latents, values, (indices, shape, *extra_args), model, sae_from, sae_to, path, entering_rows
+    latent_latent_gradients, (latent_acts_next_recon_dense, latent_acts_next_dense) = positionwise_jacobian(
+        to_later_latents,
+        values,
+        (indices, shape, *extra_args),
+        model,
+        sae_from,
+        sae_to,
+        path,
+        (resid_pre, decoded) if path.from_z else (decoded, None),
+        entering_rows,
+        clean_input_to,
     )
     return (
         latent_latent_gradients,
         latent_acts_prev,
-        latent_acts_next,
+        SparseTensor.from_dense(latent_acts_next_dense),
         SparseTensor.from_dense(latent_acts_next_recon_dense),
     )

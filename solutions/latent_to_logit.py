@@ -11,7 +11,7 @@ from transformer_lens.components import TransformerBlock
 
 from part_utils.hooks import _get_hook_layer
 from solutions.jacobian import jacobian_chunk_size, sparse_jacobian
-from solutions.plain_forward import blocks_forward, has_plain_blocks
+from solutions.plain_forward import blocks_forward, has_plain_blocks, layer_norm
 from solutions.sparse_sae import clean_sae_activations, decode_sparse
 from solutions.sparse_tensor import SparseTensor
 
@@ -100,16 +100,27 @@ def latent_to_logit_gradients(
         return latent_logit_gradients, logits, logits_recon, None, latent_acts
 
     # Reverse mode, one backward pass per top logit, through the pass from the reconstruction to the
-    # final normalised residual stream (recorded once). The unembedding after it is linear, so the top
+    # final normalised residual stream (recorded once; through plain blocks, their graph written for
+    # reverse mode, see solutions/plain_forward.py). The unembedding after it is linear, so the top
     # logits' cotangents there are just their columns of W_U; and the true and the reconstructed
     # logits are unembedded together, in one product: each reads all of the (d_model, d_vocab) W_U,
     # which on a CPU takes longer than the arithmetic.
-    normalized_recon, pullback = torch.func.vjp(
-        lambda v: _final_normalized(model, decode_sparse(sae, v, indices, shape, model.cfg.d_head), layer), values
-    )
+    leaf = values.detach().requires_grad_()
+    with torch.enable_grad():
+        resid = decode_sparse(sae, leaf, indices, shape, model.cfg.d_head)
+        if has_plain_blocks(model):
+            resid_final, _ = blocks_forward(model, resid, layer, model.cfg.n_layers, final_query_only=True, for_reverse_mode=True)
+            normalized_recon = layer_norm(model.ln_final, resid_final)[0, -1]
+        else:
+            normalized_recon = _final_normalized(model, resid, layer)
     with torch.no_grad():
         logits, logits_recon = torch.stack([normalized, normalized_recon.detach()]) @ model.W_U + model.b_U
     token_ids = logits.topk(k).indices.tolist()
     cotangents = torch.index_select(model.W_U, 1, torch.tensor(token_ids, device=model.W_U.device)).T.detach()
-    (latent_logit_gradients,) = torch.func.vmap(pullback, chunk_size=jacobian_chunk_size(k, tokens.numel(), model))(cotangents)
-    return latent_logit_gradients.detach(), logits, logits_recon, token_ids, latent_acts
+    # The cotangents in chunks (backward passes batched over each chunk), so that a long prompt needs bounded memory.
+    chunk = jacobian_chunk_size(k, tokens.numel(), model) or k
+    rows = [
+        torch.autograd.grad(normalized_recon, leaf, cotangents[start : start + chunk], retain_graph=True, is_grads_batched=True)[0]
+        for start in range(0, k, chunk)
+    ]
+    return torch.cat(rows), logits, logits_recon, token_ids, latent_acts

@@ -62,7 +62,15 @@ def token_to_latent_gradients(
         return positions, embeddings[batch, positions]
 
     jacobian, (latent_acts_dense,) = positionwise_jacobian(
-        tokens_to_latent_acts, token_scales, (tokens, sae, model), model, None, sae, Path(0, False, _get_hook_layer(sae), False), entering_rows
+        tokens_to_latent_acts,
+        token_scales,
+        (tokens, sae, model),
+        model,
+        None,
+        sae,
+        Path(0, False, _get_hook_layer(sae), False),
+        (embeddings, None),  # at scale 1
+        entering_rows,
     )
     token_latent_grads = einops.rearrange(jacobian, "n_active batch seq -> batch seq n_active")
     return token_latent_grads, SparseTensor.from_dense(latent_acts_dense)
