@@ -24,6 +24,7 @@ from nbgrader.preprocessors import (
 )
 
 from grading.grader import settings
+from grading.preprocessors.demonstrations import SkipDemonstrations
 from grading.preprocessors.execute import RobustExecute
 from grading.preprocessors.feedback import HideHiddenTracebacks
 from grading.preprocessors.hidden_tests import ChooseHiddenTests
@@ -51,11 +52,13 @@ c.Autograde.sanitize_preprocessors = [
     OverwriteCells,
     CheckCellMetadata,
 ]
-c.NormalizeSubmission.course_root = c.ChooseHiddenTests.course_root = str(HERE)
+c.NormalizeSubmission.course_root = c.ChooseHiddenTests.course_root = c.SkipDemonstrations.course_root = str(HERE)
 # Autograde: nbgrader's own pipeline, with the notebook executed by RobustExecute, which survives dying
 # and hanging kernels and applies the integrity findings (grading/preprocessors/execute.py), in sandboxed kernels.
+# The released demonstrations, which score nothing, are not run (grading/preprocessors/demonstrations.py).
 c.Autograde.autograde_preprocessors = [
     ChooseHiddenTests,
+    SkipDemonstrations,
     RobustExecute,
     StderrIsNotAFailure,
     IgnorePattern,
