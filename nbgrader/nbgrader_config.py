@@ -72,6 +72,10 @@ c.Autograde.autograde_preprocessors = [
 c.OverwriteCells.add_missing_cells = True
 c.Execute.timeout = settings.CELL_TIMEOUT_S
 c.Execute.startup_timeout = 120
+# When the last cell has run, the kernel is killed rather than asked to exit: nothing of it is kept, and a
+# graceful exit (interpreter and torch teardown, polled by jupyter_client) idled its worker 2-3 s. Its
+# leftover processes are noted first (grading/grader/sandbox.py) and die with its PID namespace.
+c.Execute.shutdown_kernel = "immediate"
 c.Execute.extra_arguments = [
     "--HistoryManager.hist_file=:memory:",
     # Memory limit, silenced warnings and the integrity snapshot, before the first cell runs.
