@@ -19,7 +19,7 @@ temporary course directory:
 `--ways` picks among them (all three by default).
 
 Then a breakdown of one reference submission: nbgrader's start-up, the hidden tests' choice (once per
-secret), the sandboxed kernel's start (Python, ipykernel and the grading set-up's imports) and its
+secret), the kernels' tokenizer folder (built once), the sandboxed kernel's start (Python, ipykernel and the grading set-up's imports) and its
 cells by kind, timed one by one in a sandboxed kernel as nbgrader runs them (the demonstrations are not). The machine's load average is printed with each figure: compare only figures of the same run.
 """
 
@@ -163,6 +163,7 @@ def breakdown(world: str) -> None:
     from traitlets.config.loader import PyFileConfigLoader
 
     from grading.grader import hidden_params, sandbox, settings
+    from grading.preprocessors.kernel_cache import ShareKernelCache
 
     env = _env(world)
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,6 +176,9 @@ def breakdown(world: str) -> None:
         start = time.perf_counter()
         chosen = hidden_params.params_for(course)
         parts["hidden tests' choice (once per secret)"] = time.perf_counter() - start
+        start = time.perf_counter()
+        ShareKernelCache().preprocess(nbformat.v4.new_notebook(), {})  # the kernels' tokenizer folder, as grading has it
+        parts["kernels' cache (once per machine)"] = time.perf_counter() - start
         # The notebook as nbgrader runs it: the reference solutions and the hidden tests (the source has both),
         # with each graded cell's hidden tests in a cell of their own to time them apart.
         source = nbformat.read(course / "source" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb", as_version=4)

@@ -29,6 +29,7 @@ from grading.preprocessors.execute import RobustExecute
 from grading.preprocessors.feedback import HideHiddenTracebacks
 from grading.preprocessors.hidden_tests import ChooseHiddenTests
 from grading.preprocessors.integrity import IntegrityScan
+from grading.preprocessors.kernel_cache import ShareKernelCache
 from grading.preprocessors.normalize import NormalizeSubmission
 from grading.preprocessors.outputs import LimitOutputBytes, StderrIsNotAFailure
 
@@ -55,9 +56,11 @@ c.Autograde.sanitize_preprocessors = [
 c.NormalizeSubmission.course_root = c.ChooseHiddenTests.course_root = c.SkipDemonstrations.course_root = str(HERE)
 # Autograde: nbgrader's own pipeline, with the notebook executed by RobustExecute, which survives dying
 # and hanging kernels and applies the integrity findings (grading/preprocessors/execute.py), in sandboxed kernels.
-# The released demonstrations, which score nothing, are not run (grading/preprocessors/demonstrations.py).
+# Kernels read GPT-2's tokenizer from a folder the grader built once (grading/preprocessors/kernel_cache.py),
+# and the released demonstrations, which score nothing, are not run (grading/preprocessors/demonstrations.py).
 c.Autograde.autograde_preprocessors = [
     ChooseHiddenTests,
+    ShareKernelCache,
     SkipDemonstrations,
     RobustExecute,
     StderrIsNotAFailure,
