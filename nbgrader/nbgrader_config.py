@@ -3,7 +3,8 @@
 The whole grading pipeline is here, so that `nbgrader autograde latent_gradients` run by hand in this
 folder, formgrader's Autograde button and `make autograde` (which only adds N at a time and the
 summary) grade alike: normalization and the integrity scan (sanitize stage), then execution in the
-sandboxed kernel (grading/grader/sandbox.py) in the grading environment, with the notes and flags applied.
+sandboxed kernel (grading/grader/sandbox.py) in the grading environment, of every cell but the released
+demonstrations, with the notes and flags applied.
 """
 
 from pathlib import Path
