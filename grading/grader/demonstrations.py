@@ -86,19 +86,23 @@ def bound_and_read(source: str) -> tuple[set[str], set[str]]:
     return bound, read
 
 
+def _words(node: ast.AST) -> set[str]:
+    """The identifiers and strings a node names: `x`, `.x`, `import x.y`, `"x"`."""
+    if isinstance(node, ast.Name):
+        return {node.id}
+    if isinstance(node, ast.Attribute):
+        return {node.attr}
+    if isinstance(node, ast.alias):
+        return set(node.name.split("."))
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    return set()
+
+
 def reads_dynamically(source: str) -> bool:
     """Whether the cell may read globals by a name computed at run time (see `DYNAMIC`)."""
     tree = _reachable(source)
-    for node in ast.walk(tree) if tree is not None else ():
-        words = {
-            ast.Name: lambda n: [n.id],
-            ast.Attribute: lambda n: [n.attr],
-            ast.alias: lambda n: n.name.split("."),
-            ast.Constant: lambda n: [n.value] if isinstance(n.value, str) else [],
-        }.get(type(node), lambda n: [])(node)
-        if DYNAMIC.intersection(words):
-            return True
-    return False
+    return tree is not None and any(DYNAMIC & _words(node) for node in ast.walk(tree))
 
 
 def skippable(nb: NotebookNode, release: NotebookNode) -> list[int]:
@@ -111,6 +115,7 @@ def skippable(nb: NotebookNode, release: NotebookNode) -> list[int]:
         return gid in locked and cell.source == released[gid].source
 
     demos = [i for i, cell in enumerate(nb.cells) if is_release_copy(cell) and is_marked(released[grade_id(cell)])]
+    # The learner's solution and added cells, and the graded cells (nbgrader put their hidden tests back).
     learner_code = [cell.source for cell in nb.cells if cell.cell_type == "code" and not is_release_copy(cell)]
     demo_bound = set().union(*(bound_and_read(nb.cells[i].source)[0] for i in demos))
     for source in learner_code:
