@@ -2,6 +2,7 @@
 
     python benchmarks/bench_grading.py                      # 4 copies of the reference solutions, toy world
     python benchmarks/bench_grading.py --n 6 --example partial --world random --workers 1 2 4
+    python benchmarks/bench_grading.py --n 8 --before main --ways trivial runner   # before and after, side by side
 
 In one run, for each number of workers, three ways of grading `--n` submissions, each in a fresh
 temporary course directory:
@@ -12,11 +13,14 @@ temporary course directory:
   runner graded until issue 14, and how an instructor grades by hand);
 - `make autograde`: the course through `python -m grading autograde --jobs W` (one nbgrader process
   per worker for the whole batch; each submission still gets its own sandboxed kernel), and the
-  size of the largest feedback file.
+  size of the largest feedback file; with `--before REF` (a git revision, e.g. `main`), the same for
+  the course as it is at REF (its grading code and notebooks, exported by `git archive`), in the same run.
+
+`--ways` picks among them (all three by default).
 
 Then a breakdown of one reference submission: nbgrader's start-up, the hidden tests' choice (once per
-secret), the sandboxed kernel's start (Python, ipykernel and the grading set-up's imports) and its
-cells by kind, timed one by one in a sandboxed kernel as nbgrader runs them. The machine's load average is printed with each figure: compare only figures of the same run.
+secret), the kernels' tokenizer folder (built once), the sandboxed kernel's start (Python, ipykernel and the grading set-up's imports) and its
+cells by kind, timed one by one in a sandboxed kernel as nbgrader runs them (the demonstrations are not). The machine's load average is printed with each figure: compare only figures of the same run.
 """
 
 from __future__ import annotations
@@ -37,11 +41,20 @@ ROOT = Path(__file__).resolve().parent.parent
 TRIVIAL_CONFIG = 'get_config().CourseDirectory.db_url = "sqlite:///gradebook.db?timeout=120"\n'
 
 
-def _env(world: str) -> dict[str, str]:
+def _env(world: str, root: Path = ROOT) -> dict[str, str]:
     # nbgrader runs this environment's own tools (alembic) by name, whether or not the venv is activated.
-    # The hidden tests need a secret; any fixed one will do for timing.
-    return dict(os.environ, GRADING_WORLD=world, GRADING_SECRET=os.environ.get("GRADING_SECRET", "bench"),
+    # The hidden tests need a secret; any fixed one will do for timing. `root`: whose course code grades.
+    return dict(os.environ, GRADING_WORLD=world, GRADING_SECRET=os.environ.get("GRADING_SECRET", "bench"), PYTHONPATH=str(root),
                 PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
+
+
+def _export(revision: str, tmp: Path) -> Path:
+    """The repository at `revision`, as a plain folder (`git archive`), to grade with its code."""
+    folder = tmp / f"at-{revision.replace('/', '-')}"
+    folder.mkdir()
+    archive = subprocess.run(["git", "archive", revision], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
 
 
 def _load() -> str:
@@ -52,14 +65,14 @@ def _nbgrader(course: Path, env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env, check=True, capture_output=True)
 
 
-def _course(tmp: Path, env: dict[str, str], example: str, n: int) -> Path:
-    """A released course with `n` copies of an example submission."""
+def _course(tmp: Path, env: dict[str, str], example: str, n: int, root: Path = ROOT) -> Path:
+    """A released course with `n` copies of an example submission, from the course at `root`."""
     from grading.grader import settings
     from project_tests import grading_examples as examples
 
-    course = tmp / "course"
-    shutil.copytree(ROOT / "nbgrader" / "source", course / "source")
-    shutil.copy(ROOT / "nbgrader" / "nbgrader_config.py", course)
+    course = tmp / ("course" if root == ROOT else f"course-{root.name}")
+    shutil.copytree(root / "nbgrader" / "source", course / "source")
+    shutil.copy(root / "nbgrader" / "nbgrader_config.py", course)
     _nbgrader(course, env, "db", "assignment", "add", settings.ASSIGNMENT)
     _nbgrader(course, env, "generate_assignment", settings.ASSIGNMENT)
     text, _ = examples.build(course)[example]
@@ -104,25 +117,35 @@ def _runner(course: Path, env: dict[str, str], workers: int) -> tuple[float, int
     return seconds, max(path.stat().st_size for path in course.glob("feedback/*/*/*.html"))
 
 
-def throughput(world: str, n: int, example: str, workers: int) -> None:
+def throughput(world: str, n: int, example: str, workers: int, ways: list[str], before: Path | None) -> None:
     from grading.grader import settings
 
     env = _env(world)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        trivial = _trivial_course(Path(tmp), env, n)
-        rows.append(("trivial", _per_process(trivial, env, "trivial", n, workers), _load()))
+        if "trivial" in ways:
+            trivial = _trivial_course(Path(tmp), env, n)
+            rows.append(("trivial", _per_process(trivial, env, "trivial", n, workers), _load()))
         course = _course(Path(tmp), env, example, n)
-        rows.append(("per-process", _per_process(course, env, settings.ASSIGNMENT, n, workers), _load()))
-        for cache in course.glob("reports/hidden-params-*"):  # each way pays for choosing the hidden tests once
-            cache.unlink()
-        seconds, feedback_bytes = _runner(course, env, workers)
-        rows.append(("make autograde", seconds, f"{_load()}; largest feedback file {feedback_bytes / 1e6:.1f} MB"))
+        if "per-process" in ways:
+            rows.append(("per-process", _per_process(course, env, settings.ASSIGNMENT, n, workers), _load()))
+            for cache in course.glob("reports/hidden-params-*"):  # each way pays for choosing the hidden tests once
+                cache.unlink()
+        if "runner" in ways:
+            for root, name in ([(before, f"make autograde ({before.name.removeprefix('at-')})")] if before else []) + [(ROOT, "make autograde")]:
+                graded = course if root == ROOT else _course(Path(tmp), _env(world, root), example, n, root)
+                seconds, feedback_bytes = _runner(graded, _env(world, root), workers)
+                rows.append((name, seconds, f"{_load()}; largest feedback file {feedback_bytes / 1e6:.1f} MB"))
     for name, seconds, note in rows:
-        print(f"  workers {workers}  {name:15s} {seconds / n:6.1f} s per submission  {60 * n / seconds:5.2f} per minute  ({note})", flush=True)
+        print(f"  workers {workers}  {name:22s} {seconds / n:6.1f} s per submission  {60 * n / seconds:5.2f} per minute  ({note})", flush=True)
+
+
+DEMONSTRATIONS = "demonstrations and plots (not run when grading)"
 
 
 def _kind(cell: dict, first: bool) -> str:
+    from grading.grader.demonstrations import is_marked
+
     marks = cell.get("metadata", {}).get("nbgrader", {})
     if first:
         return "first cell: imports and world"
@@ -130,7 +153,7 @@ def _kind(cell: dict, first: bool) -> str:
         return "learner's definitions"
     if marks.get("grade") or cell["source"].startswith("tests."):
         return "learner checks (visible)"
-    return "demos and plots (ungraded)"
+    return DEMONSTRATIONS if is_marked(cell) else "other set-up cells"
 
 
 def breakdown(world: str) -> None:
@@ -140,6 +163,7 @@ def breakdown(world: str) -> None:
     from traitlets.config.loader import PyFileConfigLoader
 
     from grading.grader import hidden_params, sandbox, settings
+    from grading.preprocessors.kernel_cache import ShareKernelCache
 
     env = _env(world)
     with tempfile.TemporaryDirectory() as tmp:
@@ -152,6 +176,9 @@ def breakdown(world: str) -> None:
         start = time.perf_counter()
         chosen = hidden_params.params_for(course)
         parts["hidden tests' choice (once per secret)"] = time.perf_counter() - start
+        start = time.perf_counter()
+        ShareKernelCache().preprocess(nbformat.v4.new_notebook(), {})  # the kernels' tokenizer folder, as grading has it
+        parts["kernels' cache (once per machine)"] = time.perf_counter() - start
         # The notebook as nbgrader runs it: the reference solutions and the hidden tests (the source has both),
         # with each graded cell's hidden tests in a cell of their own to time them apart.
         source = nbformat.read(course / "source" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb", as_version=4)
@@ -173,6 +200,9 @@ def breakdown(world: str) -> None:
             client.wait_for_reply(client.kc.kernel_info())
             parts["kernel start (sandbox, Python, grading set-up's imports)"] = time.perf_counter() - start
             for index, (cell, kind) in enumerate(zip(client.nb.cells, kinds, strict=True)):
+                if kind == DEMONSTRATIONS:  # as grading/preprocessors/demonstrations.py leaves them out
+                    parts[kind] = 0.0
+                    continue
                 start = time.perf_counter()
                 client.execute_cell(cell, index)
                 parts[kind] = parts.get(kind, 0.0) + time.perf_counter() - start
@@ -187,11 +217,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4, help="submissions per run")
     parser.add_argument("--example", default="solutions", choices=("solutions", "partial", "release", "raises", "hostile_floods"))
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--ways", nargs="+", default=["trivial", "per-process", "runner"], choices=("trivial", "per-process", "runner"))
+    parser.add_argument("--before", metavar="REF", help="also grade with the course at this git revision (e.g. main), in the same run")
     args = parser.parse_args()
     os.environ["GRADING_WORLD"] = args.world  # read by grading.grader.settings when first imported
     print(f"{args.n} copies of '{args.example}' on the {args.world} world, {os.cpu_count()} CPU cores, {_load()} at the start")
-    for workers in args.workers:
-        throughput(args.world, args.n, args.example, workers)
+    with tempfile.TemporaryDirectory() as tmp:
+        before = _export(args.before, Path(tmp)) if args.before else None
+        for workers in args.workers:
+            throughput(args.world, args.n, args.example, workers, args.ways, before)
     os.environ["GRADING_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(args.workers)))
     breakdown(args.world)
 

@@ -3,7 +3,8 @@
 The whole grading pipeline is here, so that `nbgrader autograde latent_gradients` run by hand in this
 folder, formgrader's Autograde button and `make autograde` (which only adds N at a time and the
 summary) grade alike: normalization and the integrity scan (sanitize stage), then execution in the
-sandboxed kernel (grading/grader/sandbox.py) in the grading environment, with the notes and flags applied.
+sandboxed kernel (grading/grader/sandbox.py) in the grading environment, of every cell but the released
+demonstrations, with the notes and flags applied.
 """
 
 from pathlib import Path
@@ -24,10 +25,12 @@ from nbgrader.preprocessors import (
 )
 
 from grading.grader import settings
+from grading.preprocessors.demonstrations import SkipDemonstrations
 from grading.preprocessors.execute import RobustExecute
 from grading.preprocessors.feedback import HideHiddenTracebacks
 from grading.preprocessors.hidden_tests import ChooseHiddenTests
 from grading.preprocessors.integrity import IntegrityScan
+from grading.preprocessors.kernel_cache import ShareKernelCache
 from grading.preprocessors.normalize import NormalizeSubmission
 from grading.preprocessors.outputs import LimitOutputBytes, StderrIsNotAFailure
 
@@ -51,11 +54,15 @@ c.Autograde.sanitize_preprocessors = [
     OverwriteCells,
     CheckCellMetadata,
 ]
-c.NormalizeSubmission.course_root = c.ChooseHiddenTests.course_root = str(HERE)
+c.NormalizeSubmission.course_root = c.ChooseHiddenTests.course_root = c.SkipDemonstrations.course_root = str(HERE)
 # Autograde: nbgrader's own pipeline, with the notebook executed by RobustExecute, which survives dying
 # and hanging kernels and applies the integrity findings (grading/preprocessors/execute.py), in sandboxed kernels.
+# Kernels read GPT-2's tokenizer from a folder the grader built once (grading/preprocessors/kernel_cache.py),
+# and the released demonstrations, which score nothing, are not run (grading/preprocessors/demonstrations.py).
 c.Autograde.autograde_preprocessors = [
     ChooseHiddenTests,
+    ShareKernelCache,
+    SkipDemonstrations,
     RobustExecute,
     StderrIsNotAFailure,
     IgnorePattern,
@@ -69,6 +76,10 @@ c.Autograde.autograde_preprocessors = [
 c.OverwriteCells.add_missing_cells = True
 c.Execute.timeout = settings.CELL_TIMEOUT_S
 c.Execute.startup_timeout = 120
+# When the last cell has run, the kernel is killed rather than asked to exit: nothing of it is kept, and a
+# graceful exit (interpreter and torch teardown, polled by jupyter_client) idled its worker 2-3 s. Its
+# leftover processes are noted first (grading/grader/sandbox.py) and die with its PID namespace.
+c.Execute.shutdown_kernel = "immediate"
 c.Execute.extra_arguments = [
     "--HistoryManager.hist_file=:memory:",
     # Memory limit, silenced warnings and the integrity snapshot, before the first cell runs.

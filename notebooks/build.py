@@ -7,6 +7,9 @@ The source, notebooks/source/<name>.py, is a Python file of cells. A line `# %% 
 starts a cell; `# %% [markdown]` cells hold Markdown as comment lines. Kinds:
 
 - `code`       (or no kind): the same in every notebook;
+- `demo`:      code that shows results (prints, plots, dashboards) and scores nothing; the same in every
+               notebook, and marked in the nbgrader one so that the grader need not run it
+               (grading/preprocessors/demonstrations.py); it binds no name that another cell reads;
 - `exercise`:  code whose `### BEGIN SOLUTION` / `### END SOLUTION` regions are the learner's work; lines
                after a region (e.g. the `return ...` that shows the result's structure) stay in the stub;
                `contract=solutions.MODULE.FUNCTION` puts the reference's signature and docstring in front of
@@ -45,7 +48,7 @@ _CELL_START = re.compile(r"^# %%(?: \[(?P<kind>\w+)(?P<options>(?: \w+=[^\s\]]+)
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 # What nbgrader's generate_assignment puts in place of a solution region (its default code stub).
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
-KINDS = ("code", "markdown", "exercise", "check", "grader")
+KINDS = ("code", "demo", "markdown", "exercise", "check", "grader")
 
 
 @dataclass

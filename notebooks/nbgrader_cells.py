@@ -7,7 +7,8 @@
   Each checks one part of an exercise (from_dense / from_sparse, activations / gradients), so partial
   credit is real, and its hidden tests run the same check on a second world and prompt (see
   grading/kernel/hidden.py), so hard-coded outputs earn nothing;
-- every other cell is locked, so a student's edits to it are undone when grading.
+- every other cell is locked, so a student's edits to it are undone when grading; demo cells also carry
+  `metadata.latent_gradients.demonstration`, which tells the grader it need not run them.
 
 Solution and grader cells also carry `metadata.latent_gradients.exercise`, the exercise they belong
 to: the grader uses it to attribute integrity findings and to summarise scores per exercise.
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import nbformat
 
+# The key, in a cell's `latent_gradients` metadata, of a demonstration (grading/grader/demonstrations.py reads it).
+DEMONSTRATION = "demonstration"
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 
 
@@ -65,6 +68,8 @@ def build_nbgrader_notebook(name: str, cells: list) -> nbformat.NotebookNode:
         else:
             new = nbformat.v4.new_code_cell(cell.text, id=grade_id)
             new.metadata["nbgrader"] = _nbgrader(grade_id, locked=True)
+            if cell.kind == "demo":
+                new.metadata["latent_gradients"] = {DEMONSTRATION: True}
         if new.metadata["nbgrader"]["grade_id"] in grade_ids:
             raise ValueError(f"duplicate grade_id {new.metadata['nbgrader']['grade_id']!r}")
         grade_ids.add(new.metadata["nbgrader"]["grade_id"])

@@ -146,6 +146,8 @@ def build(course: Path, loopback_port: int = 9) -> dict[str, tuple[str, dict[str
     examples["imports_solutions"] = (imports, BASE | {"latent_to_logit": 0})
 
     examples["unreadable"] = ('{"cells": [ this is not JSON', dict(ZERO))
+    # a cell of the learner's reads a name the demonstrations bind: the grader runs them all, as before.
+    examples["reads_demonstration"] = (_add_after(base(), "token_to_latent", "print(len(str_toks))"), dict(BASE))
     examples |= hostile(base, loopback_port)
     # the stub again, graded after every hostile submission (students are graded in name order)
     examples["zz_stub"] = (copy.deepcopy(release), dict(ZERO))

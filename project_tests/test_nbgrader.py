@@ -3,9 +3,10 @@
 In a temporary copy of the course directory: release the assignment, submit the reference solutions,
 the untouched release, a partially correct notebook and one of each failure kind (raises, infinite
 loop, os._exit, out of memory, syntax error, edited and deleted test cells, monkeypatched checks,
-imported reference solutions, an unreadable file), the hostile submissions (writing into the course,
-changing the world, a long-lived process, 100 MB of output, stderr, an infinite loop that ignores
-SIGINT, a network connection, a patched SAE class) and the stub again after them; autograde them all in
+imported reference solutions, an unreadable file, a cell that reads a demonstration's names), the
+hostile submissions (writing into the course, changing the world, a long-lived process, 100 MB of
+output, stderr, an infinite loop that ignores SIGINT, a network connection, a patched SAE class) and
+the stub again after them; autograde them all in
 one batch with 2 workers, generate feedback and the grades, and check every score, every reason in the
 feedback and the class summary, that the repository is unchanged and that no process of the batch is
 left. Then `nbgrader autograde` run by hand gives the same scores for four of them.
@@ -148,7 +149,7 @@ def test_batch_completes_and_every_submission_has_a_row(graded, figures) -> None
 
 @pytest.mark.parametrize("student", [
     "solutions", "release", "partial", "raises", "infinite_loop", "kernel_exit", "out_of_memory",
-    "syntax_error", "edited_tests", "monkeypatch", "imports_solutions", "unreadable", *HOSTILE, "zz_stub",
+    "syntax_error", "edited_tests", "monkeypatch", "imports_solutions", "unreadable", "reads_demonstration", *HOSTILE, "zz_stub",
 ])
 def test_scores_per_exercise(graded, student: str, figures) -> None:
     course, built, _, output, _ = graded
@@ -166,6 +167,15 @@ def test_feedback_says_why(graded, student: str) -> None:
     reasons = REASONS[student] if isinstance(REASONS[student], tuple) else (REASONS[student],)
     assert any(reason in html for reason in reasons), f"{student}'s feedback does not mention {reasons!r}"
     assert "Grading notes" in html
+
+
+def test_demonstrations_are_not_run_unless_the_learner_reads_them(graded) -> None:
+    """The released demonstrations are left out (grading/preprocessors/demonstrations.py), and say so, unless the
+    learner's own code reads a name they bind: then they run, and the scores are the same (test_scores_per_exercise)."""
+    course = graded[0]
+    for student, skipped in (("solutions", True), ("zz_stub", True), ("reads_demonstration", False)):
+        html = (course / "feedback" / student / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.html").read_text()
+        assert ("not run when grading" in html) == skipped, student
 
 
 def test_feedback_hides_hidden_tests(graded) -> None:

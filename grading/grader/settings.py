@@ -14,6 +14,10 @@ COURSE = Path(os.environ.get("GRADING_COURSE_DIR", ROOT / "nbgrader")).resolve()
 ASSIGNMENT = "latent_gradients"
 NOTEBOOK = "latent_gradients"
 
+# What the course derives at run time (GPT-2's tokenizer folder), built once by the grader and read-only
+# in every kernel (grading/preprocessors/kernel_cache.py): in the repository, which kernels see, not the course.
+KERNEL_CACHE = ROOT / "build" / "kernel-cache"
+
 # The world every grading kernel loads, whatever the notebook asks for (load_world reads GRADING_WORLD_ENV
 # in every call). The toy world ships with the course: grading
 # needs no network and gives every student the same model.

@@ -193,7 +193,7 @@ grading.kernel.hidden.check("sparse_tensor", "from_sparse", SparseTensor)
 # %% [markdown]
 # A quick look at what you built, on a small example:
 
-# %%
+# %% [demo]
 example = t.tensor([[0.0, 1.5, 0.0], [0.0, 0.0, 0.2]])
 example_sparse = SparseTensor.from_dense(example)
 print("values: ", example_sparse.values)
@@ -368,7 +368,7 @@ grading.kernel.hidden.check("latent_to_latent", "gradients", latent_to_latent_gr
 # > latent on the token after it. (Hint: most of the matrix connects latents at the *same* position;
 # > look for a strong cell that does not.)
 
-# %%
+# %% [demo]
 settings = exercises.latent_to_latent
 tokens = model.to_tokens(settings.prompt)
 str_toks = model.to_str_tokens(settings.prompt)
@@ -411,7 +411,7 @@ plot_latent_to_latent(gradients, latent_acts_prev, latent_acts_next_recon, str_t
 #
 # **This world**, measured when the world was built (open it after the challenge):
 
-# %%
+# %% [demo]
 show_observations(world, "latent_to_latent")
 
 # %% [markdown]
@@ -419,7 +419,7 @@ show_observations(world, "latent_to_latent")
 # card computed here: the contexts where the latent fires most, and the tokens its decoder direction
 # pushes up and down through the unembedding.
 
-# %%
+# %% [demo]
 for sae_id, latent_idx in world.facts.get("latent_to_latent", {}).get("dashboards", []):
     display_dashboard(sae_id=sae_id, latent_idx=latent_idx)
 
@@ -466,7 +466,7 @@ for sae_id, latent_idx in world.facts.get("latent_to_latent", {}).get("dashboard
 # `(n_active, batch, seq)`: rearrange it.
 # </details>
 
-# %%
+# %% [demo]
 if model.cfg.positional_embedding_type == "standard":
     print("This world learns absolute positions: block 0's input is the token embedding plus the positional embedding.")
 else:
@@ -523,7 +523,7 @@ grading.kernel.hidden.check("token_to_latent", "gradients", token_to_latent_grad
 # > down the side and the layer-3 latents along the top? Look at the " E" row, in the column of the
 # > later latent on "iff".
 
-# %%
+# %% [demo]
 settings = exercises.token_to_latent
 tokens = model.to_tokens(settings.prompt)
 str_toks = model.to_str_tokens(settings.prompt)
@@ -553,7 +553,7 @@ plot_token_to_latent(token_latent_grads, latent_acts, str_toks, settings.layer).
 #
 # **This world** (open it after the challenge):
 
-# %%
+# %% [demo]
 show_observations(world, "token_to_latent")
 
 # %% [markdown]
@@ -650,7 +650,7 @@ grading.kernel.hidden.check("latent_to_logit", "gradients", latent_to_logit_grad
 # reconstruction replace the residual stream: an SAE in error-term mode adds its own error back, and
 # the second run would silently show the clean model again.
 
-# %%
+# %% [demo]
 settings = exercises.latent_to_logit
 tokens = model.to_tokens(settings.prompt)
 str_toks = model.to_str_tokens(settings.prompt)
@@ -658,7 +658,7 @@ test_prompt(settings.prompt, settings.answer, model, top_k=5)
 with model.saes(saes=[saes[settings.layer]], use_error_term=False):
     test_prompt(settings.prompt, settings.answer, model, top_k=5)
 
-# %%
+# %% [demo]
 latent_logit_grads, logits, logits_recon, token_ids, latent_acts = latent_to_logit_gradients(
     tokens, saes[settings.layer], model, k=settings.k
 )
@@ -690,7 +690,7 @@ plot_latent_to_logit(latent_logit_grads, latent_acts, token_ids, str_toks, setti
 #
 # **This world:**
 
-# %%
+# %% [demo]
 show_observations(world, "latent_to_logit")
 # On your results: the most sensitive latent, and the largest first-order contribution (gradient x activation).
 top_token = model.to_single_str_token(token_ids[0])
@@ -718,7 +718,7 @@ for sae_id, latent_idx in world.facts.get("latent_to_logit", {}).get("dashboards
 # (each token attends to the one before it) and the induction head (in the second half, each token
 # attends to the token *after* its earlier copy):
 
-# %%
+# %% [demo]
 induction = exercises.attention
 rep_tokens = induction.repeated_tokens(model, seed=0)
 show_attention_patterns(model, rep_tokens, [*induction.prev_token_heads, *induction.induction_heads])
@@ -823,7 +823,7 @@ import grading.kernel.hidden
 grading.kernel.hidden.check("attention", "gradients", latent_to_latent_gradients_attn)
 ### END HIDDEN TESTS
 
-# %%
+# %% [demo]
 str_toks = model.to_str_tokens(rep_tokens[0])
 gradients, latent_acts_prev, latent_acts_next, latent_acts_next_recon = latent_to_latent_gradients_attn(
     rep_tokens, attn_saes[induction.layer_from], attn_saes[induction.layer_to], model
@@ -840,7 +840,7 @@ plot_induction(gradients, latent_acts_prev, latent_acts_next_recon, str_toks, in
 # repeated half (an induction latent should: it fires whenever the current token has appeared before),
 # against the earlier latents on the first half:
 
-# %%
+# %% [demo]
 print(f"layer-{induction.layer_to} latents active on every token of the second half: {induction_latents(latent_acts_next_recon, induction.seq_len)}")
 plot_induction_filtered(gradients, latent_acts_prev, latent_acts_next_recon, str_toks, induction.layer_from, induction.layer_to, induction.seq_len).show()
 
@@ -873,7 +873,7 @@ plot_induction_filtered(gradients, latent_acts_prev, latent_acts_next_recon, str
 #
 # **This world:**
 
-# %%
+# %% [demo]
 show_observations(world, "attention")
 for sae_id, latent_idx in world.facts.get("attention", {}).get("dashboards", []):
     display_dashboard(sae_id=sae_id, latent_idx=latent_idx)
@@ -1016,7 +1016,7 @@ grading.kernel.hidden.check("latent_circuit", "edges", latent_circuit)
 # contribution. A latent's label is a link: with GPT-2 to its Neuronpedia dashboard; offline to its card,
 # computed here and shown below the graph.
 
-# %%
+# %% [demo]
 settings = exercises.latent_circuit
 tokens = model.to_tokens(settings.prompt)
 str_toks = model.to_str_tokens(settings.prompt)
@@ -1044,7 +1044,7 @@ for node in [] if online else circuit.latents():
 # *Before you run it:* the last layer's kept latents carry most of the logit's first-order contribution.
 # Do you expect zeroing 3 × k latents out of a few hundred active ones to remove the prediction?
 
-# %%
+# %% [demo]
 faithfulness = circuit_faithfulness(circuit, tokens, saes, model, n_random=20, seed=0)
 print(faithfulness)
 
@@ -1110,7 +1110,7 @@ print(faithfulness)
 # - Try MLP-output SAEs: replace the MLP's output with the SAE's reconstruction with a hook, as in
 #   exercise 6.
 
-# %%
+# %% [demo]
 settings = exercises.latent_to_logit
 tokens = model.to_tokens(settings.prompt)
 str_toks = model.to_str_tokens(settings.prompt)

@@ -1,0 +1,124 @@
+"""The course's demonstrations (plots, dashboards, printed results): which cells they are, and what names they bind.
+
+A demonstration cell scores nothing: it shows the learner's results. The notebook source marks each one
+(`# %% [demo]`, notebooks/build.py), which puts `metadata.latent_gradients.demonstration` on its cell of
+the nbgrader notebook, hence of the release. The grader need not run one, provided that:
+
+- the cell is exactly the released demonstration: its grade_id is a demonstration's in the release, its
+  source is the release's, and the release marks it (a submission's own metadata is never trusted);
+- nothing else reads what it binds: the course's other cells never do (project_tests/test_demonstrations.py
+  proves it over the source), and the learner's own code (solution cells and cells they added) is
+  checked here, by Python's `symtable`, for the global names its reachable code reads; code that reads
+  globals by name at run time (`globals()`, `eval`, IPython magics, ...) counts as reading every one.
+
+When the learner's code may read a name a demonstration binds, every demonstration runs, as before.
+"""
+
+from __future__ import annotations
+
+import ast
+import symtable
+from collections.abc import Iterable
+
+from nbformat import NotebookNode
+
+# The key, in a cell's `latent_gradients` metadata, that notebooks/nbgrader_cells.py sets on demonstrations.
+DEMONSTRATION = "demonstration"
+# Ways to read a global by name at run time, which no static reading of the code can follow. IPython's
+# magics and shell escapes become `get_ipython()` calls once transformed.
+DYNAMIC = frozenset({"globals", "locals", "vars", "eval", "exec", "compile", "get_ipython", "__import__", "__main__",
+                     "__builtins__", "builtins", "__globals__", "__dict__", "__name__", "modules", "f_globals", "f_locals",
+                     "user_ns", "user_global_ns"})
+
+
+def is_marked(cell: NotebookNode) -> bool:
+    return cell.get("cell_type") == "code" and cell.get("metadata", {}).get("latent_gradients", {}).get(DEMONSTRATION) is True
+
+
+def grade_id(cell: NotebookNode) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def _reachable(source: str) -> ast.Module | None:
+    """The cell as the kernel runs it (IPython's magics and `!cmd` turned into Python), without the
+    statements that follow a `return`, `raise`, `break` or `continue` in their block, which never run
+    (the exercise stubs' `return ...` after `raise NotImplementedError()`); None if it is not valid Python."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        tree = ast.parse(TransformerManager().transform_cell(source))
+    except (SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        for block in (getattr(node, name, None) for name in ("body", "orelse", "finalbody")):
+            if isinstance(block, list):
+                end = next((i for i, statement in enumerate(block) if isinstance(statement, (ast.Return, ast.Raise, ast.Break, ast.Continue))), None)
+                del block[(len(block) if end is None else end + 1):]
+    return tree
+
+
+def _tables(table: symtable.SymbolTable) -> Iterable[symtable.SymbolTable]:
+    yield table
+    for child in table.get_children():
+        yield from _tables(child)
+
+
+def bound_and_read(source: str) -> tuple[set[str], set[str]]:
+    """(global names the cell binds, global names it reads), as Python resolves them; a cell that is not
+    valid Python binds and reads nothing (the kernel cannot run it either)."""
+    tree = _reachable(source)
+    if tree is None:
+        return set(), set()
+    top = symtable.symtable(ast.unparse(tree), "<cell>", "exec")
+    bound: set[str] = set()
+    read: set[str] = set()
+    for table in _tables(top):
+        is_module = table.get_type() == "module"
+        for symbol in table.get_symbols():
+            name = symbol.get_name()
+            at_module_level = is_module or symbol.is_declared_global() or (symbol.is_global() and not symbol.is_local())
+            if not at_module_level:
+                continue
+            if symbol.is_assigned() or symbol.is_imported():
+                bound.add(name)
+            if symbol.is_referenced():
+                read.add(name)
+    return bound, read
+
+
+def _words(node: ast.AST) -> set[str]:
+    """The identifiers and strings a node names: `x`, `.x`, `import x.y`, `"x"`."""
+    if isinstance(node, ast.Name):
+        return {node.id}
+    if isinstance(node, ast.Attribute):
+        return {node.attr}
+    if isinstance(node, ast.alias):
+        return set(node.name.split("."))
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    return set()
+
+
+def reads_dynamically(source: str) -> bool:
+    """Whether the cell may read globals by a name computed at run time (see `DYNAMIC`)."""
+    tree = _reachable(source)
+    return tree is not None and any(DYNAMIC & _words(node) for node in ast.walk(tree))
+
+
+def skippable(nb: NotebookNode, release: NotebookNode) -> list[int]:
+    """Indices of the cells of `nb` (a submission, normalized) that the grader need not run."""
+    released = {grade_id(cell): cell for cell in release.cells if grade_id(cell)}
+    locked = {gid for gid, cell in released.items() if not cell.metadata["nbgrader"].get("solution")}
+
+    def is_release_copy(cell: NotebookNode) -> bool:
+        gid = grade_id(cell)
+        return gid in locked and cell.source == released[gid].source
+
+    demos = [i for i, cell in enumerate(nb.cells) if is_release_copy(cell) and is_marked(released[grade_id(cell)])]
+    # The learner's solution and added cells, and the graded cells (nbgrader put their hidden tests back).
+    learner_code = [cell.source for cell in nb.cells if cell.cell_type == "code" and not is_release_copy(cell)]
+    demo_bound = set().union(*(bound_and_read(nb.cells[i].source)[0] for i in demos))
+    for source in learner_code:
+        if reads_dynamically(source) or bound_and_read(source)[1] & demo_bound:
+            return []
+    return demos

@@ -1,0 +1,52 @@
+"""nbgrader preprocessor, before execution: the course's derived files, built once by the grader, for every kernel.
+
+A kernel's home is an empty folder, so each one used to build GPT-2's tokenizer folder from its
+vocabulary files before loading the toy world (about 1.2 s of a one-core kernel, of 1.7 s). The grader
+builds it once, in `settings.KERNEL_CACHE` (in the repository's git-ignored build/, outside the
+course directory, which kernels cannot see), and points every kernel there (LATENT_GRADIENTS_CACHE).
+The sandbox shows it read-only, like the rest of the file system: no submission can change what the
+next one reads. Where it cannot be built (a read-only checkout), kernels build their own, as before.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nbformat import NotebookNode
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+from grading.grader import settings
+from part_utils.environment import CACHE_ENV
+
+BUILT = "built"
+
+
+class ShareKernelCache(NbGraderPreprocessor):
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        if os.environ.get(CACHE_ENV) != str(settings.KERNEL_CACHE):
+            try:
+                _build(settings.KERNEL_CACHE)
+            except OSError as error:
+                self.log.warning("Kernels will build their own tokenizer: cannot write %s (%s)", settings.KERNEL_CACHE, error)
+                return nb, resources
+            os.environ[CACHE_ENV] = str(settings.KERNEL_CACHE)  # the provisioner hands the grader's environment to kernels
+        return nb, resources
+
+
+def _build(folder: Path) -> None:
+    """The cache's files, unless an earlier batch built them (`BUILT` is written last)."""
+    if (folder / BUILT).exists():
+        return
+    saved = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    try:
+        from part_utils.tokenizer import gpt2_tokenizer  # imports transformers: once, in the worker that builds
+
+        gpt2_tokenizer()  # builds the tokenizer's folder (two workers may race: part_utils renames into place), and loads it
+        (folder / BUILT).touch()
+    finally:
+        if saved is None:
+            os.environ.pop(CACHE_ENV, None)
+        else:
+            os.environ[CACHE_ENV] = saved

@@ -1,0 +1,40 @@
+"""The grader builds the kernels' tokenizer folder once and points kernels at it; the sandbox shows it read-only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from grading.grader import sandbox, settings
+from grading.preprocessors import kernel_cache
+from part_utils.environment import CACHE_ENV
+
+
+def test_the_cache_is_built_once_and_handed_to_kernels(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(settings, "KERNEL_CACHE", tmp_path / "kernel-cache")
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    kernel_cache.ShareKernelCache().preprocess(nbformat.v4.new_notebook(), {})
+    assert os.environ[CACHE_ENV] == str(tmp_path / "kernel-cache")
+    assert (tmp_path / "kernel-cache" / kernel_cache.BUILT).exists()
+    assert list((tmp_path / "kernel-cache").glob("*/tokenizer.json"))
+
+
+@pytest.mark.skipif(sandbox.sandbox_problem() is not None, reason="bubblewrap cannot run here")
+def test_a_kernel_reads_the_cache_but_cannot_change_it(tmp_path, monkeypatch) -> None:
+    # The grading cache itself (the repository's build/): the sandbox empties /tmp, where tmp_path is.
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    kernel_cache.ShareKernelCache().preprocess(nbformat.v4.new_notebook(), {})
+    code = ("from part_utils.tokenizer import gpt2_model_tokenizer\n"
+            "assert gpt2_model_tokenizer().decode(gpt2_model_tokenizer()('Hello world')['input_ids'][1:]) == 'Hello world'\n"
+            "print('loaded')\n"
+            f"open({str(settings.KERNEL_CACHE / 'mine')!r}, 'w')\n")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = settings.kernel_env(1) | {"HOME": str(scratch)}
+    result = subprocess.run([*sandbox._bwrap_prefix(scratch, []), sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.stdout == "loaded\n", result.stderr
+    assert "Read-only file system" in result.stderr and not (settings.KERNEL_CACHE / "mine").exists(), result.stderr
