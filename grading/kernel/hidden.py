@@ -1,7 +1,8 @@
 """The hidden tests of the graded cells: the same checks, on a second world and other prompts and layers.
 
 Their inputs (world seed, prompts, layers, k) are not in this code: the grader chooses them from the
-instructor's secret (`grading.hidden_params`) and hands them to the kernel in GRADING_HIDDEN_PARAMS.
+instructor's secret (`grading.grader.hidden_params`) and hands them to the kernel in GRADING_HIDDEN_PARAMS,
+which this module reads when the kernel starts and removes from its environment.
 
 Each graded cell runs a visible learner check on the grading world (the toy world), then, in its
 hidden region (never shown to students, stripped from their feedback), `check(exercise, part, fn)`:
@@ -29,14 +30,19 @@ from typing import Any
 import torch
 
 import tests
+from grading.grader.hidden_params import PARAMS_ENV
 from grading.kernel import guard
+
+# Read once, when the kernel starts (grading/kernel/setup.py imports this module before any cell runs), and taken
+# out of the environment: a submission can then neither read the hidden inputs nor put its own in their place.
+_PARAMS = os.environ.pop(PARAMS_ENV, None)
 
 
 def params() -> dict[str, Any]:
     try:
-        return json.loads(os.environ["GRADING_HIDDEN_PARAMS"])
-    except (KeyError, ValueError):
-        raise RuntimeError("the hidden tests run only in the grader (no GRADING_HIDDEN_PARAMS in this kernel)") from None
+        return json.loads(_PARAMS)
+    except (TypeError, ValueError):
+        raise RuntimeError(f"the hidden tests run only in the grader (no {PARAMS_ENV} when this kernel started)") from None
 
 
 class _OneMessage(AssertionError):

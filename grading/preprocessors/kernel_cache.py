@@ -41,9 +41,9 @@ def _build(folder: Path) -> None:
     saved = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(folder)
     try:
-        from part_utils.tokenizer import gpt2_tokenizer  # imports transformers: once, in the worker that builds
+        from part_utils.tokenizer import tokenizer_folder  # imports transformers: once, in the worker that builds
 
-        gpt2_tokenizer()  # builds the tokenizer's folder (two workers may race: part_utils renames into place), and loads it
+        tokenizer_folder()  # not cached per process, unlike the tokenizer (two workers may race: part_utils renames into place)
         (folder / BUILT).touch()
     finally:
         if saved is None:
