@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the example submissions (project_tests/) are not an installed package
 # Parallel nbgrader processes share the gradebook: wait for its lock, as the course's configuration does.
 TRIVIAL_CONFIG = 'get_config().CourseDirectory.db_url = "sqlite:///gradebook.db?timeout=120"\n'
 
