@@ -54,7 +54,6 @@ c.Autograde.sanitize_preprocessors = [
     OverwriteCells,
     CheckCellMetadata,
 ]
-c.NormalizeSubmission.course_root = c.ChooseHiddenTests.course_root = c.SkipDemonstrations.course_root = str(HERE)
 # Autograde: nbgrader's own pipeline, with the notebook executed by RobustExecute, which survives dying
 # and hanging kernels and applies the integrity findings (grading/preprocessors/execute.py), in sandboxed kernels.
 # Kernels read GPT-2's tokenizer from a folder the grader built once (grading/preprocessors/kernel_cache.py),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from traitlets.config import Config
 
 from grading.grader import settings
 from grading.grader.demonstrations import bound_and_read, grade_id, is_marked, skippable
@@ -96,7 +97,7 @@ def test_the_preprocessor_marks_only_release_demonstrations(release, tmp_path) -
     forged = nbformat.v4.new_code_cell("x = 1", metadata={"latent_gradients": {"demonstration": True}, "tags": [SKIP_TAG, "mine"]})
     nb.cells.insert(1, forged)
     resources = {"nbgrader": {"assignment": settings.ASSIGNMENT, "notebook": settings.NOTEBOOK}}
-    out, _ = SkipDemonstrations(course_root=str(tmp_path)).preprocess(nb, resources)
+    out, _ = SkipDemonstrations(config=Config({"CourseDirectory": {"root": str(tmp_path)}})).preprocess(nb, resources)
     skipped = [index for index, cell in enumerate(out.cells) if SKIP_TAG in cell.metadata.get("tags", [])]
     assert skipped == [index + 1 for index in _demonstrations(release)]
     assert out.cells[1].metadata["tags"] == ["mine"]

@@ -9,27 +9,20 @@ is the grader's: it is removed from every other cell, so a submission cannot ski
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nbformat
 from nbclient import NotebookClient
 from nbformat import NotebookNode
-from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Unicode
 
 from grading.grader.demonstrations import skippable
+from grading.preprocessors.course import CoursePreprocessor
 
 SKIP_TAG = NotebookClient.skip_cells_with_tag.default_value
 NOT_RUN = "[not run when grading: a demonstration, which scores nothing]\n"
 
 
-class SkipDemonstrations(NbGraderPreprocessor):
-    course_root = Unicode("", help="The nbgrader course directory, whose release/ holds the released notebooks.").tag(config=True)
-
+class SkipDemonstrations(CoursePreprocessor):
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        info = resources["nbgrader"]
-        release = nbformat.read(Path(self.course_root) / "release" / info["assignment"] / f"{info['notebook']}.ipynb", as_version=4)
-        skipped = set(skippable(nb, release))
+        skipped = set(skippable(nb, self.released_notebook(resources)))
         for index, cell in enumerate(nb.cells):
             tags = [tag for tag in cell.get("metadata", {}).get("tags", []) if tag != SKIP_TAG]
             if index in skipped:

@@ -13,8 +13,7 @@ course = Path(os.environ["GRADING_COURSE_DIR"])
 c.CourseDirectory.root = str(course)
 c.CourseDirectory.db_url = f"sqlite:///{course / 'gradebook.db'}?timeout=120"
 c.Exchange.root = os.path.join(os.environ["LATENT_GRADIENTS_WORKSHOP_DIR"], "exchange")
-# The course's pipeline points at its own course directory: here, the instructor's (the release that
-# submissions are rebuilt from and its demonstrations, the hidden tests' secret, the reports, and what the sandbox hides).
-c.NormalizeSubmission.course_root = c.ChooseHiddenTests.course_root = c.SkipDemonstrations.course_root = str(course)
+# The course's pipeline points at its own course directory: here, the instructor's (the preprocessors read the
+# release and the hidden tests' secret through CourseDirectory.root; the reports, and what the sandbox hides).
 c.RobustExecute.reports_directory = c.LimitOutputBytes.reports_directory = str(course / "reports")
 c.SandboxProvisioner.hidden_paths = [str(course)]
