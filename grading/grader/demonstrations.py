@@ -22,13 +22,16 @@ from collections.abc import Iterable
 
 from nbformat import NotebookNode
 
+from grading.grader import integrity
+
 # The key, in a cell's `latent_gradients` metadata, that notebooks/nbgrader_cells.py (importing it from here) sets on demonstrations.
 DEMONSTRATION = "demonstration"
-# Ways to read a global by name at run time, which no static reading of the code can follow. IPython's
-# magics and shell escapes become `get_ipython()` calls once transformed.
-DYNAMIC = frozenset({"globals", "locals", "vars", "eval", "exec", "compile", "get_ipython", "__import__", "__main__",
-                     "__builtins__", "builtins", "__globals__", "__dict__", "__name__", "modules", "f_globals", "f_locals",
-                     "user_ns", "user_global_ns"})
+# Ways to read a global by name at run time, which no static reading of the code can follow: the integrity
+# scan's dynamic names, and the namespaces and frames they reach. IPython's magics and shell escapes become
+# `get_ipython()` calls once transformed.
+DYNAMIC = frozenset(integrity.DYNAMIC) | {
+    "__builtins__", "__dict__", "__globals__", "__main__", "__name__", "builtins", "f_globals", "f_locals", "get_ipython", "locals", "modules", "user_global_ns", "user_ns", "vars",
+}
 
 
 def is_marked(cell: NotebookNode) -> bool:

@@ -38,15 +38,7 @@ def _build(folder: Path) -> None:
     """The cache's files, unless an earlier batch built them (`BUILT` is written last)."""
     if (folder / BUILT).exists():
         return
-    saved = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(folder)
-    try:
-        from part_utils.tokenizer import tokenizer_folder  # imports transformers: once, in the worker that builds
+    from part_utils.tokenizer import tokenizer_folder  # imports transformers: once, in the worker that builds
 
-        tokenizer_folder()  # not cached per process, unlike the tokenizer (two workers may race: part_utils renames into place)
-        (folder / BUILT).touch()
-    finally:
-        if saved is None:
-            os.environ.pop(CACHE_ENV, None)
-        else:
-            os.environ[CACHE_ENV] = saved
+    tokenizer_folder(folder)  # two workers may race: part_utils renames the folder into place
+    (folder / BUILT).touch()
