@@ -15,8 +15,8 @@ The Makefile's `release`, `autograde`, `feedback` and `grades` targets call thes
   `summary` (the class summary);
 - `preprocessors/` are the nbgrader preprocessors, one job each, in pipeline order: `normalize`,
   `integrity` (sanitize stage); `hidden_tests`, `kernel_cache`, `demonstrations`, `execute`, `outputs`
-  (autograde stage); `feedback`; and `course`, what those that read the course directory share (its root
-  and releases, from nbgrader's own `CourseDirectory` setting);
+  (autograde stage); `feedback`, `offline_math` (feedback stage); and `course`, what those that read
+  the course directory share (its root and releases, from nbgrader's own `CourseDirectory` setting);
 - `kernel/` runs inside the student's sandboxed kernel: `setup` (first: memory cap, silenced
   warnings, the guard's snapshot), `guard` (runtime integrity), `hidden` (the hidden tests the graded
   cells call).

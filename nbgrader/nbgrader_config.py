@@ -32,6 +32,7 @@ from grading.preprocessors.hidden_tests import ChooseHiddenTests
 from grading.preprocessors.integrity import IntegrityScan
 from grading.preprocessors.kernel_cache import ShareKernelCache
 from grading.preprocessors.normalize import NormalizeSubmission
+from grading.preprocessors.offline_math import MathAsMathML
 from grading.preprocessors.outputs import LimitOutputBytes, StderrIsNotAFailure
 
 HERE = Path(__file__).resolve().parent
@@ -91,5 +92,5 @@ c.RobustExecute.reports_directory = c.LimitOutputBytes.reports_directory = str(H
 c.SandboxProvisioner.hidden_paths = [str(HERE)]
 
 # Feedback: hidden tests are stripped, so students see why a cell failed but not the hidden test.
-# Tracebacks that quote hidden lines are cut to their message.
-c.GenerateFeedback.preprocessors = [ClearHiddenTests, HideHiddenTracebacks, GetGrades, CSSHTMLHeaderPreprocessor]
+# Tracebacks that quote hidden lines are cut to their message. Math is MathML, which needs no CDN and no script.
+c.GenerateFeedback.preprocessors = [ClearHiddenTests, HideHiddenTracebacks, MathAsMathML, GetGrades, CSSHTMLHeaderPreprocessor]

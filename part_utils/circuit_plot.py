@@ -95,14 +95,16 @@ def plot_circuit(
             return f'<a href="#{card_anchor(offline[node.layer], node.index)}" target="_self">{label}</a>'
         return label
 
-    text = [linked(node, label) for label, node in zip(labels, nodes)]
+    # Tokens' labels sit left of their column and the logit's right of it, where no edge runs. A latent's sits
+    # above its node, where its edges converge: an annotation, whose white box keeps it legible over them (a
+    # scatter's text has no background, and Chromium draws no text-shadow on SVG text).
     figure.add_trace(
         go.Scatter(
             x=[position[node.key][0] for node in nodes],
             y=[position[node.key][1] for node in nodes],
             mode="markers+text",
-            text=text,
-            textposition=["middle left" if node.kind == "token" else "middle right" if node.kind == "logit" else "top center" for node in nodes],
+            text=["" if node.kind == "latent" else label for label, node in zip(labels, nodes)],
+            textposition=["middle left" if node.kind == "token" else "middle right" for node in nodes],
             hovertext=hover,
             hoverinfo="text",
             marker={
@@ -115,6 +117,10 @@ def plot_circuit(
             showlegend=False,
         )
     )
+    for label, node in zip(labels, nodes):
+        if node.kind == "latent":
+            x, y = position[node.key]
+            figure.add_annotation(x=x, y=y, yshift=16, text=linked(node, label), showarrow=False, bgcolor="rgba(255,255,255,0.85)", borderpad=1)
     names = ["tokens", *(f"layer {layer}" for layer in circuit.layers), "logit"]
     height = max(500, 60 * max(len(nodes) for nodes in by_column.values()))
     figure.update_layout(

@@ -351,7 +351,7 @@ def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Scr
     graph.scroll_into_view_if_needed()
     n_traces = graph.locator(".scatterlayer .trace").count()
     assert n_traces >= 2, f"the circuit graph drew {n_traces} traces (edges and nodes expected)"
-    labels = graph.locator(".scatterlayer .trace .textpoint").all_text_contents()
+    labels = graph.locator(".annotation-text").all_text_contents()  # a latent's label: an annotation over the edges
     assert any(re.search(LATENT, label) and re.search(TOKEN_AND_POSITION, label) for label in labels), labels[:5]
     screenshots.take(graph, "solutions_circuit")
     label = _hover_label(page, graph, LARGEST_NODE_JS)

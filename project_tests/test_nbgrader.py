@@ -185,6 +185,12 @@ def test_feedback_hides_hidden_tests(graded) -> None:
         assert "grading.kernel.hidden" not in text and "BEGIN HIDDEN TESTS" not in text, html
 
 
+def test_feedback_math_needs_no_cdn(graded) -> None:
+    """The lesson's TeX is MathML in the feedback (grading/preprocessors/offline_math.py): drawn offline, with no script."""
+    html = (graded[0] / "feedback" / "solutions" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.html").read_text()
+    assert "<math" in html and "$J_{ij}" not in html
+
+
 def test_integrity_is_flagged_in_the_summary(graded) -> None:
     course = graded[0]
     scores = _scores(course)

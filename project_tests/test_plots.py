@@ -101,7 +101,10 @@ def test_circuit_graph_columns_edges_and_links(tiny_world) -> None:
     latent = next(i for i, n in enumerate(circuit.nodes) if n.kind == "latent")
     node = circuit.nodes[latent]
     assert f"layer {node.layer}, latent {node.index}" in nodes.hovertext[latent] and f"({node.position})" in nodes.hovertext[latent]
-    assert f'href="#{card_anchor(hook_names[node.layer], node.index)}"' in nodes.text[latent]
+    # A latent's label is an annotation above its node (a white box over the edges), tokens' and the logit's the nodes' text.
+    labels = {(a.x, a.y): a.text for a in fig.layout.annotations}
+    assert len(labels) == len(circuit.latents()) and not nodes.text[latent] and nodes.text[0] == f"{str_toks[0]!r} (0)"
+    assert f'href="#{card_anchor(hook_names[node.layer], node.index)}"' in labels[nodes.x[latent], nodes.y[latent]]
     assert f'id="{card_anchor(hook_names[node.layer], node.index)}"' in latent_card_html(tiny_world, hook_names[node.layer], node.index)
-    online = plot_circuit(circuit, str_toks, "x", neuronpedia_ids={node.layer: "gpt2-small/0-res-jb"}).data[-1]
-    assert f"https://www.neuronpedia.org/gpt2-small/0-res-jb/{node.index}" in online.text[latent]
+    online = plot_circuit(circuit, str_toks, "x", neuronpedia_ids={node.layer: "gpt2-small/0-res-jb"}).layout.annotations
+    assert f"https://www.neuronpedia.org/gpt2-small/0-res-jb/{node.index}" in online[0].text

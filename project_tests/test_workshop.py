@@ -25,6 +25,7 @@ import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -51,7 +52,8 @@ HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "grading.kernel.hidden", "### BEGIN SOLU
 SCORE = re.compile(r"\(Score: ([\d.]+) / ([\d.]+)\)")
 ACTION_TIMEOUT_MS = 600_000  # one autograde took 200 s on 2 cores at load average 16
 # nbgrader 0.9.6's feedback template loads MathJax 2.7 from a CDN, whatever the exporter's settings; the page
-# is blocked from fetching it (the feedback reads fine without it). Every other request must stay on the hub.
+# is blocked from fetching it, and needs none: its math is MathML (grading/preprocessors/offline_math.py).
+# Every other request must stay on the hub.
 FEEDBACK_MATHJAX = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/"
 
 
@@ -107,6 +109,9 @@ def workshop() -> Iterator[Workshop]:
     directory, port = work / "state", free_port()
     log_path = work / "workshop.log"
     _remove_accounts()  # a previous run that was killed before its clean-up
+    # Another test may have built the grader's kernel cache as root; the instructor who grades here cannot
+    # write the repository, so make workshop must build it.
+    shutil.rmtree(settings.KERNEL_CACHE, ignore_errors=True)
     command = ["make", "-o", ".venv/.installed", "workshop", f"ROSTER={roster}", f"WORKSHOP_DIR={directory}", f"WORKSHOP_PORT={port}"]
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -344,6 +349,10 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
         teacher.page.locator("#success-modal button[data-dismiss='modal']").first.click()
         modal.wait_for(state="detached")
     grading_seconds = time.perf_counter() - grading_start
+    # make workshop built the grader's kernel cache, readable by all: the instructor's kernels used it.
+    assert "Kernels will build their own tokenizer" not in workshop.log_path.read_text(errors="replace"), workshop.log()
+    cached = list(settings.KERNEL_CACHE.rglob("*"))
+    assert any(path.name == "tokenizer.json" for path in cached) and all(path.stat().st_mode & stat.S_IROTH for path in cached), cached
     teacher.page.reload()
     teacher.page.locator("td.autograde").first.wait_for()
     teacher.shot("instructor_5_autograded")
@@ -357,6 +366,7 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
     for learner in (alice, bob):
         html = learner.fetch_feedback()
         assert not [m for m in HIDDEN_MARKERS if m in html], f"{learner.username}'s feedback shows hidden tests"
+        assert "<math" in html, f"{learner.username}'s feedback has no MathML: its math would need MathJax from a CDN"
         scores[learner.username] = tuple(float(x) for x in SCORE.search(html).groups())
     total = float(sum(POINTS.values()))
     assert scores == {LEARNER_1: (total, total), LEARNER_2: (float(POINTS["sparse_tensor"]), total)}, scores

@@ -14,6 +14,9 @@
   so that no one can rename or remove another person's entries.
 - Learners' servers run the course environment's Python and import the course from the repository: every folder
   above them becomes traversable by other users (o+x, not listable), e.g. /root when Python lives in /root/.pyenv.
+- The grader's kernel cache (GPT-2's tokenizer folder, grading/preprocessors/kernel_cache.py) built in the
+  repository's build/, which the instructor who grades cannot write: without it every graded kernel would build
+  its own (about 1.2 s each).
 - WORLD=gpt2: GPT-2 and its SAEs downloaded once into `<workshop dir>/hf-cache`, then made read-only.
 """
 
@@ -192,6 +195,13 @@ def set_passwords(people: list[Person], workshop_dir: Path) -> Path:
     return handout
 
 
+def build_kernel_cache() -> None:
+    # In a fresh interpreter, as cache_gpt2: this script imports nothing of the course (nor transformers).
+    code = "from grading.preprocessors.kernel_cache import build_kernel_cache; print(build_kernel_cache())"
+    printed = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, stdout=subprocess.PIPE, text=True).stdout
+    run("chmod", "-R", "a+rX,go-w", printed.splitlines()[-1])
+
+
 def cache_gpt2(workshop_dir: Path) -> None:
     cache = workshop_dir / "hf-cache"
     env = {**os.environ, "HF_HOME": str(cache), "PYTHONPATH": str(REPO), "LATENT_GRADIENTS_DEVICE": "cpu"}
@@ -231,6 +241,7 @@ def main() -> None:
     close_to_learners(grp.getgrnam(INSTRUCTORS_GROUP).gr_gid)
     prepare_course(instructor, learners, workshop_dir)
     handout = set_passwords(people, workshop_dir)
+    build_kernel_cache()
     if args.world == "gpt2":
         cache_gpt2(workshop_dir)
     print(f"Passwords to hand out: {handout} (root only). Learners may change theirs at /hub/auth/change-password.")

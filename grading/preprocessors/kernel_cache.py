@@ -6,6 +6,8 @@ builds it once, in `settings.KERNEL_CACHE` (in the repository's git-ignored buil
 course directory, which kernels cannot see), and points every kernel there (LATENT_GRADIENTS_CACHE).
 The sandbox shows it read-only, like the rest of the file system: no submission can change what the
 next one reads. Where it cannot be built (a read-only checkout), kernels build their own, as before.
+A workshop's instructor cannot write the repository: `make workshop` builds it beforehand, as root
+(workshop/prepare.py).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class ShareKernelCache(NbGraderPreprocessor):
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         if os.environ.get(CACHE_ENV) != str(settings.KERNEL_CACHE):
             try:
-                _build(settings.KERNEL_CACHE)
+                build_kernel_cache()
             except OSError as error:
                 self.log.warning("Kernels will build their own tokenizer: cannot write %s (%s)", settings.KERNEL_CACHE, error)
                 return nb, resources
@@ -34,11 +36,13 @@ class ShareKernelCache(NbGraderPreprocessor):
         return nb, resources
 
 
-def _build(folder: Path) -> None:
-    """The cache's files, unless an earlier batch built them (`BUILT` is written last)."""
+def build_kernel_cache() -> Path:
+    """The cache's files in `settings.KERNEL_CACHE`, unless an earlier batch built them (`BUILT` is written last)."""
+    folder = settings.KERNEL_CACHE
     if (folder / BUILT).exists():
-        return
+        return folder
     from part_utils.tokenizer import tokenizer_folder  # imports transformers: once, in the worker that builds
 
     tokenizer_folder(folder)  # two workers may race: part_utils renames the folder into place
     (folder / BUILT).touch()
+    return folder
