@@ -73,8 +73,8 @@ CIRCUIT_TITLE = r"^A circuit for "
 LARGEST_NODE_JS = """el => {
     const trace = el.calcdata[el.calcdata.length - 1], xa = el._fullLayout.xaxis, ya = el._fullLayout.yaxis;
     let best = 0, value = -1;
-    trace.forEach((point, i) => { const text = el.data[el.data.length - 1].text[i];
-        if (text.includes('F') && Math.abs(el.data[el.data.length - 1].marker.color[i]) > value) {
+    trace.forEach((point, i) => { const hover = el.data[el.data.length - 1].hovertext[i];
+        if (hover.includes('kind: latent') && Math.abs(el.data[el.data.length - 1].marker.color[i]) > value) {
             value = Math.abs(el.data[el.data.length - 1].marker.color[i]); best = i; } });
     return [xa._offset + xa.l2p(trace[best].x), ya._offset + ya.l2p(trace[best].y)];
 }"""
