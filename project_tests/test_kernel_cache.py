@@ -20,7 +20,11 @@ def test_the_cache_is_built_once_and_handed_to_kernels(tmp_path, monkeypatch) ->
     kernel_cache.ShareKernelCache().preprocess(nbformat.v4.new_notebook(), {})
     assert os.environ[CACHE_ENV] == str(tmp_path / "kernel-cache")
     assert (tmp_path / "kernel-cache" / kernel_cache.BUILT).exists()
-    assert list((tmp_path / "kernel-cache").glob("*/tokenizer.json"))
+    (tokenizer,) = (tmp_path / "kernel-cache").glob("*/tokenizer.json")
+    built = tokenizer.stat().st_mtime_ns
+    monkeypatch.setenv(CACHE_ENV, "")  # a second batch, in a fresh grader process: the folder is reused, not rebuilt
+    kernel_cache.ShareKernelCache().preprocess(nbformat.v4.new_notebook(), {})
+    assert tokenizer.stat().st_mtime_ns == built and os.environ[CACHE_ENV] == str(tmp_path / "kernel-cache")
 
 
 @pytest.mark.skipif(sandbox.sandbox_problem() is not None, reason="bubblewrap cannot run here")

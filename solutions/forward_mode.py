@@ -202,8 +202,10 @@ def _attention_z_jvp_one_position(primal: _Attention, sources: Tensor, dq: Tenso
     return d_z
 
 
-def _attention(block: torch.nn.Module, resid: Tensor, d_resid: Rows, reach: tuple[Tensor, Tensor], n_cols: int) -> tuple[Tensor, Rows]:
-    """The block's primal z (seq, heads, d_head) and the rows `reach` of its tangent, from the block's input and its tangent's rows."""
+def _attention(block: torch.nn.Module, resid: Tensor, d_resid: Rows, reach: tuple[Tensor, Tensor], n_cols: int, first: bool) -> tuple[Tensor, Rows]:
+    """The block's primal z (seq, heads, d_head) and the rows `reach` of its tangent, from the block's input and its tangent's rows.
+
+    `first`: the first attention on the path, before which every tangent is one row, at its own position."""
     attn, seq = block.attn, resid.shape[0]
     normalized = block.ln1(resid)
     d_normalized = _layer_norm_jvp(block.ln1, resid[d_resid.positions], d_resid.values)
@@ -216,8 +218,7 @@ def _attention(block: torch.nn.Module, resid: Tensor, d_resid: Rows, reach: tupl
     scores = attn.apply_causal_mask(torch.einsum("qhe,khe->hqk", q, k)[None] / attn.attn_scale)[0]
     pattern = torch.softmax(scores, dim=-1)
     primal = _Attention(attn, q, k, v, pattern, torch.einsum("hqk,khe->qhe", pattern, v))
-    if len(d_resid.cols) == n_cols and torch.equal(d_resid.cols, torch.arange(n_cols, device=d_resid.cols.device)):
-        # One row per column, at its source: the first attention on the path.
+    if first:
         return primal.z, Rows(*reach, _attention_z_jvp_one_position(primal, d_resid.positions, dq, dk, dv, reach))
     dense = Rows(d_resid.cols, d_resid.positions, torch.stack([dq, dk, dv], 1)).as_dense(n_cols, seq)
     d_z = _attention_z_jvp(primal, dense[:, :, 0], dense[:, :, 1], dense[:, :, 2])
@@ -295,7 +296,9 @@ def _propagate(model: HookedSAETransformer, path: Path, resid: Tensor, z: Tensor
         if layer == path.layer_to and not path.to_z:
             break
         if d_z is None:
-            z, d_z = _attention(block, resid, d_resid, reach, n_cols)
+            # The path's first attention is its earlier layer's, or the next layer's where it enters after it (at hook_z).
+            first = layer == (path.layer_from + 1 if path.from_z else path.layer_from)
+            z, d_z = _attention(block, resid, d_resid, reach, n_cols, first)
             if layer == path.layer_to:
                 return z, d_z
         if d_resid is None:

@@ -70,8 +70,10 @@ def bound_and_read(source: str) -> tuple[set[str], set[str]]:
     """(global names the cell binds, global names it reads), as Python resolves them; a cell that is not
     valid Python binds and reads nothing (the kernel cannot run it either)."""
     tree = _reachable(source)
-    if tree is None:
-        return set(), set()
+    return (set(), set()) if tree is None else _bound_and_read(tree)
+
+
+def _bound_and_read(tree: ast.Module) -> tuple[set[str], set[str]]:
     top = symtable.symtable(ast.unparse(tree), "<cell>", "exec")
     bound: set[str] = set()
     read: set[str] = set()
@@ -102,10 +104,9 @@ def _words(node: ast.AST) -> set[str]:
     return set()
 
 
-def reads_dynamically(source: str) -> bool:
+def _reads_dynamically(tree: ast.Module) -> bool:
     """Whether the cell may read globals by a name computed at run time (see `DYNAMIC`)."""
-    tree = _reachable(source)
-    return tree is not None and any(DYNAMIC & _words(node) for node in ast.walk(tree))
+    return any(DYNAMIC & _words(node) for node in ast.walk(tree))
 
 
 def skippable(nb: NotebookNode, release: NotebookNode) -> list[int]:
@@ -119,9 +120,9 @@ def skippable(nb: NotebookNode, release: NotebookNode) -> list[int]:
 
     demos = [i for i, cell in enumerate(nb.cells) if is_release_copy(cell) and is_marked(released[grade_id(cell)])]
     # The learner's solution and added cells, and the graded cells (nbgrader put their hidden tests back).
-    learner_code = [cell.source for cell in nb.cells if cell.cell_type == "code" and not is_release_copy(cell)]
+    learner_code = [_reachable(cell.source) for cell in nb.cells if cell.cell_type == "code" and not is_release_copy(cell)]
     demo_bound = set().union(*(bound_and_read(nb.cells[i].source)[0] for i in demos))
-    for source in learner_code:
-        if reads_dynamically(source) or bound_and_read(source)[1] & demo_bound:
+    for tree in learner_code:
+        if tree is not None and (_reads_dynamically(tree) or _bound_and_read(tree)[1] & demo_bound):
             return []
     return demos
