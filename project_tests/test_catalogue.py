@@ -9,16 +9,19 @@ the end of the run.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 
+import solutions
 import tests as checks
+from part_utils.random_world import TINY_SHAPE, build_random_world
 from part_utils.toy_world import DATA_DIR, WORLD_FILE
 from part_utils.world_types import World
 from part_utils.worlds import load_world
 
-from catalogue import EXERCISES, Entry, all_entries, outcome
+from catalogue import EXERCISES, Entry, all_entries, learner, outcome
 
 ENTRIES = all_entries()
 WORLDS = ("tiny", pytest.param("toy", marks=pytest.mark.toy_world))
@@ -171,3 +174,49 @@ def test_out_of_memory_hint_blames_the_outputs() -> None:
 
     hint = _hint_for_exception(RuntimeError("CUDA out of memory. Tried to allocate 118.00 GiB"))
     assert "OUTPUTS" in hint and ".sparse[0]" in hint and "memory_report()" in hint
+
+
+# A world and prompt (one secret's hidden test) where layer 0's last place is a tie: every remaining latent sits
+# after each kept layer-1 latent, so causality makes its contribution exactly zero. The reference's topk and the
+# notebook's sorted() keep different ones; either is right.
+TIED = {"seed": 1165240712, "prompt": "Big Ben stands in London, by the river.", "layers": (0, 1, 3), "k": 3}
+
+
+@pytest.fixture(scope="module")
+def tied_world() -> World:
+    return build_random_world(TINY_SHAPE, seed=TIED["seed"], device="cpu")
+
+
+def _circuits(world: World, fn) -> tuple:
+    tokens = world.model.to_tokens(TIED["prompt"])
+    target = int(world.model(tokens)[0, -1].argmax())
+    args = (tokens, world.saes, world.model, TIED["layers"], target, TIED["k"])
+    return solutions.latent_circuit(*args), fn(*args)
+
+
+@slow
+@pytest.mark.latent_circuit
+def test_any_choice_among_tied_latents_is_accepted(tied_world: World, capsys: pytest.CaptureFixture) -> None:
+    sorted_by_hand = learner.latent_circuit()
+    reference, mine = _circuits(tied_world, sorted_by_hand)
+    assert {n.key for n in mine.latents()} != {n.key for n in reference.latents()}, "the tie this test is about is gone"
+    for part in checks.latent_circuit.PARTS:
+        checks.test_latent_circuit(sorted_by_hand, tied_world.model, tied_world.saes, prompt=TIED["prompt"], layers=TIED["layers"], k=TIED["k"], part=part)
+        assert "tied at a cut" in capsys.readouterr().out
+
+
+@slow
+@pytest.mark.latent_circuit
+def test_a_latent_that_is_not_tied_cannot_be_swapped(tied_world: World) -> None:
+    """Ties excuse only the tied latents: trading a kept latent of nonzero contribution for a tied one is wrong."""
+    reference, mine = _circuits(tied_world, learner.latent_circuit())
+    contributions = {n.key: n.contribution for n in reference.latents(TIED["layers"][0])}
+    nonzero = max(contributions, key=lambda key: abs(contributions[key]))
+    tied = next(n for n in mine.latents(TIED["layers"][0]) if n.key not in contributions)
+
+    def swapped(*args):
+        circuit = solutions.latent_circuit(*args)
+        return dataclasses.replace(circuit, nodes=tuple(tied if n.key == nonzero else n for n in circuit.nodes))
+
+    with pytest.raises(checks.CheckFailed, match="nodes"):
+        checks.test_latent_circuit(swapped, tied_world.model, tied_world.saes, prompt=TIED["prompt"], layers=TIED["layers"], k=TIED["k"], part="nodes")

@@ -129,28 +129,49 @@ def _top(contributions: Tensor, k: int) -> Tensor:
     return contributions.topk(min(k, len(contributions))).indices
 
 
-def prune(attr: Attribution, k: int, edge_threshold: float = EDGE_THRESHOLD) -> Circuit:
+@dataclass(frozen=True)
+class Ranking:
+    """Pruning's pass back from the logit: per layer, every active latent's contribution (given the latents
+    kept above it), the rows kept, and the weights from the layer into the next one's kept rows."""
+
+    contributions: list[Tensor]  # contributions[i]: (n_active[i],)
+    kept: list[Tensor]  # kept[i]: rows of layers[i]'s active latents, largest contribution first
+    into: list[Tensor]  # into[i + 1]: (len(kept[i + 1]), n_active[i]); into[0] unused
+
+
+def rank(attr: Attribution, k: int) -> Ranking:
     """Keep, per layer, the k latents with the largest contribution to the logit, going back from the logit.
 
     A latent's contribution is its activation times the gradient of the logit with respect to it along the
     nodes already kept: for the last layer its edge to the logit; for an earlier layer the sum, over the kept
-    latents v of the next layer, of its edge to v times d(logit)/d(v) = contribution(v) / activation(v).
-    Then edges below `edge_threshold` x the largest |weight| into the same node are dropped."""
+    latents v of the next layer, of its edge to v times d(logit)/d(v) = contribution(v) / activation(v)."""
     n_layers = len(attr.layers)
     kept: list[Tensor] = [torch.zeros(0, dtype=torch.long)] * n_layers
     contributions: list[Tensor] = [torch.zeros(0)] * n_layers
-    into: list[Tensor] = [torch.zeros(0)] * n_layers  # into[i + 1]: weights from layer i into layer i + 1's kept rows
+    into: list[Tensor] = [torch.zeros(0)] * n_layers
     contribution = attr.logit_weights
-    grad_above = torch.ones(())
     for i in reversed(range(n_layers)):
         if i < n_layers - 1:
             into[i + 1] = attr.latent_weights(i, kept[i + 1])
-            contribution = into[i + 1].T @ grad_above
-        kept[i] = _top(contribution, k)
-        contributions[i] = contribution[kept[i]]
-        grad_above = contributions[i] / attr.acts[i].values[kept[i]]
+            contribution = into[i + 1].T @ grad_above(attr, contributions, kept, i + 1)
+        contributions[i], kept[i] = contribution, _top(contribution, k)
+    return Ranking(contributions, kept, into)
+
+
+def grad_above(attr: Attribution, contributions: list[Tensor], kept: list[Tensor], i: int) -> Tensor:
+    """d(logit)/d(latent) of layers[i]'s kept latents: their contribution over their activation."""
+    return contributions[i][kept[i]] / attr.acts[i].values[kept[i]]
+
+
+def prune(attr: Attribution, k: int, edge_threshold: float = EDGE_THRESHOLD) -> Circuit:
+    """The circuit of `rank`'s kept latents; edges below `edge_threshold` x the largest |weight| into the same
+    node are dropped."""
+    n_layers = len(attr.layers)
+    ranking = rank(attr, k)
+    kept, into = ranking.kept, ranking.into
+    contributions = [c[rows] for c, rows in zip(ranking.contributions, kept)]
     token_weights = attr.token_weights(kept[0])  # (seq, k)
-    token_contributions = token_weights @ grad_above
+    token_contributions = token_weights @ grad_above(attr, ranking.contributions, kept, 0)
 
     def latent_key(i: int, row: int) -> NodeKey:
         _, position, latent = attr.acts[i].sparse[1][row].tolist()
