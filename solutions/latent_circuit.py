@@ -153,12 +153,12 @@ def rank(attr: Attribution, k: int) -> Ranking:
     for i in reversed(range(n_layers)):
         if i < n_layers - 1:
             into[i + 1] = attr.latent_weights(i, kept[i + 1])
-            contribution = into[i + 1].T @ grad_above(attr, contributions, kept, i + 1)
+            contribution = into[i + 1].T @ _grad_above(attr, contributions, kept, i + 1)
         contributions[i], kept[i] = contribution, _top(contribution, k)
     return Ranking(contributions, kept, into)
 
 
-def grad_above(attr: Attribution, contributions: list[Tensor], kept: list[Tensor], i: int) -> Tensor:
+def _grad_above(attr: Attribution, contributions: list[Tensor], kept: list[Tensor], i: int) -> Tensor:
     """d(logit)/d(latent) of layers[i]'s kept latents: their contribution over their activation."""
     return contributions[i][kept[i]] / attr.acts[i].values[kept[i]]
 
@@ -171,7 +171,7 @@ def prune(attr: Attribution, k: int, edge_threshold: float = EDGE_THRESHOLD) -> 
     kept, into = ranking.kept, ranking.into
     contributions = [c[rows] for c, rows in zip(ranking.contributions, kept)]
     token_weights = attr.token_weights(kept[0])  # (seq, k)
-    token_contributions = token_weights @ grad_above(attr, ranking.contributions, kept, 0)
+    token_contributions = token_weights @ _grad_above(attr, ranking.contributions, kept, 0)
 
     def latent_key(i: int, row: int) -> NodeKey:
         _, position, latent = attr.acts[i].sparse[1][row].tolist()
