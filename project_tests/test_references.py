@@ -141,6 +141,34 @@ def test_sparse_tensor_reference() -> None:
 
 
 @pytest.mark.latent_to_latent
+@pytest.mark.token_to_latent
+@pytest.mark.latent_to_logit
+@pytest.mark.attention
+@pytest.mark.parametrize("slab_rows", [16, 24])  # 24 leaves a short last slab of the 64-wide input
+@pytest.mark.parametrize("rows", [1, 9, 31, 32, 40])  # in slabs under 32 rows, one product from 32 on
+def test_dense_encoding_equals_the_encoder(tiny_world: World, rows: int, slab_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`encode_dense`, which the references use for every dense SAE activation, equals the encoder by
+    hand on a residual and a hook_z SAE, and runs the SAE's hooks as `sae.encode` does."""
+    import solutions.sparse_sae
+
+    monkeypatch.setattr(solutions.sparse_sae, "_SLAB_ROWS", slab_rows)
+    ex, generator = tiny_world.exercises, torch.Generator().manual_seed(rows)
+    cfg, seen = tiny_world.model.cfg, []
+    for sae, shape in ((tiny_world.saes[ex.token_to_latent.layer], (1, rows, cfg.d_model)), (tiny_world.attn_saes[ex.attention.layer_from], (1, rows, cfg.n_heads, cfg.d_head))):
+        x = torch.randn(shape, generator=generator)
+        seen.clear()
+        sae.hook_sae_acts_post.add_hook(lambda acts, hook: seen.append(acts.shape))
+        try:
+            with torch.no_grad():
+                got, want = solutions.sparse_sae.encode_dense(sae, x), encode(sae, x)
+        finally:
+            sae.reset_hooks()
+        assert seen == [want.shape] and (want > 0).any()
+        # float32 sums of 64 products in another order: rounding of a few ulps of the largest term
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+
+
+@pytest.mark.latent_to_latent
 def test_latent_to_latent_reference(tiny_world: World, world64: World) -> None:
     ex = tiny_world.exercises.latent_to_latent
     model = tiny_world.model

@@ -45,7 +45,7 @@ from transformer_lens.components import LayerNorm, LayerNormPre
 
 from solutions.jacobian import positionwise_chunk_size, sparse_jacobian
 from solutions.plain_forward import has_plain_blocks, slope
-from solutions.sparse_sae import _is_plain_relu_sae
+from solutions.sparse_sae import _is_plain_relu_sae, encode_dense
 
 
 def supports_positionwise(model: HookedSAETransformer, saes: tuple[SAE, ...]) -> bool:
@@ -361,7 +361,7 @@ def positionwise_jacobian(
             rows = Rows(torch.arange(len(columns), device=inputs.device), sources, tangents)
             at_sae, rows_at_sae = _propagate(model, path, resid[0], None if z is None else z[0], rows, len(columns), seq)
             if start == 0:
-                encoded = sae_to.encode(at_sae[None] if clean_input is None else torch.cat([at_sae[None], clean_input]))
+                encoded = encode_dense(sae_to, at_sae[None] if clean_input is None else torch.cat([at_sae[None], clean_input]))
                 active, clean = encoded[:1], encoded[1:]
                 encoder = _ActiveEncoder(sae_to, active)
                 jacobian = at_sae.new_zeros(encoder.n_out, n_in)
