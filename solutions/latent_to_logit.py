@@ -116,6 +116,8 @@ def latent_to_logit_gradients(
     with torch.no_grad():
         logits, logits_recon = torch.stack([normalized, normalized_recon.detach()]) @ model.W_U + model.b_U
     token_ids = logits.topk(k).indices.tolist()
+    if k == 0:  # no logit asked for: no backward pass, an empty Jacobian
+        return leaf.new_zeros(0, len(leaf)), logits, logits_recon, token_ids, latent_acts
     cotangents = torch.index_select(model.W_U, 1, torch.tensor(token_ids, device=model.W_U.device)).T.detach()
     # The cotangents in chunks (backward passes batched over each chunk), so that a long prompt needs bounded memory.
     chunk = jacobian_chunk_size(k, tokens.numel(), model) or k
