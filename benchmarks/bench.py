@@ -18,7 +18,9 @@ Peak memory: on the CPU, the rise of the process's peak resident set size (Linux
 before each call through /proc/self/clear_refs) above its resident size just before the call. It
 counts everything the call allocates and touches (torch's tensors, autograd's saved activations,
 Python objects), not just tensors. On CUDA, torch.cuda.max_memory_allocated above the memory
-allocated before the call. Each figure is the largest over the repeats.
+allocated before the call. Each figure comes from a call of its own after the warm-up, not from a
+timed call: the measure hands freed heap back to the system first (malloc_trim), and the call would
+then also time faulting its memory in again (about 5 ms of a 50 ms reference at GPT-2's shape).
 
     python benchmarks/bench.py [--worlds small,gpt2] [--repeats 3] [--threads N] [--device cpu] [--matmul-precision highest|high] [--no-first-check]
 """
@@ -208,7 +210,7 @@ class Row:
     world: str
     case: Case
     times: dict[str, list[float]]
-    peaks: dict[str, list[int | None]]
+    peaks: dict[str, int | None]
     same: str
     jacobian: str
     flops: float  # useful FLOPs of the Jacobian and the primal passes
@@ -222,8 +224,7 @@ class Row:
         return statistics.median(self.times[impl])
 
     def peak(self, impl: str) -> int | None:
-        values = self.peaks[impl]
-        return None if any(v is None for v in values) else max(values)
+        return self.peaks[impl]
 
 
 def _synchronize(device: torch.device) -> None:
@@ -237,7 +238,7 @@ def run_case(world_name: str, case: Case, repeats: int, memory: PeakMemory) -> R
     speeds: list[float] = []
     impls = {"straightforward": case.exercise.straightforward, "reference": case.exercise.reference}
     times: dict[str, list[float]] = {name: [] for name in impls}
-    peaks: dict[str, list[int | None]] = {name: [] for name in impls}
+    peaks: dict[str, int | None] = {}
     results: dict[str, Any] = {}
     with torch.enable_grad():
         for name, fn in impls.items():  # warm-up, and the results compared below
@@ -247,19 +248,25 @@ def run_case(world_name: str, case: Case, repeats: int, memory: PeakMemory) -> R
         jacobian = _jacobian_shape(results["reference"])
         flops = case.flops(results["reference"])
         results.clear()
+        for name, fn in impls.items():  # peak memory, in calls of their own (see the module's docstring)
+            measured: dict[str, int | None] = {}
+            with memory.measure(measured):
+                result = fn(*case.args)
+                _synchronize(memory.device)
+            peaks[name] = measured["bytes"]
+            del result
         for repeat in range(repeats):
             # Alternate the order, so that neither always runs first after the other's allocations.
             order = list(impls) if repeat % 2 == 0 else list(impls)[::-1]
             for name in order:
                 if name == "reference":
                     speeds.append(matmul_gflops(memory.device))
-                measured: dict[str, int | None] = {}
-                with memory.measure(measured):
-                    start = time.perf_counter()
-                    result = impls[name](*case.args)
-                    _synchronize(memory.device)
-                    times[name].append(time.perf_counter() - start)
-                peaks[name].append(measured["bytes"])
+                gc.collect()  # the other's garbage, not collected inside the timed call
+                _synchronize(memory.device)
+                start = time.perf_counter()
+                result = impls[name](*case.args)
+                _synchronize(memory.device)
+                times[name].append(time.perf_counter() - start)
                 del result
     return Row(world_name, case, times, peaks, same, jacobian, flops, statistics.median(speeds))
 
@@ -372,7 +379,7 @@ def main() -> int:
     memory = PeakMemory(device)
     print(f"Machine: {machine()}")
     print(f"Device: {device}, float32 matmul precision {args.matmul_precision}. Peak memory: {memory.method()}.")
-    print(f"Each implementation: one warm-up call, then {args.repeats} timed calls alternating with the other; median time, largest peak.\n")
+    print(f"Each implementation: one warm-up call, one call measuring its peak memory, then {args.repeats} timed calls alternating with the other; median time.\n")
 
     rows: list[Row] = []
     failed = False
