@@ -240,7 +240,7 @@ def test_latent_to_logit_reference(tiny_world: World, world64: World) -> None:
 
 @pytest.mark.latent_to_logit
 def test_latent_to_logit_reference_with_no_logit_asked_for(tiny_world: World) -> None:
-    """k = 0: no row, a column per active latent, and the logits all the same, as the straightforward formulation gives."""
+    """k = 0: no row and a column per active latent, with the same logits as the straightforward formulation."""
     ex, model = tiny_world.exercises.latent_to_logit, tiny_world.model
     grads, _, _, token_ids, acts = reference_agreeing_with_straightforward("latent_to_logit", (model.to_tokens(ex.prompt), tiny_world.saes[ex.layer], model, 0))
     assert grads.shape == (0, len(acts.sparse[0])) and token_ids == []

@@ -6,7 +6,7 @@ Jacobian multiplies a (n_outputs, batch, seq, d_sae) gradient with a (d_sae, d_i
 at GPT-2's shape that is most of the work and most of the memory. Only the active latents matter,
 so here the decoder adds up just their rows, and the encoder computes just the active latents'
 pre-activations. The results equal `sae.decode` / `sae.encode` up to float rounding. Which latents
-are active still takes a dense encoding (`encode_dense`), ordered for a prompt's few rows.
+are active still takes a dense encoding (`encode_dense`), arranged to be fast at a prompt's few rows.
 
 Only plain ReLU SAEs (`StandardSAE`, no activation normalisation) have these maths; any other SAE
 goes through its own `encode` / `decode`, which is always correct, only slower.
