@@ -200,9 +200,14 @@ def test_any_choice_among_tied_latents_is_accepted(tied_world: World, capsys: py
     sorted_by_hand = learner.latent_circuit()
     reference, mine = _circuits(tied_world, sorted_by_hand)
     assert {n.key for n in mine.latents()} != {n.key for n in reference.latents()}, "the tie this test is about is gone"
+    shared = {n.key for n in mine.nodes} & {n.key for n in reference.nodes}
+    compared_edges = sum({e.source, e.target} <= shared for e in reference.edges)
+    assert compared_edges < len(reference.edges)
     for part in checks.latent_circuit.PARTS:
         checks.test_latent_circuit(sorted_by_hand, tied_world.model, tied_world.saes, prompt=TIED["prompt"], layers=TIED["layers"], k=TIED["k"], part=part)
-        assert "tied at a cut" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        # The summary counts what was compared: the edges among the nodes both keep, and none where only nodes are.
+        assert "tied at a cut" in out and (f", {compared_edges} edges match" in out) == (part != "nodes")
 
 
 @slow

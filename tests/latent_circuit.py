@@ -247,8 +247,11 @@ def compare_circuits(got: Any, want: Circuit, attr: Callable[[], Attribution], k
             if hint is None and close_enough(weights.abs(), reference.abs()):
                 hint = HINT_LOST_SIGN
         compare_tensor(EXERCISE, "the edges' weights (edges sorted by their ends)", weights, reference, hint)
-    n_latents = len(want.latents())
-    summary = f"{n_latents} latents over layers {list(layers)}, {len(want.edges)} edges match the reference"
+    # What was compared: the edges among the nodes both circuits keep, where tied latents were swapped.
+    summary = f"{len(want.latents())} latents over layers {list(layers)}"
+    if part != "nodes":
+        summary += f", {len(want_edges)} edges"
+    summary += " match the reference"
     if tie_swaps:
         summary += f" (tied at a cut, you kept {_describe(got_keys - want_keys)} where the reference kept {_describe(want_keys - got_keys)})"
     return summary if part is None else f"{part} only: {summary}"
