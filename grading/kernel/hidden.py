@@ -76,17 +76,21 @@ def _device() -> torch.device:
     return get_device()
 
 
-def _integrity(exercise: str, fn: Any) -> None:
+def tampering(exercise: str) -> str | None:
+    """Why `exercise` gets no credit if the checks, the libraries' classes or the world were changed since the kernel started; else None."""
     patched = guard.changed()
     if patched:
-        raise IntegrityViolation(
-            f"✗ integrity ({exercise}): no credit: the checks were modified while the notebook ran ({', '.join(patched[:5])})."
-        )
+        return f"✗ integrity ({exercise}): no credit: the checks were modified while the notebook ran ({', '.join(patched[:5])})."
     changed = guard.world_changed()
     if changed:
-        raise IntegrityViolation(
-            f"✗ integrity ({exercise}): no credit: the world's parameters were changed while the notebook ran ({', '.join(changed[:3])})."
-        )
+        return f"✗ integrity ({exercise}): no credit: the world's parameters were changed while the notebook ran ({', '.join(changed[:3])})."
+    return None
+
+
+def _integrity(exercise: str, fn: Any) -> None:
+    message = tampering(exercise)
+    if message:
+        raise IntegrityViolation(message)
     if guard.defined_in_solutions(fn):
         raise IntegrityViolation(f"✗ integrity ({exercise}): no credit: the function checked is the reference solution's.")
 
