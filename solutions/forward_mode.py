@@ -345,7 +345,7 @@ def positionwise_jacobian(
         jacobian, aux = sparse_jacobian(fn, inputs, args, n_in, model)
         if clean_input is not None:
             with torch.no_grad():
-                aux = (*aux, sae_to.encode(clean_input))
+                aux = (*aux, encode_dense(sae_to, clean_input))
         return jacobian, aux
     seq = resid.shape[1]
     # Columns in chunks, so that a long prompt's rows (up to seq per column, d_mlp wide) stay bounded.
