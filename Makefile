@@ -11,7 +11,12 @@ export PATH := $(abspath $(BIN)):$(PATH)
 WORLD ?= auto
 NOTEBOOK ?= notebooks/latent_gradients_exercises.ipynb
 
-.PHONY: setup lab test test-fast lint notebooks check-notebooks clean
+.PHONY: help setup lab test test-fast lint notebooks check-notebooks clean
+## help: list these commands
+help:
+	@awk '/^## [a-z0-9-]+:/ { sub(/^## /, ""); name = $$1; sub(/^[^:]*: */, ""); printf "  make %-16s %s\n", substr(name, 1, length(name) - 1), $$0 }' $(MAKEFILE_LIST)
+
+## setup: create the virtual environment .venv with every dependency (the other commands run it first)
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -23,6 +28,7 @@ $(VENV)/.installed: pyproject.toml
 
 # JupyterLab as the course runs it (jupyter_lab_config.py): on this machine only, nothing fetched from
 # the network, nbgrader's Validate button on. It opens $(NOTEBOOK) in your web browser.
+## lab: open the course notebook in JupyterLab (WORLD=auto|gpt2|toy|random, NOTEBOOK=...)
 lab: setup
 	@test -f "$(NOTEBOOK)" || { echo "No notebook $(NOTEBOOK): run \`make notebooks\` or pass NOTEBOOK=..."; exit 1; }
 	@echo ""
@@ -37,64 +43,65 @@ lab: setup
 		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url="/lab/tree/$(NOTEBOOK)" \
 		$(if $(filter 0,$(shell id -u)),--allow-root)
 
-# Everything: what CI runs.
+## test: the whole test suite, what CI runs
 test: setup
 	$(PY) -m pytest
 
-# The fast tier: unit tests and the learner checks on the tiny random world.
+## test-fast: the fast tier: unit tests, the learner checks on the tiny random world, the catalogue's core
 # The tiers are pytest markers (pyproject.toml): this leaves out the tests marked slow.
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
-# ruff, configured in pyproject.toml (which rules, and why).
+## lint: ruff, configured in pyproject.toml (which rules, and why)
 lint: setup
 	$(BIN)/ruff check .
 
+## notebooks: generate the learner, solutions and nbgrader notebooks from notebooks/source/
 notebooks: setup
 	$(PY) notebooks/build.py
 
+## check-notebooks: fail, naming them, when a generated notebook differs from its source
 check-notebooks: setup
 	$(PY) notebooks/build.py --check
 
+## clean: remove .venv, build/ and pytest's cache
 clean:
 	rm -rf $(VENV) .pytest_cache build
 
-# ---- Grading with nbgrader (docs/instructor.md). Run from the repository root. ----
-# `make autograde JOBS=4` grades 4 submissions at a time; GRADING_WORLD, GRADING_CELL_TIMEOUT (s) and
-# GRADING_MEMORY_GB (per kernel) override the limits in grading/grader/settings.py.
+# ---- Grading with nbgrader (docs/instructor.md): each target is a command of `python -m grading`. ----
+# GRADING_CELL_TIMEOUT (s) and GRADING_MEMORY_GB (per kernel) override the limits in grading/grader/settings.py.
 JOBS ?= 1
-NBGRADER := cd nbgrader && ../$(PY) -m nbgrader
+COURSE_DIR ?= nbgrader
+GRADING := $(PY) -m grading
 .PHONY: release autograde feedback grades
+## release: generate the student version in nbgrader/release/ and the hidden tests' secret
 release: setup notebooks
-	$(NBGRADER) db assignment add latent_gradients
-	$(NBGRADER) generate_assignment latent_gradients --force
-	$(PY) -m grading secret
+	$(GRADING) release --course "$(COURSE_DIR)"
 
+## autograde: grade every submission in nbgrader/submitted/, JOBS=N at a time
 autograde: setup
-	$(PY) -m grading autograde --jobs $(JOBS)
+	$(GRADING) autograde --course "$(COURSE_DIR)" --jobs $(JOBS)
 
+## feedback: one HTML feedback file per student in nbgrader/feedback/
 feedback: setup
-	$(PY) -m grading feedback
+	$(GRADING) feedback --course "$(COURSE_DIR)"
 
+## grades: grades.csv, scores.csv and the class summary in nbgrader/reports/
 grades: setup
-	$(PY) -m grading grades
+	$(GRADING) grades --course "$(COURSE_DIR)"
 
-# For a maintainer with internet: run the course on real GPT-2 and print every GPT-2 figure the notebook
-# quotes next to what it measures (exit 1 if one that should reproduce does not). Fails fast offline.
 .PHONY: verify-gpt2
+## verify-gpt2: with internet, run the course on real GPT-2 and compare every GPT-2 figure the notebook quotes
 verify-gpt2: setup
 	$(PY) scripts/verify_gpt2.py
 
-# The reference solutions against the straightforward formulation, on the small and the GPT-2-shaped
-# world: times, peak memory, ratios (prints figures; not a test). `make bench BENCH_ARGS="--threads 1"`.
 .PHONY: bench
+## bench: the reference solutions against the straightforward formulation, into build/bench.md (BENCH_ARGS=...)
 bench: setup
-	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+	$(PY) scripts/bench.py --output build/bench.md $(BENCH_ARGS)
 
-# On a machine with an NVIDIA GPU: the learner checks and the catalogues on CUDA (TF32 off and on), the
-# GPU tolerance they support, and the bench at GPT-2's shape on the GPU; figures in
-# build/device_check.md. Without a GPU it says so and exits with status 2.
 .PHONY: device-check
+## device-check: on an NVIDIA GPU, the checks, catalogues, GPU tolerance and bench on CUDA, into build/device_check.md
 device-check: setup
 	$(PY) scripts/device_check.py
 
@@ -111,29 +118,19 @@ $(CHP): workshop/package.json workshop/package-lock.json
 	npm ci --prefix workshop --no-audit --no-fund
 	touch $@
 
+## workshop: as root, JupyterHub for a class on this machine (ROSTER, WORKSHOP_DIR, WORKSHOP_PORT, WORLD, PUBLIC=1)
 workshop: setup $(CHP)
 	$(PY) workshop/prepare.py --roster "$(ROSTER)" --workshop-dir "$(WORKSHOP_DIR)" --world $(WORKSHOP_WORLD)
 	LATENT_GRADIENTS_WORKSHOP_DIR="$(WORKSHOP_DIR)" WORKSHOP_ROSTER="$(abspath $(ROSTER))" WORKSHOP_PORT=$(WORKSHOP_PORT) \
 		WORKSHOP_WORLD=$(WORKSHOP_WORLD) WORKSHOP_PUBLIC=$(PUBLIC) WORKSHOP_TLS_CERT="$(TLS_CERT)" WORKSHOP_TLS_KEY="$(TLS_KEY)" \
 		$(BIN)/jupyterhub -f workshop/jupyterhub_config.py
 
-# ---- Submissions from an LMS: `make zip-collect ZIP=submissions.zip`, then make autograde, feedback, grades. ----
-# nbgrader's zip_collect unpacks the zip (after `make release`) and files each notebook under
-# nbgrader/submitted/<student id>/latent_gradients/ by its name. LMS=canvas (default): Canvas's "Download
-# Submissions" names, <lastfirst>_[LATE_]<user id>_<submission id>_latent_gradients[-<n>].ipynb, the student id is
-# the Canvas user id. LMS=moodle: Moodle's "Download all submissions", <Full Name>_<participant id>_assignsubmission_file_/
-# latent_gradients.ipynb. Another LMS: LMS_FILE_NAMES='<regular expression on the file's path, with
-# (?P<student_id>...) and (?P<file_id>...)>'.
-CANVAS_FILE_NAMES := .*/[^/_]+_(?:LATE_)?(?P<student_id>\d+)_\d+_(?P<file_id>[^/.]+?)(?:-\d+)?\.ipynb$$
-MOODLE_FILE_NAMES := .*/[^/]+_(?P<student_id>\d+)_assignsubmission_file_/(?P<file_id>[^/]+)\.ipynb$$
+# ---- Submissions from an LMS (docs/instructor.md): `make zip-collect ZIP=submissions.zip`, then autograde, feedback, grades. ----
+# After `make release`. LMS=canvas (default) or moodle; another LMS: LMS_FILE_NAMES='<regular expression on each
+# file's path, with (?P<student_id>...) and (?P<file_id>...)>'.
 LMS ?= canvas
-LMS_FILE_NAMES ?= $(if $(filter moodle,$(LMS)),$(MOODLE_FILE_NAMES),$(CANVAS_FILE_NAMES))
-COURSE_DIR ?= nbgrader
 .PHONY: zip-collect
+## zip-collect: file an LMS's zip of submissions under nbgrader/submitted/ (ZIP=..., LMS=canvas|moodle)
 zip-collect: setup
 	@test -f "$(ZIP)" || { echo "Usage: make zip-collect ZIP=path/to/submissions.zip [LMS=canvas|moodle]"; exit 1; }
-	rm -rf "$(COURSE_DIR)/downloaded/latent_gradients/archive"
-	mkdir -p "$(COURSE_DIR)/downloaded/latent_gradients/archive"
-	cp "$(ZIP)" "$(COURSE_DIR)/downloaded/latent_gradients/archive/"
-	cd "$(COURSE_DIR)" && $(abspath $(PY)) -m nbgrader zip_collect latent_gradients --force \
-		'--FileNameCollectorPlugin.named_regexp=$(LMS_FILE_NAMES)'
+	$(GRADING) collect "$(ZIP)" --course "$(COURSE_DIR)" $(if $(LMS_FILE_NAMES),--file-names '$(LMS_FILE_NAMES)',--lms $(LMS))

@@ -1,11 +1,8 @@
 """The course's autograder, inside nbgrader's own pipeline (nbgrader/nbgrader_config.py).
 
-    python -m grading autograde [--jobs N] [--student ID ...]   # every submission in nbgrader/submitted/
-    python -m grading feedback                                  # HTML feedback, hidden tests stripped
-    python -m grading grades                                    # grades.csv + per-exercise class summary
-    python -m grading secret                                    # the hidden tests' secret, created if missing
+    python -m grading {release,autograde,feedback,grades,collect,secret}   # grading/__main__.py; --help
 
-The Makefile's `release`, `autograde`, `feedback` and `grades` targets call these. By stage:
+The Makefile's grading targets call these commands. By stage:
 
 - `grader/` runs in the grader's own processes, never in a student's kernel:
   `settings` (paths, limits, the kernel's environment), `sandbox` (the kernel provisioner: bubblewrap),
@@ -21,5 +18,5 @@ The Makefile's `release`, `autograde`, `feedback` and `grades` targets call thes
   warnings, the guard's snapshot), `guard` (runtime integrity), `hidden` (the hidden tests the graded
   cells call).
 
-The example submissions of the project's tests and benchmark are in project_tests/grading_examples.py.
+The example submissions of the project's tests and benchmark are in course_fixtures/grading_examples.py.
 """

@@ -1,6 +1,6 @@
 """The learner checks tell wrong solutions from correct ones, and say what went wrong.
 
-Every entry of the wrong catalogue (project_tests/catalogue/wrong.py) must be rejected, with its
+Every entry of the wrong catalogue (course_fixtures/catalogue/wrong.py) must be rejected, with its
 mistake named in the message where it can be recognised; every entry of the correct catalogue
 (catalogue/correct.py) must pass. Both run on the tiny random world and, when its files are
 there, on the trained toy world. The kill rate and false-reject rate of each check are printed at
@@ -16,19 +16,23 @@ import pytest
 
 import solutions
 import tests as checks
+from course_fixtures.catalogue import EXERCISES, Entry, all_entries, learner, outcome
 from part_utils.random_world import TINY_SHAPE, build_random_world
 from part_utils.toy_world import DATA_DIR, WORLD_FILE
 from part_utils.world_types import World
 from part_utils.worlds import load_world
 
-from catalogue import EXERCISES, Entry, all_entries, learner, outcome
-
 ENTRIES = all_entries()
 WORLDS = ("tiny", pytest.param("toy", marks=pytest.mark.toy_world))
-# Running every catalogue entry through its check is the slow tier's (`make test`): `make test-fast` keeps
-# the tests of the catalogues themselves and the stubs, and project_tests/test_check_state.py runs every
-# check on the tiny world.
 slow = pytest.mark.slow
+# The catalogue's core: each exercise's first wrong entry and first correct one other than the reference, on the
+# tiny world. `make test-fast` runs it, so the fast tier alone shows every check rejecting wrong code and accepting
+# another correct formulation; the slow tier (`make test`) runs every entry on every world.
+CORE = {
+    next(e for e in ENTRIES if e.exercise == exercise and e.correct == correct and e.name != "reference" and not e.needs_positional_embeddings).id
+    for exercise in EXERCISES
+    for correct in (False, True)
+}
 
 
 def _world_name(world: str | object) -> str:
@@ -58,16 +62,16 @@ def world(request: pytest.FixtureRequest) -> World:
 
 
 def _params(entries: list[Entry]) -> list:
-    return [
-        pytest.param(
-            _world_name(world), entry, id=f"{_world_name(world)}-{entry.id}", marks=[getattr(pytest.mark, entry.marker), *_world_marks(world)]
-        )
-        for world in WORLDS
-        for entry in entries
-    ]
+    params = []
+    for world in WORLDS:
+        for entry in entries:
+            marks = [getattr(pytest.mark, entry.marker), *_world_marks(world)]
+            if _world_name(world) != "tiny" or entry.id not in CORE:
+                marks.append(slow)
+            params.append(pytest.param(_world_name(world), entry, id=f"{_world_name(world)}-{entry.id}", marks=marks))
+    return params
 
 
-@slow
 @pytest.mark.parametrize(("world", "entry"), _params([e for e in ENTRIES if not e.correct]), indirect=["world"])
 def test_wrong_solution_is_rejected(world: World, entry: Entry) -> None:
     if not entry.applies_to(world):
@@ -81,7 +85,6 @@ def test_wrong_solution_is_rejected(world: World, entry: Entry) -> None:
         )
 
 
-@slow
 @pytest.mark.parametrize(("world", "entry"), _params([e for e in ENTRIES if e.correct]), indirect=["world"])
 def test_correct_solution_is_accepted(world: World, entry: Entry) -> None:
     if not entry.applies_to(world):
@@ -115,7 +118,7 @@ def test_stub_gets_the_learner_message(exercise: str, tiny_world: World) -> None
         def from_sparse(cls, sparse: object) -> None:
             raise NotImplementedError()
 
-    from catalogue import run_check
+    from course_fixtures.catalogue import run_check
 
     with pytest.raises(checks.CheckFailed) as failure:
         run_check(exercise, StubSparseTensor if EXERCISES[exercise].sae_map is None else stub, tiny_world)

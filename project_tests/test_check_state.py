@@ -17,10 +17,9 @@ from sae_lens import SAE, HookedSAETransformer
 
 import solutions
 import tests as checks
+from course_fixtures.catalogue import EXERCISES, reference_name, run_check
 from part_utils.circuit import Circuit
 from part_utils.world_types import World
-
-from catalogue import EXERCISES, reference_name, run_check
 
 # Every check that runs on a world: the gradient exercises and their intermediate functions.
 GRADIENT_EXERCISES = [name for name, target in EXERCISES.items() if target.reference is not None]
@@ -125,7 +124,7 @@ def test_wrong_results_and_leaked_state_are_both_reported(exercise: str, fresh_w
 
 
 @pytest.mark.parametrize("exercise", GRADIENT_EXERCISES)
-def test_a_clean_correct_function_leaves_state_untouched(exercise: str, fresh_world: World, capsys: pytest.CaptureFixture[str]) -> None:
+def test_smoke_the_reference_passes_and_leaves_state_untouched(exercise: str, fresh_world: World, capsys: pytest.CaptureFixture[str]) -> None:
     fresh_world.saes[next(iter(fresh_world.saes))].use_error_term  # noqa: B018 (SAEs loaded before the snapshot)
     before = _state(fresh_world, exercise)
     run_check(exercise, getattr(solutions, reference_name(exercise)), fresh_world)

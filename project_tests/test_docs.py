@@ -5,6 +5,7 @@ page is one click from the README."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ _FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")
 # `make TARGET`, after optional VAR=value words; not a package named make (`apt-get install make npm`).
 _MAKE = re.compile(r"(?<![\w-])(?<!install )make\s+((?:[A-Z_]+=\S*\s+)*)([a-z][\w-]*)")
-# The repository's own top-level folders: a code span starting with one of them names a repository path.
-_TRACKED_TOP = ("benchmarks", "docs", "grading", "nbgrader", "notebooks", "part_utils", "project_tests", "scripts", "solutions", "tests", "workshop")
+# The repository's own top-level folders (and one it has no more, so that a stale path fails): a code span
+# starting with one of them names a repository path.
+_TRACKED_TOP = ("benchmarks", "course_fixtures", "docs", "grading", "nbgrader", "notebooks", "part_utils", "project_tests", "scripts", "solutions", "tests", "workshop")
 # What grading, the workshop and the notebook build write at run time: named by the docs, absent from a clone.
 _WRITTEN_AT_RUN_TIME = (
     "nbgrader/release/",
@@ -80,6 +82,16 @@ def test_every_make_target_exists(page: Path) -> None:
     targets = _make_targets()
     named = {match.group(2) for code in _code(page.read_text(encoding="utf-8")) for match in _MAKE.finditer(code)}
     assert named <= targets, f"{_page_id(page)} names make targets the Makefile does not have: {sorted(named - targets)}"
+
+
+def test_make_help_lists_every_target_once() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    phony = {target for line in re.findall(r"^\.PHONY:(.*)$", makefile, re.MULTILINE) for target in line.split()}
+    described = re.findall(r"^## ([\w-]+): \S", makefile, re.MULTILINE)
+    assert sorted(described) == sorted(set(described)), "a target has two `## ` lines"
+    assert set(described) == phony, f"every .PHONY target, and only those, has a `## TARGET: what it does` line for `make help`: {sorted(phony ^ set(described))}"
+    listed = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert [line.split()[1] for line in listed.splitlines()] == described
 
 
 def test_the_readme_is_short_and_reaches_every_page() -> None:

@@ -63,8 +63,8 @@ def test_graded_cells_agree_with_the_table() -> None:
 def test_grading_reads_the_table() -> None:
     """The example submissions' points and the hidden tests' candidates come from the table, and every
     exercise the table draws hidden inputs for gets them, within the hidden world's layers."""
+    from course_fixtures import grading_examples
     from grading.grader import hidden_params
-    from project_tests import grading_examples
 
     assert grading_examples.POINTS == {exercise.name: exercise.points for exercise in checks.EXERCISES}
     _, _, tries = hidden_params.candidates("a secret")

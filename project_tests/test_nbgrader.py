@@ -1,4 +1,4 @@
-"""The real nbgrader flow, end to end, on example submissions the test creates (project_tests/grading_examples.py).
+"""The real nbgrader flow, end to end, on example submissions the test creates (course_fixtures/grading_examples.py).
 
 In a temporary copy of the course directory: release the assignment, submit the reference solutions,
 the untouched release, a partially correct notebook and one of each failure kind (raises, infinite
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from course_fixtures import grading_examples as examples
 from grading.grader import settings
-from project_tests import grading_examples as examples
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -38,8 +38,8 @@ import nbformat
 import pytest
 from test_browser import CHROMIUM_ARGS, SCREENSHOTS, find_chromium
 
+from course_fixtures.grading_examples import POINTS
 from grading.grader import settings
-from project_tests.grading_examples import POINTS
 
 from lab_server import free_port  # project_tests/lab_server.py
 

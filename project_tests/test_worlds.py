@@ -217,7 +217,7 @@ def test_gpt2_sae_missing_from_the_cache_is_unavailable(gpt2_from_fake_cache, fa
 
 @pytest.mark.slow  # GPT-2's twelve layers, if at tiny widths
 @pytest.mark.parametrize("exercise", [e for e in checks.EXERCISES if e.sae_map is not None], ids=lambda e: e.name)
-def test_learner_checks_pass_with_the_solutions_on_gpt2(gpt2_from_fake_cache, exercise: checks.Exercise) -> None:
+def test_smoke_learner_checks_pass_with_the_solutions_on_gpt2(gpt2_from_fake_cache, exercise: checks.Exercise) -> None:
     exercise.run_check(exercise.reference, gpt2_from_fake_cache[0])
 
 

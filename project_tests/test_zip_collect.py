@@ -23,8 +23,8 @@ import nbformat
 import pytest
 from test_nbgrader import WORLD  # project_tests/test_nbgrader.py: the same grading world
 
+from course_fixtures import grading_examples as examples
 from grading.grader import settings
-from project_tests import grading_examples as examples
 
 pytestmark = [pytest.mark.nbgrader, pytest.mark.slow]
 

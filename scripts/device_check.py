@@ -4,13 +4,13 @@ On a machine with CUDA this:
 
 1. runs every learner check on CUDA, passed the reference solutions, on the small world (the toy
    world, else the tiny random one) and on the tiny random world;
-2. runs both catalogues of learner solutions (project_tests/catalogue) through the checks on CUDA,
+2. runs both catalogues of learner solutions (course_fixtures/catalogue) through the checks on CUDA,
    with the learner's TF32 matmuls off and then on: every correct one must pass and every wrong one
    fail, and the largest difference between a correct formulation and the reference (relative to the
    Jacobian's largest entry) is measured in each mode (the checks compute in full float32 either way);
 3. derives the GPU tolerance from that largest difference (10x it, as on the CPU, never below the
    CPU's 1e-3) and prints it beside the one tests/_report.py uses;
-4. runs `make bench` at GPT-2's shape on the GPU (benchmarks/bench.py --worlds gpt2 --device cuda),
+4. runs `make bench` at GPT-2's shape on the GPU (scripts/bench.py --worlds gpt2 --device cuda),
    then once more with TF32 matmuls: there nothing guards the precision, so its "same results" column
    is how far apart correct formulations round in TF32, the reason the checks turn it off.
 
@@ -93,7 +93,7 @@ def learner_checks(report: Report, worlds: dict) -> bool:
 
 def catalogues(report: Report, build_world) -> tuple[bool, float]:
     """Step 2: the catalogues through the checks on CUDA, TF32 off then on. Returns (all right, largest error in either mode)."""
-    from project_tests.catalogue import all_entries, outcome
+    from course_fixtures.catalogue import all_entries, outcome
 
     entries = all_entries()
     report.add("\n## Catalogues of learner solutions through the checks on CUDA\n")
@@ -144,7 +144,7 @@ def tolerance(report: Report, largest: float) -> None:
 def bench(report: Report, seconds: float, precision: str = "highest") -> bool:
     """Step 4: `make bench` at GPT-2's shape on the GPU, within the time left."""
     report.add(f"\n## make bench at GPT-2's shape on CUDA, float32 matmul precision {precision}\n")
-    bench_py = str(ROOT / "benchmarks" / "bench.py")
+    bench_py = str(ROOT / "scripts" / "bench.py")
     command = [sys.executable, bench_py, "--worlds", "gpt2", "--device", "cuda", "--repeats", "3", "--matmul-precision", precision]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=max(seconds, 1), cwd=ROOT)
@@ -168,8 +168,8 @@ def main() -> int:
         return NO_GPU_STATUS
     start = time.perf_counter()
 
-    from benchmarks.worlds import small_world
     from part_utils.random_world import TINY_SHAPE, build_random_world
+    from scripts.bench_worlds import small_world
 
     def tiny_world():
         return build_random_world(TINY_SHAPE, seed=0, device="cuda")

@@ -60,7 +60,7 @@ def decode_sparse(sae: SAE, values: Tensor, indices: Tensor, shape: tuple[int, .
 # runs it as one product at a quarter of its speed on a few hundred rows (15 ms for 9 rows on one
 # core; one row, a matrix-vector product, takes 4). Summed over slabs of 16 encoder rows, each slab
 # contiguous, it takes 9 ms (2 rows: 6 instead of 9); from 32 rows on, one product is as fast or
-# faster. The sum's order differs, so results differ by float rounding. benchmarks/bench.py times
+# faster. The sum's order differs, so results differ by float rounding. scripts/bench.py times
 # the calls that use it.
 _SLAB_ROWS, _MOST_ROWS_IN_SLABS = 16, 32
 

@@ -54,7 +54,7 @@ def tolerances(device: torch.device) -> tuple[float, float]:
     How they were chosen. Correct formulations differ from the reference only by float32 rounding:
     dense vs. sparse SAE maps, jacrev vs. jacfwd, einsum vs. broadcasting, true latents from spliced
     SAEs vs. a plain cache. Measured as max |variant - reference| / max |reference|:
-    - over the correct catalogue (project_tests/catalogue/correct.py, printed by
+    - over the correct catalogue (course_fixtures/catalogue/correct.py, printed by
       project_tests/test_catalogue.py), on the tiny random and the toy worlds: at most ~1e-6;
     - between the straightforward and the reference implementations at GPT-2's shape (12 layers,
       d_model 768, d_sae 24576; `make bench`): up to 1e-4 for latent-to-latent, the rounding of

@@ -1,11 +1,11 @@
 """How many learners a workshop server holds: figures for the capacity table in README.md (run by hand, not a test).
 
-    python benchmarks/workshop_load.py kernel            # one learner kernel's memory, toy and GPT-2-shaped worlds
-    sudo python benchmarks/workshop_load.py load -n 4    # N learners at once through a real `make workshop`
+    python scripts/workshop_load.py kernel            # one learner kernel's memory, toy and GPT-2-shaped worlds
+    sudo python scripts/workshop_load.py load -n 4    # N learners at once through a real `make workshop`
 
 `kernel`: in a fresh process each, (1) the solutions notebook run top to bottom in a real kernel on the toy world
 (nbclient, as JupyterLab's Run All), and (2) every learner check of the notebook, passed the reference solutions,
-on the GPT-2-shaped random world of benchmarks/worlds.py (the notebook cannot load that world by name). Prints the
+on the GPT-2-shaped random world of scripts/bench_worlds.py (the notebook cannot load that world by name). Prints the
 kernel's peak resident memory (VmHWM) and its resident memory at the end (VmRSS).
 
 `load`: starts `make workshop` with N learners (accounts lt-01 ... lt-N, removed at the end), logs each one in
@@ -50,7 +50,7 @@ print(nb.cells[-1].outputs[0]["text"])
 """
 KERNEL_GPT2_SHAPE = """
 import torch, tests, solutions
-from benchmarks.worlds import gpt2_shaped_world
+from scripts.bench_worlds import gpt2_shaped_world
 world, _ = gpt2_shaped_world(seed=0)
 tests.test_sparse_tensor(solutions.SparseTensor)
 tests.test_latent_to_latent_gradients(solutions.latent_to_latent_gradients, world.model, world.saes)
@@ -90,8 +90,8 @@ def _learners_memory_mib(users: set[str]) -> float:
 
 def solved_release(work: Path) -> dict:
     """The released notebook with the reference solutions put in: what a learner who finished submits."""
+    from course_fixtures import grading_examples as examples
     from grading.grader import settings
-    from project_tests import grading_examples as examples
 
     course = work / "course"
     shutil.copytree(ROOT / "nbgrader" / "source", course / "source")

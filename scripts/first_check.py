@@ -10,7 +10,7 @@ and prints, as `stage seconds` lines, how long each took since the process start
 - `first gradient check`: `tests.test_latent_to_latent_gradients` passed the reference, on its first
   call (it loads the SAEs it needs and warms up every path it runs).
 
-    python benchmarks/first_check.py {toy,gpt2-shape} [--threads N]
+    python scripts/first_check.py {toy,gpt2-shape} [--threads N]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def main() -> None:
     if args.world == "toy":
         world = part_utils.load_world("toy", device="cpu", verbose=False)
     else:
-        from benchmarks.worlds import gpt2_shaped_world
+        from scripts.bench_worlds import gpt2_shaped_world
 
         world, _ = gpt2_shaped_world(seed=0)
     stage("world")

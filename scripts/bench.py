@@ -7,12 +7,12 @@ every output, the spec's code) and the reference (`solutions`) alternately in th
 prints the median wall time, the extra peak memory, their ratios, and whether both gave the same
 results (by the learner checks' own comparisons and tolerances). Beside each reference's time it
 prints its lower bound: the useful FLOPs of the Jacobian and of the primal passes every
-formulation pays for the returned results (benchmarks/flops.py) at the single-thread matmul speed
+formulation pays for the returned results (scripts/flops.py) at the single-thread matmul speed
 measured in this process just before each timed reference call (the median, as for the times),
 and the reference's ratio to it. It then
 times every learner check on the small world, prints how many bytes of SAE weights the
 GPT-2-shaped world loaded, and, in fresh processes, the time to the first passing checks
-(benchmarks/first_check.py).
+(scripts/first_check.py).
 
 Peak memory: on the CPU, the rise of the process's peak resident set size (Linux's VmHWM, reset
 before each call through /proc/self/clear_refs) above its resident size just before the call. It
@@ -22,7 +22,7 @@ allocated before the call. Each figure comes from a call of its own after the wa
 timed call: the measure hands freed heap back to the system first (malloc_trim), and the call would
 then also time faulting its memory in again (about 5 ms of a 50 ms reference at GPT-2's shape).
 
-    python benchmarks/bench.py [--worlds small,gpt2] [--repeats 3] [--threads N] [--device cpu] [--matmul-precision highest|high] [--no-first-check]
+    python scripts/bench.py [--worlds small,gpt2] [--repeats 3] [--threads N] [--device cpu] [--matmul-precision highest|high] [--no-first-check]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import datetime
 import functools
 import gc
 import io
@@ -49,11 +50,11 @@ sys.path.insert(0, str(ROOT))
 
 import torch
 
-from benchmarks import flops as useful_flops
-from benchmarks.flops import matmul_gflops
-from benchmarks.worlds import gpt2_shaped_world, latents_per_token, small_world
 from part_utils.hooks import _get_hook_layer
 from part_utils.worlds import World
+from scripts import flops as useful_flops
+from scripts.bench_worlds import gpt2_shaped_world, latents_per_token, small_world
+from scripts.flops import matmul_gflops
 from tests._compare import LatentJacobian, aligned_jacobians
 from tests._report import CheckFailed
 from tests.exercises import BY_NAME, EXERCISES, Exercise
@@ -119,7 +120,7 @@ class Case:
     args: tuple[Any, ...]
     # The learner check's own comparison of (the straightforward results, as a learner's; the reference's).
     compare: Callable[[tuple, tuple], Any]
-    # The call's useful FLOPs (the Jacobian's and the primal passes'), counted from the reference's results (benchmarks/flops.py).
+    # The call's useful FLOPs (the Jacobian's and the primal passes'), counted from the reference's results (scripts/flops.py).
     flops: Callable[[tuple], float]
     # The results' Jacobian with the SparseTensors that label its rows and columns, as the check compares it.
     jacobian: Callable[[tuple], LatentJacobian]
@@ -285,6 +286,31 @@ def machine() -> str:
     )
 
 
+def stamp() -> str:
+    """When and on what code the bench ran: the UTC date and the git commit (`-dirty` with uncommitted changes)."""
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown (not a git checkout)"
+    return f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}"
+
+
+class Tee(io.TextIOBase):
+    """Standard output that is also written to a file, so the printed results are kept as they were printed."""
+
+    def __init__(self, stream: io.TextIOBase, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.stream, self.file = stream, path.open("w", encoding="utf-8")
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+        self.stream.flush()
+
+
 def fmt_mib(n: int | None) -> str:
     return "n/a" if n is None else f"{n / MIB:,.0f} MiB" if n >= 10 * MIB else f"{n / MIB:.1f} MiB"
 
@@ -328,8 +354,8 @@ def time_learner_checks(world: World, repeats: int) -> list[tuple[str, float]]:
 
 
 def time_to_first_check(world: str, threads: int | None) -> dict[str, float]:
-    """benchmarks/first_check.py in a fresh process: seconds since its start at each stage."""
-    command = [sys.executable, str(ROOT / "benchmarks" / "first_check.py"), world]
+    """scripts/first_check.py in a fresh process: seconds since its start at each stage."""
+    command = [sys.executable, str(ROOT / "scripts" / "first_check.py"), world]
     if threads:
         command += ["--threads", str(threads)]
     done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
@@ -337,7 +363,7 @@ def time_to_first_check(world: str, threads: int | None) -> dict[str, float]:
 
 
 def print_first_checks(timings: dict[str, dict[str, float]]) -> None:
-    print("\nTime from a fresh Python process to the first passing checks (benchmarks/first_check.py), seconds since")
+    print("\nTime from a fresh Python process to the first passing checks (scripts/first_check.py), seconds since")
     print("the process started; the learner's own imports (torch, sae_lens, transformer_lens) come first:\n")
     print("| world | libraries | course imports | world loaded | first check | first gradient check | the course's own share |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -371,12 +397,16 @@ def main() -> int:
         help="torch.set_float32_matmul_precision: high lets CUDA matmuls run in TF32 (make device-check measures both)",
     )
     parser.add_argument("--no-first-check", action="store_true", help="skip the time from a fresh process to the first checks")
+    parser.add_argument("--output", type=Path, help="also write everything printed to this file (make bench: build/bench.md)")
     args = parser.parse_args()
+    if args.output:
+        sys.stdout = Tee(sys.stdout, args.output)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_float32_matmul_precision(args.matmul_precision)
     device = torch.device(args.device)
     memory = PeakMemory(device)
+    print(f"Run: {stamp()}")
     print(f"Machine: {machine()}")
     print(f"Device: {device}, float32 matmul precision {args.matmul_precision}. Peak memory: {memory.method()}.")
     print(f"Each implementation: one warm-up call, one call measuring its peak memory, then {args.repeats} timed calls alternating with the other; median time.\n")
@@ -426,7 +456,7 @@ def main() -> int:
 
     print(
         "\nResults (speed-up and memory ratio: straightforward / reference; lower bound: the useful "
-        "FLOPs of the Jacobian and the primal passes (benchmarks/flops.py) at the single-thread matmul speed measured before each timed reference call, median):\n"
+        "FLOPs of the Jacobian and the primal passes (scripts/flops.py) at the single-thread matmul speed measured before each timed reference call, median):\n"
     )
     print_table(rows)
     if check_times:

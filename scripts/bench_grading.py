@@ -1,8 +1,8 @@
 """Grading throughput: seconds per submission and submissions per minute, at 1 and 2 parallel workers.
 
-    python benchmarks/bench_grading.py                      # 4 copies of the reference solutions, toy world
-    python benchmarks/bench_grading.py --n 6 --example partial --world random --workers 1 2 4
-    python benchmarks/bench_grading.py --n 8 --before main --ways trivial runner   # before and after, side by side
+    python scripts/bench_grading.py                      # 4 copies of the reference solutions, toy world
+    python scripts/bench_grading.py --n 6 --example partial --world random --workers 1 2 4
+    python scripts/bench_grading.py --n 8 --before main --ways trivial runner   # before and after, side by side
 
 In one run, for each number of workers, three ways of grading `--n` submissions, each in a fresh
 temporary course directory:
@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the example submissions (project_tests/) are not an installed package
+sys.path.insert(0, str(ROOT))  # the example submissions (course_fixtures/) are not an installed package
 # Parallel nbgrader processes share the gradebook: wait for its lock, as the course's configuration does.
 TRIVIAL_CONFIG = 'get_config().CourseDirectory.db_url = "sqlite:///gradebook.db?timeout=120"\n'
 
@@ -68,8 +68,8 @@ def _nbgrader(course: Path, env: dict[str, str], *args: str) -> None:
 
 def _course(tmp: Path, env: dict[str, str], example: str, n: int, root: Path = ROOT) -> Path:
     """A released course with `n` copies of an example submission, from the course at `root`."""
+    from course_fixtures import grading_examples as examples
     from grading.grader import settings
-    from project_tests import grading_examples as examples
 
     course = tmp / ("course" if root == ROOT else f"course-{root.name}")
     shutil.copytree(root / "nbgrader" / "source", course / "source")

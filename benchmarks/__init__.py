@@ -1,1 +1,0 @@
-"""`make bench`: the reference solutions against the straightforward formulation (see bench.py)."""
