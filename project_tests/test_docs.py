@@ -34,6 +34,8 @@ _WRITTEN_AT_RUN_TIME = (
     "nbgrader/.grading_secret",
 )
 
+_VARIABLE = re.compile(r"\b(?:LATENT_GRADIENTS|GRADING|WORKSHOP)_[A-Z][A-Z_]*[A-Z]\b")
+
 
 def _code(text: str) -> list[str]:
     """The code a page shows: its fenced blocks and its inline code spans."""
@@ -92,6 +94,17 @@ def test_make_help_lists_every_target_once() -> None:
     assert set(described) == phony, f"every .PHONY target, and only those, has a `## TARGET: what it does` line for `make help`: {sorted(phony ^ set(described))}"
     listed = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert [line.split()[1] for line in listed.splitlines()] == described
+
+
+def test_every_environment_variable_is_in_the_settings_table() -> None:
+    """A variable is a quoted name in Python (`os.environ["GRADING_WORLD"]`) or an assignment in the Makefile."""
+    named = set(re.findall(rf"({_VARIABLE.pattern})=", (ROOT / "Makefile").read_text(encoding="utf-8")))
+    for path in [*ROOT.glob("*.py"), *(p for top in _TRACKED_TOP if (ROOT / top).is_dir() for p in (ROOT / top).rglob("*.py"))]:
+        named |= set(re.findall(rf"[\"']({_VARIABLE.pattern})[\"']", path.read_text(encoding="utf-8")))
+    table = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
+    listed = {name for row in table.splitlines() if row.startswith("| `") for name in _VARIABLE.findall(row.split(" | ")[0])}
+    assert named - listed == set(), f"docs/settings.md does not list {sorted(named - listed)}"
+    assert listed - named == set(), f"docs/settings.md lists variables the code does not name: {sorted(listed - named)}"
 
 
 def test_the_readme_is_short_and_reaches_every_page() -> None:
