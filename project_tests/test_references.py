@@ -126,6 +126,23 @@ def active_with_margin(sparse_tensor: object, margin: float = 1e-3) -> Tensor:
     return sparse_tensor.sparse[0] > margin
 
 
+def latent_pair_reference(exercise: str, args: tuple) -> tuple[Tensor, Tensor, Tensor, tuple, object]:
+    """An exercise between two SAEs' latents: the reference's Jacobian (checked against the straightforward
+    formulation, one row per later and one column per earlier active latent), the earlier latents' values
+    (float64), indices and shape, and the later latents."""
+    grads, prev, _, next_recon = reference_agreeing_with_straightforward(exercise, args)
+    assert grads.shape == (len(next_recon.sparse[0]), len(prev.sparse[0]))
+    values, indices, shape = prev.sparse
+    return grads, values.detach().to(torch.float64), indices, shape, next_recon
+
+
+def assert_latent_pair_matches_oracle(grads: Tensor, later_latents: Callable[[Tensor], Tensor], values: Tensor, next_recon: object) -> None:
+    """The Jacobian's largest and a few random entries against central differences of `later_latents`."""
+    entries = entries_to_check(grads, active_with_margin(next_recon)[:, None].expand_as(grads))
+    oracle = [central_difference(later_latents, values, (col,), (row,)) for row, col in entries]
+    assert_matches_oracle(grads, oracle, entries)
+
+
 # ------------------------------------------------------------------------------------------- the tests
 @pytest.mark.sparse_tensor
 def test_sparse_tensor_reference() -> None:
@@ -174,22 +191,15 @@ def test_latent_to_latent_reference(tiny_world: World, world64: World) -> None:
     model = tiny_world.model
     tokens = model.to_tokens(ex.prompt)
     args = (tokens, tiny_world.saes[ex.layer_from], tiny_world.saes[ex.layer_to], model)
-    result = reference_agreeing_with_straightforward("latent_to_latent", args)
-
-    grads, prev, _, next_recon = result
-    assert grads.shape == (len(next_recon.sparse[0]), len(prev.sparse[0]))
+    grads, values, indices, shape, next_recon = latent_pair_reference("latent_to_latent", args)
     m64, sae_from, sae_to = world64.model, world64.saes[ex.layer_from], world64.saes[ex.layer_to]
-    _, indices, shape = prev.sparse
     rows = next_recon.sparse[1]
 
     def later_latents(values: Tensor) -> Tensor:
         resid = m64(decode(sae_from, dense_of(values, indices, shape), m64.cfg.d_head), start_at_layer=ex.layer_from, stop_at_layer=ex.layer_to)
         return encode(sae_to, resid)[rows.unbind(-1)]
 
-    entries = entries_to_check(grads, active_with_margin(next_recon)[:, None].expand_as(grads))
-    values = prev.sparse[0].detach().to(torch.float64)
-    oracle = [central_difference(later_latents, values, (col,), (row,)) for row, col in entries]
-    assert_matches_oracle(grads, oracle, entries)
+    assert_latent_pair_matches_oracle(grads, later_latents, values, next_recon)
 
 
 @pytest.mark.token_to_latent
@@ -252,12 +262,8 @@ def test_attention_reference(tiny_world: World, world64: World) -> None:
     model = tiny_world.model
     tokens = ex.repeated_tokens(model)
     args = (tokens, tiny_world.attn_saes[ex.layer_from], tiny_world.attn_saes[ex.layer_to], model)
-    result = reference_agreeing_with_straightforward("attention", args)
-
-    grads, prev, _, next_recon = result
-    assert grads.shape == (len(next_recon.sparse[0]), len(prev.sparse[0]))
+    grads, values, indices, shape, next_recon = latent_pair_reference("attention", args)
     m64, sae_from, sae_to = world64.model, world64.attn_saes[ex.layer_from], world64.attn_saes[ex.layer_to]
-    _, indices, shape = prev.sparse
     rows = next_recon.sparse[1]
     resid_pre_name = get_act_name("resid_pre", ex.layer_from)
     with torch.no_grad():
@@ -277,10 +283,7 @@ def test_attention_reference(tiny_world: World, world64: World) -> None:
         )
         return encode(sae_to, z_later[0])[rows.unbind(-1)]
 
-    entries = entries_to_check(grads, active_with_margin(next_recon)[:, None].expand_as(grads))
-    values = prev.sparse[0].detach().to(torch.float64)
-    oracle = [central_difference(later_latents, values, (col,), (row,)) for row, col in entries]
-    assert_matches_oracle(grads, oracle, entries)
+    assert_latent_pair_matches_oracle(grads, later_latents, values, next_recon)
 
 
 @pytest.mark.latent_to_latent

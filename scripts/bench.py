@@ -1,28 +1,15 @@
 """`make bench`: the reference solutions against the straightforward formulation, side by side.
 
-For each of the four gradient computations, on the small world (the toy world, or the tiny random
-world when the toy world's files are missing) and on a GPT-2-shaped world of random weights, this
-runs the straightforward implementation (`solutions/straightforward.py`: dense SAE maps, jacrev over
-every output, the spec's code) and the reference (`solutions`) alternately in this one process, and
-prints the median wall time, the extra peak memory, their ratios, and whether both gave the same
-results (by the learner checks' own comparisons and tolerances). Beside each reference's time it
-prints its lower bound: the useful FLOPs of the Jacobian and of the primal passes every
-formulation pays for the returned results (scripts/flops.py) at the single-thread matmul speed
-measured in this process just before each timed reference call (the median, as for the times),
-and the reference's ratio to it. It then
-times every learner check on the small world, prints how many bytes of SAE weights the
-GPT-2-shaped world loaded, and, in fresh processes, the time to the first passing checks
-(scripts/first_check.py).
+For each gradient computation, on the small world (the toy world, else the tiny random one) and on a
+GPT-2-shaped world of random weights, this runs the straightforward implementation
+(`solutions/straightforward.py`) and the reference (`solutions`) alternately in one process, and prints
+the median wall time, the extra peak memory, their ratios, whether both gave the same results (by the
+learner checks' own comparisons), and each reference's lower bound (scripts/flops.py at the matmul
+speed measured just before each timed call). Then every learner check's time on the small world, the
+SAE weights the GPT-2-shaped world loaded, and the time from a fresh process to the first passing
+checks (scripts/first_check.py). docs/performance.md describes each measure.
 
-Peak memory: on the CPU, the rise of the process's peak resident set size (Linux's VmHWM, reset
-before each call through /proc/self/clear_refs) above its resident size just before the call. It
-counts everything the call allocates and touches (torch's tensors, autograd's saved activations,
-Python objects), not just tensors. On CUDA, torch.cuda.max_memory_allocated above the memory
-allocated before the call. Each figure comes from a call of its own after the warm-up, not from a
-timed call: the measure hands freed heap back to the system first (malloc_trim), and the call would
-then also time faulting its memory in again (about 5 ms of a 50 ms reference at GPT-2's shape).
-
-    python scripts/bench.py [--worlds small,gpt2] [--repeats 3] [--threads N] [--device cpu] [--matmul-precision highest|high] [--no-first-check]
+    python scripts/bench.py [--worlds small,gpt2] [--repeats 3] [--threads N] [--device cpu] [--matmul-precision highest|high] [--no-first-check] [--output FILE]
 """
 
 from __future__ import annotations
@@ -134,24 +121,28 @@ class Case:
         return f"{self.args[0].shape[-1]} tokens"
 
 
+def _latent_pair_case(world: World, name: str, tokens: torch.Tensor, saes: dict, layer_from: int, layer_to: int) -> Case:
+    """A Case for an exercise between two SAEs' latents (latent to latent, attention)."""
+    model = world.model
+    return Case(
+        BY_NAME[name],
+        f"L{layer_from}->L{layer_to}",
+        (tokens, saes[layer_from], saes[layer_to], model),
+        lambda got, want: compare_latent_to_latent(name, got, want),
+        lambda result: useful_flops.latent_to_latent(model, result, layer_from, layer_to, attention=name == "attention"),
+        lambda result: LatentJacobian(result[0], result[3], result[1]),
+    )
+
+
 def cases(world: World, token_sae: Any = None) -> list[Case]:
     model, ex = world.model, world.exercises
     l2l = ex.latent_to_latent
-    tokens_l2l = model.to_tokens(l2l.prompt)
     t2l_tokens, t2l_sae = model.to_tokens(ex.token_to_latent.prompt), token_sae if token_sae is not None else world.saes[ex.token_to_latent.layer]
     l2g = ex.latent_to_logit
     l2g_tokens, l2g_sae = model.to_tokens(l2g.prompt), world.saes[l2g.layer]
     ind = ex.attention
-    ind_tokens = ind.repeated_tokens(model)
     return [
-        Case(
-            BY_NAME["latent_to_latent"],
-            f"L{l2l.layer_from}->L{l2l.layer_to}",
-            (tokens_l2l, world.saes[l2l.layer_from], world.saes[l2l.layer_to], model),
-            lambda got, want: compare_latent_to_latent("latent_to_latent", got, want),
-            lambda result: useful_flops.latent_to_latent(model, result, l2l.layer_from, l2l.layer_to, attention=False),
-            lambda result: LatentJacobian(result[0], result[3], result[1]),
-        ),
+        _latent_pair_case(world, "latent_to_latent", model.to_tokens(l2l.prompt), world.saes, l2l.layer_from, l2l.layer_to),
         Case(
             BY_NAME["token_to_latent"],
             f"L{ex.token_to_latent.layer}",
@@ -168,14 +159,7 @@ def cases(world: World, token_sae: Any = None) -> list[Case]:
             lambda result: useful_flops.latent_to_logit(model, result, l2g.layer),
             lambda result: LatentJacobian(result[0], None, result[4]),
         ),
-        Case(
-            BY_NAME["attention"],
-            f"L{ind.layer_from}->L{ind.layer_to}",
-            (ind_tokens, world.attn_saes[ind.layer_from], world.attn_saes[ind.layer_to], model),
-            lambda got, want: compare_latent_to_latent("attention", got, want),
-            lambda result: useful_flops.latent_to_latent(model, result, ind.layer_from, ind.layer_to, attention=True),
-            lambda result: LatentJacobian(result[0], result[3], result[1]),
-        ),
+        _latent_pair_case(world, "attention", ind.repeated_tokens(model), world.attn_saes, ind.layer_from, ind.layer_to),
     ]
 
 
