@@ -69,9 +69,9 @@ clean:
 	rm -rf $(VENV) .pytest_cache build
 
 # ---- Grading with nbgrader (docs/instructor.md): each target is a command of `python -m grading`. ----
-# GRADING_CELL_TIMEOUT (s) and GRADING_MEMORY_GB (per kernel) override the limits in grading/grader/settings.py.
+# The GRADING_ environment variables (docs/settings.md) override the limits in grading/grader/settings.py.
 JOBS ?= 1
-COURSE_DIR ?= nbgrader
+COURSE_DIR ?= $(or $(GRADING_COURSE_DIR),nbgrader)
 GRADING := $(PY) -m grading
 .PHONY: release autograde feedback grades
 ## release: generate the student version in nbgrader/release/ and the hidden tests' secret
