@@ -23,6 +23,10 @@ from part_utils.world_types import World
 
 # Every check that runs on a world: the gradient exercises and their intermediate functions.
 GRADIENT_EXERCISES = [name for name, target in EXERCISES.items() if target.reference is not None]
+# The same, with the intermediate functions' checks in the slow tier: the fast tier keeps one check per exercise.
+EXERCISES_FAST_INTERMEDIATES_SLOW = [
+    pytest.param(name, marks=pytest.mark.slow) if EXERCISES[name].intermediate else name for name in GRADIENT_EXERCISES
+]
 
 
 def _saes(world: World, exercise: str) -> list:
@@ -80,7 +84,7 @@ def _raise(*args: Any) -> Any:
     raise RuntimeError("learner bug")
 
 
-@pytest.mark.parametrize("exercise", GRADIENT_EXERCISES)
+@pytest.mark.parametrize("exercise", EXERCISES_FAST_INTERMEDIATES_SLOW)
 def test_state_is_restored_when_the_function_raises(exercise: str, fresh_world: World) -> None:
     before = _state(fresh_world, exercise)
     with pytest.raises(checks.CheckFailed) as failure:
@@ -123,7 +127,7 @@ def test_wrong_results_and_leaked_state_are_both_reported(exercise: str, fresh_w
     assert "differs from the reference" in message and "also changed the model or SAEs" in message
 
 
-@pytest.mark.parametrize("exercise", GRADIENT_EXERCISES)
+@pytest.mark.parametrize("exercise", EXERCISES_FAST_INTERMEDIATES_SLOW)
 def test_smoke_the_reference_passes_and_leaves_state_untouched(exercise: str, fresh_world: World, capsys: pytest.CaptureFixture[str]) -> None:
     fresh_world.saes[next(iter(fresh_world.saes))].use_error_term  # noqa: B018 (SAEs loaded before the snapshot)
     before = _state(fresh_world, exercise)
@@ -132,7 +136,7 @@ def test_smoke_the_reference_passes_and_leaves_state_untouched(exercise: str, fr
     assert "passed" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("exercise", GRADIENT_EXERCISES)
+@pytest.mark.parametrize("exercise", EXERCISES_FAST_INTERMEDIATES_SLOW)
 def test_checks_compare_in_full_float32_and_restore_the_callers_precision(exercise: str, tiny_world: World) -> None:
     """A learner who turned TF32 on (matmul precision "high") is checked in full float32, and keeps their setting."""
     reference = getattr(solutions, reference_name(exercise))
