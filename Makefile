@@ -52,9 +52,10 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
-## lint: ruff, configured in pyproject.toml (which rules, and why)
+## lint: ruff, configured in pyproject.toml (which rules, and why), then the prose rules (scripts/check_prose.py)
 lint: setup
 	$(BIN)/ruff check .
+	$(PY) scripts/check_prose.py
 
 ## notebooks: generate the learner, solutions and nbgrader notebooks from notebooks/source/
 notebooks: setup

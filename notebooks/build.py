@@ -3,31 +3,11 @@
     python notebooks/build.py           # write every generated notebook
     python notebooks/build.py --check   # exit 1, naming the stale files, if any differs from its source
 
-The source, notebooks/source/<name>.py, is a Python file of cells. A line `# %% [kind key=value ...]`
-starts a cell; `# %% [markdown]` cells hold Markdown as comment lines. Kinds:
-
-- `code`       (or no kind): the same in every notebook;
-- `demo`:      code that shows results (prints, plots, dashboards) and scores nothing; the same in every
-               notebook, and marked in the nbgrader one so that the grader need not run it
-               (grading/preprocessors/demonstrations.py); it binds no name that another cell reads;
-- `exercise`:  code whose `### BEGIN SOLUTION` / `### END SOLUTION` regions are the learner's work; lines
-               after a region (e.g. the `return ...` that shows the result's structure) stay in the stub;
-               `contract=solutions.MODULE.FUNCTION` puts the reference's signature and docstring in front of
-               the cell's lines (the function's body), so an exercise's contract has one home, the reference;
-- `check`:     a cell that calls a learner check (`tests.test_...`), in the learner notebooks only;
-               `check ungraded=locked` also goes into the nbgrader notebook, as a locked cell worth no points
-               (the intermediate functions' checks: they find a bug where it is made, and are not graded);
-- `grader`:    an autograded cell, in the nbgrader notebook only (where it replaces the check cells):
-               `exercise=NAME id=GRADE_ID points=N`, a visible learner check of one part of an exercise,
-               then a `### BEGIN HIDDEN TESTS` / `### END HIDDEN TESTS` region that students never see.
-  `exercise=NAME` on exercise cells says which exercise a solution belongs to (for the grader).
-
-Each source yields:
-- notebooks/<name>_solutions.ipynb: solution regions kept, markers removed;
-- notebooks/<name>_exercises.ipynb: each solution region replaced by `# YOUR CODE HERE` and
-  `raise NotImplementedError()`, as nbgrader's generate_assignment does for the released notebook;
-- nbgrader/source/<name>/<name>.ipynb: markers kept (nbgrader's generate_assignment strips them), with
-  nbgrader cell metadata, for the autograder (see notebooks/nbgrader_cells.py).
+The source, notebooks/source/<name>.py, is a Python file of cells: `# %% [kind key=value ...]` starts a
+cell, of a kind in KINDS (docs/development.md describes each kind and its options). Each source yields
+notebooks/<name>_solutions.ipynb (solution regions kept, markers removed), notebooks/<name>_exercises.ipynb
+(each solution region replaced by nbgrader's stub, as generate_assignment does for the release) and
+nbgrader/source/<name>/<name>.ipynb (markers kept, with nbgrader's cell metadata: notebooks/nbgrader_cells.py).
 """
 
 from __future__ import annotations

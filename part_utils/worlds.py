@@ -1,21 +1,14 @@
 """Picking and loading a world: a model, its SAEs, and the layers and prompts each exercise uses.
 
 Every exercise runs unchanged in every world; only the world's own layers, prompts and latent ids
-differ. The worlds are:
+differ: `gpt2` (GPT-2 small and the `gpt2-small-res-jb` and `gpt2-small-hook-z-kk` SAE releases, only
+the SAEs the exercises use), `toy` (a small model trained for the course, shipped with it) and `random`
+(seeded random weights at any size, for the tests, the hidden grading tests and the benchmark).
 
-- `gpt2`: GPT-2 small with the `gpt2-small-res-jb` (residual) and `gpt2-small-hook-z-kk` (attention)
-  SAE releases, downloaded from Hugging Face. Only the SAEs an exercise uses are loaded.
-- `toy`: a small model trained on a corpus of landmark facts and induction sequences, with SAEs on
-  every layer, shipped with the course so it runs with no network.
-- `random`: seeded random weights at any size. The course's own tests and the autograder's hidden
-  tests use it; the benchmark uses it at GPT-2's shape.
-
-`load_world()` picks one by argument, else by the `LATENT_GRADIENTS_WORLD` environment variable,
-else `auto`: GPT-2 when Hugging Face can be reached (or its files are cached), the toy world
-otherwise. The autograder's `LATENT_GRADIENTS_GRADING_WORLD` overrides all of these.
-
-The types (`World`, `ExerciseSettings`, ...) are in `part_utils.world_types`; each world's module
-builds its own.
+`load_world()` picks one by argument, else by the `LATENT_GRADIENTS_WORLD` environment variable, else
+`auto`: GPT-2 when Hugging Face can be reached (or its files are cached), the toy world otherwise. The
+autograder's `LATENT_GRADIENTS_GRADING_WORLD` overrides all of these. The types (`World`,
+`ExerciseSettings`, ...) are in `part_utils.world_types`; each world's module builds its own.
 """
 
 from __future__ import annotations

@@ -3,20 +3,15 @@
 `build_fake_hf_cache(hf_home)` writes, under `hf_home/hub/`, what a learner's cache holds after
 `load_world("gpt2")` has run once online:
 
-- `models--gpt2`: `config.json` (GPT-2's, with tiny `n_layer`/`n_embd`/`n_head` but the real
-  vocabulary of 50257 tokens), `model.safetensors`, `generation_config.json` and the tokenizer files,
-  all written by `transformers`' own `save_pretrained`. The tokenizer is GPT-2's real one, built
-  offline by `part_utils.tokenizer.gpt2_tokenizer()`.
-- the repo of `gpt2-small-res-jb` (`jbloom/GPT2-Small-SAEs-Reformatted`): one folder per hook, with a
-  pre-6.0 SAELens `cfg.json`, `sae_weights.safetensors` (W_enc, W_dec, b_enc, b_dec) and
-  `sparsity.safetensors` (`sparsity`, log10 firing rates).
-- the repo of `gpt2-small-hook-z-kk` (`ckkissane/attn-saes-gpt2-small-all-layers`): per layer, a
-  `torch.save`d state dict `{...}.pt` and its training config `{...}_cfg.json` (act_size, dict_size,
-  act_name), the format `sae_lens`' `connor_rob_hook_z` loader reads.
+- `models--gpt2`: GPT-2's config with tiny sizes but the real 50257-token vocabulary, its weights,
+  generation config and real tokenizer (built offline), all written by `transformers`' `save_pretrained`;
+- `gpt2-small-res-jb`'s repo: per hook, a pre-6.0 SAELens `cfg.json`, `sae_weights.safetensors` and
+  `sparsity.safetensors`;
+- `gpt2-small-hook-z-kk`'s repo: per layer, a `torch.save`d state dict and its training config, the
+  format `sae_lens`' `connor_rob_hook_z` loader reads.
 
 Repo ids and file paths come from `sae_lens`' own `pretrained_saes.yaml`, so the cache is laid out
-exactly where `SAE.from_pretrained` looks. Each repo is `models--{org}--{name}/snapshots/{commit}/...`
-with `refs/main` holding the commit hash.
+exactly where `SAE.from_pretrained` looks, each repo under `snapshots/{commit}/` with `refs/main`.
 """
 
 from __future__ import annotations

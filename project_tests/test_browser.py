@@ -1,22 +1,16 @@
 """The course as learners meet it: JupyterLab in a real browser (Debian's Chromium, headless, via Playwright).
 
-One JupyterLab server, started like `make lab` (the course's jupyter_lab_config.py, loopback only, a
-random free port, a token), serves copies of the two notebooks the test opens, so that nothing in the
-repository is modified:
+One JupyterLab server, started like `make lab` (jupyter_lab_config.py, loopback only, a free port, a
+token), serves copies of the two notebooks the test opens, so nothing in the repository is modified:
 
-- the solutions notebook: run all cells on the offline world; no cell shows an error; each plotly
-  heatmap (three exercises, the induction heatmap and its filtered view) rendered as a plot, with
-  legible axis labels and a hover label that names the latent, the token and the position; the
-  circuitsvis attention view rendered; an offline latent card rendered;
-- the released (nbgrader) exercise notebook: the first check call on a stub shows the learner-facing
-  message, not a traceback wall; nbgrader's Validate button is there and reports the unfinished exercises.
+- the solutions notebook: all cells run on the offline world without an error; each plotly heatmap
+  renders with legible axes and a hover label naming latent, token and position; the circuitsvis
+  attention view and an offline latent card render;
+- the released exercise notebook: a check on a stub shows the learner-facing message, not a traceback;
+  nbgrader's Validate button reports the unfinished exercises.
 
-Throughout, the page fetches nothing but the local server. Screenshots of every plot (with and without
-its hover label), the attention view, the latent card, the check message and the Validate report are
-saved under build/screenshots/, and their paths are printed at the end of the run.
-
-The world is the trained toy world when its weights are in part_utils/toy_world_data/, else the
-random one (same code path); the test says which. Skips, saying why, only where no Chromium is installed.
+The page fetches nothing but the local server. Screenshots go to build/screenshots/. The world is the
+toy world when its weights are there, else the random one. Skips, saying why, only without Chromium.
 """
 
 from __future__ import annotations

@@ -1,19 +1,15 @@
 """A workshop day, end to end: `make workshop` (a real JupyterHub), an instructor and two learners in Debian's
 Chromium (Playwright), nbgrader's own buttons from release to feedback.
 
-- The instructor logs in and, in formgrader, generates and releases the assignment.
-- Learner 1 logs in, fetches it from the Assignments tab, saves the reference solutions into it (through their
-  own server's contents API, as the editor does), validates it with the Validate button and submits it.
-- Learner 2 fetches it, solves only SparseTensor and submits.
-- Learner 2 tries learner 1's files: through the hub (refused) and on disk, as learner 2's Linux account, the
-  account their server runs as (refused); also the instructor's course directory and the hidden tests.
-- The instructor collects, autogrades each submission (formgrader's button, the course's nbgrader config),
-  generates and releases feedback.
-- Each learner fetches their feedback: 14/14 and 2/14; no hidden test in anything a learner received.
+The instructor generates and releases the assignment in formgrader. Learner 1 fetches it, saves the reference
+solutions into it (through their server's contents API, as the editor does), validates and submits; learner 2
+solves only SparseTensor and submits, then tries learner 1's files through the hub and on disk as their own
+Linux account (refused), and the instructor's course directory and the hidden tests. The instructor collects,
+autogrades each submission (formgrader's button), generates and releases feedback; each learner fetches theirs
+(full and SparseTensor-only scores), with no hidden test in anything a learner received.
 
-Screenshots of every step are saved under build/screenshots/workshop_*.png. Needs root (one Linux account per
-person), npm (the hub's proxy) and Chromium; skips, saying why, only where one is missing. The accounts it
-creates (ws-*) are removed at the end.
+Screenshots of every step go to build/screenshots/workshop_*.png. Needs root, npm (the hub's proxy) and
+Chromium; skips, saying why, only where one is missing. The accounts it creates (ws-*) are removed at the end.
 """
 
 from __future__ import annotations

@@ -2,25 +2,16 @@
 
     python scripts/bench_grading.py                      # 4 copies of the reference solutions, toy world
     python scripts/bench_grading.py --n 6 --example partial --world random --workers 1 2 4
-    python scripts/bench_grading.py --n 8 --before main --ways trivial runner   # before and after, side by side
+    python scripts/bench_grading.py --n 8 --before main --ways trivial runner   # a git revision beside the tree
 
-In one run, for each number of workers, three ways of grading `--n` submissions, each in a fresh
-temporary course directory:
-
-- `trivial`: nbgrader alone, stock configuration, on a one-cell notebook, one `nbgrader autograde`
-  process per submission: what any nbgrader grading costs, the floor of the per-process way;
-- `per-process`: the course, one `nbgrader autograde --student ID` process per submission (how the
-  runner graded until issue 14, and how an instructor grades by hand);
-- `make autograde`: the course through `python -m grading autograde --jobs W` (one nbgrader process
-  per worker for the whole batch; each submission still gets its own sandboxed kernel), and the
-  size of the largest feedback file; with `--before REF` (a git revision, e.g. `main`), the same for
-  the course as it is at REF (its grading code and notebooks, exported by `git archive`), in the same run.
-
-`--ways` picks among them (all three by default).
-
-Then a breakdown of one reference submission: nbgrader's start-up, the hidden tests' choice (once per
-secret), the kernels' tokenizer folder (built once), the sandboxed kernel's start (Python, ipykernel and the grading set-up's imports) and its
-cells by kind, timed one by one in a sandboxed kernel as nbgrader runs them (the demonstrations are not). The machine's load average is printed with each figure: compare only figures of the same run.
+For each number of workers, `--ways` (all three by default) of grading `--n` submissions, each in a fresh
+temporary course directory: `trivial`, stock nbgrader on a one-cell notebook, one process per
+submission (the floor); `per-process`, the course with one `nbgrader autograde --student ID` process per
+submission (as an instructor grades by hand); `make autograde`, through `python -m grading autograde
+--jobs W`, with the largest feedback file's size, and with `--before REF` the same for the course at a
+git revision, in the same run. Then a breakdown of one reference submission: nbgrader's start-up, the
+hidden tests' choice, the kernel's start and its cells by kind. The load average is printed with each
+figure: compare only figures of the same run.
 """
 
 from __future__ import annotations

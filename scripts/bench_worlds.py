@@ -25,21 +25,14 @@ def small_world(device: torch.device | str = "cpu") -> World:
 def gpt2_shaped_world(seed: int = 0, shape: WorldShape = GPT2_SHAPE, device: torch.device | str = "cpu") -> tuple[World, SAE]:
     """GPT-2 small's shape with random weights, its SAEs firing about `l0` latents per token like GPT-2's.
 
-    Returns the world, and the SAE the token-to-latent exercise uses (see below).
-
-    The random world puts each latent's threshold `z` standard deviations above its mean projection
-    on natural text, with `z` from a normal tail. On the exercises' inputs that gives 8-30 latents
-    per token on the residual SAEs and 75-240 on the attention SAEs (the repeated random tokens are
-    unlike the calibration text). Worse, a random SAE reconstructs its input poorly, so the later
-    SAE of a latent-to-latent pair fires on ~1800 latents per token of the reconstruction (16381
-    Jacobian rows, 15 GB for the straightforward implementation), where GPT-2's real SAEs show about
-    25 in the spec, true and reconstructed alike (181 and 179 active latents on 7 tokens, 476 and
-    492 on 21). The cost of every gradient computation grows with these counts, so the benchmark
-    applies the same rule (`set_thresholds`) with `z` picked per SAE, the one at which `l0` latents
-    per token fire on the input the exercise differentiates: the clean input for an earlier SAE, the input computed
-    from the earlier SAE's reconstruction for a later one. The token-to-latent exercise encodes the
-    clean input of the same layer-3 SAE as the later SAE of latent-to-latent, so it gets its own copy
-    of that SAE, calibrated on the clean input.
+    Returns the world, and the SAE the token-to-latent exercise uses. The random world's own thresholds
+    fire far more latents on the exercises' inputs than GPT-2's real SAEs (a random SAE reconstructs its
+    input poorly, so a later SAE fires on most of its latents on the reconstruction), and every gradient
+    computation's cost grows with that count. So the benchmark applies the random world's own rule
+    (`set_thresholds`) with `z` picked per SAE, the one at which `l0` latents per token fire on the input
+    the exercise differentiates: the clean input for an earlier SAE, the input computed from the earlier
+    SAE's reconstruction for a later one. The token-to-latent exercise encodes the clean input of the
+    later layer-3 SAE, so it gets its own copy of that SAE, calibrated on the clean input.
     """
     world = build_random_world(shape, seed=seed, device=device)
     model, ex = world.model, world.exercises

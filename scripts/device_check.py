@@ -1,21 +1,13 @@
-"""`make device-check`: the course on an NVIDIA GPU, measured, in under 8 minutes.
+"""`make device-check`: the course on an NVIDIA GPU, measured.
 
-On a machine with CUDA this:
-
-1. runs every learner check on CUDA, passed the reference solutions, on the small world (the toy
-   world, else the tiny random one) and on the tiny random world;
-2. runs both catalogues of learner solutions (course_fixtures/catalogue) through the checks on CUDA,
-   with the learner's TF32 matmuls off and then on: every correct one must pass and every wrong one
-   fail, and the largest difference between a correct formulation and the reference (relative to the
-   Jacobian's largest entry) is measured in each mode (the checks compute in full float32 either way);
-3. derives the GPU tolerance from that largest difference (10x it, as on the CPU, never below the
-   CPU's 1e-3) and prints it beside the one tests/_report.py uses;
-4. runs `make bench` at GPT-2's shape on the GPU (scripts/bench.py --worlds gpt2 --device cuda),
-   then once more with TF32 matmuls: there nothing guards the precision, so its "same results" column
-   is how far apart correct formulations round in TF32, the reason the checks turn it off.
-
-Everything it measures goes to one file (default build/device_check.md), with the card's name.
-Without an NVIDIA GPU it says so and exits with status 2, measuring nothing.
+On a machine with CUDA this runs every learner check on CUDA passed the reference solutions (the small
+world and the tiny random one); runs both catalogues (course_fixtures/catalogue) through the checks with
+the learner's TF32 matmuls off and then on (every correct entry must pass, every wrong one fail),
+measuring the largest difference between a correct formulation and the reference in each mode; derives
+the GPU tolerance from it (10x, never below the CPU's 1e-3) beside the one tests/_report.py uses; and
+runs the bench at GPT-2's shape on the GPU, then with TF32 matmuls, where nothing guards the precision.
+Everything goes to one file, with the card's name. Without an NVIDIA GPU it says so and exits with
+status 2, measuring nothing.
 
     python scripts/device_check.py [--output build/device_check.md] [--budget 480]
 """

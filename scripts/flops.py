@@ -1,36 +1,12 @@
 """The benchmark's lower bound: the FLOPs each gradient computation needs, and the machine's matmul speed.
 
-Useful FLOPs count the matrix products a Jacobian cannot avoid (2 FLOPs per multiply-add; layer
-norms, activations and softmaxes are elementwise and left out), in the mode the reference uses:
-
-- forward mode (latent to latent, token to latent, attention): one tangent per input entry. A
-  tangent entering at position p is nonzero at p alone until the first attention it meets, and at
-  positions p..seq-1 after it (causality), so each block's projections and MLP cost one row per
-  position it reaches; an attention costs 8 * d_heads per (query, key) pair with query >= p (the
-  tangents of the scores and of z, two products each). It stops at the hook the later SAE reads
-  (after hook_z for an attention SAE: no output projection or MLP there), and the encoder costs
-  d_in * 2 per active later latent at each position reached. The earlier SAE's decoder costs
-  nothing: the tangent is one decoder row.
-- reverse mode (the top-k logits): one cotangent per logit, from the final position. The last
-  block needs the final query only (its MLP, output and query projections at one position; keys and
-  values at every position); the blocks before it run backwards at every position; each active
-  latent costs d_in * 2 (its decoder row against the cotangent at its position).
-
-The first attention a forward-mode tangent meets is where it is still at one position p: there
-its scores' tangent has one row and one column, not a (query, key) matrix (see
-solutions/forward_mode.py), and it is counted so.
-
-Added to that, once per call, the matrix products every formulation pays for the outputs the
-exercise returns (the primal passes): the clean forward pass at every position up to the last hook
-the returned clean activations (or the true logits) need, the forward pass from the earlier SAE's
-reconstruction to the later hook (which the Jacobian is linearised at, and whose activations are
-returned), the dense encoding of every returned SAE activation tensor (which latents are active is
-only known after it), the earlier SAE's decoding of its active latents, and for the logits the
-unembedding of both final positions over the whole vocabulary. A pass that ends at the top logits
-runs its last block at the final query only. Dividing by the single-thread matmul speed measured in
-the same process gives the time the call would take if every FLOP ran at that speed: the
-benchmark's lower bound. It counts FLOPs only, not the memory traffic of reading a block's weights
-for a prompt's few rows.
+Useful FLOPs count the matrix products a Jacobian cannot avoid (2 FLOPs per multiply-add; elementwise
+steps left out), in the mode the reference uses: forward mode (one tangent per input entry, one row per
+position causality lets it reach, the encoder only for active later latents) or reverse mode (one
+cotangent per top logit, the last block at the final query only). Added to that, once per call, the
+primal passes every formulation pays for what the exercise returns. Divided by the single-thread
+matmul speed measured in the same process, that is the time the call would take if every FLOP ran at
+that speed. docs/performance.md states the count in full.
 """
 
 from __future__ import annotations

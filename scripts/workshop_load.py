@@ -1,4 +1,4 @@
-"""How many learners a workshop server holds: figures for the capacity table in README.md (run by hand, not a test).
+"""How many learners a workshop server holds: figures for the capacity table in docs/workshop.md (run by hand, not a test).
 
     python scripts/workshop_load.py kernel            # one learner kernel's memory, toy and GPT-2-shaped worlds
     sudo python scripts/workshop_load.py load -n 4    # N learners at once through a real `make workshop`

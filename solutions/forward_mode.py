@@ -1,35 +1,16 @@
 """Forward-mode Jacobians that follow each tangent only where it is nonzero.
 
-The three forward-mode exercises (latent to latent, token to latent, attention latent to latent)
-differentiate with respect to one number at one position: an earlier latent, or a token's
-embedding scale. `torch.func.jvp` would push that tangent through the model as a full
-(seq, d_model) tensor, almost all zeros. Here each tangent is a set of rows, one per position where
-it can be nonzero:
-
-- it starts at its own position, and stays there through everything that works position by
-  position (layer norms, the MLP, the attention's query/key/value and output projections): those
-  run on one row per tangent instead of `seq`;
-- only attention mixes positions, and causally: a tangent from position p reaches positions p and
-  later, never earlier ones. After the first attention it has rows at p..seq-1, and the positions
-  before p (zero by causality) are never computed;
-- attention itself is differentiated once, explicitly (`_attention_z_jvp`), from the rows' query,
-  key and value tangents; at the first attention a tangent meets, where it is still at one
-  position, its scores' tangent is one row and one column, and no (seq, seq) matrix is formed
-  (`_attention_z_jvp_one_position`);
-- the later SAE's encoder multiplies each row only by the encoder columns of the latents active at
-  that row's position, not every position by every active latent;
-- the pass stops at the hook the later SAE reads: for an attention SAE, right after hook_z, so the
-  last block's output projection and MLP (which feed nothing read) never run;
-- the primal pass (what the tangents are linearised at) goes along with them, block by block, in
-  the same products (`_stacked`): at a prompt's few positions a product is limited by reading its
-  weight, which is then read once for both; the primal's attention pattern and the MLP's slope are
-  computed once per block and shared by every tangent;
-- the later SAE's active encoder columns are gathered once per call (`_ActiveEncoder`).
-
-The Jacobian is the same as `torch.func.jacfwd`'s (up to float rounding), at a fraction of the work:
-the benchmark's lower-bound column counts these rows. Only models whose blocks are the plain
-pre-layer-norm kind (GPT-2's, and the toy world's with rotary embeddings) and plain ReLU SAEs have
-these maths written out here; anything else goes through `sparse_jacobian`, which is always correct.
+The forward-mode exercises (latent to latent, token to latent, attention) differentiate with respect to
+one number at one position. `torch.func.jvp` would push that tangent through the model as a full
+(seq, d_model) tensor, almost all zeros; here each tangent is a set of rows, one per position where it
+can be nonzero: its own position until the first attention, then that position and the later ones
+(causality). Attention is differentiated explicitly (`_attention_z_jvp`, and
+`_attention_z_jvp_one_position` at the first attention, where no (seq, seq) tangent is formed); the
+later SAE's encoder meets each row only through the columns of the latents active there
+(`_ActiveEncoder`); the pass stops at the hook the later SAE reads; the primal pass rides in the same
+products (`_stacked`). The Jacobian equals `torch.func.jacfwd`'s up to float rounding. Only plain
+pre-layer-norm blocks and plain ReLU SAEs are written out here; anything else goes through
+`sparse_jacobian`. docs/performance.md gives the reasoning.
 """
 
 from __future__ import annotations

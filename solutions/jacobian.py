@@ -18,7 +18,7 @@ from torch import Tensor
 
 # jacrev computes all rows of a Jacobian in one vectorised backward pass (jacfwd all columns in one
 # forward pass), holding every intermediate activation once per row. Past this many floats we split
-# the rows into chunks: a little slower, but a long prompt no longer runs out of memory, and the
+# the rows into chunks: a little slower, but a long prompt does not run out of memory, and the
 # peak stays well under the straightforward version's (2**26 floats = 256 MiB).
 _MAX_FLOATS_IN_FLIGHT = 2**26
 

@@ -56,12 +56,10 @@ def decode_sparse(sae: SAE, values: Tensor, indices: Tensor, shape: tuple[int, .
 
 
 # The dense encoding a returned activation tensor needs is a product of a prompt's few rows with
-# the whole encoder, GPT-2's (768, 24576): 75 MB read for 0.34 GFLOP at 9 rows. On the CPU, MKL
-# runs it as one product at a quarter of its speed on a few hundred rows (15 ms for 9 rows on one
-# core; one row, a matrix-vector product, takes 4). Summed over slabs of 16 encoder rows, each slab
-# contiguous, it takes 9 ms (2 rows: 6 instead of 9); from 32 rows on, one product is as fast or
-# faster. The sum's order differs, so results differ by float rounding. scripts/bench.py times
-# the calls that use it.
+# the whole encoder (GPT-2's is 75 MB). On the CPU, MKL runs such a product well below its speed on a
+# few hundred rows; summed over contiguous slabs of 16 encoder rows it runs faster, up to 32 rows,
+# from where one product is as fast or faster. The sum's order differs, so results differ by float
+# rounding. `make bench` times the calls that use it (docs/performance.md).
 _SLAB_ROWS, _MOST_ROWS_IN_SLABS = 16, 32
 
 

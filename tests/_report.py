@@ -51,24 +51,12 @@ def shape_of(x: Any) -> str:
 def tolerances(device: torch.device) -> tuple[float, float]:
     """(rtol, atol relative to the largest reference magnitude) for comparing float32 results.
 
-    How they were chosen. Correct formulations differ from the reference only by float32 rounding:
-    dense vs. sparse SAE maps, jacrev vs. jacfwd, einsum vs. broadcasting, true latents from spliced
-    SAEs vs. a plain cache. Measured as max |variant - reference| / max |reference|:
-    - over the correct catalogue (course_fixtures/catalogue/correct.py, printed by
-      project_tests/test_catalogue.py), on the tiny random and the toy worlds: at most ~1e-6;
-    - between the straightforward and the reference implementations at GPT-2's shape (12 layers,
-      d_model 768, d_sae 24576; `make bench`): up to 1e-4 for latent-to-latent, the rounding of
-      longer sums through three blocks.
-    So on the CPU the tolerance is 1e-3 (of the largest entry, plus 1e-3 of each entry): 10x the
-    largest rounding seen, and still 10x below the smallest mistake the checks must catch (a
-    Jacobian 1% off, project_tests/test_check_state.py; the wrong catalogue's mistakes change results
-    by whole percent or more).
-
-    On CUDA the same holds, measured on an NVIDIA H200 (`make device-check`, README): correct
-    formulations were at most 7e-7 apart in full float32, so CUDA shares the CPU's tolerance. TF32
-    matmuls would put them 9.3e-4 apart; the checks run in full float32 whatever the learner set
-    (tests/_state.py preserved_state). MPS uses fast math and has not been measured, so there it is
-    3e-3: still 3x below a 1% error.
+    On the CPU and CUDA, 1e-3: 10x the largest float32 rounding between correct formulations (the
+    correct catalogue's table in project_tests/test_catalogue.py and `make device-check` measure it),
+    and 10x below the smallest mistake the checks must catch (a Jacobian 1% off,
+    project_tests/test_check_state.py). The checks run in full float32 whatever the learner set
+    (tests/_state.py), so TF32 does not widen it. MPS uses fast math and is unmeasured: 3e-3, still 3x
+    below a 1% error. docs/development.md gives the reasoning.
     """
     if device.type in ("cpu", "cuda"):
         return 1e-3, 1e-3
@@ -110,7 +98,7 @@ def compare_tensor(exercise: str, name: str, got: Any, want: Tensor, hint: str |
 
 
 def close_enough(got: Any, want: Tensor) -> bool:
-    """Whether `got` would pass `compare_tensor` against `want` (used to recognise known mistakes)."""
+    """Whether `got` would pass `compare_tensor` against `want` (for recognising known mistakes)."""
     try:
         compare_tensor("", "", got, want)
     except CheckFailed:

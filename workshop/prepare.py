@@ -1,23 +1,17 @@
 """Prepare this machine for `make workshop` (run as root; safe to re-run before every start).
 
-- One Linux account per person in the roster (`useradd`), home folders private (0700), all in the group
-  `latent-gradients`; the instructors also in `latent-gradients-instructors`.
-- A password per account for FirstUseAuthenticator, set through its own `reset_password`, written once to
-  `<workshop dir>/passwords.csv` (root only) for the instructor to hand out. Accounts that already have a
-  password keep it.
-- What learners must not read is closed to them: the repository's `grading/` (hidden tests), `nbgrader/` and
-  `.git` become readable by root and the instructors' group only. The rest of the repository (the course's
-  packages, the toy world, the environment) stays readable and, for learners, read-only.
-- The instructor's nbgrader course directory, `~<instructor>/course` (0700): the source notebook from
-  nbgrader/source/, a gradebook with the assignment and every learner of the roster.
-- nbgrader's exchange, `<workshop dir>/exchange`, world-writable as nbgrader documents it, with the sticky bit
-  so that no one can rename or remove another person's entries.
-- Learners' servers run the course environment's Python and import the course from the repository: every folder
-  above them becomes traversable by other users (o+x, not listable), e.g. /root when Python lives in /root/.pyenv.
-- The grader's kernel cache (GPT-2's tokenizer folder, grading/preprocessors/kernel_cache.py) built in the
-  repository's build/, which the instructor who grades cannot write: without it every graded kernel would build
-  its own (about 1.2 s each).
+- One Linux account per person in the roster, homes private, in the group `latent-gradients` (the
+  instructors also in `latent-gradients-instructors`), each with a FirstUseAuthenticator password written
+  once to `<workshop dir>/passwords.csv` (root only); an account that has a password keeps it.
+- The repository's `grading/`, `nbgrader/` and `.git` readable by root and the instructors only; the rest
+  readable and, for learners, read-only; every folder above the environment's Python traversable.
+- The instructor's course directory `~<instructor>/course` (0700) with the source notebook and a gradebook
+  of the roster; nbgrader's exchange, `<workshop dir>/exchange`, world-writable with the sticky bit.
+- The grader's kernel cache (grading/preprocessors/kernel_cache.py) built in the repository's build/,
+  which the instructor who grades cannot write.
 - WORLD=gpt2: GPT-2 and its SAEs downloaded once into `<workshop dir>/hf-cache`, then made read-only.
+
+docs/workshop.md describes the day.
 """
 
 from __future__ import annotations

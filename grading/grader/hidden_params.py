@@ -1,19 +1,13 @@
 """The hidden tests' inputs, chosen at grading time from the instructor's secret (runs in the grader).
 
-The hidden tests (`grading.kernel.hidden`, in the student's kernel) run each exercise on a second world with
-other prompts, layers and k. Those are not written in the course's code, which learners receive: they
-are derived from a secret that only the instructor has, so that no one can compute the hidden answers
-ahead of time. The secret is, first found:
-
-- the environment variable GRADING_SECRET;
-- the file `.grading_secret` in the nbgrader course directory (git-ignored; `make release` creates it
-  with a random value when missing; keep it, or grades cannot be reproduced).
-
-From the secret, a seeded generator draws the hidden world's seed and, for each exercise, candidate
-settings; the first candidate whose reference result is non-trivial on that world (active latents on
-both sides, nonzero gradients) is used, so that every hidden test can fail. The choice is cached per
-secret in reports/ (the kernel cannot see the course directory), and handed to each grading kernel in
-GRADING_HIDDEN_PARAMS; the secret itself never reaches a kernel (see `settings.kernel_env`).
+The hidden tests run each exercise on a second world with other prompts, layers and k. Those are not in
+the course's code, which learners receive: they are derived from a secret only the instructor has, first
+found in the environment variable GRADING_SECRET, else in `.grading_secret` in the course directory
+(git-ignored; `make release` creates it). From the secret, a seeded generator draws the hidden world's
+seed and, per exercise, candidate settings; the first candidate whose reference result is non-trivial
+(active latents on both sides, nonzero gradients) is used, so that every hidden test can fail. The
+choice is cached per secret in reports/ and handed to each grading kernel in GRADING_HIDDEN_PARAMS; the
+secret itself never reaches a kernel (`settings.kernel_env`). docs/grading-security.md has the rest.
 """
 
 from __future__ import annotations

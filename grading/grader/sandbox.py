@@ -1,26 +1,14 @@
 """The grading kernel's sandbox: a jupyter_client kernel provisioner that runs each kernel in bubblewrap.
 
-Every kernel that nbgrader starts to grade a submission (see nbgrader/nbgrader_config.py) goes through
-`SandboxedKernelManager`, whose provisioner `SandboxProvisioner` wraps the kernel command in `bwrap`
-(Debian's `bubblewrap`, the sandbox Flatpak uses):
-
-- the whole file system read-only (`--ro-bind / /`), with an empty /tmp, an empty home (but the course's
-  code and Python, read-only, where they live there), and the course
-  directory (gradebook, every student's submission, the instructor's secret) hidden behind an empty
-  folder; the only writable place is the kernel's own scratch folder, which is removed afterwards;
-- new user (as `nobody`, no capabilities), PID, network, IPC and UTS namespaces: the kernel sees only
-  its own processes, has no network, and talks to nbgrader over Unix sockets in its scratch folder
-  (jupyter_client's `ipc` transport) instead of TCP;
-- `--die-with-parent` and the PID namespace: when the kernel ends, is killed, or nbgrader itself dies,
-  the kernel kills every process the submission started (the namespace's init exits and the Linux
-  kernel kills the rest). Processes still running when grading asks the kernel to shut down are
-  counted first, so that the feedback can say so;
-- the grading environment (grading world, threads per kernel, no progress bars) set in the kernel's
-  environment, and the instructor's secret removed from it.
-
-Without a working `bwrap` (macOS, Windows, a Linux without unprivileged user namespaces) grading stops
-with an error that says why, unless the instructor opts in to unisolated grading with
-GRADING_ALLOW_UNSANDBOXED=1, which logs a warning and notes it in every feedback.
+Every kernel nbgrader starts to grade a submission (nbgrader/nbgrader_config.py) goes through
+`SandboxedKernelManager`, whose `SandboxProvisioner` wraps the kernel command in `bwrap`: the file
+system read-only with an empty /tmp and home and the course directory hidden, a scratch folder the only
+writable place; new user (`nobody`), PID, network, IPC and UTS namespaces, the kernel talking to nbgrader
+over Unix sockets; `--die-with-parent` and the PID namespace, so every process a submission started dies
+with its kernel (those still running are counted first, for the feedback); the grading environment set,
+the instructor's secret removed. Without a working `bwrap` grading stops with an error that says why,
+unless GRADING_ALLOW_UNSANDBOXED=1, which is noted in every feedback. docs/grading-security.md says what
+this does and does not stop.
 """
 
 from __future__ import annotations

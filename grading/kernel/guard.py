@@ -1,22 +1,13 @@
 """In-kernel integrity: what the checks are made of when the kernel starts, and who calls the reference.
 
-Set up by `grading.kernel.setup` before any student code runs:
-
-- `snapshot()` records every function and class of the learner checks (`tests.*`), of `torch.testing`,
-  and the comparison functions of `torch` the checks rely on, and every method of the classes of
-  sae_lens, transformer_lens and torch.nn (the world's SAEs and model run on them); `changed()` names
-  those that a student's code has since replaced (a monkeypatch) or whose code object it swapped.
-- `watch_worlds()` fingerprints the parameters of every world the notebook loads (`load_world`);
-  `world_changed()` names those a student's code has since changed (zeroed SAE encoders, say);
-- `memoize_reference()` wraps each reference solution so that the checks compute it once per input
-  (a graded cell checks one part of a result; the next cell checks another part of the same result),
-  and so that a call to it can be noticed;
-- `tripwire()` is a context in which any call into the reference solutions (the `solutions` package,
-  directly or through these wrappers) is recorded: the hidden tests run the student's function in it.
-
-All this lives in the student's kernel, so a determined student could subvert it; the static scan in
-`grading.grader.integrity`, which runs outside the kernel, is the authoritative check. This one catches what
-the static scan cannot see (names built at run time).
+Set up by `grading.kernel.setup` before any student code runs: `snapshot()` records the learner checks,
+`torch.testing` and the methods of the libraries' classes, and `changed()` names those a student's code
+has since replaced; `watch_worlds()` fingerprints every world the notebook loads, and `world_changed()`
+names those since changed; `memoize_reference()` wraps each reference solution so the checks compute it
+once per input and a call to it can be noticed; `tripwire()` records any call into the reference
+solutions while the hidden tests run the student's function. It lives in the student's kernel, so a
+determined student could subvert it: the static scan (`grading.grader.integrity`), outside the kernel,
+is the authoritative check, and this one catches names built at run time.
 """
 
 from __future__ import annotations

@@ -1,20 +1,13 @@
 """The hidden tests of the graded cells: the same checks, on a second world and other prompts and layers.
 
-Their inputs (world seed, prompts, layers, k) are not in this code: the grader chooses them from the
-instructor's secret (`grading.grader.hidden_params`) and hands them to the kernel in GRADING_HIDDEN_PARAMS,
-which this module reads when the kernel starts and removes from its environment.
-
-Each graded cell runs a visible learner check on the grading world (the toy world), then, in its
-hidden region (never shown to students, stripped from their feedback), `check(exercise, part, fn)`:
-
-1. integrity: no credit if the world's parameters, the checks, `torch.testing` or the methods of the libraries' classes (sae_lens,
-   transformer_lens, torch.nn) were replaced since the kernel started, or if the function is, or
-   calls, a reference solution (the static scan's findings are applied by the grader, outside);
-2. the same part of the same check on a seeded random world (different weights, layers, prompts, k and
-   sequence seed), where an output hard-coded from the visible check's reference cannot match.
-
-A failure raises `HiddenTestFailed` or `IntegrityViolation`, which IPython shows as one message, so the
-feedback says why without showing the hidden test's code or inputs.
+Their inputs are not in this code: the grader chooses them from the instructor's secret
+(`grading.grader.hidden_params`) and hands them over in GRADING_HIDDEN_PARAMS, which this module reads
+when the kernel starts and removes from its environment. In each graded cell's hidden region,
+`check(exercise, part, fn)` gives no credit when the world, the checks or the libraries' classes were
+changed since the kernel started, or when the function is or calls a reference solution; then it runs
+the same part of the same check on a seeded random world, where an output hard-coded from the visible
+check cannot match. A failure raises `HiddenTestFailed` or `IntegrityViolation`, shown as one message,
+so the feedback says why without the hidden test's code or inputs.
 """
 
 from __future__ import annotations

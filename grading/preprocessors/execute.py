@@ -1,21 +1,13 @@
 """nbgrader's Execute preprocessor, made to survive what submissions do to their kernel.
 
-nbgrader 0.9 gives up on a whole notebook when its kernel dies (os._exit, a segfault, the OOM killer)
-or stops answering, so one bad cell would cost a student every point. `RobustExecute` instead:
-
-- runs the notebook; when the kernel dies or hangs past the per-cell timeout and an interrupt, it
-  notes which cell was running, starts a fresh kernel and runs the notebook again with that cell
-  skipped (an error output in its place says why), up to `max_kernel_deaths` times;
-- gives a timed-out cell an error that names the time limit;
-- adds an `IntegrityViolation` error to each graded cell of an exercise the static scan flagged
-  (decided outside the kernel, so the student's code cannot undo it);
-- puts a "Grading notes" cell at the top of the notebook, which the feedback shows, and writes the
-  same events as JSON for the class summary.
-
-Kernels run in the grading sandbox (`grading.sandbox.SandboxedKernelManager`), whose notes (processes
-killed, no sandbox) join the grading notes. The notes and integrity flags of the earlier preprocessors
-(`NormalizeSubmission`, `IntegrityScan`) come in the notebook's metadata; the events go to
-`reports/runs/<student>.json` for the class summary.
+nbgrader 0.9 gives up on a whole notebook when its kernel dies or stops answering, so one bad cell would
+cost a student every point. `RobustExecute` instead notes the cell that was running, starts a fresh kernel
+and runs the notebook again with that cell skipped (an error in its place says why), up to
+`max_kernel_deaths` times; gives a timed-out cell an error naming the limit; adds an `IntegrityViolation`
+error to each graded cell of an exercise the static scan flagged; and puts a "Grading notes" cell at the
+top of the notebook, which the feedback shows. Kernels run in the grading sandbox
+(`grading/grader/sandbox.py`), whose notes join the grading notes; the earlier preprocessors' notes and
+flags come in the notebook's metadata; the events go to `reports/runs/<student>.json` for the summary.
 """
 
 from __future__ import annotations

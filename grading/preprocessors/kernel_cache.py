@@ -1,13 +1,12 @@
 """nbgrader preprocessor, before execution: the course's derived files, built once by the grader, for every kernel.
 
-A kernel's home is an empty folder, so each one used to build GPT-2's tokenizer folder from its
-vocabulary files before loading the toy world (about 1.2 s of a one-core kernel, of 1.7 s). The grader
-builds it once, in `settings.KERNEL_CACHE` (in the repository's git-ignored build/, outside the
-course directory, which kernels cannot see), and points every kernel there (LATENT_GRADIENTS_CACHE).
-The sandbox shows it read-only, like the rest of the file system: no submission can change what the
-next one reads. Where it cannot be built (a read-only checkout), kernels build their own, as before.
-A workshop's instructor cannot write the repository: `make workshop` builds it beforehand, as root
-(workshop/prepare.py).
+A kernel's home is an empty folder, so without this each kernel would build GPT-2's tokenizer folder
+from its vocabulary files before loading the toy world, most of that cell's time. The grader builds it
+once, in `settings.KERNEL_CACHE` (in the repository's git-ignored build/, outside the course directory,
+which kernels cannot see), and points every kernel there (LATENT_GRADIENTS_CACHE). The sandbox shows it
+read-only, like the rest of the file system: no submission can change what the next one reads. Where it
+cannot be built (a read-only checkout), each kernel builds its own. A workshop's instructor cannot write
+the repository: `make workshop` builds it beforehand, as root (workshop/prepare.py).
 """
 
 from __future__ import annotations
