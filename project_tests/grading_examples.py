@@ -72,8 +72,9 @@ def token_to_latent_gradients(tokens, sae, model):
 LONG_LIVED = "31337"
 
 
-def hostile(base: Callable[[], NotebookNode], loopback_port: int) -> dict[str, tuple[NotebookNode, dict[str, float]]]:
-    """Submissions that attack the grader; each keeps the base's correct exercises 1, 4 and 5."""
+def hostile(base: Callable[[], NotebookNode], stub: Callable[[], NotebookNode], loopback_port: int) -> dict[str, tuple[NotebookNode, dict[str, float]]]:
+    """Submissions that attack the grader; each keeps the base's correct exercises 1, 4 and 5, but the stubs
+    (the untouched release with an attack on the verdict), which must score 0."""
     found: dict[str, tuple[NotebookNode, dict[str, float]]] = {}
     writes = "import pathlib\n\n" + "\n".join(
         f"pathlib.Path(tests.__file__).parent.joinpath({name!r}).write_text('def test_token_to_latent_gradients(*a, **k): print(\"passed\")')"
@@ -82,7 +83,7 @@ def hostile(base: Callable[[], NotebookNode], loopback_port: int) -> dict[str, t
     found["hostile_writes_course"] = (_add_after(base(), "token_to_latent", writes), dict(BASE))
     # zero encoders: no latent is active on the notebook's world, where a trivial function then matches.
     world = "for sae in saes.values():\n    sae.W_enc.data.zero_()\n    sae.b_enc.data.fill_(-1.0)\n" + TRIVIAL_TOKEN_TO_LATENT
-    found["hostile_changes_world"] = (_add_after(base(), "token_to_latent", world), BASE | {"token_to_latent": 0, "latent_to_logit": 0})
+    found["hostile_changes_world"] = (_add_after(base(), "token_to_latent", world), BASE | {"token_to_latent": 0})
     spawn = f"import subprocess\n\nsubprocess.Popen(['sleep', '{LONG_LIVED}'], start_new_session=True)"
     found["hostile_spawns"] = (_add_after(base(), "token_to_latent", spawn), dict(BASE))
     found["hostile_floods"] = (_add_after(base(), "token_to_latent", "print('x' * 100_000_000)"), dict(BASE))
@@ -92,11 +93,100 @@ def hostile(base: Callable[[], NotebookNode], loopback_port: int) -> dict[str, t
     found["hostile_ignores_sigint"] = (_add_after(base(), "token_to_latent", sigint), dict(BASE))
     network = f"import socket\n\nsocket.create_connection(('127.0.0.1', {loopback_port}), timeout=5).sendall(b'leak')"
     found["hostile_network"] = (_add_after(base(), "token_to_latent", network), dict(BASE))
-    # the class, reached through an instance so that the static scan cannot see it: the runtime guard must.
+    # the class, reached through an instance so that the static scan cannot see it: the hidden world the kernel
+    # builds has the patched class too, but the grader's reference does not.
     patch = ("def zero_encode(self, x):\n    return t.zeros(*x.shape[:-1], self.cfg.d_sae, device=x.device)\n\n"
              "for sae in saes.values():\n    setattr(type(sae), 'encode', zero_encode)\n" + TRIVIAL_TOKEN_TO_LATENT)
-    found["hostile_patches_sae"] = (_add_after(base(), "token_to_latent", patch), BASE | {"token_to_latent": 0, "latent_to_logit": 0})
+    found["hostile_patches_sae"] = (_add_after(base(), "token_to_latent", patch), BASE | {"token_to_latent": 0})
+    found |= _verdict_attacks(base, stub)
     return found
+
+
+# Kernel-side attacks on the verdict: each would pass a check whose verdict the kernel's outputs decided.
+CUSTOM_EXC = """from IPython import get_ipython
+
+shell = get_ipython()
+shell.set_custom_exc((BaseException,), lambda *args, **kwargs: None)
+def forget_errors(result):
+    result.error_in_exec = None
+shell.events.register("post_run_cell", forget_errors)
+"""
+CLEARS_FAILURES = """from IPython import get_ipython
+from IPython.display import clear_output
+
+def clear_failures(result):
+    if not result.success:
+        clear_output()
+get_ipython().events.register("post_run_cell", clear_failures)
+"""
+EMITS_RESULTS = """from IPython import get_ipython
+
+shell = get_ipython()
+shell.events.register("pre_run_cell", lambda info: shell.displayhook(14))
+"""
+PATCHES_GRADER = """import pkgutil
+
+for name in ("grading.grader.verdict.grade_cells", "grading.grader.verdict.judge", "tests._report.CheckFailed"):
+    try:
+        owner, _, attribute = name.rpartition(".")
+        setattr(pkgutil.resolve_name(owner), attribute, lambda *args, **kwargs: None)
+    except Exception as error:
+        print("cannot patch", name, type(error).__name__)
+for name in dir(tests):
+    if name.startswith("test_"):
+        setattr(tests, name, lambda *args, **kwargs: print("✓ passed"))
+"""
+# The reference reached by a name built at run time, with the profiler that would see the call switched off.
+UNSEEN_REFERENCE = """
+import pkgutil
+import sys
+
+def token_to_latent_gradients(tokens, sae, model):
+    sys.setprofile(None)
+    reference = pkgutil.resolve_name("solutions" + ".token_to_latent_gradients")
+    return reference(tokens, sae, model)
+"""
+# Every SAE's latents zeroed by a global hook, with the trivial function that then matches.
+GLOBAL_HOOK = """import torch
+
+def zero_latents(module, args, output):
+    if getattr(module, "name", "").endswith("hook_sae_acts_post"):
+        return torch.zeros_like(output)
+torch.nn.modules.module.register_module_forward_hook(zero_latents)
+""" + TRIVIAL_TOKEN_TO_LATENT
+# The hidden inputs looked for where a kernel could read them, and printed.
+READS_FOR_INPUTS = """import os
+import pathlib
+
+for path in ("/proc/self/environ", "/proc/1/environ", "/proc/1/cmdline", "/proc/self/cmdline"):
+    try:
+        print(path, pathlib.Path(path).read_bytes()[:20000])
+    except OSError as error:
+        print(path, error)
+print(dict(os.environ))
+for name in ("grading.grader.hidden_params", "grading.grader.verdict", "solutions"):
+    try:
+        module = __import__(name, fromlist=["_"])
+        print(name, {key: repr(value)[:2000] for key, value in vars(module).items()})
+    except Exception as error:
+        print(name, type(error).__name__)
+"""
+
+
+def _verdict_attacks(base: Callable[[], NotebookNode], stub: Callable[[], NotebookNode]) -> dict[str, tuple[NotebookNode, dict[str, float]]]:
+    def _stub_with(cell: str) -> NotebookNode:
+        """The untouched release with one cell of the learner's own after the first exercise."""
+        return _add_after(stub(), "sparse_tensor", cell)
+
+    return {
+        "stub_custom_exc": (_stub_with(CUSTOM_EXC), dict(ZERO)),
+        "stub_clears_failures": (_stub_with(CLEARS_FAILURES), dict(ZERO)),
+        "stub_emits_results": (_stub_with(EMITS_RESULTS), dict(ZERO)),
+        "stub_patches_grader": (_stub_with(PATCHES_GRADER), dict(ZERO)),
+        "hostile_unseen_reference": (_add_after(base(), "token_to_latent", UNSEEN_REFERENCE), BASE | {"token_to_latent": 0}),
+        "hostile_global_hook": (_add_after(base(), "token_to_latent", GLOBAL_HOOK), BASE | {"token_to_latent": 0}),
+        "hostile_reads_inputs": (_add_after(base(), "token_to_latent", READS_FOR_INPUTS), dict(BASE)),
+    }
 
 
 def build(course: Path, loopback_port: int = 9) -> dict[str, tuple[str, dict[str, float]]]:
@@ -148,7 +238,7 @@ def build(course: Path, loopback_port: int = 9) -> dict[str, tuple[str, dict[str
     examples["unreadable"] = ('{"cells": [ this is not JSON', dict(ZERO))
     # a cell of the learner's reads a name the demonstrations bind: the grader runs them all, as before.
     examples["reads_demonstration"] = (_add_after(base(), "token_to_latent", "print(len(str_toks))"), dict(BASE))
-    examples |= hostile(base, loopback_port)
+    examples |= hostile(base, lambda: copy.deepcopy(release), loopback_port)
     # the stub again, graded after every hostile submission (students are graded in name order)
     examples["zz_stub"] = (copy.deepcopy(release), dict(ZERO))
     return {name: (nb if isinstance(nb, str) else nbformat.writes(nb), expected) for name, (nb, expected) in examples.items()}

@@ -3,16 +3,18 @@
 nbgrader 0.9 gives up on a whole notebook when its kernel dies (os._exit, a segfault, the OOM killer)
 or stops answering, so one bad cell would cost a student every point. `RobustExecute` instead:
 
-- runs the notebook; when the kernel dies or hangs past the per-cell timeout and an interrupt, it
+- runs the notebook but its graded cells; when the kernel dies or hangs past the per-cell timeout and an interrupt, it
   notes which cell was running, starts a fresh kernel and runs the notebook again with that cell
   skipped (an error output in its place says why), up to `max_kernel_deaths` times;
 - gives a timed-out cell an error that names the time limit;
+- then, in the same kernel, has `grading.grader.verdict` call the learner's code on this student's hidden
+  inputs and write each graded cell's outputs itself (the score nbgrader reads from them);
 - adds an `IntegrityViolation` error to each graded cell of an exercise the static scan flagged
   (decided outside the kernel, so the student's code cannot undo it);
 - puts a "Grading notes" cell at the top of the notebook, which the feedback shows, and writes the
   same events as JSON for the class summary.
 
-Kernels run in the grading sandbox (`grading.sandbox.SandboxedKernelManager`), whose notes (processes
+Kernels run in the grading sandbox (`grading.grader.sandbox.SandboxedKernelManager`), whose notes (processes
 killed, no sandbox) join the grading notes. The notes and integrity flags of the earlier preprocessors
 (`NormalizeSubmission`, `IntegrityScan`) come in the notebook's metadata; the events go to
 `reports/runs/<student>.json` for the class summary.
@@ -23,16 +25,20 @@ from __future__ import annotations
 import copy
 import json
 import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import nbformat
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.preprocessors.execute import NotebookClient
 from nbformat.notebooknode import NotebookNode
+from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute
 from traitlets import Integer, Unicode
 
-from grading.grader import sandbox
+from grading.grader import hidden_params, sandbox, verdict
 from grading.grader.normalize import GRADING_METADATA, exercise_of_cells
 
 NOTES_CELL_ID = "grading-notes"
@@ -75,6 +81,8 @@ class RobustExecute(Execute):
             "traceback": [f"CellTimeoutError: this cell ran longer than the grader's limit of {self.timeout} s per cell and was interrupted (an infinite loop?)."],
         }
         job = self._job(nb)
+        student = (resources or {}).get("nbgrader", {}).get("student", "")
+        self._hidden_params = hidden_params.params_for(Path(CourseDirectory(config=self.config).root), student)
         sandbox.EVENTS.clear()
         original = copy.deepcopy(nb)
         skipped: dict[int, str] = {}
@@ -147,13 +155,42 @@ class RobustExecute(Execute):
                 if index in skipped:
                     cell.outputs = [_error("KernelDied" if "died" in skipped[index] else "KernelUnresponsive", skipped[index] + "; the grader skipped it.")]
                     continue
+                if _is_grade(cell):  # scored by the grader's calls below, never by what the kernel shows
+                    continue
                 self.preprocess_cell(cell, resources, index)
                 if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
                     self._timed_out.append(index)
                     self._ensure_responsive()
             self._running = None
+            verdict.grade_cells(self.nb, self._hidden_params, verdict.KernelChannel(self._scratch(), self._call_kernel()))
         self.set_widgets_metadata()
         return self.nb, self.resources
+
+    def _scratch(self) -> Path:
+        """The kernel's scratch folder, which the kernel can read and write (the provisioner made it)."""
+        scratch = getattr(getattr(self.km, "provisioner", None), "scratch", None)
+        return Path(scratch) if scratch is not None else Path(tempfile.mkdtemp(prefix="latent-gradients-calls-"))
+
+    def _call_kernel(self) -> Callable[[str], bool]:
+        """`execute(line)` for the grader's calls: silent (no IPython event hooks run, nothing is shown), within the
+        per-cell limit; False, for this call and every later one, once the kernel died or stopped answering."""
+        state = {"alive": True}
+
+        def execute(line: str) -> bool:
+            if not state["alive"]:
+                return False
+            assert self.kc is not None
+            try:
+                reply = self.wait_for_reply(self.kc.execute(line, silent=True, store_history=False, allow_stdin=False))
+                if reply is None:  # past the limit: interrupted, and it must answer soon
+                    self._ensure_responsive()
+                    return False
+                return reply["content"].get("status") == "ok"
+            except Exception:  # noqa: BLE001 (a dead or hung kernel, whatever the client raises: no answer)
+                state["alive"] = False
+                return False
+
+        return execute
 
     def _ensure_responsive(self) -> None:
         """After an interrupt, the kernel must answer a trivial request soon, or it counts as hung."""

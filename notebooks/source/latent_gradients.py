@@ -178,17 +178,9 @@ tests.test_sparse_tensor(SparseTensor)
 
 # %% [grader exercise=sparse_tensor id=sparse_tensor-from_dense points=1]
 tests.test_sparse_tensor(SparseTensor, part="from_dense")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("sparse_tensor", "from_dense", SparseTensor)
-### END HIDDEN TESTS
 
 # %% [grader exercise=sparse_tensor id=sparse_tensor-from_sparse points=1]
 tests.test_sparse_tensor(SparseTensor, part="from_sparse")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("sparse_tensor", "from_sparse", SparseTensor)
-### END HIDDEN TESTS
 
 # %% [markdown]
 # A quick look at what you built, on a small example:
@@ -342,17 +334,9 @@ tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes)
 
 # %% [grader exercise=latent_to_latent id=latent_to_latent-activations points=1]
 tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes, part="activations")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("latent_to_latent", "activations", latent_to_latent_gradients)
-### END HIDDEN TESTS
 
 # %% [grader exercise=latent_to_latent id=latent_to_latent-gradients points=2]
 tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes, part="gradients")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("latent_to_latent", "gradients", latent_to_latent_gradients)
-### END HIDDEN TESTS
 
 # %% [markdown]
 # Now run it on this world's prompt and look at the result. First a sanity check of the
@@ -505,17 +489,9 @@ tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes)
 
 # %% [grader exercise=token_to_latent id=token_to_latent-activations points=1]
 tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes, part="activations")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("token_to_latent", "activations", token_to_latent_gradients)
-### END HIDDEN TESTS
 
 # %% [grader exercise=token_to_latent id=token_to_latent-gradients points=1]
 tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes, part="gradients")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("token_to_latent", "gradients", token_to_latent_gradients)
-### END HIDDEN TESTS
 
 # %% [markdown]
 # > **Challenge.** Take the pair of latents you found in exercise 3's plot (an earlier latent on " E"
@@ -632,17 +608,9 @@ tests.test_latent_to_logit_gradients(latent_to_logit_gradients, model, saes)
 
 # %% [grader exercise=latent_to_logit id=latent_to_logit-activations points=1]
 tests.test_latent_to_logit_gradients(latent_to_logit_gradients, model, saes, part="activations")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("latent_to_logit", "activations", latent_to_logit_gradients)
-### END HIDDEN TESTS
 
 # %% [grader exercise=latent_to_logit id=latent_to_logit-gradients points=1]
 tests.test_latent_to_logit_gradients(latent_to_logit_gradients, model, saes, part="gradients")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("latent_to_logit", "gradients", latent_to_logit_gradients)
-### END HIDDEN TESTS
 
 # %% [markdown]
 # First, how well does the model do on the prompt, with and without the SAE spliced in (its
@@ -811,17 +779,9 @@ tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, mode
 
 # %% [grader exercise=attention id=attention-activations points=1]
 tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, model, attn_saes, part="activations")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("attention", "activations", latent_to_latent_gradients_attn)
-### END HIDDEN TESTS
 
 # %% [grader exercise=attention id=attention-gradients points=2]
 tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, model, attn_saes, part="gradients")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("attention", "gradients", latent_to_latent_gradients_attn)
-### END HIDDEN TESTS
 
 # %% [demo]
 str_toks = model.to_str_tokens(rep_tokens[0])
@@ -999,17 +959,9 @@ tests.test_latent_circuit(latent_circuit, model, saes)
 
 # %% [grader exercise=latent_circuit id=latent_circuit-nodes points=1]
 tests.test_latent_circuit(latent_circuit, model, saes, part="nodes")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("latent_circuit", "nodes", latent_circuit)
-### END HIDDEN TESTS
 
 # %% [grader exercise=latent_circuit id=latent_circuit-edges points=1]
 tests.test_latent_circuit(latent_circuit, model, saes, part="edges")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("latent_circuit", "edges", latent_circuit)
-### END HIDDEN TESTS
 
 # %% [markdown]
 # The circuit for this world's prompt. Hover over a node for its latent, token, position, activation and

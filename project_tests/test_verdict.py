@@ -1,0 +1,123 @@
+"""The grader's verdict on a graded part (grading/grader/verdict.py), with the kernel's side answered in this process.
+
+The reference passes every part it is asked; a stub, a function that prints or hooks instead of
+returning the right values, and a wrong part fail with the check's own message; what the kernel writes
+is read as data only (no link followed, no pickle), and the hidden prompt is cut from every message.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+import torch
+
+from grading.grader import hidden_params, verdict
+from grading.kernel import calls, codec
+from tests.exercises import BY_NAME
+
+pytestmark = pytest.mark.nbgrader
+
+EXERCISES = ("sparse_tensor", "token_to_latent")
+
+
+def _graded(exercises: tuple[str, ...]) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    for name in exercises:
+        for part, points in BY_NAME[name].parts.items():
+            cell = nbformat.v4.new_code_cell("tests.check()")
+            cell.metadata["nbgrader"] = {"grade": True, "grade_id": f"{name}-{part}", "points": points}
+            nb.cells.append(cell)
+    return nb
+
+
+def _grade(tmp_path: Path, namespace: dict[str, Any], exercises: tuple[str, ...] = EXERCISES) -> dict[str, str]:
+    params = hidden_params.choose("verdict-tests", "alice")
+
+    def execute(line: str) -> bool:
+        calls.serve(line.split("serve(", 1)[1].rstrip(")").strip("'"), namespace)
+        return True
+
+    nb = _graded(exercises)
+    verdict.grade_cells(nb, params, verdict.KernelChannel(tmp_path, execute))
+    found = {}
+    for cell in nb.cells:
+        (output,) = cell.outputs
+        text = output.get("text") or output.get("evalue")
+        for chosen in params.values():
+            assert not (isinstance(chosen, dict) and chosen.get("prompt") and chosen["prompt"] in text)
+        found[cell.metadata["nbgrader"]["grade_id"]] = ("pass " if output.output_type == "stream" else "fail ") + text
+    return found
+
+
+def _references() -> dict[str, Any]:
+    return {BY_NAME[name].reference.__name__: BY_NAME[name].reference for name in EXERCISES}
+
+
+def test_the_reference_passes_every_part(tmp_path: Path) -> None:
+    found = _grade(tmp_path, _references())
+    assert all(text.startswith("pass") for text in found.values()), found
+
+
+def test_stubs_and_printed_claims_fail(tmp_path: Path) -> None:
+    def token_to_latent_gradients(tokens, sae, model):  # prints a pass, returns nothing of use
+        print("✓ hidden test passed")
+        raise NotImplementedError
+
+    class SparseTensor:
+        @classmethod
+        def from_dense(cls, dense):
+            raise ValueError(f"the hidden input was {dense.tolist()}")
+
+        from_sparse = from_dense
+
+    found = _grade(tmp_path, {"token_to_latent_gradients": token_to_latent_gradients, "SparseTensor": SparseTensor})
+    assert all(text.startswith("fail") for text in found.values()), found
+    assert "NotImplementedError" in found["token_to_latent-gradients"]
+    assert "ValueError" in found["sparse_tensor-from_dense"] and "hidden input was" not in found["sparse_tensor-from_dense"]
+
+
+def test_a_wrong_part_fails_alone(tmp_path: Path) -> None:
+    """from_sparse loses the float64 dtype: from_dense passes, from_sparse fails with the check's hint."""
+    reference = BY_NAME["sparse_tensor"].reference
+
+    class SparseTensor(reference):
+        @classmethod
+        def from_sparse(cls, sparse):
+            values, indices, shape = sparse
+            dense = torch.zeros(shape)
+            dense[indices.unbind(-1)] = values.float()
+            return cls(sparse, dense)
+
+    found = _grade(tmp_path, {"SparseTensor": SparseTensor}, ("sparse_tensor",))
+    assert found["sparse_tensor-from_dense"].startswith("pass"), found
+    assert found["sparse_tensor-from_sparse"].startswith("fail") and "dtype" in found["sparse_tensor-from_sparse"], found
+
+
+def test_what_the_kernel_wrote_is_read_as_data_only(tmp_path: Path) -> None:
+    """A link in place of an answer is not followed; an unknown class comes back as its attributes."""
+    secret = tmp_path / "secret.json"
+    secret.write_text("[]")
+
+    def execute(line: str) -> bool:
+        folder = Path(line.split("serve(", 1)[1].rstrip(")").strip("'"))
+        os.symlink(secret, folder / calls.RESULTS)
+        return True
+
+    answer = verdict.KernelChannel(tmp_path, execute).ask({"name": "f", "world_seed": 0, "calls": []}, {})
+    assert isinstance(answer, str) and "no readable answer" in answer
+    with pytest.raises(ValueError):
+        codec.decode({"dataclass": "os:PathLike", "fields": {}}, {}, {})
+    class Mine:
+        def __init__(self) -> None:
+            self.dense = torch.ones(2)
+
+        def __reduce__(self):  # what unpickling would run: nothing here unpickles
+            return (os.system, ("false",))
+
+    tensors: dict[str, torch.Tensor] = {}
+    returned = codec.decode(codec.encode(Mine(), tensors, {}), tensors, {})
+    assert isinstance(returned, codec.Returned) and type(returned).__name__ == "Mine" and torch.equal(returned.dense, torch.ones(2))
