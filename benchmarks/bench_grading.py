@@ -9,8 +9,8 @@ temporary course directory:
 
 - `trivial`: nbgrader alone, stock configuration, on a one-cell notebook, one `nbgrader autograde`
   process per submission: what any nbgrader grading costs, the floor of the per-process way;
-- `per-process`: the course, one `nbgrader autograde --student ID` process per submission (how the
-  runner graded until issue 14, and how an instructor grades by hand);
+- `per-process`: the course, one `nbgrader autograde --student ID` process per submission (how an
+  instructor grades by hand);
 - `make autograde`: the course through `python -m grading autograde --jobs W` (one nbgrader process
   per worker for the whole batch; each submission still gets its own sandboxed kernel), and the
   size of the largest feedback file; with `--before REF` (a git revision, e.g. `main`), the same for
@@ -18,15 +18,15 @@ temporary course directory:
 
 `--ways` picks among them (all three by default).
 
-Then a breakdown of one reference submission: nbgrader's start-up, the hidden tests' choice (once per
-secret), the kernels' tokenizer folder (built once), the sandboxed kernel's start (Python, ipykernel and the grading set-up's imports) and its
-cells by kind, timed one by one in a sandboxed kernel as nbgrader runs them (the demonstrations are not). The machine's load average is printed with each figure: compare only figures of the same run.
+Then a breakdown of one reference submission: nbgrader's start-up, the hidden inputs' choice (per
+student), the kernels' tokenizer folder (built once), the sandboxed kernel's start (Python, ipykernel and the grading set-up's imports),
+its cells by kind, timed one by one in a sandboxed kernel as nbgrader runs them (the demonstrations and graded cells are not), and the
+grader's calls and verdicts on the hidden inputs. The machine's load average is printed with each figure: compare only figures of the same run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -163,7 +163,7 @@ def breakdown(world: str) -> None:
     from nbclient import NotebookClient
     from traitlets.config.loader import PyFileConfigLoader
 
-    from grading.grader import hidden_params, sandbox, settings
+    from grading.grader import hidden_params, sandbox, settings, verdict
     from grading.preprocessors.kernel_cache import ShareKernelCache
 
     env = _env(world)
@@ -175,27 +175,22 @@ def breakdown(world: str) -> None:
         parts = {"nbgrader start-up (imports, configuration)": time.perf_counter() - start}
         os.environ.update({k: v for k, v in env.items() if k.startswith("GRADING_")})
         start = time.perf_counter()
-        chosen = hidden_params.params_for(course)
-        parts["hidden tests' choice (once per secret)"] = time.perf_counter() - start
+        chosen = hidden_params.params_for(course, "solutions")
+        parts["hidden inputs' choice (per student)"] = time.perf_counter() - start
         start = time.perf_counter()
         ShareKernelCache().preprocess(nbformat.v4.new_notebook(), {})  # the kernels' tokenizer folder, as grading has it
         parts["kernels' cache (once per machine)"] = time.perf_counter() - start
-        # The notebook as nbgrader runs it: the reference solutions and the hidden tests (the source has both),
-        # with each graded cell's hidden tests in a cell of their own to time them apart.
+        # The notebook as nbgrader runs it: the reference solutions and every cell but the graded ones, which
+        # the grader scores by its own calls (grading/grader/verdict.py), timed after the cells.
         source = nbformat.read(course / "source" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb", as_version=4)
-        cells, kinds = [], []
-        for cell in (c for c in source.cells if c.cell_type == "code"):
-            visible, _, hidden = cell.source.partition("### BEGIN HIDDEN TESTS")
-            cells.append(nbformat.v4.new_code_cell(visible))
-            kinds.append(_kind(cell, not kinds))
-            if hidden:
-                cells.append(nbformat.v4.new_code_cell(hidden.replace("### END HIDDEN TESTS", "")))
-                kinds.append("hidden tests")
+        code = [c for c in source.cells if c.cell_type == "code"]
+        graded = nbformat.v4.new_notebook(cells=[c for c in code if c.get("metadata", {}).get("nbgrader", {}).get("grade")])
+        cells = [nbformat.v4.new_code_cell(c.source) for c in code if c not in graded.cells]
+        kinds = [_kind(c, index == 0) for index, c in enumerate(c for c in code if c not in graded.cells)]
         config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
-        os.environ[hidden_params.PARAMS_ENV] = json.dumps(chosen)
         client = NotebookClient(nbformat.v4.new_notebook(cells=cells), kernel_name="python3", timeout=600,
                                 kernel_manager_class=sandbox.SandboxedKernelManager, extra_arguments=list(config.Execute.extra_arguments))
-        client.config.SandboxProvisioner.hidden_paths = [str(course)]
+        client.config.SandboxProvisioner.hidden_paths = list(config.SandboxProvisioner.hidden_paths)
         start = time.perf_counter()
         with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):  # the kernel's banner
             client.wait_for_reply(client.kc.kernel_info())
@@ -207,6 +202,14 @@ def breakdown(world: str) -> None:
                 start = time.perf_counter()
                 client.execute_cell(cell, index)
                 parts[kind] = parts.get(kind, 0.0) + time.perf_counter() - start
+
+            def execute(line: str) -> bool:
+                reply = client.wait_for_reply(client.kc.execute(line, silent=True, store_history=False))
+                return reply is not None and reply["content"].get("status") == "ok"
+
+            start = time.perf_counter()
+            verdict.grade_cells(graded, chosen, verdict.KernelChannel(Path(client.km.provisioner.scratch), execute))
+            parts["the grader's calls and verdicts (hidden inputs)"] = time.perf_counter() - start
     print(f"Breakdown of one reference submission ({world} world, {settings.kernel_threads()} thread(s), {_load()}):")
     for name, seconds in parts.items():
         print(f"  {seconds:6.1f} s  {name}")

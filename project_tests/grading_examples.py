@@ -157,6 +157,7 @@ torch.nn.modules.module.register_module_forward_hook(zero_latents)
 # The hidden inputs looked for where a kernel could read them, and printed.
 READS_FOR_INPUTS = """import os
 import pathlib
+import pkgutil
 
 for path in ("/proc/self/environ", "/proc/1/environ", "/proc/1/cmdline", "/proc/self/cmdline"):
     try:
@@ -166,7 +167,7 @@ for path in ("/proc/self/environ", "/proc/1/environ", "/proc/1/cmdline", "/proc/
 print(dict(os.environ))
 for name in ("grading.grader.hidden_params", "grading.grader.verdict", "solutions"):
     try:
-        module = __import__(name, fromlist=["_"])
+        module = pkgutil.resolve_name(name)
         print(name, {key: repr(value)[:2000] for key, value in vars(module).items()})
     except Exception as error:
         print(name, type(error).__name__)

@@ -121,3 +121,18 @@ def test_what_the_kernel_wrote_is_read_as_data_only(tmp_path: Path) -> None:
     tensors: dict[str, torch.Tensor] = {}
     returned = codec.decode(codec.encode(Mine(), tensors, {}), tensors, {})
     assert isinstance(returned, codec.Returned) and type(returned).__name__ == "Mine" and torch.equal(returned.dense, torch.ones(2))
+
+
+def test_a_copied_reference_is_listed_for_review_not_flagged() -> None:
+    """A reference solution with its names changed is evidence for the instructor; the notebook's own answers are not."""
+    import re
+
+    from grading.grader.integrity import scan_cells, similar_to_references
+    from tests.exercises import BY_NAME
+
+    source = Path(BY_NAME["token_to_latent"].reference.__code__.co_filename).read_text(encoding="utf-8")
+    copied = re.sub(r"\bsae\b", "my_sae", source)
+    review = similar_to_references([("token_to_latent", copied)])
+    assert "token_to_latent.token_to_latent_gradients" in review["token_to_latent"][0]
+    assert "token_to_latent" not in scan_cells([("token_to_latent", copied.replace("from solutions", "from part_utils"))], [])
+    assert similar_to_references([("token_to_latent", "def token_to_latent_gradients(tokens, sae, model):\n    return None\n")]) == {}

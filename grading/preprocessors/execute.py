@@ -125,7 +125,7 @@ class RobustExecute(Execute):
             runs = os.path.join(self.reports_directory, "runs")
             os.makedirs(runs, exist_ok=True)
             with open(os.path.join(runs, f"{student}.json"), "w", encoding="utf-8") as file:
-                json.dump({"events": events, "flags": flags, "notes": notes}, file, indent=1)
+                json.dump({"events": events, "flags": flags, "notes": notes, "review": job.get("review", {})}, file, indent=1)
         return nb, resources
 
     def _notes_cell(self, notes: list[str], skipped: dict[int, str], nb: NotebookNode, flags: dict, events: list) -> NotebookNode:
