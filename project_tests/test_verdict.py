@@ -136,3 +136,69 @@ def test_a_copied_reference_is_listed_for_review_not_flagged() -> None:
     assert "token_to_latent.token_to_latent_gradients" in review["token_to_latent"][0]
     assert "token_to_latent" not in scan_cells([("token_to_latent", copied.replace("from solutions", "from part_utils"))], [])
     assert similar_to_references([("token_to_latent", "def token_to_latent_gradients(tokens, sae, model):\n    return None\n")]) == {}
+
+
+LEARNER_CELL = '''
+import tests
+from IPython import get_ipython
+
+tests.test_sparse_tensor(None)
+reached = {}
+for name in ("solutions", "tests.exercises", "grading.grader.verdict"):
+    try:
+        module = __import__(name, fromlist=["_"])
+        reached[name] = [key for key in vars(module) if not key.startswith("__")]
+    except Exception as error:
+        reached[name] = type(error).__name__
+print(reached)
+get_ipython().events.register("pre_run_cell", lambda info: get_ipython().displayhook(14))
+
+class SparseTensor:
+    def __init__(self, sparse, dense):
+        self.sparse, self.dense = sparse, dense
+
+    @classmethod
+    def from_dense(cls, dense):
+        active = dense > 0
+        return cls((dense[active], active.nonzero(), tuple(dense.shape)), dense)
+
+    @classmethod
+    def from_sparse(cls, sparse):
+        print("from_sparse was called")
+        return cls(sparse, sparse[0])
+'''
+
+
+def test_a_sandboxed_kernel_answers_the_grader(tmp_path: Path) -> None:
+    """In a grading kernel as nbgrader starts it: no reference is reachable, and the grader's calls score
+    what the learner's class returns, whatever the kernel shows."""
+    from nbclient import NotebookClient
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from grading.grader import sandbox
+    from grading.grader.settings import ROOT
+
+    if sandbox.sandbox_problem() is not None:
+        pytest.skip(f"no sandbox here: {sandbox.sandbox_problem()}")
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT / "nbgrader")).load_config()
+    client = NotebookClient(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(LEARNER_CELL)]), kernel_name="python3", timeout=300,
+                            kernel_manager_class=sandbox.SandboxedKernelManager, extra_arguments=list(config.Execute.extra_arguments))
+    client.config.SandboxProvisioner.hidden_paths = list(config.SandboxProvisioner.hidden_paths)
+    params = hidden_params.choose("verdict-tests", "alice")
+    nb = _graded(("sparse_tensor",))
+    with client.setup_kernel():
+        client.wait_for_reply(client.kc.kernel_info())
+        client.execute_cell(client.nb.cells[0], 0)
+
+        def execute(line: str) -> bool:
+            reply = client.wait_for_reply(client.kc.execute(line, silent=True, store_history=False))
+            return reply is not None and reply["content"].get("status") == "ok"
+
+        verdict.grade_cells(nb, params, verdict.KernelChannel(Path(client.km.provisioner.scratch), execute))
+    shown = "".join(output.get("text", "") for output in client.nb.cells[0].outputs)
+    assert "checked by the grader" in shown
+    assert "'solutions': []" in shown or "'solutions': 'ModuleNotFoundError'" in shown, shown
+    assert "'tests.exercises': 'ModuleNotFoundError'" in shown and "'grading.grader.verdict': 'ModuleNotFoundError'" in shown, shown
+    from_dense, from_sparse = nb.cells
+    assert from_dense.outputs[0].output_type == "stream" and "passed" in from_dense.outputs[0].text, from_dense.outputs
+    assert [output.output_type for output in from_sparse.outputs] == ["error"], from_sparse.outputs
