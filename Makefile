@@ -61,7 +61,7 @@ clean:
 
 # ---- Grading with nbgrader (see the instructor guide in README.md). Run from the repository root. ----
 # `make autograde JOBS=4` grades 4 submissions at a time; GRADING_WORLD, GRADING_CELL_TIMEOUT (s) and
-# GRADING_MEMORY_GB (per kernel) override the limits in grading/settings.py.
+# GRADING_MEMORY_GB (per kernel) override the limits in grading/grader/settings.py.
 JOBS ?= 1
 NBGRADER := cd nbgrader && ../$(PY) -m nbgrader
 .PHONY: release autograde feedback grades
