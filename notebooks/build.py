@@ -17,9 +17,11 @@ starts a cell; `# %% [markdown]` cells hold Markdown as comment lines. Kinds:
 - `check`:     a cell that calls a learner check (`tests.test_...`), in the learner notebooks only;
                `check ungraded=locked` also goes into the nbgrader notebook, as a locked cell worth no points
                (the intermediate functions' checks: they find a bug where it is made, and are not graded);
-- `grader`:    an autograded cell, in the nbgrader notebook only (where it replaces the check cells):
-               `exercise=NAME id=GRADE_ID points=N`, a visible learner check of one part of an exercise,
-               then a `### BEGIN HIDDEN TESTS` / `### END HIDDEN TESTS` region that students never see.
+- `graded`:    `exercise=NAME`, with no lines: the exercise's autograded cells, in the nbgrader notebook only
+               (where they replace the check cells), generated from its row of the exercise table
+               (tests/exercises.py): one per part, worth the part's points, with the grade_id `NAME-PART`,
+               calling the learner check of that part; the grader scores each itself on hidden inputs
+               (grading/grader/verdict.py).
   `exercise=NAME` on exercise cells says which exercise a solution belongs to (for the grader).
 
 Each source yields:
@@ -48,7 +50,7 @@ _CELL_START = re.compile(r"^# %%(?: \[(?P<kind>\w+)(?P<options>(?: \w+=[^\s\]]+)
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 # What nbgrader's generate_assignment puts in place of a solution region (its default code stub).
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
-KINDS = ("code", "demo", "markdown", "exercise", "check", "grader")
+KINDS = ("code", "demo", "markdown", "exercise", "check", "graded")
 
 
 @dataclass
@@ -81,6 +83,23 @@ def contract_lines(dotted: str) -> list[str]:
     raise ValueError(f"{path}: no top-level function {name!r} for contract={dotted}")
 
 
+def graded_cells(cell: SourceCell) -> list[SourceCell]:
+    """A `graded` cell's exercise, as one `grader` cell per part of its row in the exercise table."""
+    sys.path.insert(0, str(ROOT))
+    from tests.exercises import BY_NAME
+
+    name = cell.options.get("exercise", "")
+    if name not in BY_NAME or cell.text:
+        raise ValueError(f"line {cell.line_number}: a graded cell names an exercise of the table ({sorted(BY_NAME)}) and has no lines")
+    row = BY_NAME[name]
+    world = f", model, {row.sae_map}" if row.sae_map else ""
+    return [
+        SourceCell("grader", [f'tests.{row.check.__name__}({row.reference.__name__}{world}, part="{part}")'],
+                   {"exercise": name, "id": f"{name}-{part}", "points": str(points)}, cell.line_number)
+        for part, points in row.parts.items()
+    ]
+
+
 def parse(path: Path) -> list[SourceCell]:
     cells: list[SourceCell] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -97,6 +116,7 @@ def parse(path: Path) -> list[SourceCell]:
             raise ValueError(f"{path}:{number}: text before the first '# %%' cell marker")
         else:
             cells[-1].lines.append(line)
+    cells = [expanded for cell in cells for expanded in (graded_cells(cell) if cell.kind == "graded" else [cell])]
     for cell in cells:
         if cell.kind == "markdown":
             cell.lines = [re.sub(r"^# ?", "", line) for line in cell.lines]

@@ -176,11 +176,7 @@ class SparseTensor:
 # %% [check]
 tests.test_sparse_tensor(SparseTensor)
 
-# %% [grader exercise=sparse_tensor id=sparse_tensor-from_dense points=1]
-tests.test_sparse_tensor(SparseTensor, part="from_dense")
-
-# %% [grader exercise=sparse_tensor id=sparse_tensor-from_sparse points=1]
-tests.test_sparse_tensor(SparseTensor, part="from_sparse")
+# %% [graded exercise=sparse_tensor]
 
 # %% [markdown]
 # A quick look at what you built, on a small example:
@@ -332,11 +328,7 @@ tests.test_latent_acts_to_later_latent_acts(latent_acts_to_later_latent_acts, mo
 # %% [check]
 tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes)
 
-# %% [grader exercise=latent_to_latent id=latent_to_latent-activations points=1]
-tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes, part="activations")
-
-# %% [grader exercise=latent_to_latent id=latent_to_latent-gradients points=2]
-tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes, part="gradients")
+# %% [graded exercise=latent_to_latent]
 
 # %% [markdown]
 # Now run it on this world's prompt and look at the result. First a sanity check of the
@@ -487,11 +479,7 @@ tests.test_tokens_to_latent_acts(tokens_to_latent_acts, model, saes)
 # %% [check]
 tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes)
 
-# %% [grader exercise=token_to_latent id=token_to_latent-activations points=1]
-tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes, part="activations")
-
-# %% [grader exercise=token_to_latent id=token_to_latent-gradients points=1]
-tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes, part="gradients")
+# %% [graded exercise=token_to_latent]
 
 # %% [markdown]
 # > **Challenge.** Take the pair of latents you found in exercise 3's plot (an earlier latent on " E"
@@ -606,11 +594,7 @@ tests.test_latent_acts_to_logits(latent_acts_to_logits, model, saes)
 # %% [check]
 tests.test_latent_to_logit_gradients(latent_to_logit_gradients, model, saes)
 
-# %% [grader exercise=latent_to_logit id=latent_to_logit-activations points=1]
-tests.test_latent_to_logit_gradients(latent_to_logit_gradients, model, saes, part="activations")
-
-# %% [grader exercise=latent_to_logit id=latent_to_logit-gradients points=1]
-tests.test_latent_to_logit_gradients(latent_to_logit_gradients, model, saes, part="gradients")
+# %% [graded exercise=latent_to_logit]
 
 # %% [markdown]
 # First, how well does the model do on the prompt, with and without the SAE spliced in (its
@@ -777,11 +761,7 @@ tests.test_latent_acts_to_later_latent_acts_attn(latent_acts_to_later_latent_act
 # %% [check]
 tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, model, attn_saes)
 
-# %% [grader exercise=attention id=attention-activations points=1]
-tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, model, attn_saes, part="activations")
-
-# %% [grader exercise=attention id=attention-gradients points=2]
-tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, model, attn_saes, part="gradients")
+# %% [graded exercise=attention]
 
 # %% [demo]
 str_toks = model.to_str_tokens(rep_tokens[0])
@@ -957,11 +937,7 @@ from part_utils import EDGE_THRESHOLD, Circuit, CircuitEdge, CircuitNode, circui
 # %% [check]
 tests.test_latent_circuit(latent_circuit, model, saes)
 
-# %% [grader exercise=latent_circuit id=latent_circuit-nodes points=1]
-tests.test_latent_circuit(latent_circuit, model, saes, part="nodes")
-
-# %% [grader exercise=latent_circuit id=latent_circuit-edges points=1]
-tests.test_latent_circuit(latent_circuit, model, saes, part="edges")
+# %% [graded exercise=latent_circuit]
 
 # %% [markdown]
 # The circuit for this world's prompt. Hover over a node for its latent, token, position, activation and
