@@ -202,3 +202,26 @@ def test_a_sandboxed_kernel_answers_the_grader(tmp_path: Path) -> None:
     from_dense, from_sparse = nb.cells
     assert from_dense.outputs[0].output_type == "stream" and "passed" in from_dense.outputs[0].text, from_dense.outputs
     assert [output.output_type for output in from_sparse.outputs] == ["error"], from_sparse.outputs
+
+
+def test_nbgraders_execute_step_writes_the_verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RobustExecute, as autograde runs it: the graded cells' outputs are the grader's, whatever the kernel's hooks do."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from grading.grader import sandbox
+    from grading.grader.settings import ROOT
+    from grading.preprocessors.execute import RobustExecute
+
+    if sandbox.sandbox_problem() is not None:
+        pytest.skip(f"no sandbox here: {sandbox.sandbox_problem()}")
+    monkeypatch.setenv("GRADING_SECRET", "verdict-tests")
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT / "nbgrader")).load_config()
+    config.CourseDirectory.root = str(tmp_path)
+    hooks = ("from IPython import get_ipython\nshell = get_ipython()\nshell.set_custom_exc((BaseException,), lambda *a, **k: None)\n"
+             "shell.events.register('pre_run_cell', lambda info: shell.displayhook(14))\n")
+    nb = _graded(("sparse_tensor",))
+    nb.cells.insert(0, nbformat.v4.new_code_cell(hooks + LEARNER_CELL))
+    resources = {"nbgrader": {"student": "alice", "assignment": "a", "notebook": "n"}}
+    graded, _ = RobustExecute(config=config).preprocess(nb, resources)
+    outputs = {cell.metadata["nbgrader"]["grade_id"]: [o.output_type for o in cell.outputs] for cell in graded.cells if "nbgrader" in cell.metadata}
+    assert outputs == {"sparse_tensor-from_dense": ["stream"], "sparse_tensor-from_sparse": ["error"]}, outputs
