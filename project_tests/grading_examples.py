@@ -97,7 +97,8 @@ def hostile(base: Callable[[], NotebookNode], stub: Callable[[], NotebookNode], 
     # builds has the patched class too, but the grader's reference does not.
     patch = ("def zero_encode(self, x):\n    return t.zeros(*x.shape[:-1], self.cfg.d_sae, device=x.device)\n\n"
              "for sae in saes.values():\n    setattr(type(sae), 'encode', zero_encode)\n" + TRIVIAL_TOKEN_TO_LATENT)
-    found["hostile_patches_sae"] = (_add_after(base(), "token_to_latent", patch), BASE | {"token_to_latent": 0})
+    # The base's latent_to_logit runs the SAEs (run_with_cache_with_saes): on the kernel's world they encode to zeros.
+    found["hostile_patches_sae"] = (_add_after(base(), "token_to_latent", patch), BASE | {"token_to_latent": 0, "latent_to_logit": 0})
     found |= _verdict_attacks(base, stub)
     return found
 
@@ -185,7 +186,8 @@ def _verdict_attacks(base: Callable[[], NotebookNode], stub: Callable[[], Notebo
         "stub_emits_results": (_stub_with(EMITS_RESULTS), dict(ZERO)),
         "stub_patches_grader": (_stub_with(PATCHES_GRADER), dict(ZERO)),
         "hostile_unseen_reference": (_add_after(base(), "token_to_latent", UNSEEN_REFERENCE), BASE | {"token_to_latent": 0}),
-        "hostile_global_hook": (_add_after(base(), "token_to_latent", GLOBAL_HOOK), BASE | {"token_to_latent": 0}),
+        # the hook zeroes the latents the base's latent_to_logit caches, too
+        "hostile_global_hook": (_add_after(base(), "token_to_latent", GLOBAL_HOOK), BASE | {"token_to_latent": 0, "latent_to_logit": 0}),
         "hostile_reads_inputs": (_add_after(base(), "token_to_latent", READS_FOR_INPUTS), dict(BASE)),
     }
 
