@@ -196,7 +196,7 @@ def breakdown(world: str) -> None:
             client.wait_for_reply(client.kc.kernel_info())
             parts["kernel start (sandbox, Python, grading set-up's imports)"] = time.perf_counter() - start
             for index, (cell, kind) in enumerate(zip(client.nb.cells, kinds, strict=True)):
-                if kind == DEMONSTRATIONS:  # as grading/preprocessors/demonstrations.py leaves them out
+                if kind == DEMONSTRATIONS:  # as grading/grader/demonstrations.py leaves them out
                     parts[kind] = 0.0
                     continue
                 start = time.perf_counter()

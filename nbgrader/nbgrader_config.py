@@ -25,12 +25,12 @@ from nbgrader.preprocessors import (
 )
 
 from grading.grader import settings
-from grading.preprocessors.demonstrations import SkipDemonstrations
+from grading.grader.demonstrations import SkipDemonstrations
+from grading.grader.integrity import IntegrityScan
+from grading.grader.normalize import NormalizeSubmission
 from grading.preprocessors.execute import RobustExecute
 from grading.preprocessors.feedback import HideHiddenTracebacks
-from grading.preprocessors.integrity import IntegrityScan
 from grading.preprocessors.kernel_cache import ShareKernelCache
-from grading.preprocessors.normalize import NormalizeSubmission
 from grading.preprocessors.offline_math import MathAsMathML
 from grading.preprocessors.outputs import LimitOutputBytes, StderrIsNotAFailure
 
@@ -44,7 +44,7 @@ c.CourseDirectory.db_url = f"sqlite:///{HERE / 'gradebook.db'}?timeout=120"
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
 
 # Autograde, sanitize stage: nbgrader's own, after the submission is rebuilt from the release and its
-# code scanned (grading/preprocessors/normalize.py, integrity.py).
+# code scanned (grading/grader/normalize.py, grading/grader/integrity.py).
 c.Autograde.sanitize_preprocessors = [
     NormalizeSubmission,
     IntegrityScan,
@@ -59,7 +59,7 @@ c.Autograde.sanitize_preprocessors = [
 # hidden inputs (grading/grader/verdict.py) and applies the integrity findings (grading/preprocessors/execute.py),
 # in sandboxed kernels.
 # Kernels read GPT-2's tokenizer from a folder the grader built once (grading/preprocessors/kernel_cache.py),
-# and the released demonstrations, which score nothing, are not run (grading/preprocessors/demonstrations.py).
+# and the released demonstrations, which score nothing, are not run (grading/grader/demonstrations.py).
 c.Autograde.autograde_preprocessors = [
     ShareKernelCache,
     SkipDemonstrations,

@@ -9,7 +9,7 @@ starts a cell; `# %% [markdown]` cells hold Markdown as comment lines. Kinds:
 - `code`       (or no kind): the same in every notebook;
 - `demo`:      code that shows results (prints, plots, dashboards) and scores nothing; the same in every
                notebook, and marked in the nbgrader one so that the grader need not run it
-               (grading/preprocessors/demonstrations.py); it binds no name that another cell reads;
+               (grading/grader/demonstrations.py); it binds no name that another cell reads;
 - `exercise`:  code whose `### BEGIN SOLUTION` / `### END SOLUTION` regions are the learner's work; lines
                after a region (e.g. the `return ...` that shows the result's structure) stay in the stub;
                `contract=solutions.MODULE.FUNCTION` puts the reference's signature and docstring in front of

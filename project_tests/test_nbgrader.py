@@ -174,7 +174,7 @@ def test_feedback_says_why(graded, student: str) -> None:
 
 
 def test_demonstrations_are_not_run_unless_the_learner_reads_them(graded) -> None:
-    """The released demonstrations are left out (grading/preprocessors/demonstrations.py), and say so, unless the
+    """The released demonstrations are left out (grading/grader/demonstrations.py), and say so, unless the
     learner's own code reads a name they bind: then they run, and the scores are the same (test_scores_per_exercise)."""
     course = graded[0]
     for student, skipped in (("solutions", True), ("zz_stub", True), ("reads_demonstration", False)):

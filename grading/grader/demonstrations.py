@@ -11,7 +11,12 @@ the nbgrader notebook, hence of the release. The grader need not run one, provid
   checked here, by Python's `symtable`, for the global names its reachable code reads; code that reads
   globals by name at run time (`globals()`, `eval`, IPython magics, ...) counts as reading every one.
 
-When the learner's code may read a name a demonstration binds, every demonstration runs, as before.
+When the learner's code may read a name a demonstration binds, every demonstration runs.
+
+`SkipDemonstrations`, before execution, gives those that `skippable` finds safe to leave out nbclient's own
+`skip-execution` tag, which nbgrader's execute step honours, and a one-line output that says so in the
+feedback. The tag is the grader's: it is removed from every other cell, so a submission cannot skip cells
+of its own choosing.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ import ast
 import symtable
 from collections.abc import Iterable
 
+import nbformat
+from nbclient import NotebookClient
 from nbformat import NotebookNode
 
 from grading.grader import integrity
+from grading.preprocessors.course import CoursePreprocessor
 
 # The key, in a cell's `latent_gradients` metadata, that notebooks/nbgrader_cells.py (importing it from here) sets on demonstrations.
 DEMONSTRATION = "demonstration"
@@ -126,3 +134,21 @@ def skippable(nb: NotebookNode, release: NotebookNode) -> list[int]:
         if tree is not None and (_reads_dynamically(tree) or _bound_and_read(tree)[1] & demo_bound):
             return []
     return demos
+
+
+SKIP_TAG = NotebookClient.skip_cells_with_tag.default_value
+NOT_RUN = "[not run when grading: a demonstration, which scores nothing]\n"
+
+
+class SkipDemonstrations(CoursePreprocessor):
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        skipped = set(skippable(nb, self.released_notebook(resources)))
+        for index, cell in enumerate(nb.cells):
+            tags = [tag for tag in cell.get("metadata", {}).get("tags", []) if tag != SKIP_TAG]
+            if index in skipped:
+                tags.append(SKIP_TAG)
+                cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=NOT_RUN)]
+                cell.execution_count = None
+            if tags or "tags" in cell.get("metadata", {}):
+                cell.metadata["tags"] = tags
+        return nb, resources

@@ -1,4 +1,5 @@
-"""Static integrity scan of a submission's own code, outside the student's kernel (so it cannot be subverted).
+"""Static integrity scan of a submission's own code, outside the student's kernel (so it cannot be subverted), and
+its nbgrader preprocessor (`IntegrityScan`, after `NormalizeSubmission` in autograde's sanitize stage).
 
 A finding costs the exercise it belongs to all its credit (the grader adds an error to each of its
 graded cells) and is listed in the class summary. Findings:
@@ -25,6 +26,11 @@ import difflib
 import functools
 from collections.abc import Iterable
 from pathlib import Path
+
+from nbformat import NotebookNode
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+from grading.grader.normalize import GRADING_METADATA
 
 PROTECTED_MODULES = ("tests", "torch", "solutions", "grading", "part_utils", "nbgrader", "builtins", "numpy", "sae_lens", "transformer_lens")
 PROTECTED_NAMES = ("tests", "grading")
@@ -235,3 +241,20 @@ def similar_to_references(cells: list[tuple[str, str]]) -> dict[str, list[str]]:
                         f"`{function.name}` has the structure of the reference solution's `{name}` ({ratio:.0%} alike, names aside)")
                     break
     return review
+
+
+class IntegrityScan(NbGraderPreprocessor):
+    """nbgrader preprocessor (after `NormalizeSubmission`): the scan's findings into the notebook's metadata.
+
+    `RobustExecute` turns them into an IntegrityViolation error in each graded cell of a flagged exercise; the
+    functions that closely copy a reference go to the run report, for the instructor's review.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        job = nb.metadata.setdefault("latent_gradients", {}).setdefault(GRADING_METADATA, {})
+        marks = [c.get("metadata", {}).get("nbgrader") for c in nb.cells]
+        locked = [c.source for c, mark in zip(nb.cells, marks) if c.cell_type == "code" and mark and not mark.get("solution")]
+        own_code = [tuple(pair) for pair in job.pop("own_code", [])]
+        job["flags"] = scan_cells(own_code, locked)
+        job["review"] = similar_to_references(own_code)
+        return nb, resources

@@ -1,4 +1,5 @@
-"""Rebuild a submission from the released notebook, keeping only what the student may change.
+"""Rebuild a submission from the released notebook, keeping only what the student may change; its nbgrader
+preprocessor, `NormalizeSubmission`, is the first of autograde's sanitize stage.
 
 nbgrader restores the source of locked and graded cells that a student edited, but not cells a student
 deleted (unless they are graded) nor their order. So before grading, each submission is rebuilt: every
@@ -14,6 +15,8 @@ import copy
 
 import nbformat
 from nbformat import NotebookNode
+
+from grading.preprocessors.course import CoursePreprocessor
 
 # Key, in the notebook's `latent_gradients` metadata, of what the grading preprocessors hand each other.
 GRADING_METADATA = "grading"
@@ -92,3 +95,16 @@ def normalize(submission: NotebookNode, release: NotebookNode) -> tuple[Notebook
 
 def exercise_of_cells(release: NotebookNode) -> dict[str, str]:
     return {gid: ex for gid, ex in ((_grade_id(c), _exercise(c)) for c in release.cells) if gid and ex}
+
+
+class NormalizeSubmission(CoursePreprocessor):
+    """nbgrader preprocessor (first of autograde's sanitize stage): the submission rebuilt from the release.
+
+    Its notes and the student's own code (for `IntegrityScan`) go into the notebook's metadata, which
+    the rebuilt notebook takes from the release, so a submission cannot write them itself.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        out, notes, own_code = normalize(nb, self.released_notebook(resources))
+        out.metadata.setdefault("latent_gradients", {})[GRADING_METADATA] = {"notes": notes, "own_code": own_code}
+        return out, resources
