@@ -163,6 +163,7 @@ def breakdown(world: str) -> None:
     from nbclient import NotebookClient
     from traitlets.config.loader import PyFileConfigLoader
 
+    from grading import cell_metadata
     from grading.grader import hidden_params, sandbox, settings, verdict
     from grading.preprocessors.kernel_cache import ShareKernelCache
 
@@ -184,7 +185,7 @@ def breakdown(world: str) -> None:
         # the grader scores by its own calls (grading/grader/verdict.py), timed after the cells.
         source = nbformat.read(course / "source" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb", as_version=4)
         code = [c for c in source.cells if c.cell_type == "code"]
-        graded = nbformat.v4.new_notebook(cells=[c for c in code if c.get("metadata", {}).get("nbgrader", {}).get("grade")])
+        graded = nbformat.v4.new_notebook(cells=[c for c in code if cell_metadata.is_graded(c)])
         cells = [nbformat.v4.new_code_cell(c.source) for c in code if c not in graded.cells]
         kinds = [_kind(c, index == 0) for index, c in enumerate(c for c in code if c not in graded.cells)]
         config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import nbformat
 
-from grading.grader.demonstrations import DEMONSTRATION  # the grader reads the mark, so it names it
+from grading import cell_metadata
 
 
 def _nbgrader(grade_id: str, *, solution: bool = False, grade: bool = False, locked: bool = False, points: int = 0) -> dict:
@@ -35,8 +35,8 @@ def _grader_cell(cell, index: int) -> nbformat.NotebookNode:
             raise ValueError(f"{where}: a grader cell needs `{option}=`")
     grade_id = cell.options["id"]
     new = nbformat.v4.new_code_cell(cell.text, id=grade_id.replace("_", "-"))
-    new.metadata["nbgrader"] = _nbgrader(grade_id, grade=True, locked=True, points=int(cell.options["points"]))
-    new.metadata["latent_gradients"] = {"exercise": cell.options["exercise"]}
+    new.metadata[cell_metadata.NBGRADER] = _nbgrader(grade_id, grade=True, locked=True, points=int(cell.options["points"]))
+    new.metadata[cell_metadata.COURSE] = {cell_metadata.EXERCISE: cell.options["exercise"]}
     return new
 
 
@@ -53,18 +53,18 @@ def build_nbgrader_notebook(name: str, cells: list) -> nbformat.NotebookNode:
         grade_id = f"{cell.kind}-{index:02d}"
         if cell.kind == "markdown":
             new = nbformat.v4.new_markdown_cell(cell.text, id=grade_id)
-            new.metadata["nbgrader"] = _nbgrader(grade_id, locked=True)
+            new.metadata[cell_metadata.NBGRADER] = _nbgrader(grade_id, locked=True)
         elif cell.kind == "exercise":
             new = nbformat.v4.new_code_cell(cell.text, id=grade_id)
-            new.metadata["nbgrader"] = _nbgrader(grade_id, solution=True)
-            new.metadata["latent_gradients"] = {"exercise": cell.options.get("exercise", grade_id)}
+            new.metadata[cell_metadata.NBGRADER] = _nbgrader(grade_id, solution=True)
+            new.metadata[cell_metadata.COURSE] = {cell_metadata.EXERCISE: cell.options.get("exercise", grade_id)}
         elif cell.kind == "grader":
             new = _grader_cell(cell, index)
         else:
             new = nbformat.v4.new_code_cell(cell.text, id=grade_id)
-            new.metadata["nbgrader"] = _nbgrader(grade_id, locked=True)
+            new.metadata[cell_metadata.NBGRADER] = _nbgrader(grade_id, locked=True)
             if cell.kind == "demo":
-                new.metadata["latent_gradients"] = {DEMONSTRATION: True}
+                new.metadata[cell_metadata.COURSE] = {cell_metadata.DEMONSTRATION: True}
         if new.metadata["nbgrader"]["grade_id"] in grade_ids:
             raise ValueError(f"duplicate grade_id {new.metadata['nbgrader']['grade_id']!r}")
         grade_ids.add(new.metadata["nbgrader"]["grade_id"])

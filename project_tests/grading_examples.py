@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from grading import cell_metadata
 from grading.grader import settings
 from tests.exercises import EXERCISES
 
@@ -24,11 +25,11 @@ BASE = ZERO | {"sparse_tensor": 2, "token_to_latent": 2, "latent_to_logit": 2}
 
 
 def _exercise(cell: NotebookNode) -> str | None:
-    return cell.get("metadata", {}).get("latent_gradients", {}).get("exercise")
+    return cell_metadata.exercise_of(cell)
 
 
 def _grade_id(cell: NotebookNode) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return cell_metadata.grade_id(cell)
 
 
 def _solution_text(source: str) -> str:
@@ -36,7 +37,7 @@ def _solution_text(source: str) -> str:
 
 
 def solved(release: NotebookNode, source: NotebookNode, exercises: set[str] | None) -> NotebookNode:
-    answers = {_grade_id(c): _solution_text(c.source) for c in source.cells if c.metadata.get("nbgrader", {}).get("solution")}
+    answers = {_grade_id(c): _solution_text(c.source) for c in source.cells if cell_metadata.is_solution(c)}
     nb = copy.deepcopy(release)
     for cell in nb.cells:
         gid = _grade_id(cell)
@@ -46,7 +47,7 @@ def solved(release: NotebookNode, source: NotebookNode, exercises: set[str] | No
 
 
 def _edit(nb: NotebookNode, exercise: str, edit: Callable[[str], str], which: int = -1) -> NotebookNode:
-    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") and _exercise(c) == exercise]
+    cells = [c for c in nb.cells if cell_metadata.is_solution(c) and _exercise(c) == exercise]
     cell = cells[which]
     new = edit(cell.source)
     assert new != cell.source, f"edit of {exercise} changed nothing"
@@ -56,7 +57,7 @@ def _edit(nb: NotebookNode, exercise: str, edit: Callable[[str], str], which: in
 
 def _add_after(nb: NotebookNode, exercise: str, source: str) -> NotebookNode:
     """A cell of the student's own, after the exercise's last solution cell."""
-    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") and _exercise(c) == exercise]
+    cells = [c for c in nb.cells if cell_metadata.is_solution(c) and _exercise(c) == exercise]
     nb.cells.insert(nb.cells.index(cells[-1]) + 1, nbformat.v4.new_code_cell(source))
     return nb
 
@@ -223,7 +224,7 @@ def build(course: Path, loopback_port: int = 9) -> dict[str, tuple[str, dict[str
     examples["syntax_error"] = (broken(lambda s: s.replace("def token_to_latent_gradients(", "def token_to_latent_gradients((", 1)), BASE | {"token_to_latent": 0})
 
     edited = base()
-    graded = [c for c in edited.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    graded = [c for c in edited.cells if cell_metadata.is_graded(c)]
     graded[0].source = 'print("✓ test_sparse_tensor passed")'  # an edited check: restored before grading
     edited.cells.remove(next(c for c in graded if _exercise(c) == "latent_to_logit"))  # a deleted check: restored
     edited.cells.remove(next(c for c in edited.cells if c.cell_type == "markdown"))  # a deleted locked cell

@@ -29,11 +29,10 @@ import nbformat
 from nbclient import NotebookClient
 from nbformat import NotebookNode
 
+from grading import cell_metadata
 from grading.grader import integrity
 from grading.preprocessors.course import CoursePreprocessor
 
-# The key, in a cell's `latent_gradients` metadata, that notebooks/nbgrader_cells.py (importing it from here) sets on demonstrations.
-DEMONSTRATION = "demonstration"
 # Ways to read a global by name at run time, which no static reading of the code can follow: the integrity
 # scan's dynamic names, and the namespaces and frames they reach. IPython's magics and shell escapes become
 # `get_ipython()` calls once transformed.
@@ -43,11 +42,11 @@ DYNAMIC = frozenset(integrity.DYNAMIC) | {
 
 
 def is_marked(cell: NotebookNode) -> bool:
-    return cell.get("cell_type") == "code" and cell.get("metadata", {}).get("latent_gradients", {}).get(DEMONSTRATION) is True
+    return cell_metadata.is_demonstration(cell)
 
 
 def grade_id(cell: NotebookNode) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return cell_metadata.grade_id(cell)
 
 
 def _reachable(source: str) -> ast.Module | None:

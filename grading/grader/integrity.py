@@ -30,7 +30,7 @@ from pathlib import Path
 from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from grading.grader.normalize import GRADING_METADATA
+from grading import cell_metadata
 
 PROTECTED_MODULES = ("tests", "torch", "solutions", "grading", "part_utils", "nbgrader", "builtins", "numpy", "sae_lens", "transformer_lens")
 PROTECTED_NAMES = ("tests", "grading")
@@ -251,7 +251,7 @@ class IntegrityScan(NbGraderPreprocessor):
     """
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        job = nb.metadata.setdefault("latent_gradients", {}).setdefault(GRADING_METADATA, {})
+        job = nb.metadata.setdefault(cell_metadata.COURSE, {}).setdefault(cell_metadata.GRADING, {})
         marks = [c.get("metadata", {}).get("nbgrader") for c in nb.cells]
         locked = [c.source for c, mark in zip(nb.cells, marks) if c.cell_type == "code" and mark and not mark.get("solution")]
         own_code = [tuple(pair) for pair in job.pop("own_code", [])]

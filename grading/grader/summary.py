@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
+from grading import cell_metadata
 from grading.grader import settings
 from grading.grader.normalize import exercise_of_cells
 
@@ -27,7 +28,7 @@ def _runtime_integrity(course: Path, student: str, exercise_of: dict[str, str]) 
     if not path.exists():
         return found
     for cell in nbformat.read(path, as_version=4).cells:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        gid = cell_metadata.grade_id(cell)
         for output in cell.get("outputs", []):
             if output.get("ename") == "IntegrityViolation" and gid in exercise_of:
                 found.setdefault(exercise_of[gid], []).append(str(output.get("evalue", ""))[:200])

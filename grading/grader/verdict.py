@@ -36,6 +36,7 @@ import torch
 from nbformat import NotebookNode
 from safetensors.torch import load, save
 
+from grading import cell_metadata
 from grading.grader.hidden_params import hidden_world
 from grading.kernel import calls, codec
 from tests._report import CheckFailed
@@ -249,7 +250,7 @@ def _hidden_text(failure: CheckFailed, params: dict[str, Any]) -> str:
 
 def graded_part(cell: NotebookNode) -> tuple[Exercise, str] | None:
     """The exercise row and part a graded cell scores, from its grade_id (`<exercise>-<part>`)."""
-    grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
+    grade_id = (cell_metadata.grade_id(cell) or "")
     exercise, _, part = grade_id.partition("-")
     row = BY_NAME.get(exercise)
     return (row, part) if row is not None and part in row.parts else None

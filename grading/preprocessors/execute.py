@@ -38,8 +38,9 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute
 from traitlets import Integer, Unicode
 
+from grading import cell_metadata
 from grading.grader import hidden_params, sandbox, verdict
-from grading.grader.normalize import GRADING_METADATA, exercise_of_cells
+from grading.grader.normalize import exercise_of_cells
 
 NOTES_CELL_ID = "grading-notes"
 
@@ -53,7 +54,7 @@ def _error(ename: str, text: str) -> NotebookNode:
 
 
 def _is_grade(cell: NotebookNode) -> bool:
-    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("grade"))
+    return cell_metadata.is_graded(cell)
 
 
 class RobustExecute(Execute):
@@ -67,7 +68,7 @@ class RobustExecute(Execute):
         super().__init__(**kwargs)
 
     def _job(self, nb: NotebookNode) -> dict[str, Any]:
-        job = dict(nb.metadata.get("latent_gradients", {}).get(GRADING_METADATA, {}))
+        job = dict(nb.metadata.get(cell_metadata.COURSE, {}).get(cell_metadata.GRADING, {}))
         job["exercise_of"] = exercise_of_cells(nb)
         # A note only the batch runner can give (it graded the release in place of an unreadable notebook).
         extra = os.environ.get("GRADING_RUNNER_NOTE")
@@ -218,4 +219,4 @@ def _blocked_writes(nb: NotebookNode) -> list[str]:
 
 
 def _grade_id(cell: NotebookNode) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return cell_metadata.grade_id(cell)
