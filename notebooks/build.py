@@ -12,7 +12,7 @@ starts a cell; `# %% [markdown]` cells hold Markdown as comment lines. Kinds:
                (grading/grader/demonstrations.py); it binds no name that another cell reads;
 - `exercise`:  code whose `### BEGIN SOLUTION` / `### END SOLUTION` regions are the learner's work; lines
                after a region (e.g. the `return ...` that shows the result's structure) stay in the stub;
-               `contract=solutions.MODULE.FUNCTION` puts the reference's signature and docstring in front of
+               `contract=solutions.MODULE.NAME` puts the reference's signature and docstring in front of
                the cell's lines (the function's body), so an exercise's contract has one home, the reference;
 - `check`:     a cell that calls a learner check (`tests.test_...`), in the learner notebooks only;
                `check ungraded=locked` also goes into the nbgrader notebook, as a locked cell worth no points
@@ -66,7 +66,8 @@ class SourceCell:
 
 
 def contract_lines(dotted: str) -> list[str]:
-    """The signature and docstring of a reference function, `solutions.MODULE.FUNCTION`, read from its source file.
+    """The signature and docstring of a reference function or class, `solutions.MODULE.NAME`, read from its source
+    file (a class's methods follow in the cell, each with its own docstring).
 
     Read, not imported: importing the solutions would load torch and sae_lens to write a notebook.
     """
@@ -74,13 +75,13 @@ def contract_lines(dotted: str) -> list[str]:
     path = ROOT / Path(*module.split(".")).with_suffix(".py")
     lines = path.read_text(encoding="utf-8").splitlines()
     for node in ast.parse("\n".join(lines)).body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
             docstring = node.body[0]
             if not (isinstance(docstring, ast.Expr) and isinstance(docstring.value, ast.Constant) and isinstance(docstring.value.value, str)):
                 raise ValueError(f"{path}:{node.lineno}: {name} has no docstring to serve as the exercise's contract")
             first = min([node.lineno, *(decorator.lineno for decorator in node.decorator_list)])
             return lines[first - 1 : docstring.end_lineno]
-    raise ValueError(f"{path}: no top-level function {name!r} for contract={dotted}")
+    raise ValueError(f"{path}: no top-level function or class {name!r} for contract={dotted}")
 
 
 def graded_cells(cell: SourceCell) -> list[SourceCell]:

@@ -124,14 +124,7 @@ print(memory_report(device))
 # zeros with the values' dtype and device.
 # </details>
 
-# %% [exercise exercise=sparse_tensor]
-class SparseTensor:
-    """
-    A non-negative tensor in two forms at once:
-        dense:  the full tensor of shape (n1, ..., nk), zeros included.
-        sparse: (values, indices, shape): the positive values, shape (n_nonzero,); their positions,
-                shape (n_nonzero, k), in row-major order; and the dense tensor's shape.
-    """
+# %% [exercise exercise=sparse_tensor contract=solutions.sparse_tensor.SparseTensor]
 
     sparse: tuple[Tensor, Tensor, tuple[int, ...]]
     dense: Tensor
