@@ -209,7 +209,7 @@ def breakdown(world: str) -> None:
                 return reply is not None and reply["content"].get("status") == "ok"
 
             start = time.perf_counter()
-            verdict.grade_cells(graded, chosen, verdict.KernelChannel(Path(client.km.provisioner.scratch), execute))
+            verdict.grade_cells(graded, lambda: chosen, verdict.KernelChannel(Path(client.km.provisioner.scratch), execute))
             parts["the grader's calls and verdicts (hidden inputs)"] = time.perf_counter() - start
     print(f"Breakdown of one reference submission ({world} world, {settings.kernel_threads()} thread(s), {_load()}):")
     for name, seconds in parts.items():

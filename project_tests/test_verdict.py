@@ -42,7 +42,7 @@ def _grade(tmp_path: Path, namespace: dict[str, Any], exercises: tuple[str, ...]
         return True
 
     nb = _graded(exercises)
-    verdict.grade_cells(nb, params, verdict.KernelChannel(tmp_path, execute))
+    verdict.grade_cells(nb, lambda: params, verdict.KernelChannel(tmp_path, execute))
     found = {}
     for cell in nb.cells:
         (output,) = cell.outputs
@@ -194,7 +194,7 @@ def test_a_sandboxed_kernel_answers_the_grader(tmp_path: Path) -> None:
             reply = client.wait_for_reply(client.kc.execute(line, silent=True, store_history=False))
             return reply is not None and reply["content"].get("status") == "ok"
 
-        verdict.grade_cells(nb, params, verdict.KernelChannel(Path(client.km.provisioner.scratch), execute))
+        verdict.grade_cells(nb, lambda: params, verdict.KernelChannel(Path(client.km.provisioner.scratch), execute))
     shown = "".join(output.get("text", "") for output in client.nb.cells[0].outputs)
     assert "checked by the grader" in shown
     assert "'solutions': []" in shown or "'solutions': 'ModuleNotFoundError'" in shown, shown

@@ -256,10 +256,11 @@ def graded_part(cell: NotebookNode) -> tuple[Exercise, str] | None:
     return (row, part) if row is not None and part in row.parts else None
 
 
-def grade_cells(nb: NotebookNode, params: dict[str, Any], channel: KernelChannel) -> None:
-    """Every graded cell's outputs, written by the grader: its part's verdict on the hidden inputs."""
+def grade_cells(nb: NotebookNode, hidden_inputs: Callable[[], dict[str, Any]], channel: KernelChannel) -> None:
+    """Every graded cell's outputs, written by the grader: its part's verdict on the hidden inputs, which
+    `hidden_inputs()` chooses (`hidden_params.params_for`: its reference runs are the verdicts' too)."""
     with references_once():
-        _grade_cells(nb, params, channel)
+        _grade_cells(nb, hidden_inputs(), channel)
 
 
 def _grade_cells(nb: NotebookNode, params: dict[str, Any], channel: KernelChannel) -> None:

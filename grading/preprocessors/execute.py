@@ -82,8 +82,8 @@ class RobustExecute(Execute):
             "traceback": [f"CellTimeoutError: this cell ran longer than the grader's limit of {self.timeout} s per cell and was interrupted (an infinite loop?)."],
         }
         job = self._job(nb)
-        student = (resources or {}).get("nbgrader", {}).get("student", "")
-        self._hidden_params = hidden_params.params_for(Path(CourseDirectory(config=self.config).root), student)
+        course, student = Path(CourseDirectory(config=self.config).root), (resources or {}).get("nbgrader", {}).get("student", "")
+        self._hidden_inputs = lambda: hidden_params.params_for(course, student)
         sandbox.EVENTS.clear()
         original = copy.deepcopy(nb)
         skipped: dict[int, str] = {}
@@ -163,7 +163,7 @@ class RobustExecute(Execute):
                     self._timed_out.append(index)
                     self._ensure_responsive()
             self._running = None
-            verdict.grade_cells(self.nb, self._hidden_params, verdict.KernelChannel(self._scratch(), self._call_kernel()))
+            verdict.grade_cells(self.nb, self._hidden_inputs, verdict.KernelChannel(self._scratch(), self._call_kernel()))
         self.set_widgets_metadata()
         return self.nb, self.resources
 
