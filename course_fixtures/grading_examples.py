@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from grading import cell_metadata
 from grading.grader import settings
 from tests.exercises import EXERCISES
 
@@ -24,11 +25,11 @@ BASE = ZERO | {"sparse_tensor": 2, "token_to_latent": 2, "latent_to_logit": 2}
 
 
 def _exercise(cell: NotebookNode) -> str | None:
-    return cell.get("metadata", {}).get("latent_gradients", {}).get("exercise")
+    return cell_metadata.exercise_of(cell)
 
 
 def _grade_id(cell: NotebookNode) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return cell_metadata.grade_id(cell)
 
 
 def _solution_text(source: str) -> str:
@@ -36,7 +37,7 @@ def _solution_text(source: str) -> str:
 
 
 def solved(release: NotebookNode, source: NotebookNode, exercises: set[str] | None) -> NotebookNode:
-    answers = {_grade_id(c): _solution_text(c.source) for c in source.cells if c.metadata.get("nbgrader", {}).get("solution")}
+    answers = {_grade_id(c): _solution_text(c.source) for c in source.cells if cell_metadata.is_solution(c)}
     nb = copy.deepcopy(release)
     for cell in nb.cells:
         gid = _grade_id(cell)
@@ -46,7 +47,7 @@ def solved(release: NotebookNode, source: NotebookNode, exercises: set[str] | No
 
 
 def _edit(nb: NotebookNode, exercise: str, edit: Callable[[str], str], which: int = -1) -> NotebookNode:
-    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") and _exercise(c) == exercise]
+    cells = [c for c in nb.cells if cell_metadata.is_solution(c) and _exercise(c) == exercise]
     cell = cells[which]
     new = edit(cell.source)
     assert new != cell.source, f"edit of {exercise} changed nothing"
@@ -56,7 +57,7 @@ def _edit(nb: NotebookNode, exercise: str, edit: Callable[[str], str], which: in
 
 def _add_after(nb: NotebookNode, exercise: str, source: str) -> NotebookNode:
     """A cell of the student's own, after the exercise's last solution cell."""
-    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") and _exercise(c) == exercise]
+    cells = [c for c in nb.cells if cell_metadata.is_solution(c) and _exercise(c) == exercise]
     nb.cells.insert(nb.cells.index(cells[-1]) + 1, nbformat.v4.new_code_cell(source))
     return nb
 
@@ -72,8 +73,9 @@ def token_to_latent_gradients(tokens, sae, model):
 LONG_LIVED = "31337"
 
 
-def hostile(base: Callable[[], NotebookNode], loopback_port: int) -> dict[str, tuple[NotebookNode, dict[str, float]]]:
-    """Submissions that attack the grader; each keeps the base's correct exercises 1, 4 and 5."""
+def hostile(base: Callable[[], NotebookNode], stub: Callable[[], NotebookNode], loopback_port: int) -> dict[str, tuple[NotebookNode, dict[str, float]]]:
+    """Submissions that attack the grader; each keeps the base's correct exercises 1, 4 and 5, but the stubs
+    (the untouched release with an attack on the verdict), which must score 0."""
     found: dict[str, tuple[NotebookNode, dict[str, float]]] = {}
     writes = "import pathlib\n\n" + "\n".join(
         f"pathlib.Path(tests.__file__).parent.joinpath({name!r}).write_text('def test_token_to_latent_gradients(*a, **k): print(\"passed\")')"
@@ -82,7 +84,7 @@ def hostile(base: Callable[[], NotebookNode], loopback_port: int) -> dict[str, t
     found["hostile_writes_course"] = (_add_after(base(), "token_to_latent", writes), dict(BASE))
     # zero encoders: no latent is active on the notebook's world, where a trivial function then matches.
     world = "for sae in saes.values():\n    sae.W_enc.data.zero_()\n    sae.b_enc.data.fill_(-1.0)\n" + TRIVIAL_TOKEN_TO_LATENT
-    found["hostile_changes_world"] = (_add_after(base(), "token_to_latent", world), BASE | {"token_to_latent": 0, "latent_to_logit": 0})
+    found["hostile_changes_world"] = (_add_after(base(), "token_to_latent", world), BASE | {"token_to_latent": 0})
     spawn = f"import subprocess\n\nsubprocess.Popen(['sleep', '{LONG_LIVED}'], start_new_session=True)"
     found["hostile_spawns"] = (_add_after(base(), "token_to_latent", spawn), dict(BASE))
     found["hostile_floods"] = (_add_after(base(), "token_to_latent", "print('x' * 100_000_000)"), dict(BASE))
@@ -92,11 +94,103 @@ def hostile(base: Callable[[], NotebookNode], loopback_port: int) -> dict[str, t
     found["hostile_ignores_sigint"] = (_add_after(base(), "token_to_latent", sigint), dict(BASE))
     network = f"import socket\n\nsocket.create_connection(('127.0.0.1', {loopback_port}), timeout=5).sendall(b'leak')"
     found["hostile_network"] = (_add_after(base(), "token_to_latent", network), dict(BASE))
-    # the class, reached through an instance so that the static scan cannot see it: the runtime guard must.
+    # the class, reached through an instance so that the static scan cannot see it: the hidden world the kernel
+    # builds has the patched class too, but the grader's reference does not.
     patch = ("def zero_encode(self, x):\n    return t.zeros(*x.shape[:-1], self.cfg.d_sae, device=x.device)\n\n"
              "for sae in saes.values():\n    setattr(type(sae), 'encode', zero_encode)\n" + TRIVIAL_TOKEN_TO_LATENT)
+    # The base's latent_to_logit runs the SAEs (run_with_cache_with_saes): on the kernel's world they encode to zeros.
     found["hostile_patches_sae"] = (_add_after(base(), "token_to_latent", patch), BASE | {"token_to_latent": 0, "latent_to_logit": 0})
+    found |= _verdict_attacks(base, stub)
     return found
+
+
+# Kernel-side attacks on the verdict: each would pass a check whose verdict the kernel's outputs decided.
+CUSTOM_EXC = """from IPython import get_ipython
+
+shell = get_ipython()
+shell.set_custom_exc((BaseException,), lambda *args, **kwargs: None)
+def forget_errors(result):
+    result.error_in_exec = None
+shell.events.register("post_run_cell", forget_errors)
+"""
+CLEARS_FAILURES = """from IPython import get_ipython
+from IPython.display import clear_output
+
+def clear_failures(result):
+    if not result.success:
+        clear_output()
+get_ipython().events.register("post_run_cell", clear_failures)
+"""
+EMITS_RESULTS = """from IPython import get_ipython
+
+shell = get_ipython()
+shell.events.register("pre_run_cell", lambda info: shell.displayhook(14))
+"""
+PATCHES_GRADER = """import pkgutil
+
+for name in ("grading.grader.verdict.grade_cells", "grading.grader.verdict.judge", "tests._report.CheckFailed"):
+    try:
+        owner, _, attribute = name.rpartition(".")
+        setattr(pkgutil.resolve_name(owner), attribute, lambda *args, **kwargs: None)
+    except Exception as error:
+        print("cannot patch", name, type(error).__name__)
+for name in dir(tests):
+    if name.startswith("test_"):
+        setattr(tests, name, lambda *args, **kwargs: print("✓ passed"))
+"""
+# The reference reached by a name built at run time, with the profiler that would see the call switched off.
+UNSEEN_REFERENCE = """
+import pkgutil
+import sys
+
+def token_to_latent_gradients(tokens, sae, model):
+    sys.setprofile(None)
+    reference = pkgutil.resolve_name("solutions" + ".token_to_latent_gradients")
+    return reference(tokens, sae, model)
+"""
+# Every SAE's latents zeroed by a global hook, with the trivial function that then matches.
+GLOBAL_HOOK = """import torch
+
+def zero_latents(module, args, output):
+    if getattr(module, "name", "").endswith("hook_sae_acts_post"):
+        return torch.zeros_like(output)
+torch.nn.modules.module.register_module_forward_hook(zero_latents)
+""" + TRIVIAL_TOKEN_TO_LATENT
+# The hidden inputs looked for where a kernel could read them, and printed.
+READS_FOR_INPUTS = """import os
+import pathlib
+import pkgutil
+
+for path in ("/proc/self/environ", "/proc/1/environ", "/proc/1/cmdline", "/proc/self/cmdline"):
+    try:
+        print(path, pathlib.Path(path).read_bytes()[:20000])
+    except OSError as error:
+        print(path, error)
+print(dict(os.environ))
+for name in ("grading.grader.hidden_params", "grading.grader.verdict", "solutions"):
+    try:
+        module = pkgutil.resolve_name(name)
+        print(name, {key: repr(value)[:2000] for key, value in vars(module).items()})
+    except Exception as error:
+        print(name, type(error).__name__)
+"""
+
+
+def _verdict_attacks(base: Callable[[], NotebookNode], stub: Callable[[], NotebookNode]) -> dict[str, tuple[NotebookNode, dict[str, float]]]:
+    def _stub_with(cell: str) -> NotebookNode:
+        """The untouched release with one cell of the learner's own after the first exercise."""
+        return _add_after(stub(), "sparse_tensor", cell)
+
+    return {
+        "stub_custom_exc": (_stub_with(CUSTOM_EXC), dict(ZERO)),
+        "stub_clears_failures": (_stub_with(CLEARS_FAILURES), dict(ZERO)),
+        "stub_emits_results": (_stub_with(EMITS_RESULTS), dict(ZERO)),
+        "stub_patches_grader": (_stub_with(PATCHES_GRADER), dict(ZERO)),
+        "hostile_unseen_reference": (_add_after(base(), "token_to_latent", UNSEEN_REFERENCE), BASE | {"token_to_latent": 0}),
+        # the hook zeroes the latents the base's latent_to_logit caches, too
+        "hostile_global_hook": (_add_after(base(), "token_to_latent", GLOBAL_HOOK), BASE | {"token_to_latent": 0, "latent_to_logit": 0}),
+        "hostile_reads_inputs": (_add_after(base(), "token_to_latent", READS_FOR_INPUTS), dict(BASE)),
+    }
 
 
 def build(course: Path, loopback_port: int = 9) -> dict[str, tuple[str, dict[str, float]]]:
@@ -130,7 +224,7 @@ def build(course: Path, loopback_port: int = 9) -> dict[str, tuple[str, dict[str
     examples["syntax_error"] = (broken(lambda s: s.replace("def token_to_latent_gradients(", "def token_to_latent_gradients((", 1)), BASE | {"token_to_latent": 0})
 
     edited = base()
-    graded = [c for c in edited.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    graded = [c for c in edited.cells if cell_metadata.is_graded(c)]
     graded[0].source = 'print("✓ test_sparse_tensor passed")'  # an edited check: restored before grading
     edited.cells.remove(next(c for c in graded if _exercise(c) == "latent_to_logit"))  # a deleted check: restored
     edited.cells.remove(next(c for c in edited.cells if c.cell_type == "markdown"))  # a deleted locked cell
@@ -148,7 +242,7 @@ def build(course: Path, loopback_port: int = 9) -> dict[str, tuple[str, dict[str
     examples["unreadable"] = ('{"cells": [ this is not JSON', dict(ZERO))
     # a cell of the learner's reads a name the demonstrations bind: the grader runs them all, as before.
     examples["reads_demonstration"] = (_add_after(base(), "token_to_latent", "print(len(str_toks))"), dict(BASE))
-    examples |= hostile(base, loopback_port)
+    examples |= hostile(base, lambda: copy.deepcopy(release), loopback_port)
     # the stub again, graded after every hostile submission (students are graded in name order)
     examples["zz_stub"] = (copy.deepcopy(release), dict(ZERO))
     return {name: (nb if isinstance(nb, str) else nbformat.writes(nb), expected) for name, (nb, expected) in examples.items()}

@@ -25,13 +25,12 @@ from nbgrader.preprocessors import (
 )
 
 from grading.grader import settings
-from grading.preprocessors.demonstrations import SkipDemonstrations
+from grading.grader.demonstrations import SkipDemonstrations
+from grading.grader.integrity import IntegrityScan
+from grading.grader.normalize import NormalizeSubmission
 from grading.preprocessors.execute import RobustExecute
 from grading.preprocessors.feedback import HideHiddenTracebacks
-from grading.preprocessors.hidden_tests import ChooseHiddenTests
-from grading.preprocessors.integrity import IntegrityScan
 from grading.preprocessors.kernel_cache import ShareKernelCache
-from grading.preprocessors.normalize import NormalizeSubmission
 from grading.preprocessors.offline_math import MathAsMathML
 from grading.preprocessors.outputs import LimitOutputBytes, StderrIsNotAFailure
 
@@ -45,7 +44,7 @@ c.CourseDirectory.db_url = f"sqlite:///{HERE / 'gradebook.db'}?timeout=120"
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
 
 # Autograde, sanitize stage: nbgrader's own, after the submission is rebuilt from the release and its
-# code scanned (grading/preprocessors/normalize.py, integrity.py).
+# code scanned (grading/grader/normalize.py, grading/grader/integrity.py).
 c.Autograde.sanitize_preprocessors = [
     NormalizeSubmission,
     IntegrityScan,
@@ -56,11 +55,12 @@ c.Autograde.sanitize_preprocessors = [
     CheckCellMetadata,
 ]
 # Autograde: nbgrader's own pipeline, with the notebook executed by RobustExecute, which survives dying
-# and hanging kernels and applies the integrity findings (grading/preprocessors/execute.py), in sandboxed kernels.
+# and hanging kernels, has the grader score each graded part from the learner's code's returned values on
+# hidden inputs (grading/grader/verdict.py) and applies the integrity findings (grading/preprocessors/execute.py),
+# in sandboxed kernels.
 # Kernels read GPT-2's tokenizer from a folder the grader built once (grading/preprocessors/kernel_cache.py),
-# and the released demonstrations, which score nothing, are not run (grading/preprocessors/demonstrations.py).
+# and the released demonstrations, which score nothing, are not run (grading/grader/demonstrations.py).
 c.Autograde.autograde_preprocessors = [
-    ChooseHiddenTests,
     ShareKernelCache,
     SkipDemonstrations,
     RobustExecute,
@@ -82,14 +82,19 @@ c.Execute.startup_timeout = 120
 c.Execute.shutdown_kernel = "immediate"
 c.Execute.extra_arguments = [
     "--HistoryManager.hist_file=:memory:",
-    # Memory limit, silenced warnings and the integrity snapshot, before the first cell runs.
+    # Memory limit, silenced warnings and the stand-in checks, before the first cell runs.
     "--IPKernelApp.exec_lines=['import grading.kernel.setup']",
 ]
 c.RobustExecute.max_kernel_deaths = settings.MAX_KERNEL_DEATHS
 c.RobustExecute.unresponsive_timeout = settings.UNRESPONSIVE_TIMEOUT_S
 c.RobustExecute.reports_directory = c.LimitOutputBytes.reports_directory = str(HERE / "reports")
-# The kernel sees neither the gradebook nor any submission nor the instructor's secret (all in here).
-c.SandboxProvisioner.hidden_paths = [str(HERE)]
+# The kernel sees neither the gradebook nor any submission nor the instructor's secret (all in here), nor
+# the references: the solutions, the checks that compute them, the grader's code, the generated notebooks
+# and the repository's history.
+c.SandboxProvisioner.hidden_paths = [str(HERE)] + [
+    str(settings.ROOT / folder)
+    for folder in ("solutions", "tests", "grading/grader", "grading/preprocessors", "notebooks", "project_tests", "benchmarks", "scripts", ".git")
+]
 
 # Feedback: hidden tests are stripped, so students see why a cell failed but not the hidden test.
 # Tracebacks that quote hidden lines are cut to their message. Math is MathML, which needs no CDN and no script.

@@ -4,7 +4,8 @@
     python notebooks/build.py --check   # exit 1, naming the stale files, if any differs from its source
 
 The source, notebooks/source/<name>.py, is a Python file of cells: `# %% [kind key=value ...]` starts a
-cell, of a kind in KINDS (docs/development.md describes each kind and its options). Each source yields
+cell, of a kind in KINDS (docs/development.md describes each kind and its options; a `graded` cell is
+generated from its exercise's row of the exercise table). Each source yields
 notebooks/<name>_solutions.ipynb (solution regions kept, markers removed), notebooks/<name>_exercises.ipynb
 (each solution region replaced by nbgrader's stub, as generate_assignment does for the release) and
 nbgrader/source/<name>/<name>.ipynb (markers kept, with nbgrader's cell metadata: notebooks/nbgrader_cells.py).
@@ -28,7 +29,7 @@ _CELL_START = re.compile(r"^# %%(?: \[(?P<kind>\w+)(?P<options>(?: \w+=[^\s\]]+)
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 # What nbgrader's generate_assignment puts in place of a solution region (its default code stub).
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
-KINDS = ("code", "demo", "markdown", "exercise", "check", "grader")
+KINDS = ("code", "demo", "markdown", "exercise", "check", "graded")
 
 
 @dataclass
@@ -44,7 +45,8 @@ class SourceCell:
 
 
 def contract_lines(dotted: str) -> list[str]:
-    """The signature and docstring of a reference function, `solutions.MODULE.FUNCTION`, read from its source file.
+    """The signature and docstring of a reference function or class, `solutions.MODULE.NAME`, read from its source
+    file (a class's methods follow in the cell, each with its own docstring).
 
     Read, not imported: importing the solutions would load torch and sae_lens to write a notebook.
     """
@@ -52,13 +54,30 @@ def contract_lines(dotted: str) -> list[str]:
     path = ROOT / Path(*module.split(".")).with_suffix(".py")
     lines = path.read_text(encoding="utf-8").splitlines()
     for node in ast.parse("\n".join(lines)).body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
             docstring = node.body[0]
             if not (isinstance(docstring, ast.Expr) and isinstance(docstring.value, ast.Constant) and isinstance(docstring.value.value, str)):
                 raise ValueError(f"{path}:{node.lineno}: {name} has no docstring to serve as the exercise's contract")
             first = min([node.lineno, *(decorator.lineno for decorator in node.decorator_list)])
             return lines[first - 1 : docstring.end_lineno]
-    raise ValueError(f"{path}: no top-level function {name!r} for contract={dotted}")
+    raise ValueError(f"{path}: no top-level function or class {name!r} for contract={dotted}")
+
+
+def graded_cells(cell: SourceCell) -> list[SourceCell]:
+    """A `graded` cell's exercise, as one `grader` cell per part of its row in the exercise table."""
+    sys.path.insert(0, str(ROOT))
+    from tests.exercises import BY_NAME
+
+    name = cell.options.get("exercise", "")
+    if name not in BY_NAME or cell.text:
+        raise ValueError(f"line {cell.line_number}: a graded cell names an exercise of the table ({sorted(BY_NAME)}) and has no lines")
+    row = BY_NAME[name]
+    world = f", model, {row.sae_map}" if row.sae_map else ""
+    return [
+        SourceCell("grader", [f'tests.{row.check.__name__}({row.reference.__name__}{world}, part="{part}")'],
+                   {"exercise": name, "id": f"{name}-{part}", "points": str(points)}, cell.line_number)
+        for part, points in row.parts.items()
+    ]
 
 
 def parse(path: Path) -> list[SourceCell]:
@@ -77,6 +96,7 @@ def parse(path: Path) -> list[SourceCell]:
             raise ValueError(f"{path}:{number}: text before the first '# %%' cell marker")
         else:
             cells[-1].lines.append(line)
+    cells = [expanded for cell in cells for expanded in (graded_cells(cell) if cell.kind == "graded" else [cell])]
     for cell in cells:
         if cell.kind == "markdown":
             cell.lines = [re.sub(r"^# ?", "", line) for line in cell.lines]

@@ -3,10 +3,10 @@
 - exercise cells become solution cells (nbgrader replaces their solution regions for students);
 - check cells, which test a whole exercise, are left out: the grader cells replace them; those marked
   `ungraded=locked` (the intermediate functions' checks) stay, as locked cells worth no points;
-- grader cells become autograded test cells worth their `points`, with their own `id` as grade_id.
-  Each checks one part of an exercise (from_dense / from_sparse, activations / gradients), so partial
-  credit is real, and its hidden tests run the same check on a second world and prompt (see
-  grading/kernel/hidden.py), so hard-coded outputs earn nothing;
+- grader cells become autograded test cells worth their `points`, with their own `id` as grade_id
+  (`<exercise>-<part>`). Each checks one part of an exercise (from_dense / from_sparse, activations /
+  gradients), so partial credit is real; when grading, the grader scores the part itself from what the
+  learner's code returns on hidden inputs (grading/grader/verdict.py), so hard-coded outputs earn nothing;
 - every other cell is locked, so a student's edits to it are undone when grading; demo cells also carry
   `metadata.latent_gradients.demonstration`, which tells the grader it need not run them.
 
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import nbformat
 
-from grading.grader.demonstrations import DEMONSTRATION  # the grader reads the mark, so it names it
-
-HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+from grading import cell_metadata
 
 
 def _nbgrader(grade_id: str, *, solution: bool = False, grade: bool = False, locked: bool = False, points: int = 0) -> dict:
@@ -35,13 +33,10 @@ def _grader_cell(cell, index: int) -> nbformat.NotebookNode:
     for option in ("exercise", "id", "points"):
         if option not in cell.options:
             raise ValueError(f"{where}: a grader cell needs `{option}=`")
-    text = cell.text
-    if text.count(HIDDEN_BEGIN) != 1 or text.count(HIDDEN_END) != 1 or text.index(HIDDEN_BEGIN) > text.index(HIDDEN_END):
-        raise ValueError(f"{where}: a grader cell needs one '{HIDDEN_BEGIN}' ... '{HIDDEN_END}' region")
     grade_id = cell.options["id"]
-    new = nbformat.v4.new_code_cell(text, id=grade_id.replace("_", "-"))
-    new.metadata["nbgrader"] = _nbgrader(grade_id, grade=True, locked=True, points=int(cell.options["points"]))
-    new.metadata["latent_gradients"] = {"exercise": cell.options["exercise"]}
+    new = nbformat.v4.new_code_cell(cell.text, id=grade_id.replace("_", "-"))
+    new.metadata[cell_metadata.NBGRADER] = _nbgrader(grade_id, grade=True, locked=True, points=int(cell.options["points"]))
+    new.metadata[cell_metadata.COURSE] = {cell_metadata.EXERCISE: cell.options["exercise"]}
     return new
 
 
@@ -58,18 +53,18 @@ def build_nbgrader_notebook(name: str, cells: list) -> nbformat.NotebookNode:
         grade_id = f"{cell.kind}-{index:02d}"
         if cell.kind == "markdown":
             new = nbformat.v4.new_markdown_cell(cell.text, id=grade_id)
-            new.metadata["nbgrader"] = _nbgrader(grade_id, locked=True)
+            new.metadata[cell_metadata.NBGRADER] = _nbgrader(grade_id, locked=True)
         elif cell.kind == "exercise":
             new = nbformat.v4.new_code_cell(cell.text, id=grade_id)
-            new.metadata["nbgrader"] = _nbgrader(grade_id, solution=True)
-            new.metadata["latent_gradients"] = {"exercise": cell.options.get("exercise", grade_id)}
+            new.metadata[cell_metadata.NBGRADER] = _nbgrader(grade_id, solution=True)
+            new.metadata[cell_metadata.COURSE] = {cell_metadata.EXERCISE: cell.options.get("exercise", grade_id)}
         elif cell.kind == "grader":
             new = _grader_cell(cell, index)
         else:
             new = nbformat.v4.new_code_cell(cell.text, id=grade_id)
-            new.metadata["nbgrader"] = _nbgrader(grade_id, locked=True)
+            new.metadata[cell_metadata.NBGRADER] = _nbgrader(grade_id, locked=True)
             if cell.kind == "demo":
-                new.metadata["latent_gradients"] = {DEMONSTRATION: True}
+                new.metadata[cell_metadata.COURSE] = {cell_metadata.DEMONSTRATION: True}
         if new.metadata["nbgrader"]["grade_id"] in grade_ids:
             raise ValueError(f"duplicate grade_id {new.metadata['nbgrader']['grade_id']!r}")
         grade_ids.add(new.metadata["nbgrader"]["grade_id"])

@@ -17,8 +17,7 @@ import pytest
 from traitlets.config import Config
 
 from grading.grader import settings
-from grading.grader.demonstrations import bound_and_read, grade_id, is_marked, skippable
-from grading.preprocessors.demonstrations import NOT_RUN, SKIP_TAG, SkipDemonstrations
+from grading.grader.demonstrations import NOT_RUN, SKIP_TAG, SkipDemonstrations, bound_and_read, grade_id, is_marked, skippable
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "nbgrader" / "source" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb"

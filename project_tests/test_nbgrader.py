@@ -53,13 +53,17 @@ REASONS = {
     # 100 MB takes a while to send: on a loaded machine the cell may reach its time limit first.
     "hostile_floods": ("output truncated", "limit per cell"),
     "hostile_ignores_sigint": "stopped responding",
-    "hostile_patches_sae": "no credit: the checks were modified",
-    "hostile_changes_world": "parameters were changed",
+    "hostile_patches_sae": "hidden test (token_to_latent",
+    "hostile_changes_world": "hidden test (token_to_latent",
+    "hostile_unseen_reference": "hidden test (token_to_latent",
+    "hostile_global_hook": "hidden test (token_to_latent",
+    "stub_custom_exc": "hidden test (sparse_tensor",
 }
 HOSTILE = ["hostile_writes_course", "hostile_changes_world", "hostile_spawns", "hostile_floods", "hostile_stderr",
-           "hostile_ignores_sigint", "hostile_network", "hostile_patches_sae"]
+           "hostile_ignores_sigint", "hostile_network", "hostile_patches_sae", "hostile_unseen_reference", "hostile_global_hook",
+           "hostile_reads_inputs", "stub_custom_exc", "stub_clears_failures", "stub_emits_results", "stub_patches_grader"]
 # Graded again by `nbgrader autograde` run by hand, one process each, as an instructor would.
-BY_HAND = ["solutions", "zz_stub", "partial", "raises"]
+BY_HAND = ["solutions", "zz_stub", "partial", "stub_custom_exc"]
 
 
 def _env() -> dict[str, str]:
@@ -170,7 +174,7 @@ def test_feedback_says_why(graded, student: str) -> None:
 
 
 def test_demonstrations_are_not_run_unless_the_learner_reads_them(graded) -> None:
-    """The released demonstrations are left out (grading/preprocessors/demonstrations.py), and say so, unless the
+    """The released demonstrations are left out (grading/grader/demonstrations.py), and say so, unless the
     learner's own code reads a name they bind: then they run, and the scores are the same (test_scores_per_exercise)."""
     course = graded[0]
     for student, skipped in (("solutions", True), ("zz_stub", True), ("reads_demonstration", False)):
@@ -183,6 +187,23 @@ def test_feedback_hides_hidden_tests(graded) -> None:
     for html in (course / "feedback").glob(f"*/{settings.ASSIGNMENT}/*.html"):
         text = html.read_text()
         assert "grading.kernel.hidden" not in text and "BEGIN HIDDEN TESTS" not in text, html
+
+
+def test_no_hidden_input_reaches_the_feedback(graded) -> None:
+    """The hidden prompts (those not in the lesson itself) and each student's world seed appear in no feedback, even
+    where a submission printed its environment, /proc and the grader's modules."""
+    from grading.grader import hidden_params
+
+    course = graded[0]
+    release = (course / "release" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb").read_text()
+    prompts = [prompt for prompt in hidden_params.PROMPTS if prompt not in release]
+    for student in ("hostile_reads_inputs", "solutions"):
+        seed, _ = hidden_params.candidates(_env()["GRADING_SECRET"], student)
+        html = (course / "feedback" / student / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.html").read_text()
+        assert str(seed) not in html, student
+    for html in (course / "feedback").glob(f"*/{settings.ASSIGNMENT}/*.html"):
+        text = html.read_text()
+        assert not [prompt for prompt in prompts if prompt in text], html
 
 
 def test_feedback_math_needs_no_cdn(graded) -> None:

@@ -50,7 +50,8 @@ def test_generated_notebooks_are_fresh() -> None:
 
 
 def test_exercise_contracts_are_the_references() -> None:
-    """Every function a learner writes has the reference's signature and docstring: one contract, two readers."""
+    """Every function a learner writes has the reference's signature and docstring, and every class its docstring:
+    one contract, two readers."""
     import solutions
 
     notebook = nbformat.read(SOLUTIONS, as_version=4)
@@ -59,8 +60,12 @@ def test_exercise_contracts_are_the_references() -> None:
         for cell in notebook.cells
         if cell.cell_type == "code"
         for node in ast.parse(cell.source).body
-        if isinstance(node, ast.FunctionDef)
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef))
     }
+    for name in solutions.__all__:
+        if inspect.isclass(reference := getattr(solutions, name)):
+            want = ast.parse(inspect.getsource(reference)).body[0]
+            assert ast.get_docstring(learner_functions[name]) == ast.get_docstring(want), name
     references = [value for name in solutions.__all__ if inspect.isfunction(value := getattr(solutions, name))]
     assert references
     for reference in references:

@@ -10,14 +10,13 @@ submission (the floor); `per-process`, the course with one `nbgrader autograde -
 submission (as an instructor grades by hand); `make autograde`, through `python -m grading autograde
 --jobs W`, with the largest feedback file's size, and with `--before REF` the same for the course at a
 git revision, in the same run. Then a breakdown of one reference submission: nbgrader's start-up, the
-hidden tests' choice, the kernel's start and its cells by kind. The load average is printed with each
-figure: compare only figures of the same run.
+hidden inputs' choice, the kernel's start, its cells by kind, and the grader's calls and verdicts. The
+load average is printed with each figure: compare only figures of the same run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -154,7 +153,8 @@ def breakdown(world: str) -> None:
     from nbclient import NotebookClient
     from traitlets.config.loader import PyFileConfigLoader
 
-    from grading.grader import hidden_params, sandbox, settings
+    from grading import cell_metadata
+    from grading.grader import hidden_params, sandbox, settings, verdict
     from grading.preprocessors.kernel_cache import ShareKernelCache
 
     env = _env(world)
@@ -166,38 +166,41 @@ def breakdown(world: str) -> None:
         parts = {"nbgrader start-up (imports, configuration)": time.perf_counter() - start}
         os.environ.update({k: v for k, v in env.items() if k.startswith("GRADING_")})
         start = time.perf_counter()
-        chosen = hidden_params.params_for(course)
-        parts["hidden tests' choice (once per secret)"] = time.perf_counter() - start
+        chosen = hidden_params.params_for(course, "solutions")
+        parts["hidden inputs' choice (per student)"] = time.perf_counter() - start
         start = time.perf_counter()
         ShareKernelCache().preprocess(nbformat.v4.new_notebook(), {})  # the kernels' tokenizer folder, as grading has it
         parts["kernels' cache (once per machine)"] = time.perf_counter() - start
-        # The notebook as nbgrader runs it: the reference solutions and the hidden tests (the source has both),
-        # with each graded cell's hidden tests in a cell of their own to time them apart.
+        # The notebook as nbgrader runs it: the reference solutions and every cell but the graded ones, which
+        # the grader scores by its own calls (grading/grader/verdict.py), timed after the cells.
         source = nbformat.read(course / "source" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb", as_version=4)
-        cells, kinds = [], []
-        for cell in (c for c in source.cells if c.cell_type == "code"):
-            visible, _, hidden = cell.source.partition("### BEGIN HIDDEN TESTS")
-            cells.append(nbformat.v4.new_code_cell(visible))
-            kinds.append(_kind(cell, not kinds))
-            if hidden:
-                cells.append(nbformat.v4.new_code_cell(hidden.replace("### END HIDDEN TESTS", "")))
-                kinds.append("hidden tests")
+        code = [c for c in source.cells if c.cell_type == "code"]
+        graded = nbformat.v4.new_notebook(cells=[c for c in code if cell_metadata.is_graded(c)])
+        cells = [nbformat.v4.new_code_cell(c.source) for c in code if c not in graded.cells]
+        kinds = [_kind(c, index == 0) for index, c in enumerate(c for c in code if c not in graded.cells)]
         config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
-        os.environ[hidden_params.PARAMS_ENV] = json.dumps(chosen)
         client = NotebookClient(nbformat.v4.new_notebook(cells=cells), kernel_name="python3", timeout=600,
                                 kernel_manager_class=sandbox.SandboxedKernelManager, extra_arguments=list(config.Execute.extra_arguments))
-        client.config.SandboxProvisioner.hidden_paths = [str(course)]
+        client.config.SandboxProvisioner.hidden_paths = list(config.SandboxProvisioner.hidden_paths)
         start = time.perf_counter()
         with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):  # the kernel's banner
             client.wait_for_reply(client.kc.kernel_info())
             parts["kernel start (sandbox, Python, grading set-up's imports)"] = time.perf_counter() - start
             for index, (cell, kind) in enumerate(zip(client.nb.cells, kinds, strict=True)):
-                if kind == DEMONSTRATIONS:  # as grading/preprocessors/demonstrations.py leaves them out
+                if kind == DEMONSTRATIONS:  # as grading/grader/demonstrations.py leaves them out
                     parts[kind] = 0.0
                     continue
                 start = time.perf_counter()
                 client.execute_cell(cell, index)
                 parts[kind] = parts.get(kind, 0.0) + time.perf_counter() - start
+
+            def execute(line: str) -> bool:
+                reply = client.wait_for_reply(client.kc.execute(line, silent=True, store_history=False))
+                return reply is not None and reply["content"].get("status") == "ok"
+
+            start = time.perf_counter()
+            verdict.grade_cells(graded, lambda: chosen, verdict.KernelChannel(Path(client.km.provisioner.scratch), execute))
+            parts["the grader's calls and verdicts (hidden inputs)"] = time.perf_counter() - start
     print(f"Breakdown of one reference submission ({world} world, {settings.kernel_threads()} thread(s), {_load()}):")
     for name, seconds in parts.items():
         print(f"  {seconds:6.1f} s  {name}")

@@ -56,11 +56,11 @@ class Exercise:
     # Graded part (the check's `part=`) -> points.
     parts: Mapping[str, int]
     # Draws the check's keyword arguments on the hidden grading world from the grader's seeded generator,
-    # given the prompts to choose from and the world's number of layers. None: the hidden test has inputs
-    # of its own (SparseTensor's are drawn in the kernel from a seed).
-    draw_hidden: Callable[[random.Random, tuple[str, ...], int], dict[str, Any]] | None
+    # given the prompts to choose from and the world's number of layers.
+    draw_hidden: Callable[[random.Random, tuple[str, ...], int], dict[str, Any]]
     # How big a result of the reference is, {"shape": [...], "gradient": total |weight|}: a hidden test can
-    # only fail a wrong function when both are non-zero (`grading.grader.hidden_params.non_trivial`).
+    # only fail a wrong function when both are non-zero (`grading.grader.hidden_params.non_trivial`). None:
+    # every draw can fail (SparseTensor's cases each have active entries or test that there are none).
     result_size: Callable[[Any], dict[str, Any]] | None = None
 
     @property
@@ -86,6 +86,10 @@ def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
 def _layer_pair(rng: random.Random, n_layers: int) -> dict[str, int]:
     layer_from, layer_to = sorted(rng.sample(range(n_layers), 2))
     return {"layer_from": layer_from, "layer_to": layer_to}
+
+
+def _hidden_sparse_tensor(rng: random.Random, prompts: tuple[str, ...], n_layers: int) -> dict[str, Any]:
+    return {"seed": rng.randrange(2**31)}
 
 
 def _hidden_latent_to_latent(rng: random.Random, prompts: tuple[str, ...], n_layers: int) -> dict[str, Any]:
@@ -134,7 +138,7 @@ EXERCISES: tuple[Exercise, ...] = (
         intermediate_checks=(),
         sae_map=None,
         parts=_frozen({"from_dense": 1, "from_sparse": 1}),
-        draw_hidden=None,
+        draw_hidden=_hidden_sparse_tensor,
     ),
     Exercise(
         name="latent_to_latent",

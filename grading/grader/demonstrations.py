@@ -11,7 +11,12 @@ the nbgrader notebook, hence of the release. The grader need not run one, provid
   checked here, by Python's `symtable`, for the global names its reachable code reads; code that reads
   globals by name at run time (`globals()`, `eval`, IPython magics, ...) counts as reading every one.
 
-When the learner's code may read a name a demonstration binds, every demonstration runs, as before.
+When the learner's code may read a name a demonstration binds, every demonstration runs.
+
+`SkipDemonstrations`, before execution, gives those that `skippable` finds safe to leave out nbclient's own
+`skip-execution` tag, which nbgrader's execute step honours, and a one-line output that says so in the
+feedback. The tag is the grader's: it is removed from every other cell, so a submission cannot skip cells
+of its own choosing.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ import ast
 import symtable
 from collections.abc import Iterable
 
+import nbformat
+from nbclient import NotebookClient
 from nbformat import NotebookNode
 
+from grading import cell_metadata
 from grading.grader import integrity
+from grading.preprocessors.course import CoursePreprocessor
 
-# The key, in a cell's `latent_gradients` metadata, that notebooks/nbgrader_cells.py (importing it from here) sets on demonstrations.
-DEMONSTRATION = "demonstration"
 # Ways to read a global by name at run time, which no static reading of the code can follow: the integrity
 # scan's dynamic names, and the namespaces and frames they reach. IPython's magics and shell escapes become
 # `get_ipython()` calls once transformed.
@@ -35,11 +42,11 @@ DYNAMIC = frozenset(integrity.DYNAMIC) | {
 
 
 def is_marked(cell: NotebookNode) -> bool:
-    return cell.get("cell_type") == "code" and cell.get("metadata", {}).get("latent_gradients", {}).get(DEMONSTRATION) is True
+    return cell_metadata.is_demonstration(cell)
 
 
 def grade_id(cell: NotebookNode) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return cell_metadata.grade_id(cell)
 
 
 def _reachable(source: str) -> ast.Module | None:
@@ -126,3 +133,21 @@ def skippable(nb: NotebookNode, release: NotebookNode) -> list[int]:
         if tree is not None and (_reads_dynamically(tree) or _bound_and_read(tree)[1] & demo_bound):
             return []
     return demos
+
+
+SKIP_TAG = NotebookClient.skip_cells_with_tag.default_value
+NOT_RUN = "[not run when grading: a demonstration, which scores nothing]\n"
+
+
+class SkipDemonstrations(CoursePreprocessor):
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        skipped = set(skippable(nb, self.released_notebook(resources)))
+        for index, cell in enumerate(nb.cells):
+            tags = [tag for tag in cell.get("metadata", {}).get("tags", []) if tag != SKIP_TAG]
+            if index in skipped:
+                tags.append(SKIP_TAG)
+                cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=NOT_RUN)]
+                cell.execution_count = None
+            if tags or "tags" in cell.get("metadata", {}):
+                cell.metadata["tags"] = tags
+        return nb, resources

@@ -1,20 +1,20 @@
-"""The hidden tests' inputs, chosen at grading time from the instructor's secret (runs in the grader).
+"""The hidden tests' inputs, chosen at grading time from the instructor's secret and the student's id (runs in the grader).
 
-The hidden tests run each exercise on a second world with other prompts, layers and k. Those are not in
-the course's code, which learners receive: they are derived from a secret only the instructor has, first
-found in the environment variable GRADING_SECRET, else in `.grading_secret` in the course directory
-(git-ignored; `make release` creates it). From the secret, a seeded generator draws the hidden world's
-seed and, per exercise, candidate settings; the first candidate whose reference result is non-trivial
-(active latents on both sides, nonzero gradients) is used, so that every hidden test can fail. The
-choice is cached per secret in reports/ and handed to each grading kernel in GRADING_HIDDEN_PARAMS; the
-secret itself never reaches a kernel (`settings.kernel_env`). docs/grading-security.md has the rest.
+The grader checks each graded part on a second world with other prompts, layers and k
+(`grading.grader.verdict`). Those are not in the course's code, which learners receive: they are
+derived from a secret only the instructor has (the environment variable GRADING_SECRET, else
+`.grading_secret` in the course directory, which `make release` creates) and from the student's id,
+so that no one can compute the hidden answers ahead of time and one student's leak helps no other.
+A seeded generator draws the hidden world's seed and, per exercise, candidate settings; the first
+candidate whose reference result is non-trivial (active latents on both sides, nonzero gradients) is
+used, so that every hidden test can fail. No kernel receives them ahead of a call: the grader sends
+each call's arguments when it makes it. docs/grading-security.md has the rest.
 """
 
 from __future__ import annotations
 
-import fcntl
+import functools
 import hashlib
-import json
 import os
 import random
 import secrets
@@ -24,7 +24,6 @@ from typing import Any
 from grading.grader import settings
 
 SECRET_FILE = ".grading_secret"
-PARAMS_ENV = "GRADING_HIDDEN_PARAMS"
 # Prompts the hidden tests draw from (any English text works on the random world's byte tokenizer).
 PROMPTS = (
     "Big Ben stands in London, by the river.",
@@ -53,26 +52,31 @@ def read_secret(course: Path, create: bool = False) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def candidates(secret: str) -> tuple[int, int, list[dict[str, dict[str, Any]]]]:
-    """(world seed, sparse-tensor seed, candidate settings per exercise in the order they are tried).
+def candidates(secret: str, student: str = "") -> tuple[int, list[dict[str, dict[str, Any]]]]:
+    """(world seed, candidate settings per exercise in the order they are tried) for one student.
 
     Each exercise's candidates are drawn by its row of the exercise table (`tests.exercises`)."""
     from tests.exercises import EXERCISES
 
-    rng = random.Random(hashlib.sha256(secret.encode()).digest())
-    world_seed, sparse_seed = rng.randrange(2**31), rng.randrange(2**31)
-    drawn = [exercise for exercise in EXERCISES if exercise.draw_hidden is not None]
-    tries = [{exercise.name: exercise.draw_hidden(rng, PROMPTS, N_LAYERS) for exercise in drawn} for _ in range(MAX_TRIES)]
-    return world_seed, sparse_seed, tries
+    rng = random.Random(hashlib.sha256(f"{secret}\0{student}".encode()).digest())
+    world_seed = rng.randrange(2**31)
+    tries = [{exercise.name: exercise.draw_hidden(rng, PROMPTS, N_LAYERS) for exercise in EXERCISES} for _ in range(MAX_TRIES)]
+    return world_seed, tries
 
 
+@functools.lru_cache(maxsize=2)
 def hidden_world(seed: int) -> Any:
+    """The hidden world of one seed (the kernel builds the same from the seed it is sent)."""
+    import contextlib
+    import io
+
     from part_utils.random_world import TINY_SHAPE, build_random_world
 
-    return build_random_world(TINY_SHAPE, seed=seed, device="cpu")
+    with contextlib.redirect_stdout(io.StringIO()):
+        return build_random_world(TINY_SHAPE, seed=seed, device="cpu")
 
 
-def reference_sizes(world: Any, exercise: str, chosen: dict[str, Any]) -> dict[str, Any]:
+def reference_sizes(world: Any, exercise: str, chosen: dict[str, Any]) -> dict[str, Any] | None:
     """How big the reference's result of one hidden test is (its table row's `result_size`), as its check computes it.
 
     The check is run with the reference in the learner's place, recording what it returns: the same
@@ -83,6 +87,8 @@ def reference_sizes(world: Any, exercise: str, chosen: dict[str, Any]) -> dict[s
     from tests.exercises import BY_NAME
 
     row = BY_NAME[exercise]
+    if row.result_size is None:
+        return None
     returned: list[Any] = []
 
     def recorded(*args: Any, **kwargs: Any) -> Any:
@@ -94,41 +100,27 @@ def reference_sizes(world: Any, exercise: str, chosen: dict[str, Any]) -> dict[s
     return row.result_size(returned[-1])
 
 
-def non_trivial(sizes: dict[str, Any]) -> bool:
-    """Active latents (or logits, or tokens) on both sides of the Jacobian, and a gradient that is not all zero."""
-    return all(n > 0 for n in sizes["shape"]) and sizes["gradient"] > 0
+def non_trivial(sizes: dict[str, Any] | None) -> bool:
+    """Active latents (or logits, or tokens) on both sides of the Jacobian, and a gradient that is not all zero
+    (None: an exercise whose every draw can fail)."""
+    return sizes is None or (all(n > 0 for n in sizes["shape"]) and sizes["gradient"] > 0)
 
 
-def choose(secret: str) -> dict[str, Any]:
-    """The hidden tests' inputs for this secret: per exercise, the first candidate that can fail."""
-    world_seed, sparse_seed, tries = candidates(secret)
+def choose(secret: str, student: str = "") -> dict[str, Any]:
+    """The hidden tests' inputs for this secret and student: per exercise, the first candidate that can fail."""
+    world_seed, tries = candidates(secret, student)
     world = hidden_world(world_seed)
-    chosen: dict[str, Any] = {"world_seed": world_seed, "sparse_seed": sparse_seed, "reference_sizes": {}}
+    chosen: dict[str, Any] = {"world_seed": world_seed}
     for exercise in tries[0]:
         for candidate in tries:
-            sizes = reference_sizes(world, exercise, candidate[exercise])
-            if non_trivial(sizes):
-                chosen[exercise], chosen["reference_sizes"][exercise] = candidate[exercise], sizes
+            if non_trivial(reference_sizes(world, exercise, candidate[exercise])):
+                chosen[exercise] = candidate[exercise]
                 break
         else:
             raise RuntimeError(f"no non-trivial hidden test for {exercise} in {MAX_TRIES} tries: choose another secret")
     return chosen
 
 
-def params_for(course: Path) -> dict[str, Any]:
-    """`choose(secret)`, cached in reports/ under the secret's hash.
-
-    Parallel graders take a lock on the cache first: the first computes it (a few seconds: the hidden
-    world and every candidate's reference run), the others wait and read it."""
-    secret = read_secret(course)
-    cache = course / "reports" / f"hidden-params-{hashlib.sha256(secret.encode()).hexdigest()[:16]}.json"
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if cache.exists():
-            return json.loads(cache.read_text(encoding="utf-8"))
-        chosen = choose(secret)
-        partial = cache.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(chosen, indent=1), encoding="utf-8")
-        partial.replace(cache)
-        return chosen
+def params_for(course: Path, student: str) -> dict[str, Any]:
+    """`choose` for this course's secret and this student."""
+    return choose(read_secret(course), student)

@@ -1,4 +1,5 @@
-"""Static integrity scan of a submission's own code, outside the student's kernel (so it cannot be subverted).
+"""Static integrity scan of a submission's own code, outside the student's kernel (so it cannot be subverted), and
+its nbgrader preprocessor (`IntegrityScan`, after `NormalizeSubmission` in autograde's sanitize stage).
 
 A finding costs the exercise it belongs to all its credit (the grader adds an error to each of its
 graded cells) and is listed in the class summary. Findings:
@@ -9,6 +10,10 @@ graded cells) and is listed in the class summary. Findings:
 - dynamic imports and module-table or namespace tricks (`__import__`, `importlib`, `sys.modules`,
   `globals()`, `exec`, `eval`), which could do either of the above out of sight.
 
+Apart from findings, a function of the student's whose code has the structure of a reference solution's
+(names aside) is listed for review (`similar_to_references`): evidence for the instructor, not a verdict,
+as a correct answer to the same contract can come close.
+
 Student code is the submission's solution cells and any cell it added; locked cells are restored from
 the source before grading, so what a student wrote there never runs. A cell belongs to the exercise of
 the nearest solution or graded cell above it; cells added above the first exercise count for all ("*").
@@ -17,7 +22,15 @@ the nearest solution or graded cell above it; cells added above the first exerci
 from __future__ import annotations
 
 import ast
+import difflib
+import functools
 from collections.abc import Iterable
+from pathlib import Path
+
+from nbformat import NotebookNode
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+from grading import cell_metadata
 
 PROTECTED_MODULES = ("tests", "torch", "solutions", "grading", "part_utils", "nbgrader", "builtins", "numpy", "sae_lens", "transformer_lens")
 PROTECTED_NAMES = ("tests", "grading")
@@ -169,3 +182,79 @@ def scan_cells(cells: list[tuple[str, str]], locked_sources: Iterable[str]) -> d
             if finding not in flags[exercise]:
                 flags[exercise].append(finding)
     return flags
+
+
+# A function is listed for review when this share of its structure matches a reference's, and it is big
+# enough (in AST nodes) for a match not to follow from the contract alone.
+SIMILAR = 0.92
+MIN_NODES = 60
+
+
+def _structure(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    """The function's code as node kinds, attribute names and constants: its variables' names and docstring left out."""
+    body = function.body[1:] if function.body and isinstance(function.body[0], ast.Expr) and isinstance(function.body[0].value, ast.Constant) else function.body
+    found = []
+    for node in ast.walk(ast.Module(body=body, type_ignores=[])):
+        if isinstance(node, ast.Attribute):
+            found.append(f"attribute:{node.attr}")
+        elif isinstance(node, ast.Constant):
+            found.append(f"constant:{node.value!r}"[:40])
+        elif not isinstance(node, (ast.Load, ast.Store, ast.Name)):
+            found.append(type(node).__name__)
+    return found
+
+
+def _functions(tree: ast.AST) -> Iterable[ast.FunctionDef | ast.AsyncFunctionDef]:
+    return (node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_structures() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    import solutions
+
+    found = []
+    for path in sorted(Path(solutions.__file__).parent.glob("*.py")):
+        for function in _functions(ast.parse(path.read_text(encoding="utf-8"))):
+            structure = _structure(function)
+            if len(structure) >= MIN_NODES:
+                found.append((f"{path.stem}.{function.name}", tuple(structure)))
+    return tuple(found)
+
+
+def similar_to_references(cells: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """`cells`: (exercise, source) of each student-written cell. Returns {exercise: notes for review}."""
+    review: dict[str, list[str]] = {}
+    for exercise, source in cells:
+        try:
+            tree = ast.parse(_python(source))
+        except SyntaxError:
+            continue
+        for function in _functions(tree):
+            structure = _structure(function)
+            if len(structure) < MIN_NODES:
+                continue
+            for name, reference in _reference_structures():
+                matcher = difflib.SequenceMatcher(None, structure, reference, autojunk=False)
+                # the quick ratios bound the ratio from above: most pairs stop there
+                if matcher.real_quick_ratio() >= SIMILAR and matcher.quick_ratio() >= SIMILAR and (ratio := matcher.ratio()) >= SIMILAR:
+                    review.setdefault(exercise, []).append(
+                        f"`{function.name}` has the structure of the reference solution's `{name}` ({ratio:.0%} alike, names aside)")
+                    break
+    return review
+
+
+class IntegrityScan(NbGraderPreprocessor):
+    """nbgrader preprocessor (after `NormalizeSubmission`): the scan's findings into the notebook's metadata.
+
+    `RobustExecute` turns them into an IntegrityViolation error in each graded cell of a flagged exercise; the
+    functions that closely copy a reference go to the run report, for the instructor's review.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        job = nb.metadata.setdefault(cell_metadata.COURSE, {}).setdefault(cell_metadata.GRADING, {})
+        marks = [c.get("metadata", {}).get("nbgrader") for c in nb.cells]
+        locked = [c.source for c, mark in zip(nb.cells, marks) if c.cell_type == "code" and mark and not mark.get("solution")]
+        own_code = [tuple(pair) for pair in job.pop("own_code", [])]
+        job["flags"] = scan_cells(own_code, locked)
+        job["review"] = similar_to_references(own_code)
+        return nb, resources

@@ -1,4 +1,5 @@
-"""Rebuild a submission from the released notebook, keeping only what the student may change.
+"""Rebuild a submission from the released notebook, keeping only what the student may change; its nbgrader
+preprocessor, `NormalizeSubmission`, is the first of autograde's sanitize stage.
 
 nbgrader restores the source of locked and graded cells that a student edited, but not cells a student
 deleted (unless they are graded) nor their order. So before grading, each submission is rebuilt: every
@@ -15,16 +16,16 @@ import copy
 import nbformat
 from nbformat import NotebookNode
 
-# Key, in the notebook's `latent_gradients` metadata, of what the grading preprocessors hand each other.
-GRADING_METADATA = "grading"
+from grading import cell_metadata
+from grading.preprocessors.course import CoursePreprocessor
 
 
 def _grade_id(cell: NotebookNode) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return cell_metadata.grade_id(cell)
 
 
 def _exercise(cell: NotebookNode) -> str | None:
-    return cell.get("metadata", {}).get("latent_gradients", {}).get("exercise")
+    return cell_metadata.exercise_of(cell)
 
 
 def normalize(submission: NotebookNode, release: NotebookNode) -> tuple[NotebookNode, list[str], list[tuple[str, str]]]:
@@ -34,7 +35,7 @@ def normalize(submission: NotebookNode, release: NotebookNode) -> tuple[Notebook
 
     release_ids = [_grade_id(cell) for cell in release.cells]
     release_by_id = {gid: cell for gid, cell in zip(release_ids, release.cells)}
-    solution_ids = {gid for gid, cell in release_by_id.items() if cell.metadata.get("nbgrader", {}).get("solution")}
+    solution_ids = {gid for gid, cell in release_by_id.items() if cell_metadata.is_solution(cell)}
     exercise_of = {gid: _exercise(cell) for gid, cell in release_by_id.items() if _exercise(cell)}
 
     student_solutions: dict[str, NotebookNode] = {}
@@ -76,7 +77,7 @@ def normalize(submission: NotebookNode, release: NotebookNode) -> tuple[Notebook
         if gid in student_solutions:
             mine = copy.deepcopy(student_solutions[gid])
             mine.metadata["nbgrader"] = copy.deepcopy(cell.metadata["nbgrader"])
-            mine.metadata["latent_gradients"] = copy.deepcopy(cell.metadata.get("latent_gradients", {}))
+            mine.metadata[cell_metadata.COURSE] = copy.deepcopy(cell_metadata.course_marks(cell))
             out.cells.append(mine)
             own_code.append((current_exercise, mine.source))
         else:
@@ -92,3 +93,16 @@ def normalize(submission: NotebookNode, release: NotebookNode) -> tuple[Notebook
 
 def exercise_of_cells(release: NotebookNode) -> dict[str, str]:
     return {gid: ex for gid, ex in ((_grade_id(c), _exercise(c)) for c in release.cells) if gid and ex}
+
+
+class NormalizeSubmission(CoursePreprocessor):
+    """nbgrader preprocessor (first of autograde's sanitize stage): the submission rebuilt from the release.
+
+    Its notes and the student's own code (for `IntegrityScan`) go into the notebook's metadata, which
+    the rebuilt notebook takes from the release, so a submission cannot write them itself.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        out, notes, own_code = normalize(nb, self.released_notebook(resources))
+        out.metadata.setdefault(cell_metadata.COURSE, {})[cell_metadata.GRADING] = {"notes": notes, "own_code": own_code}
+        return out, resources

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from grading.grader import settings
@@ -134,7 +134,6 @@ def grade_one(course: Path, student: str, worker: Worker) -> Result:
     run = paths["reports"] / "runs" / f"{student}.json"
     report = json.loads(run.read_text(encoding="utf-8")) if run.exists() else {}
     result = Result(student, time.perf_counter() - start, code, fallback, report.get("flags", {}), report.get("notes", notes))
-    (paths["reports"] / "runs" / f"{student}.result.json").write_text(json.dumps(asdict(result), indent=1), encoding="utf-8")
     return result
 
 

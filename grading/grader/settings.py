@@ -40,7 +40,7 @@ SUBMISSION_TIMEOUT_S = int(os.environ.get("GRADING_SUBMISSION_TIMEOUT", "3600"))
 MAX_KERNEL_DEATHS = int(os.environ.get("GRADING_MAX_KERNEL_DEATHS", "6"))
 
 
-# The instructor's secret that chooses the hidden tests' inputs (grading/hidden_params.py); never
+# The instructor's secret that chooses the hidden tests' inputs (grading/grader/hidden_params.py); never
 # passed to a grading kernel.
 SECRET_ENV = "GRADING_SECRET"
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
+from grading import cell_metadata
 from grading.grader import settings
 from grading.grader.normalize import exercise_of_cells
 
@@ -27,7 +28,7 @@ def _runtime_integrity(course: Path, student: str, exercise_of: dict[str, str]) 
     if not path.exists():
         return found
     for cell in nbformat.read(path, as_version=4).cells:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        gid = cell_metadata.grade_id(cell)
         for output in cell.get("outputs", []):
             if output.get("ename") == "IntegrityViolation" and gid in exercise_of:
                 found.setdefault(exercise_of[gid], []).append(str(output.get("evalue", ""))[:200])
@@ -66,6 +67,7 @@ def collect(course: Path) -> tuple[list[str], list[dict]]:
                 flags.setdefault(exercise, []).extend(reasons)
             row["integrity"] = "; ".join(f"{k}: {v[0]}" for k, v in sorted(flags.items()))
             row["flagged"] = sorted(flags)
+            row["review"] = "; ".join(f"{k}: {v[0]}" for k, v in sorted(report.get("review", {}).items()))
             events = [f"{e['event']} in {e.get('grade_id') or 'cell ' + str(e['cell'])}" for e in report.get("events", [])]
             row["events"] = "; ".join(events + [n[:120] for n in report.get("notes", [])]) or row.get("events", "")
             rows.append(row)
@@ -106,7 +108,7 @@ def write_summary(course: Path) -> Path:
                    env=settings.kernel_env(), stdout=subprocess.DEVNULL)
     exercises, rows = collect(course)
     with open(reports / "scores.csv", "w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, fieldnames=["student", *exercises, "total", "integrity", "events"], extrasaction="ignore")
+        writer = csv.DictWriter(file, fieldnames=["student", *exercises, "total", "integrity", "review", "events"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     table = class_table(exercises, rows)
@@ -116,6 +118,9 @@ def write_summary(course: Path) -> Path:
     flagged = [row for row in rows if row["integrity"]]
     if flagged:
         lines += ["", "## Integrity flags", ""] + [f"- **{row['student']}**: {row['integrity']}" for row in flagged]
+    review = [row for row in rows if row["review"]]
+    if review:
+        lines += ["", "## For review (close to a reference solution; evidence, not a verdict)", ""] + [f"- **{row['student']}**: {row['review']}" for row in review]
     (reports / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 

@@ -1,2 +1,2 @@
-"""What runs inside the student's (sandboxed) kernel: its set-up, the runtime integrity guard, the hidden
-tests the graded cells call. Nothing here decides anything the grader cannot check from outside."""
+"""What runs inside the student's (sandboxed) kernel: its set-up, the stand-in checks, and the answering of
+the grader's calls on hidden inputs. Nothing here decides a score: the grader checks what comes back."""

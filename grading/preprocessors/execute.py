@@ -1,13 +1,14 @@
 """nbgrader's Execute preprocessor, made to survive what submissions do to their kernel.
 
 nbgrader 0.9 gives up on a whole notebook when its kernel dies or stops answering, so one bad cell would
-cost a student every point. `RobustExecute` instead notes the cell that was running, starts a fresh kernel
-and runs the notebook again with that cell skipped (an error in its place says why), up to
-`max_kernel_deaths` times; gives a timed-out cell an error naming the limit; adds an `IntegrityViolation`
-error to each graded cell of an exercise the static scan flagged; and puts a "Grading notes" cell at the
-top of the notebook, which the feedback shows. Kernels run in the grading sandbox
-(`grading/grader/sandbox.py`), whose notes join the grading notes; the earlier preprocessors' notes and
-flags come in the notebook's metadata; the events go to `reports/runs/<student>.json` for the summary.
+cost a student every point. `RobustExecute` instead runs the notebook but its graded cells; when the
+kernel dies or hangs, it notes the cell that was running, starts a fresh kernel and runs the notebook
+again with that cell skipped (an error in its place says why), up to `max_kernel_deaths` times; it gives
+a timed-out cell an error naming the limit. Then, in the same kernel, `grading.grader.verdict` calls the
+learner's code on this student's hidden inputs and writes each graded cell's outputs itself (the score
+nbgrader reads from them); an exercise the static scan flagged gets an `IntegrityViolation` error in each
+graded cell. A "Grading notes" cell goes at the top of the notebook, which the feedback shows. Kernels
+run in the grading sandbox (`grading/grader/sandbox.py`), whose notes join the grading notes.
 """
 
 from __future__ import annotations
@@ -15,17 +16,22 @@ from __future__ import annotations
 import copy
 import json
 import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import nbformat
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.preprocessors.execute import NotebookClient
 from nbformat.notebooknode import NotebookNode
+from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute
 from traitlets import Integer, Unicode
 
-from grading.grader import sandbox
-from grading.grader.normalize import GRADING_METADATA, exercise_of_cells
+from grading import cell_metadata
+from grading.grader import hidden_params, sandbox, verdict
+from grading.grader.normalize import exercise_of_cells
 
 NOTES_CELL_ID = "grading-notes"
 
@@ -39,7 +45,7 @@ def _error(ename: str, text: str) -> NotebookNode:
 
 
 def _is_grade(cell: NotebookNode) -> bool:
-    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("grade"))
+    return cell_metadata.is_graded(cell)
 
 
 class RobustExecute(Execute):
@@ -53,7 +59,7 @@ class RobustExecute(Execute):
         super().__init__(**kwargs)
 
     def _job(self, nb: NotebookNode) -> dict[str, Any]:
-        job = dict(nb.metadata.get("latent_gradients", {}).get(GRADING_METADATA, {}))
+        job = dict(nb.metadata.get(cell_metadata.COURSE, {}).get(cell_metadata.GRADING, {}))
         job["exercise_of"] = exercise_of_cells(nb)
         # A note only the batch runner can give (it graded the release in place of an unreadable notebook).
         extra = os.environ.get("GRADING_RUNNER_NOTE")
@@ -67,6 +73,8 @@ class RobustExecute(Execute):
             "traceback": [f"CellTimeoutError: this cell ran longer than the grader's limit of {self.timeout} s per cell and was interrupted (an infinite loop?)."],
         }
         job = self._job(nb)
+        course, student = Path(CourseDirectory(config=self.config).root), (resources or {}).get("nbgrader", {}).get("student", "")
+        self._hidden_inputs = lambda: hidden_params.params_for(course, student)
         sandbox.EVENTS.clear()
         original = copy.deepcopy(nb)
         skipped: dict[int, str] = {}
@@ -109,7 +117,7 @@ class RobustExecute(Execute):
             runs = os.path.join(self.reports_directory, "runs")
             os.makedirs(runs, exist_ok=True)
             with open(os.path.join(runs, f"{student}.json"), "w", encoding="utf-8") as file:
-                json.dump({"events": events, "flags": flags, "notes": notes}, file, indent=1)
+                json.dump({"events": events, "flags": flags, "notes": notes, "review": job.get("review", {})}, file, indent=1)
         return nb, resources
 
     def _notes_cell(self, notes: list[str], skipped: dict[int, str], nb: NotebookNode, flags: dict, events: list) -> NotebookNode:
@@ -139,13 +147,42 @@ class RobustExecute(Execute):
                 if index in skipped:
                     cell.outputs = [_error("KernelDied" if "died" in skipped[index] else "KernelUnresponsive", skipped[index] + "; the grader skipped it.")]
                     continue
+                if _is_grade(cell):  # scored by the grader's calls below, never by what the kernel shows
+                    continue
                 self.preprocess_cell(cell, resources, index)
                 if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
                     self._timed_out.append(index)
                     self._ensure_responsive()
             self._running = None
+            verdict.grade_cells(self.nb, self._hidden_inputs, verdict.KernelChannel(self._scratch(), self._call_kernel()))
         self.set_widgets_metadata()
         return self.nb, self.resources
+
+    def _scratch(self) -> Path:
+        """The kernel's scratch folder, which the kernel can read and write (the provisioner made it)."""
+        scratch = getattr(getattr(self.km, "provisioner", None), "scratch", None)
+        return Path(scratch) if scratch is not None else Path(tempfile.mkdtemp(prefix="latent-gradients-calls-"))
+
+    def _call_kernel(self) -> Callable[[str], bool]:
+        """`execute(line)` for the grader's calls: silent (no IPython event hooks run, nothing is shown), within the
+        per-cell limit; False, for this call and every later one, once the kernel died or stopped answering."""
+        state = {"alive": True}
+
+        def execute(line: str) -> bool:
+            if not state["alive"]:
+                return False
+            assert self.kc is not None
+            try:
+                reply = self.wait_for_reply(self.kc.execute(line, silent=True, store_history=False, allow_stdin=False))
+                if reply is None:  # past the limit: interrupted, and it must answer soon
+                    self._ensure_responsive()
+                    return False
+                return reply["content"].get("status") == "ok"
+            except Exception:  # noqa: BLE001 (a dead or hung kernel, whatever the client raises: no answer)
+                state["alive"] = False
+                return False
+
+        return execute
 
     def _ensure_responsive(self) -> None:
         """After an interrupt, the kernel must answer a trivial request soon, or it counts as hung."""
@@ -173,4 +210,4 @@ def _blocked_writes(nb: NotebookNode) -> list[str]:
 
 
 def _grade_id(cell: NotebookNode) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return cell_metadata.grade_id(cell)

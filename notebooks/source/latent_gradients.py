@@ -124,14 +124,7 @@ print(memory_report(device))
 # zeros with the values' dtype and device.
 # </details>
 
-# %% [exercise exercise=sparse_tensor]
-class SparseTensor:
-    """
-    A non-negative tensor in two forms at once:
-        dense:  the full tensor of shape (n1, ..., nk), zeros included.
-        sparse: (values, indices, shape): the positive values, shape (n_nonzero,); their positions,
-                shape (n_nonzero, k), in row-major order; and the dense tensor's shape.
-    """
+# %% [exercise exercise=sparse_tensor contract=solutions.sparse_tensor.SparseTensor]
 
     sparse: tuple[Tensor, Tensor, tuple[int, ...]]
     dense: Tensor
@@ -176,19 +169,7 @@ class SparseTensor:
 # %% [check]
 tests.test_sparse_tensor(SparseTensor)
 
-# %% [grader exercise=sparse_tensor id=sparse_tensor-from_dense points=1]
-tests.test_sparse_tensor(SparseTensor, part="from_dense")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("sparse_tensor", "from_dense", SparseTensor)
-### END HIDDEN TESTS
-
-# %% [grader exercise=sparse_tensor id=sparse_tensor-from_sparse points=1]
-tests.test_sparse_tensor(SparseTensor, part="from_sparse")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("sparse_tensor", "from_sparse", SparseTensor)
-### END HIDDEN TESTS
+# %% [graded exercise=sparse_tensor]
 
 # %% [markdown]
 # A quick look at what you built, on a small example:
@@ -340,19 +321,7 @@ tests.test_latent_acts_to_later_latent_acts(latent_acts_to_later_latent_acts, mo
 # %% [check]
 tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes)
 
-# %% [grader exercise=latent_to_latent id=latent_to_latent-activations points=1]
-tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes, part="activations")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("latent_to_latent", "activations", latent_to_latent_gradients)
-### END HIDDEN TESTS
-
-# %% [grader exercise=latent_to_latent id=latent_to_latent-gradients points=2]
-tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes, part="gradients")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("latent_to_latent", "gradients", latent_to_latent_gradients)
-### END HIDDEN TESTS
+# %% [graded exercise=latent_to_latent]
 
 # %% [markdown]
 # Now run it on this world's prompt and look at the result. First a sanity check of the
@@ -503,19 +472,7 @@ tests.test_tokens_to_latent_acts(tokens_to_latent_acts, model, saes)
 # %% [check]
 tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes)
 
-# %% [grader exercise=token_to_latent id=token_to_latent-activations points=1]
-tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes, part="activations")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("token_to_latent", "activations", token_to_latent_gradients)
-### END HIDDEN TESTS
-
-# %% [grader exercise=token_to_latent id=token_to_latent-gradients points=1]
-tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes, part="gradients")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("token_to_latent", "gradients", token_to_latent_gradients)
-### END HIDDEN TESTS
+# %% [graded exercise=token_to_latent]
 
 # %% [markdown]
 # > **Challenge.** Take the pair of latents you found in exercise 3's plot (an earlier latent on " E"
@@ -630,19 +587,7 @@ tests.test_latent_acts_to_logits(latent_acts_to_logits, model, saes)
 # %% [check]
 tests.test_latent_to_logit_gradients(latent_to_logit_gradients, model, saes)
 
-# %% [grader exercise=latent_to_logit id=latent_to_logit-activations points=1]
-tests.test_latent_to_logit_gradients(latent_to_logit_gradients, model, saes, part="activations")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("latent_to_logit", "activations", latent_to_logit_gradients)
-### END HIDDEN TESTS
-
-# %% [grader exercise=latent_to_logit id=latent_to_logit-gradients points=1]
-tests.test_latent_to_logit_gradients(latent_to_logit_gradients, model, saes, part="gradients")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("latent_to_logit", "gradients", latent_to_logit_gradients)
-### END HIDDEN TESTS
+# %% [graded exercise=latent_to_logit]
 
 # %% [markdown]
 # First, how well does the model do on the prompt, with and without the SAE spliced in (its
@@ -809,19 +754,7 @@ tests.test_latent_acts_to_later_latent_acts_attn(latent_acts_to_later_latent_act
 # %% [check]
 tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, model, attn_saes)
 
-# %% [grader exercise=attention id=attention-activations points=1]
-tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, model, attn_saes, part="activations")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("attention", "activations", latent_to_latent_gradients_attn)
-### END HIDDEN TESTS
-
-# %% [grader exercise=attention id=attention-gradients points=2]
-tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, model, attn_saes, part="gradients")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("attention", "gradients", latent_to_latent_gradients_attn)
-### END HIDDEN TESTS
+# %% [graded exercise=attention]
 
 # %% [demo]
 str_toks = model.to_str_tokens(rep_tokens[0])
@@ -997,19 +930,7 @@ from part_utils import EDGE_THRESHOLD, Circuit, CircuitEdge, CircuitNode, circui
 # %% [check]
 tests.test_latent_circuit(latent_circuit, model, saes)
 
-# %% [grader exercise=latent_circuit id=latent_circuit-nodes points=1]
-tests.test_latent_circuit(latent_circuit, model, saes, part="nodes")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("latent_circuit", "nodes", latent_circuit)
-### END HIDDEN TESTS
-
-# %% [grader exercise=latent_circuit id=latent_circuit-edges points=1]
-tests.test_latent_circuit(latent_circuit, model, saes, part="edges")
-### BEGIN HIDDEN TESTS
-import grading.kernel.hidden
-grading.kernel.hidden.check("latent_circuit", "edges", latent_circuit)
-### END HIDDEN TESTS
+# %% [graded exercise=latent_circuit]
 
 # %% [markdown]
 # The circuit for this world's prompt. Hover over a node for its latent, token, position, activation and

@@ -1,0 +1,46 @@
+"""The cell-metadata format of the course's notebooks, nbgrader's keys and the course's own, in one place.
+
+nbgrader marks each cell in `metadata.nbgrader` (grade_id, solution, grade, locked, points); the course adds
+`metadata.latent_gradients`: `exercise` (the exercise a solution or graded cell belongs to) and
+`demonstration` (a cell that only shows results). A notebook's own `metadata.latent_gradients.grading` is
+what the grading steps of one submission hand each other. notebooks/build.py writes this format; grading and
+the project's tests read it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+NBGRADER = "nbgrader"
+COURSE = "latent_gradients"
+EXERCISE = "exercise"
+DEMONSTRATION = "demonstration"
+GRADING = "grading"
+
+
+def nbgrader_marks(cell: Any) -> dict[str, Any]:
+    return cell.get("metadata", {}).get(NBGRADER, {})
+
+
+def course_marks(cell: Any) -> dict[str, Any]:
+    return cell.get("metadata", {}).get(COURSE, {})
+
+
+def grade_id(cell: Any) -> str | None:
+    return nbgrader_marks(cell).get("grade_id")
+
+
+def is_graded(cell: Any) -> bool:
+    return bool(nbgrader_marks(cell).get("grade"))
+
+
+def is_solution(cell: Any) -> bool:
+    return bool(nbgrader_marks(cell).get("solution"))
+
+
+def exercise_of(cell: Any) -> str | None:
+    return course_marks(cell).get(EXERCISE)
+
+
+def is_demonstration(cell: Any) -> bool:
+    return cell.get("cell_type") == "code" and course_marks(cell).get(DEMONSTRATION) is True
