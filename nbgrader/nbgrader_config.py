@@ -93,7 +93,7 @@ c.RobustExecute.reports_directory = c.LimitOutputBytes.reports_directory = str(H
 # and the repository's history.
 c.SandboxProvisioner.hidden_paths = [str(HERE)] + [
     str(settings.ROOT / folder)
-    for folder in ("solutions", "tests", "grading/grader", "grading/preprocessors", "notebooks", "project_tests", "benchmarks", "scripts", ".git")
+    for folder in ("solutions", "tests", "grading/grader", "grading/preprocessors", "notebooks", "project_tests", "course_fixtures", "scripts", ".git")
 ]
 
 # Feedback: hidden tests are stripped, so students see why a cell failed but not the hidden test.
