@@ -21,6 +21,9 @@ starts a cell; `# %% [markdown]` cells hold Markdown as comment lines. Kinds:
                `exercise=NAME id=GRADE_ID points=N`, a visible learner check of one part of an exercise,
                then a `### BEGIN HIDDEN TESTS` / `### END HIDDEN TESTS` region that students never see.
   `exercise=NAME` on exercise cells says which exercise a solution belongs to (for the grader).
+  `only=learner` keeps a cell out of the nbgrader notebook (the graded release), `only=graded` keeps it
+  out of the learner notebooks: advice that holds for self-study and not for a graded assignment (read the
+  solutions first) has its graded alternative beside it.
 
 Each source yields:
 - notebooks/<name>_solutions.ipynb: solution regions kept, markers removed;
@@ -90,6 +93,8 @@ def parse(path: Path) -> list[SourceCell]:
             if kind not in KINDS:
                 raise ValueError(f"{path}:{number}: unknown cell kind {kind!r}; expected one of {KINDS}")
             options = dict(option.split("=", 1) for option in (match.group("options") or "").split())
+            if options.get("only", "learner") not in ("learner", "graded"):
+                raise ValueError(f"{path}:{number}: 'only' is 'learner' or 'graded', not {options['only']!r}")
             cells.append(SourceCell(kind, [], options, number))
         elif line.startswith("# %%"):
             raise ValueError(f"{path}:{number}: malformed cell marker {line!r}; expected '# %% [kind key=value ...]'")
@@ -153,6 +158,8 @@ def build_notebook(name: str, cells: list[SourceCell], variant: str) -> nbformat
     }
     notebook.cells.append(_banner(name, variant))
     for index, cell in enumerate(cell for cell in cells if cell.kind != "grader"):
+        if cell.options.get("only") == "graded":
+            continue  # its index stays taken, so the other cells keep their ids
         cell_id = f"{cell.kind}-{index:02d}"
         if cell.kind == "markdown":
             notebook.cells.append(nbformat.v4.new_markdown_cell(cell.text, id=cell_id))

@@ -194,12 +194,6 @@ def induction_rectangle_masses(gradients: Tensor, latent_acts_prev: Any, latent_
     }
 
 
-def induction_mass_ratio(gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, seq_len: int) -> float:
-    """Mean |gradient| per cell inside the induction rectangles, over the mean per cell outside them."""
-    masses = induction_rectangle_masses(gradients, latent_acts_prev, latent_acts_next_recon, seq_len)
-    return masses["inside"] / max(masses["outside"], 1e-12)
-
-
 def gradients_between_positions(
     gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, pos_from: int, pos_to: int
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -217,6 +211,24 @@ def same_position_share(gradients: Tensor, latent_acts_prev: Any, latent_acts_ne
     order = gradients.detach().abs().flatten().argsort(descending=True)[:top]
     rows, cols = order // gradients.shape[1], order % gradients.shape[1]
     return (latent_acts_next_recon.indices[rows, 1] == latent_acts_prev.indices[cols, 1]).float().mean().item()
+
+
+# A gradient counts as large above this fraction of the largest |gradient| in its matrix.
+LARGE_GRADIENT_FRACTION = 0.01
+
+
+def gradient_shares(
+    gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, fraction: float = LARGE_GRADIENT_FRACTION
+) -> dict[str, float]:
+    """Shares of a latent-to-latent Jacobian's entries: `causal`, those the causal mask allows (earlier
+    latent's position <= later latent's); `nonzero`; `large`, those above `fraction` of the largest |gradient|."""
+    pos_from, pos_to = latent_acts_prev.indices[:, 1][None, :], latent_acts_next_recon.indices[:, 1][:, None]
+    magnitude = gradients.detach().abs()
+    return {
+        "causal": (pos_from <= pos_to).float().mean().item(),
+        "nonzero": (magnitude > 0).float().mean().item(),
+        "large": (magnitude > fraction * magnitude.max()).float().mean().item(),
+    }
 
 
 def token_gradients_of_latent(token_latent_grads: Tensor, latent_acts: Any, pos: int, latent: int) -> Tensor:

@@ -31,7 +31,30 @@ def test_induction_rectangles_cover_first_b_to_second_a() -> None:
     gradients = torch.full((9, 9), 0.1)  # (next, prev): 0.1 everywhere, 1.0 in the induction cells
     for p in range(2, 6):
         gradients[p + 3, p] = 1.0
-    assert plots.induction_mass_ratio(gradients, prev, nxt, seq_len) == pytest.approx(10.0)
+    masses = plots.induction_rectangle_masses(gradients, prev, nxt, seq_len)
+    assert masses["inside"] / masses["outside"] == pytest.approx(10.0)
+    assert masses["outside_causal"] == pytest.approx(0.1) and masses["outside"] == pytest.approx(0.1)
+
+
+def test_gradient_shares_separate_the_causal_mask_from_large_gradients() -> None:
+    """Three positions, one latent each: the causal mask allows 6 of 9 pairs; of those, one is large."""
+    prev = sparse([(0, p, 0) for p in range(3)])
+    nxt = sparse([(0, p, 1) for p in range(3)])
+    gradients = torch.tensor([[1.0, 0.0, 0.0], [0.001, 0.002, 0.0], [0.003, 0.004, 0.005]])  # (next, prev)
+    shares = plots.gradient_shares(gradients, prev, nxt, fraction=0.01)
+    assert shares == pytest.approx({"causal": 6 / 9, "nonzero": 6 / 9, "large": 1 / 9})
+
+
+def test_dense_output_basis_on_gpt2s_prompt() -> None:
+    """The out-of-memory note's figure: GPT-2's prompt is 9 tokens with BOS, its residual SAEs 24,576 wide."""
+    from part_utils.device import dense_output_basis
+    from part_utils.gpt2_world import GPT2_EXERCISES, RESIDUAL_D_SAE
+    from part_utils.tokenizer import gpt2_tokenizer
+
+    n_positions = 1 + len(gpt2_tokenizer().encode(GPT2_EXERCISES.latent_to_latent.prompt))
+    n_outputs, basis_bytes = dense_output_basis(n_positions, RESIDUAL_D_SAE)
+    assert (n_positions, n_outputs) == (9, 221_184)
+    assert round(basis_bytes / 1e9) == 196
 
 
 @pytest.mark.latent_to_latent
