@@ -17,6 +17,8 @@ import torch
 from IPython.display import HTML, display
 from torch import Tensor
 
+from part_utils.worlds import note_unseen_tokens
+
 # Diverging colours centred on zero: red for negative gradients, blue for positive.
 _SCALE = "RdBu"
 
@@ -34,6 +36,7 @@ def _heatmap(
     y_title: str,
     title: str,
     height: int,
+    value_name: str = "gradient",
 ) -> go.Figure:
     """A heatmap of z with one labelled column per x (14 px each, within 700-1900 px) and one row per y."""
     width = _size(len(x), 14, 700, 1900)
@@ -46,12 +49,12 @@ def _heatmap(
             z=values,
             x=x,
             y=y,
-            hovertemplate=f"{x_title}: %{{x}}<br>{y_title}: %{{y}}<br>gradient: %{{z:.4g}}<extra></extra>",
+            hovertemplate=f"{x_title}: %{{x}}<br>{y_title}: %{{y}}<br>{value_name}: %{{z:.4g}}<extra></extra>",
             colorscale=_SCALE,
             zmid=0.0,
             zmin=-bound or -1.0,
             zmax=bound or 1.0,
-            colorbar={"title": {"text": "gradient"}},
+            colorbar={"title": {"text": value_name}},
         )
     )
     fig.update_layout(
@@ -84,6 +87,7 @@ def plot_latent_to_latent(
     title_suffix: str = "",
 ) -> go.Figure:
     """Heatmap of d(later latent)/d(earlier latent): earlier latents down the side, later ones along the top."""
+    note_unseen_tokens(str_toks)
     x = _latent_labels(latent_acts_next_recon.indices, str_toks, layer_to)
     y = _latent_labels(latent_acts_prev.indices, str_toks, layer_from)
     return _heatmap(
@@ -100,6 +104,7 @@ def plot_latent_to_latent(
 
 def plot_token_to_latent(gradients: Tensor, latent_acts: Any, str_toks: Sequence[str], layer: int) -> go.Figure:
     """Heatmap of d(latent)/d(token scale): tokens down the side, active latents along the top."""
+    note_unseen_tokens(str_toks)
     x = _latent_labels(latent_acts.indices, str_toks, layer)
     y = [f"{tok!r} ({i})" for i, tok in enumerate(str_toks)]
     return _heatmap(
@@ -121,13 +126,17 @@ def plot_latent_to_logit(
     layer: int,
     model: Any,
     max_logits: int = 25,
+    contributions: bool = False,
+    max_latents: int | None = 40,
 ) -> go.Figure:
-    """Heatmap of d(logit)/d(latent), latents sorted by their gradient on the first row (most positive first).
+    """Heatmap of d(logit)/d(latent) (or, with `contributions`, gradient x activation), one column per latent.
 
     `token_ids` names the rows (the top-k logits, highest first). None means `gradients` has a row for
     every logit (as with `k=None`): the `max_logits` rows with the largest |gradient| are shown, the
-    most responsive first.
+    most responsive first. Columns: the `max_latents` latents with the largest |contribution| to the
+    first row's logit, sorted by it (largest first); `max_latents=None` shows every active latent.
     """
+    note_unseen_tokens(str_toks)
     if token_ids is None:
         gradients = gradients.reshape(-1, gradients.shape[-1])
         n_logits = gradients.shape[0]
@@ -136,18 +145,21 @@ def plot_latent_to_logit(
         which = f"the {len(token_ids)} of all {n_logits} logits with the largest gradients"
     else:
         which = f"the top {len(token_ids)} logits"
-    order = gradients[0].argsort(descending=True)
-    x = [f"{str_toks[pos]!r} ({pos}), latent {latent}" for _, pos, latent in latent_acts.indices[order].tolist()]
-    y = [f"{model.to_single_str_token(token)!r} ({token})" for token in token_ids]
+    contribution = gradients * latent_acts.values[None, :]
+    order = contribution[0].abs().argsort(descending=True)[:max_latents]
+    shown = "every active latent" if len(order) == gradients.shape[1] else f"the {len(order)} of {gradients.shape[1]} active latents"
+    value_name = "contribution" if contributions else "gradient"
     return _heatmap(
-        gradients[:, order],
-        x,
-        y,
+        (contribution if contributions else gradients)[:, order],
+        _latent_labels(latent_acts.indices[order], str_toks, layer),
+        [f"{model.to_single_str_token(token)!r} ({token})" for token in token_ids],
         f"Latents in layer {layer}",
         "Logits",
-        f"Gradients between SAE latents in layer {layer} and {which}"
-        f"<br><sup>Prompt: {''.join(str_toks)!r}</sup>",
-        height=_size(len(y), 28, 400, 900),
+        f"{'Contributions (gradient x activation)' if contributions else 'Gradients'} of SAE latents in layer {layer} to {which}"
+        f"<br><sup>{shown} with the largest |contribution| to the first row, largest first (max_latents=None shows all). "
+        f"Prompt: {''.join(str_toks)!r}</sup>",
+        height=_size(len(token_ids), 28, 400, 900),
+        value_name=value_name,
     )
 
 

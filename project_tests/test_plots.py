@@ -81,12 +81,27 @@ def test_latent_to_logit_plot_takes_every_logit(tiny_world) -> None:
     sae = tiny_world.saes[settings.layer]
     *_, acts = solutions.latent_to_logit_gradients(tokens, sae, model, k=1)
     every_logit, _ = torch.func.jacfwd(solutions.latent_acts_to_logits, has_aux=True)(*acts.sparse, sae, model, None)
-    fig = plots.plot_latent_to_logit(every_logit[0], acts, None, model.to_str_tokens(settings.prompt), settings.layer, model, max_logits=7)
+    fig = plots.plot_latent_to_logit(every_logit[0], acts, None, model.to_str_tokens(settings.prompt), settings.layer, model, max_logits=7, max_latents=None)
     heatmap = fig.data[0]
     strongest = every_logit[0].abs().amax(dim=1).argmax().item()
     assert heatmap.z.shape == (7, len(acts.values))
     assert heatmap.y[0] == f"{model.to_single_str_token(strongest)!r} ({strongest})"
     assert f"of all {model.cfg.d_vocab} logits" in fig.layout.title.text
+
+
+def test_latent_to_logit_plot_shows_the_largest_contributions_with_their_layer(tiny_world) -> None:
+    """By default the columns are the latents with the largest |gradient x activation| on the top logit, labelled F{layer}."""
+    model, settings = tiny_world.model, tiny_world.exercises.latent_to_logit
+    tokens = model.to_tokens(settings.prompt)
+    gradients, _, _, token_ids, acts = solutions.latent_to_logit_gradients(tokens, tiny_world.saes[settings.layer], model, k=3)
+    str_toks = model.to_str_tokens(settings.prompt)
+    fig = plots.plot_latent_to_logit(gradients, acts, token_ids, str_toks, settings.layer, model, contributions=True, max_latents=2)
+    contribution = gradients[0] * acts.values
+    largest = contribution.abs().argmax().item()
+    _, pos, latent = acts.indices[largest].tolist()
+    assert fig.data[0].z.shape == (3, 2)
+    assert fig.data[0].x[0] == f"F{settings.layer}.{latent}, {str_toks[pos]!r} ({pos})"
+    assert fig.data[0].z[0][0] == pytest.approx(contribution[largest].item(), abs=1e-6)
 
 
 @pytest.mark.worlds

@@ -599,7 +599,14 @@ for sae_id, latent_idx in world.facts.get("latent_to_latent", {}).get("dashboard
 # *Before you run it:* which rows (tokens) can have a nonzero gradient for a latent active at
 # position 4? What would you expect for the " E" → "iff" latent you saw above?
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint: the idea</summary>
+#
+# The scales are the input you differentiate with respect to: multiply block 0's input by them,
+# position by position, run the blocks up to the SAE's layer and encode, as in exercise 2. The
+# Jacobian comes out with the outputs (active latents) first; the plot wants them last.
+# </details>
+#
+# <details><summary>Hint: the code</summary>
 #
 # `model(tokens, stop_at_layer=0)` returns the input of block 0 (see above for what it holds in your
 # world). Scale it (`einops.einsum` or broadcasting `token_scales[..., None]`), continue with
@@ -727,7 +734,14 @@ show_observations(world, "token_to_latent")
 # *Before you run it:* the prompt ends "...is in the city of". Which latents would you expect to
 # push " Paris" up, and what else might they push up with it?
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint: the idea</summary>
+#
+# The same shape as exercise 3, with the logits in place of the later SAE: one clean run gives the
+# true logits and the latents; the function you differentiate decodes the latents and runs the rest
+# of the model; only the final position's top-`k` logits are outputs.
+# </details>
+#
+# <details><summary>Hint: the code</summary>
 #
 # Run the model once with the SAE spliced in (`use_error_term=True`) to get both the true logits and
 # the latents from the cache. `model(resid, start_at_layer=layer)` runs to the logits.
@@ -808,13 +822,16 @@ latent_logit_grads, logits, logits_recon, token_ids, latent_acts = latent_to_log
     tokens, saes[settings.layer], model, k=settings.k
 )
 plot_latent_to_logit(latent_logit_grads, latent_acts, token_ids, str_toks, settings.layer, model).show()
+plot_latent_to_logit(latent_logit_grads, latent_acts, token_ids, str_toks, settings.layer, model, contributions=True).show()
 
 # %% [markdown]
 # ### What to look for
 #
-# Latents are sorted by their gradient on the top prediction, most positive first: that is the
-# order of **sensitivity**, how much the logit would move per unit of each latent. Which latents
-# actually push the prediction, to first order, is gradient × activation; the cell below prints both.
+# The first plot shows **sensitivities**, how much each logit would move per unit of each latent; the
+# second shows **contributions**, gradient × activation: how much each latent actually pushes each
+# logit, to first order. Both show the latents with the largest contribution to the top prediction,
+# largest first (pass `max_latents=None` to see every active latent). A latent can be sensitive and
+# contribute little, when it barely fires; the cell after the notes prints the top one of each kind.
 #
 # <details><summary>Answer to the question before exercise 5</summary>
 #
@@ -849,6 +866,32 @@ for latent_idx in dict.fromkeys([most_sensitive, largest_contribution]):
     display_dashboard(sae_id=saes[settings.layer].cfg.metadata.hook_name, latent_idx=latent_idx)
 for sae_id, latent_idx in world.facts.get("latent_to_logit", {}).get("dashboards", []):
     display_dashboard(sae_id=sae_id, latent_idx=latent_idx)
+
+# %% [markdown]
+# ### City or country?
+#
+# Change one word of the prompt, "city" to "country", and the answer should change from the city to
+# its country. Which latents carry the difference? The cell below runs your function on both prompts
+# and lists, for each, the latents that contribute most to its own top prediction. Latents in both
+# lists carry what the prompts share (the landmark); latents in one list only carry the question asked.
+
+# %% [demo]
+def top_contributions(prompt: str, n: int = 6) -> tuple[str, dict[str, float]]:
+    grads, _, _, ids, acts = latent_to_logit_gradients(model.to_tokens(prompt), saes[settings.layer], model, k=1)
+    contribution = grads[0] * acts.values
+    order = contribution.argsort(descending=True)[:n]
+    prompt_toks = model.to_str_tokens(prompt)
+    labels = [f"F{settings.layer}.{latent} on {prompt_toks[pos]!r}" for _, pos, latent in acts.indices[order].tolist()]
+    return model.to_single_str_token(ids[0]), dict(zip(labels, contribution[order].tolist()))
+
+
+city_prompt = settings.prompt
+country_prompt = city_prompt.replace("the city of", "the country of")
+answers = {prompt: top_contributions(prompt) for prompt in (city_prompt, country_prompt)}
+for prompt, (answer, latents) in answers.items():
+    print(f"{prompt!r} -> {answer!r}; largest contributions: " + ", ".join(f"{name} {value:+.2f}" for name, value in latents.items()))
+shared = set(answers[city_prompt][1]) & set(answers[country_prompt][1])
+print(f"in both lists: {sorted(shared) or 'none'}")
 
 # %% [markdown]
 # ## Exercise 6 (optional): an induction circuit in attention SAEs
@@ -887,7 +930,14 @@ show_attention_patterns(model, rep_tokens, [*induction.prev_token_heads, *induct
 # If the earlier SAE's latent at the first `B` (position $p$) feeds an induction latent at the second
 # `A`, which position is that? (The plot outlines those cells.)
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint: the idea</summary>
+#
+# Start from the clean residual stream at the earlier layer, so everything before it is the real
+# model. Two hooks do the rest: one swaps the earlier layer's `z` for the SAE's reconstruction, the
+# other copies out the later layer's `z` for the later SAE to encode.
+# </details>
+#
+# <details><summary>Hint: the code</summary>
 #
 # `model.run_with_hooks(resid_pre_clean, start_at_layer=layer_from, stop_at_layer=layer_to + 1,
 # fwd_hooks=[(get_act_name("z", layer_from), replace), (get_act_name("z", layer_to), record)])`.
@@ -1071,7 +1121,15 @@ for sae_id, latent_idx in world.facts.get("attention", {}).get("dashboards", [])
 # the earlier plots' latents, the " E" → "iff" pair of exercise 3 and the latents that pushed " Paris" in
 # exercise 5, would you expect to find in the circuit?
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint: the idea</summary>
+#
+# Work from the top down. The logit's gradient times the last layer's activations ranks that layer's
+# latents; keep `k`. For each layer below, differentiate only the kept latents above (few outputs,
+# few backward passes), weight by activations and by how much each kept latent matters to the logit,
+# and keep `k` again. The token scales are the last step down, as in exercise 4.
+# </details>
+#
+# <details><summary>Hint: the code</summary>
 #
 # One clean `model.run_with_cache(tokens)` gives each layer's `blocks.{layer}.hook_resid_pre`; encode it for
 # the true latents (a `SparseTensor`) and subtract the decoded latents for the error. `t.func.grad` of the
