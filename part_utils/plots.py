@@ -155,8 +155,8 @@ def plot_latent_to_logit(
         [f"{model.to_single_str_token(token)!r} ({token})" for token in token_ids],
         f"Latents in layer {layer}",
         "Logits",
-        f"{'Contributions (gradient x activation)' if contributions else 'Gradients'} of SAE latents in layer {layer} to {which}"
-        f"<br><sup>{shown} with the largest |contribution| to the first row, largest first (max_latents=None shows all). "
+        (f"Contributions (gradient x activation) of SAE latents in layer {layer} to {which}" if contributions else f"Gradients between SAE latents in layer {layer} and {which}")
+        + f"<br><sup>{shown} with the largest |contribution| to the first row, largest first (max_latents=None shows all). "
         f"Prompt: {''.join(str_toks)!r}</sup>",
         height=_size(len(token_ids), 28, 400, 900),
         value_name=value_name,
@@ -226,7 +226,7 @@ def same_position_share(gradients: Tensor, latent_acts_prev: Any, latent_acts_ne
 
 
 # A gradient counts as large above this fraction of the largest |gradient| in its matrix.
-LARGE_GRADIENT_FRACTION = 0.01
+LARGE_GRADIENT_FRACTION = 0.1
 
 
 def gradient_shares(

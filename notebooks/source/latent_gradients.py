@@ -516,9 +516,11 @@ recon_active = {tuple(x) for x in latent_acts_next_recon.indices.tolist()}
 print(f"active later latents, true run:          {len(true_active)}")
 print(f"active later latents, reconstructed run: {len(recon_active)}")
 print(f"active in one run but not the other:     {len(true_active ^ recon_active)}")
+from part_utils.plots import LARGE_GRADIENT_FRACTION
+
 shares = gradient_shares(gradients, latent_acts_prev, latent_acts_next_recon)
 print(f"of the {gradients.numel()} entries: {shares['causal']:.1%} are pairs the causal mask allows (earlier position <= later),")
-print(f"  {shares['nonzero']:.1%} are nonzero, {shares['large']:.1%} are above 1% of the largest |gradient|")
+print(f"  {shares['nonzero']:.1%} are nonzero, {shares['large']:.1%} are above {LARGE_GRADIENT_FRACTION:.0%} of the largest |gradient|")
 plot_latent_to_latent(gradients, latent_acts_prev, latent_acts_next_recon, str_toks, settings.layer_from, settings.layer_to).show()
 
 # %% [markdown]
@@ -530,8 +532,8 @@ plot_latent_to_latent(gradients, latent_acts_prev, latent_acts_next_recon, str_t
 #   rather than zero. Every pair whose earlier latent sits at a later position than the later latent
 #   is exactly zero; the pairs the mask allows are almost all nonzero (the first two shares printed
 #   above the plot are close), because every layer mixes a little of everything through LayerNorm and
-#   attention. What is sparse is the *large* gradients: the third share, those above 1% of the
-#   largest, is a small fraction of the entries. An earlier latent mostly writes in directions a given
+#   attention. What is sparse is the *large* gradients: the third share, those above a tenth of the
+#   largest, is a small part of the entries. An earlier latent mostly writes in directions a given
 #   later latent barely reads.
 # - **Which positions?** Attention only looks backwards, so an earlier latent at position $p$ can
 #   reach a later latent at position $q$ only if $p \le q$; every other cell is exactly zero.
@@ -1285,9 +1287,9 @@ print(faithfulness)
 #
 # Not yet run on GPT-2 (layers 0, 3 and 9, k = 4): this is what to expect, not what was measured. The last
 # layer should hold F9.22250, the French-text latent that pushes " Paris" in exercise 5, among its kept
-# latents. Layer 0 is harder to guess: the word's tokens (" E", "iff", "el") are one candidate, but on the
-# toy world the circuit's layer-0 latents sit on "the city of" instead, and the " E" → "iff" pair is not in
-# it (the notes below). Which of the two GPT-2 does is a question the circuit answers, not one to assume.
+# latents. Layer 0 should hold latents on the word's tokens (" E", "iff", "el"), as the toy world's circuit
+# does (the notes below); whether the F0.16911 → F3.15266 bigram shows as an edge into layer 3 is for the
+# circuit to say.
 # Zeroing the circuit should drop the " Paris" logit by several units and random latents by far less, but
 # GPT-2's layers spread a prediction over many more latents than the toy world's, so expect a smaller share
 # of the logit from 12 latents. `make verify-gpt2` measures both.
@@ -1297,19 +1299,14 @@ print(faithfulness)
 #
 # <details><summary>The toy world: the circuit for " Paris" and its ablation</summary>
 #
-# Layers 0, 3 and 4, k = 4, " Paris" (logit 14.69). The last layer keeps F4.336, F4.423, F4.110 and F4.441,
-# all at the final position " of": four of exercise 5's five largest contributions to " Paris" (F4.336 first,
-# 0.98 here); F4.110 is also the latent with exercise 5's largest gradient. Layer 3 keeps four latents at " of"
-# too (F3.168 first). Layer 0 keeps latents on " the" (8), " city" (9) and " tower" (5): the circuit reads the
-# prediction from "the city of", and the " E" → "iff" pair (F0.153, F3.509) is **not** in it: that bigram
-# spells the word, it does not carry it to the logit at this k. 37 edges survive the 0.05 threshold.
+# Layers 0, 3 and 4, k = 4, " Paris" (logit 13.60). The last layer keeps F4.315, F4.61 and F4.323 at the
+# final position " of", and F4.291 on "iff" (F4.315 first, contribution 1.72). Layer 3 keeps three latents at
+# " of" (F3.14 first) and one on "iff". Layer 0 keeps latents on "iff" (3), " E" (2), "el" (4) and " city" (9):
+# on this world the circuit reads the answer from the word "Eiffel" itself, and the bigram's earlier latent,
+# F0.99 on " E", is one of its nodes. 34 edges survive the 0.05 threshold.
 #
-# Zeroing the circuit's 12 latents drops the " Paris" logit by 18.6, more than its whole value; zeroing 12
-# random active latents (4 per layer) drops it by 5.9 ± 6.8 (mean ± standard deviation, 20 seeded draws).
-# The random drops are spread wide: the 6 draws with no latent at the final position " of" drop it by under
-# 1.5; a draw that hits some of the 24 latents active at " of" in layers 3 and 4 drops it by 0.5 to 17
-# (the largest drops come from draws that happen to include a circuit latent, F4.336 or F3.168, or another
-# latent at " of"). Where the prediction is made matters: the circuit found that position by itself.
+# Zeroing the circuit's 12 latents drops the " Paris" logit by 13.6, about its whole value; zeroing 12 random
+# active latents (4 per layer) drops it by 6.0 ± 5.0 (mean ± standard deviation, 20 seeded draws).
 # </details>
 
 # %% [markdown]
