@@ -327,6 +327,20 @@ def test_a_prompt_the_world_never_saw_gets_a_notice(capsys):
     assert notice.count("\n") == 1 and "' quick'" in notice and repr(world.exercises.latent_to_logit.prompt) in notice
 
 
+def test_an_induction_latents_card_draws_its_contexts_from_repeated_text():
+    """The offline card of an induction latent shows contexts where the token at its peak appeared before (the
+    facts alone seldom repeat a token; the card also searches repeated runs, as the world was trained on)."""
+    from part_utils.dashboard import top_contexts
+    from part_utils.worlds import load_world
+
+    world = load_world("toy", device="cpu", verbose=False)
+    layer, latents = world.exercises.attention.layer_to, world.facts["attention"]["dashboards"]
+    hook_name, latent = latents[0]
+    assert hook_name.startswith(f"blocks.{layer}.")
+    contexts = top_contexts(world, world.attn_saes[layer], latent)
+    assert any(tokens[peak] in tokens[:peak] for tokens, _, peak in contexts)
+
+
 # The capstone's figures, as the notebook quotes them (notebooks/source/latent_gradients.py, exercise 7).
 CIRCUIT_LAST_LAYER = {315, 291, 61, 323}
 CIRCUIT_DROP, RANDOM_DROP_MEAN, RANDOM_DROP_STD = 13.6, 6.0, 5.0
