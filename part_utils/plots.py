@@ -147,7 +147,7 @@ def plot_latent_to_logit(
         which = f"the top {len(token_ids)} logits"
     contribution = gradients * latent_acts.values[None, :]
     order = contribution[0].abs().argsort(descending=True)[:max_latents]
-    shown = "every active latent" if len(order) == gradients.shape[1] else f"the {len(order)} of {gradients.shape[1]} active latents"
+    shown = "all active latents" if len(order) == gradients.shape[1] else f"{len(order)} of {gradients.shape[1]} active latents"
     value_name = "contribution" if contributions else "gradient"
     return _heatmap(
         (contribution if contributions else gradients)[:, order],
@@ -156,8 +156,7 @@ def plot_latent_to_logit(
         f"Latents in layer {layer}",
         "Logits",
         (f"Contributions (gradient x activation) of SAE latents in layer {layer} to {which}" if contributions else f"Gradients between SAE latents in layer {layer} and {which}")
-        + f"<br><sup>{shown} with the largest |contribution| to the first row, largest first (max_latents=None shows all). "
-        f"Prompt: {''.join(str_toks)!r}</sup>",
+        + f"<br><sup>{shown}, by |contribution| to the top row. Prompt: {''.join(str_toks)!r}</sup>",
         height=_size(len(token_ids), 28, 400, 900),
         value_name=value_name,
     )
