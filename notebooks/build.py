@@ -5,7 +5,8 @@
 
 The source, notebooks/source/<name>.py, is a Python file of cells: `# %% [kind key=value ...]` starts a
 cell, of a kind in KINDS (docs/development.md describes each kind and its options; a `graded` cell is
-generated from its exercise's row of the exercise table). Each source yields
+generated from its exercise's row of the exercise table; `only=learner` / `only=graded` keep a cell
+out of the graded release or out of the learner notebooks). Each source yields
 notebooks/<name>_solutions.ipynb (solution regions kept, markers removed), notebooks/<name>_exercises.ipynb
 (each solution region replaced by nbgrader's stub, as generate_assignment does for the release) and
 nbgrader/source/<name>/<name>.ipynb (markers kept, with nbgrader's cell metadata: notebooks/nbgrader_cells.py).
@@ -89,6 +90,8 @@ def parse(path: Path) -> list[SourceCell]:
             if kind not in KINDS:
                 raise ValueError(f"{path}:{number}: unknown cell kind {kind!r}; expected one of {KINDS}")
             options = dict(option.split("=", 1) for option in (match.group("options") or "").split())
+            if options.get("only", "learner") not in ("learner", "graded"):
+                raise ValueError(f"{path}:{number}: 'only' is 'learner' or 'graded', not {options['only']!r}")
             cells.append(SourceCell(kind, [], options, number))
         elif line.startswith("# %%"):
             raise ValueError(f"{path}:{number}: malformed cell marker {line!r}; expected '# %% [kind key=value ...]'")
@@ -153,6 +156,8 @@ def build_notebook(name: str, cells: list[SourceCell], variant: str) -> nbformat
     }
     notebook.cells.append(_banner(name, variant))
     for index, cell in enumerate(cell for cell in cells if cell.kind != "grader"):
+        if cell.options.get("only") == "graded":
+            continue  # its index stays taken, so the other cells keep their ids
         cell_id = f"{cell.kind}-{index:02d}"
         if cell.kind == "markdown":
             notebook.cells.append(nbformat.v4.new_markdown_cell(cell.text, id=cell_id))

@@ -50,6 +50,8 @@ def build_nbgrader_notebook(name: str, cells: list) -> nbformat.NotebookNode:
     grade_ids: set[str] = set()
     kept = [cell for cell in cells if cell.kind != "check" or cell.options.get("ungraded") == "locked"]
     for index, cell in enumerate(kept):
+        if cell.options.get("only") == "learner":
+            continue  # self-study advice; its index stays taken, so the other cells keep their grade ids
         grade_id = f"{cell.kind}-{index:02d}"
         if cell.kind == "markdown":
             new = nbformat.v4.new_markdown_cell(cell.text, id=grade_id)

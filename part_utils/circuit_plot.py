@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 
 from part_utils.circuit import Circuit, CircuitNode, NodeKey
 from part_utils.dashboard import card_anchor
+from part_utils.worlds import note_unseen_tokens
 
 _POSITIVE, _NEGATIVE = "rgba(33,102,172,0.7)", "rgba(178,24,43,0.7)"
 _MAX_EDGE_WIDTH = 8.0
@@ -37,6 +38,7 @@ def plot_circuit(
     """The circuit as a layered graph. A latent's label links to its Neuronpedia dashboard when `neuronpedia_ids`
     maps its layer to a Neuronpedia id (e.g. "gpt2-small/9-res-jb"), else to its offline card in the same page
     when `card_sae_ids` maps its layer to the SAE's id (its hook name; show the cards with `display_dashboard`)."""
+    note_unseen_tokens(str_toks)
     columns = ["token", *circuit.layers, "logit"]
     column_of = {"token": 0, "logit": len(columns) - 1} | {layer: i + 1 for i, layer in enumerate(circuit.layers)}
     position: dict[NodeKey, tuple[float, float]] = {}

@@ -36,6 +36,12 @@ def memory_report(device: torch.device | str | None = None) -> str:
     return "CPU: resident memory unknown on this system" if rss_kib is None else f"CPU: {rss_kib / 1024**2:.2f} GiB resident"
 
 
+def dense_output_basis(n_positions: int, d_sae: int) -> tuple[int, int]:
+    """(outputs, bytes of jacrev's float32 one-hot basis) when every latent at every position is an output."""
+    n_outputs = n_positions * d_sae
+    return n_outputs, n_outputs**2 * 4
+
+
 def free_memory() -> None:
     """Collect unreachable Python objects and return cached accelerator memory to the driver."""
     gc.collect()

@@ -50,6 +50,13 @@ GPT2_EXERCISES = ExerciseSettings(
 
 # The latents the original GPT-2 analysis singled out (the notebook's text describes them).
 GPT2_FACTS = {
+    "world": {
+        "observations": [
+            "GPT-2 small, as OpenAI trained it on web text, with the SAEs of the original research (the code that loads "
+            "them is in the notes above the loading cell). Its figures in this notebook's notes come from that research, "
+            "not from this run: yours may differ in the last digits, and the seeded induction sequence differs."
+        ]
+    },
     "latent_to_latent": {
         "dashboards": [
             ["blocks.0.hook_resid_pre", 9449],
@@ -67,6 +74,7 @@ GPT2_FACTS = {
 MODEL_NAME = "gpt2-small"
 MODEL_REPO = "gpt2"  # the Hugging Face repo TransformerLens loads "gpt2-small" from
 RESIDUAL_RELEASE = "gpt2-small-res-jb"
+RESIDUAL_D_SAE = 24576  # latents per SAE of that release
 ATTENTION_RELEASE = "gpt2-small-hook-z-kk"
 DESCRIPTION = "GPT-2 small with the gpt2-small-res-jb and gpt2-small-hook-z-kk SAEs, from Hugging Face"
 USE_TOY_INSTEAD = "run with world='toy' (or LATENT_GRADIENTS_WORLD=toy) for the offline toy world"

@@ -41,13 +41,22 @@ def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[
     token_layer = settings.token_to_latent.layer
     iff_grads = facts["iff_token_gradients"]
     token_names = ("BOS", "'The'", "' E'", "'iff'")
+    eiffel = facts["city_country"]["Eiffel tower"]
+    shares = facts["gradient_shares"]
     return {
+        "world": {"observations": _world_observations(facts, settings, rivals, prev_head)},
         "latent_to_latent": {
             "observations": [
-                f"F{l2l.layer_from}.{facts['e_latent']} on ' E' (position 2) -> F{l2l.layer_to}.{facts['iff_latent']} on 'iff' "
-                f"(position 3), gradient {facts['e_iff_gradient']}: the largest between any latent at ' E' and any latent at "
-                "'iff', a cross-position bigram circuit for words that start with ' E'.",
+                f"On this prompt, F{l2l.layer_from}.{facts['e_latent']} on ' E' (position 2) -> F{l2l.layer_to}.{facts['iff_latent']} "
+                f"on 'iff' (position 3), gradient {facts['e_iff_gradient']}, is the largest between a latent at ' E' and a latent "
+                f"at 'iff', and the {_ordinal(facts['e_iff_cross_rank'])}-largest of the {facts['n_cross_position_pairs']} "
+                f"cross-position gradients. The largest: {_pairs(facts['largest_cross_position'], l2l.layer_from, l2l.layer_to)}.",
+                "The corpus was written to make this pair: it spells several words with a ' E' token, and puts 'iff' after "
+                "other tokens too (' J|iff|y', ' G|iff|ard'), so that 'iff after E' is a distinction the model has to learn.",
+                _other_e_word(facts, l2l),
                 f"Of the 50 largest |gradients|, {facts['same_position_share_top50']:.0%} connect latents at the same position.",
+                f"Of all the entries, {shares['causal']:.0%} are pairs the causal mask allows, {shares['nonzero']:.0%} are nonzero, and "
+                f"{shares['large']:.1%} are above {facts['large_gradient_fraction']:.0%} of the largest |gradient|.",
                 f"The layer-{l2l.layer_from} SAE is very sparse (L0 {quality[resid(l2l.layer_from)]['l0']:.1f}): this model uses rotary "
                 "positions, so its layer-0 residual stream holds only the token's embedding.",
             ],
@@ -55,17 +64,23 @@ def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[
         },
         "token_to_latent": {
             "observations": [
-                f"F{token_layer}.{facts['iff_latent']} at 'iff' gets gradients of about the same size from every token up to it: "
+                f"F{token_layer}.{facts['iff_latent']} at 'iff' gets these gradients from the tokens up to it: "
                 + ", ".join(f"{name} {value:+.4f}" for name, value in zip(token_names, iff_grads))
-                + ". In this world the token view does not single out ' E': the bigram shows in the latent-to-latent "
-                "gradients, not in this probe.",
+                + f"; the largest in size is {token_names[max(range(len(iff_grads)), key=lambda i: abs(iff_grads[i]))]}'s. "
+                "The token view does not single out ' E'. That is no evidence against the bigram, nor for it: block 0's "
+                "LayerNorm divides out the scale the probe multiplies, so the probe barely reaches what the first attention "
+                "layer reads. The bigram shows in the latent-to-latent gradients, which this probe cannot test.",
                 "Every token after a latent's position has a gradient of exactly zero to it (the plot's lower-left corner "
                 "is empty): no latent reads a later token.",
             ],
         },
         "latent_to_logit": {
             "observations": [
-                f"' Paris' is the top prediction with probability {facts['paris_prob']:.1%}.",
+                f"' Paris' is the top prediction with probability {facts['paris_prob']:.1%}; with the layer-{logit.layer} SAE "
+                f"spliced in it is at rank {facts['paris_rank_with_sae'] + 1}.",
+                f"Ask for the country instead ('The Eiffel tower is in the country of') and the top prediction is "
+                f"{eiffel['country']['top']!r}, probability {eiffel['country']['probability']:.1%} "
+                f"(the city prompt gives {eiffel['city']['top']!r}, {eiffel['city']['probability']:.1%}).",
                 f"With the layer-{logit.layer} SAE spliced in, {quality[resid(logit.layer)]['top1_survival']:.0%} of the model's "
                 f"top-1 predictions on held-out text survive (its reconstruction explains {quality[resid(logit.layer)]['fve']:.0%} of the variance).",
             ],
@@ -73,31 +88,106 @@ def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[
         "attention": {
             "observations": [
                 f"Head {prev_head[0]}.{prev_head[1]} is the best previous-token head before layer {induction.layer_to} "
-                f"(score {best_prev:.3f}), but only just: "
+                f"(score {best_prev:.3f})"
                 + (
-                    f"{', '.join(f'{name} ({score:.3f})' for name, score in rivals.items())} score within "
+                    f", but only just: {', '.join(f'{name} ({score:.3f})' for name, score in rivals.items())} score within "
                     f"{best_prev - min(rivals.values()):.3f} of it, so layer {induction.layer_from} is a choice, not the only "
                     "place a previous-token head lives. "
                     if rivals
-                    else f"no other head comes within {RIVAL_MARGIN}. "
+                    else f": no other head comes within {RIVAL_MARGIN}. "
                 )
                 + f"Induction heads: {induction_heads}.",
-                f"Mean |gradient| per cell is {mass['inside'] / mass['outside']:.1f}x larger inside the outlined induction cells than outside them.",
+                f"Mean |gradient| per cell inside the outlined induction cells is {mass['inside'] / mass['outside_causal']:.1f}x "
+                "the mean over the cells outside them that the causal mask allows, and "
+                f"{mass['inside'] / mass['outside']:.1f}x the mean over every cell outside them (causally zero ones included).",
                 (
-                    f"Layer-{induction.layer_to} latent(s) {second_half} fire on every token of the second half: induction latents."
+                    f"Layer-{induction.layer_to} latent(s) {second_half} fire on every token of the second half. The control: "
+                    + "; ".join(
+                        f"{latent} fires on {c['first_half']} of the {induction.seq_len} first-half tokens (where nothing has "
+                        f"repeated yet) and on {c['fact_text_share']:.1%} of the tokens of held-out fact text"
+                        for latent, c in facts["induction_latent_control"].items()
+                    )
+                    + ". A pure induction latent would fire on the repeats and nowhere else; compare."
                     if second_half
                     else "No single latent fires on every token of the second half on this sequence."
                 ),
+                f"The layer-{induction.layer_from} latents with the largest gradients into them, from the first half: "
+                f"{facts['prev_token_latents']} (their cards are below: do they fire on the token after a given one?).",
             ],
-            "dashboards": [[get_act_name("z", induction.layer_to), latent] for latent in second_half],
+            "dashboards": [[get_act_name("z", induction.layer_to), latent] for latent in second_half]
+            + [[get_act_name("z", induction.layer_from), latent] for latent in facts["prev_token_latents"]],
         },
     }
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _pairs(pairs: list[dict], layer_from: int, layer_to: int) -> str:
+    return ", ".join(
+        f"F{layer_from}.{p['from'][0]} on {p['from'][1]!r} ({p['from'][2]}) -> F{layer_to}.{p['to'][0]} on {p['to'][1]!r} "
+        f"({p['to'][2]}), {p['gradient']:+.3f}"
+        for p in pairs
+    )
+
+
+def _other_e_word(facts: dict[str, Any], l2l: Any) -> str:
+    other = facts["other_e_word"]
+    head = f"On another ' E' word the world knows, {other['prompt']!r}, "
+    if not other.get("largest_latent") and not other["e_latent_active"]:
+        return head + f"F{l2l.layer_from}.{facts['e_latent']} is not active at ' E'."
+    return head + (
+        f"F{l2l.layer_from}.{facts['e_latent']} at ' E' has its largest gradient, {other['largest_gradient']:+.3f}, to "
+        f"F{l2l.layer_to}.{other['largest_latent']} on {other['next_token']!r}; F{l2l.layer_to}.{facts['iff_latent']} is "
+        + ("active there too." if other["iff_latent_active"] else "not active there: the 'iff' latent is specific to 'Eiffel'.")
+    )
+
+
+def _world_observations(facts: dict[str, Any], settings: ExerciseSettings, rivals: dict[str, float], prev_head: list[int]) -> list[str]:
+    """What the world was trained on, and which of the course's phenomena it reproduces, with their strengths."""
+    training = facts["training"]
+    quality = facts["sae_quality"]
+    both = [name for name, row in facts["city_country"].items() if all(row[kind]["top"] == row[kind]["expected"] for kind in row)]
+    eiffel = facts["city_country"]["Eiffel tower"]
+    runs = training["induction_run_lengths"]
+    l2l, induction = settings.latent_to_latent, settings.attention
+    mass = facts["induction_rectangle_mass"]
+    fves = [values["fve"] for values in quality.values()]
+    return [
+        "Trained on a corpus written for this course, to reproduce the phenomena below: short facts about "
+        f"{len(training['landmarks'])} landmarks, their cities and countries, and, in {training['induction_fraction']:.0%} of "
+        f"its {training['n_ctx']}-token training windows, runs of {runs[0]} to {runs[1]} random tokens from the facts' "
+        "vocabulary, repeated (induction sequences).",
+        "Landmarks (city, country): " + "; ".join(f"{landmark} ({city}, {country})" for landmark, city, country in training["landmarks"]) + ".",
+        f"Reproduces: 'The Eiffel tower is in the city of' -> {eiffel['city']['top']!r} ({eiffel['city']['probability']:.1%}), "
+        f"'... the country of' -> {eiffel['country']['top']!r} ({eiffel['country']['probability']:.1%}); "
+        f"{len(both)} of the {len(facts['city_country'])} landmarks get both their city's and their country's first token top-1.",
+        f"Reproduces: a cross-position (' E' -> 'iff') latent pair between layers {l2l.layer_from} and {l2l.layer_to}, gradient "
+        f"{facts['e_iff_gradient']}, the {_ordinal(facts['e_iff_cross_rank'])}-largest cross-position gradient on its prompt "
+        "(one pair among several).",
+        f"Reproduces: a previous-token head ({prev_head[0]}.{prev_head[1]}, score {facts['prev_token_score']:.2f}) and "
+        f"induction heads (best score {facts['induction_score']:.2f}); induction-cell gradients "
+        f"{mass['inside'] / mass['outside_causal']:.1f}x the causally possible cells outside them; "
+        f"{len(facts['second_half_latents'])} layer-{induction.layer_to} latent(s) on every repeated token.",
+        f"Reproduces: SAEs that explain {min(fves):.0%} to {max(fves):.0%} of the variance at every layer.",
+        "Does not reproduce: the token-side view of the bigram (the ' E' token's gradient to the 'iff' latent is no larger "
+        "than any other token's; see exercise 4).",
+        ("Reproduces" if facts["paris_rank_with_sae"] > 0 else "Does not reproduce")
+        + f": the drop of ' Paris' under the spliced-in SAE (from rank 1 to 9 on GPT-2; to rank {facts['paris_rank_with_sae'] + 1} here).",
+        (
+            f"Does not reproduce: one clear previous-token head before the induction heads. Head {prev_head[0]}.{prev_head[1]} "
+            f"is chosen, but {', '.join(f'{name} ({score:.2f})' for name, score in rivals.items())} score within {RIVAL_MARGIN} of it."
+            if rivals
+            else f"Reproduces: one clear previous-token head, {prev_head[0]}.{prev_head[1]}, with no other within {RIVAL_MARGIN}."
+        ),
+    ]
 
 
 def show_observations(world: World, exercise: str) -> None:
     """Show what this world shows in `exercise` (measured when the world was built), folded away.
 
-    `exercise` is one of "latent_to_latent", "token_to_latent", "latent_to_logit", "attention". In
+    `exercise` is one of "world" (what the world is), "latent_to_latent", "token_to_latent", "latent_to_logit", "attention". In
     Jupyter the observations are a collapsed section, opened with a click (so the learner can look at
     the plot first); as plain text (a console, a test) they are a list.
     """
@@ -107,7 +197,8 @@ def show_observations(world: World, exercise: str) -> None:
 
     observations = world.facts.get(exercise, {}).get("observations", [])
     if observations:
-        summary = f"What the {world.name} world shows here, measured (click to open)"
+        measured = ", measured when it was built" if world.name == "toy" else ""
+        summary = f"What the {world.name} world {'is' if exercise == 'world' else 'shows here'}{measured} (click to open)"
         text = "\n".join(f"• {line}" for line in observations)
         items = "".join(f"<li>{escape(line)}</li>" for line in observations)
         html = f"<details><summary><b>{escape(summary)}</b></summary><ul>{items}</ul></details>"

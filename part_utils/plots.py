@@ -17,6 +17,8 @@ import torch
 from IPython.display import HTML, display
 from torch import Tensor
 
+from part_utils.worlds import note_unseen_tokens
+
 # Diverging colours centred on zero: red for negative gradients, blue for positive.
 _SCALE = "RdBu"
 
@@ -34,6 +36,7 @@ def _heatmap(
     y_title: str,
     title: str,
     height: int,
+    value_name: str = "gradient",
 ) -> go.Figure:
     """A heatmap of z with one labelled column per x (14 px each, within 700-1900 px) and one row per y."""
     width = _size(len(x), 14, 700, 1900)
@@ -46,12 +49,12 @@ def _heatmap(
             z=values,
             x=x,
             y=y,
-            hovertemplate=f"{x_title}: %{{x}}<br>{y_title}: %{{y}}<br>gradient: %{{z:.4g}}<extra></extra>",
+            hovertemplate=f"{x_title}: %{{x}}<br>{y_title}: %{{y}}<br>{value_name}: %{{z:.4g}}<extra></extra>",
             colorscale=_SCALE,
             zmid=0.0,
             zmin=-bound or -1.0,
             zmax=bound or 1.0,
-            colorbar={"title": {"text": "gradient"}},
+            colorbar={"title": {"text": value_name}},
         )
     )
     fig.update_layout(
@@ -84,6 +87,7 @@ def plot_latent_to_latent(
     title_suffix: str = "",
 ) -> go.Figure:
     """Heatmap of d(later latent)/d(earlier latent): earlier latents down the side, later ones along the top."""
+    note_unseen_tokens(str_toks)
     x = _latent_labels(latent_acts_next_recon.indices, str_toks, layer_to)
     y = _latent_labels(latent_acts_prev.indices, str_toks, layer_from)
     return _heatmap(
@@ -100,6 +104,7 @@ def plot_latent_to_latent(
 
 def plot_token_to_latent(gradients: Tensor, latent_acts: Any, str_toks: Sequence[str], layer: int) -> go.Figure:
     """Heatmap of d(latent)/d(token scale): tokens down the side, active latents along the top."""
+    note_unseen_tokens(str_toks)
     x = _latent_labels(latent_acts.indices, str_toks, layer)
     y = [f"{tok!r} ({i})" for i, tok in enumerate(str_toks)]
     return _heatmap(
@@ -121,13 +126,17 @@ def plot_latent_to_logit(
     layer: int,
     model: Any,
     max_logits: int = 25,
+    contributions: bool = False,
+    max_latents: int | None = 40,
 ) -> go.Figure:
-    """Heatmap of d(logit)/d(latent), latents sorted by their gradient on the first row (most positive first).
+    """Heatmap of d(logit)/d(latent) (or, with `contributions`, gradient x activation), one column per latent.
 
     `token_ids` names the rows (the top-k logits, highest first). None means `gradients` has a row for
     every logit (as with `k=None`): the `max_logits` rows with the largest |gradient| are shown, the
-    most responsive first.
+    most responsive first. Columns: the `max_latents` latents with the largest |contribution| to the
+    first row's logit, sorted by it (largest first); `max_latents=None` shows every active latent.
     """
+    note_unseen_tokens(str_toks)
     if token_ids is None:
         gradients = gradients.reshape(-1, gradients.shape[-1])
         n_logits = gradients.shape[0]
@@ -136,18 +145,20 @@ def plot_latent_to_logit(
         which = f"the {len(token_ids)} of all {n_logits} logits with the largest gradients"
     else:
         which = f"the top {len(token_ids)} logits"
-    order = gradients[0].argsort(descending=True)
-    x = [f"{str_toks[pos]!r} ({pos}), latent {latent}" for _, pos, latent in latent_acts.indices[order].tolist()]
-    y = [f"{model.to_single_str_token(token)!r} ({token})" for token in token_ids]
+    contribution = gradients * latent_acts.values[None, :]
+    order = contribution[0].abs().argsort(descending=True)[:max_latents]
+    shown = "all active latents" if len(order) == gradients.shape[1] else f"{len(order)} of {gradients.shape[1]} active latents"
+    value_name = "contribution" if contributions else "gradient"
     return _heatmap(
-        gradients[:, order],
-        x,
-        y,
+        (contribution if contributions else gradients)[:, order],
+        _latent_labels(latent_acts.indices[order], str_toks, layer),
+        [f"{model.to_single_str_token(token)!r} ({token})" for token in token_ids],
         f"Latents in layer {layer}",
         "Logits",
-        f"Gradients between SAE latents in layer {layer} and {which}"
-        f"<br><sup>Prompt: {''.join(str_toks)!r}</sup>",
-        height=_size(len(y), 28, 400, 900),
+        (f"Contributions (gradient x activation) of SAE latents in layer {layer} to {which}" if contributions else f"Gradients between SAE latents in layer {layer} and {which}")
+        + f"<br><sup>{shown}, by |contribution| to the top row. Prompt: {''.join(str_toks)!r}</sup>",
+        height=_size(len(token_ids), 28, 400, 900),
+        value_name=value_name,
     )
 
 
@@ -194,12 +205,6 @@ def induction_rectangle_masses(gradients: Tensor, latent_acts_prev: Any, latent_
     }
 
 
-def induction_mass_ratio(gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, seq_len: int) -> float:
-    """Mean |gradient| per cell inside the induction rectangles, over the mean per cell outside them."""
-    masses = induction_rectangle_masses(gradients, latent_acts_prev, latent_acts_next_recon, seq_len)
-    return masses["inside"] / max(masses["outside"], 1e-12)
-
-
 def gradients_between_positions(
     gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, pos_from: int, pos_to: int
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -217,6 +222,24 @@ def same_position_share(gradients: Tensor, latent_acts_prev: Any, latent_acts_ne
     order = gradients.detach().abs().flatten().argsort(descending=True)[:top]
     rows, cols = order // gradients.shape[1], order % gradients.shape[1]
     return (latent_acts_next_recon.indices[rows, 1] == latent_acts_prev.indices[cols, 1]).float().mean().item()
+
+
+# A gradient counts as large above this fraction of the largest |gradient| in its matrix.
+LARGE_GRADIENT_FRACTION = 0.1
+
+
+def gradient_shares(
+    gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, fraction: float = LARGE_GRADIENT_FRACTION
+) -> dict[str, float]:
+    """Shares of a latent-to-latent Jacobian's entries: `causal`, those the causal mask allows (earlier
+    latent's position <= later latent's); `nonzero`; `large`, those above `fraction` of the largest |gradient|."""
+    pos_from, pos_to = latent_acts_prev.indices[:, 1][None, :], latent_acts_next_recon.indices[:, 1][:, None]
+    magnitude = gradients.detach().abs()
+    return {
+        "causal": (pos_from <= pos_to).float().mean().item(),
+        "nonzero": (magnitude > 0).float().mean().item(),
+        "large": (magnitude > fraction * magnitude.max()).float().mean().item(),
+    }
 
 
 def token_gradients_of_latent(token_latent_grads: Tensor, latent_acts: Any, pos: int, latent: int) -> Tensor:

@@ -64,9 +64,11 @@ LANDMARKS: tuple[tuple[str, str, str], ...] = (
 )
 
 # Templates for one fact. `{L}` is the landmark, `{C}` its city, `{K}` its country. The spec's
-# prompts are among them, so "The Eiffel tower is in the city of" is completed by " Paris".
+# prompts are among them, so "The Eiffel tower is in the city of" is completed by " Paris"; the same
+# sentence with "the country of" is completed by " France", so the world tells a city from a country.
 LANDMARK_TEMPLATES: tuple[str, ...] = (
     "The {L} is in the city of {C}.",
+    "The {L} is in the country of {K}.",
     "The {L} is in {C}.",
     "The {L} is in {C}, {K}.",
     "The {L} stands in {C}.",
@@ -79,7 +81,13 @@ LANDMARK_TEMPLATES: tuple[str, ...] = (
 CITY_TEMPLATES: tuple[str, ...] = (
     "The city of {C} is in {K}.",
     "{C} is a city in {K}.",
+    "{C} is in the country of {K}.",
 )
+
+
+def landmark_prompt(landmark: str, kind: str) -> str:
+    """The prompt that asks for a landmark's city (`kind` "city") or its country ("country")."""
+    return f"The {landmark} is in the {kind} of"
 
 
 def fact_sentences() -> list[str]:
@@ -137,3 +145,33 @@ def induction_sequence(rng: random.Random, length: int, seq_len: int) -> list[in
     run = tokens[n_distractors:]
     body = tokens[:n_distractors] + run * (length // seq_len + 1)
     return [gpt2_tokenizer().bos_token_id, *body[: length - 1]]
+
+
+@functools.cache
+def _word_pool() -> tuple[int, ...]:
+    """Induction tokens that are whole words (a leading space) and tokenize back to themselves inside a text."""
+    from part_utils.tokenizer import gpt2_tokenizer
+
+    tokenizer = gpt2_tokenizer()
+    return tuple(i for i in _induction_pool() if (text := tokenizer.decode([i])).startswith(" ") and tokenizer.encode(text) == [i])
+
+
+def repeated_texts(n_texts: int = 200, seed: int = 0, length: int = 32) -> list[str]:
+    """Texts of a run of 3 to 12 random words repeated, like the induction sequences the world was trained on.
+
+    The latent cards draw top activating contexts from them as well as from the facts: an attention
+    latent that fires on repeats has its best contexts only in text that repeats.
+    """
+    from part_utils.tokenizer import gpt2_tokenizer
+
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(n_texts):
+        run = rng.sample(_word_pool(), rng.randint(3, 12))
+        texts.append(gpt2_tokenizer().decode((run * (length // len(run) + 1))[:length]))
+    return texts
+
+
+def card_texts() -> list[str]:
+    """The texts the toy world's latent cards search for top activating contexts: the facts and repeated runs."""
+    return fact_sentences() + repeated_texts()

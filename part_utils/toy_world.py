@@ -26,7 +26,7 @@ from transformer_lens.utilities import get_act_name
 
 from part_utils.observations import toy_observations
 from part_utils.tokenizer import GPT2_VOCAB_SIZE, gpt2_model_tokenizer, gpt2_tokenizer
-from part_utils.toy_corpus import fact_sentences
+from part_utils.toy_corpus import card_texts
 from part_utils.world_types import ExerciseSettings, World
 
 DATA_DIR = Path(__file__).with_name("toy_world_data")
@@ -113,7 +113,7 @@ def load_toy_world(device: torch.device | str = "cpu") -> World:
         exercises=exercises,
         description="offline: a small model trained on landmark facts and induction sequences, shipped with the course",
         facts=toy_observations(settings["facts"], exercises),
-        corpus=fact_sentences,
+        corpus=card_texts,
     )
 
 

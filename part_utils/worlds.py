@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from collections.abc import Sequence
 
 import torch
 
@@ -33,6 +34,33 @@ _current_world: weakref.ref[World] | None = None
 def current_world() -> World | None:
     """The world `load_world()` loaded last, if it is still alive."""
     return None if _current_world is None else _current_world()
+
+
+def note_unseen_tokens(str_toks: Sequence[str]) -> None:
+    """Print one line when the loaded world never trained on some of these tokens, naming prompts it knows.
+
+    A token the world never trained on has an all-zero embedding (the toy world keeps only its corpus's
+    vocabulary), so every gradient through it describes nothing the model learned.
+    """
+    world = current_world()
+    if world is None:
+        return
+    model = world.model
+    unseen = []
+    for str_tok in dict.fromkeys(str_toks):
+        try:
+            token = model.to_single_token(str_tok)
+        except (AssertionError, KeyError, ValueError):  # not one token of this tokenizer: nothing to say about it
+            continue
+        if not model.W_E[token].any():
+            unseen.append(str_tok)
+    if unseen:
+        known = dict.fromkeys([world.exercises.latent_to_latent.prompt, world.exercises.latent_to_logit.prompt])
+        print(
+            f"Note: the {world.name} world never saw {', '.join(map(repr, unseen))} in training, so its gradients on this prompt "
+            f"describe nothing it learned. Prompts it knows: {'; '.join(map(repr, known))}; its landmarks are listed by "
+            "show_observations(world, 'world')."
+        )
 
 
 def requested_world_name(name: str | None = None) -> str:

@@ -55,6 +55,7 @@ PLOTS = {
     "latent_to_latent": r"^Gradients between SAE latents in layer \d+ and layer \d+(?! \(attention)",
     "token_to_latent": r"^Gradients between input tokens and SAE latents",
     "latent_to_logit": r"^Gradients between SAE latents in layer \d+ and the top \d+ logits",
+    "latent_to_logit_contributions": r"^Contributions \(gradient x activation\) of SAE latents in layer \d+ to the top \d+ logits",
     # "Where next": every logit's gradient (k=None, by forward mode), the most responsive shown.
     "latent_to_all_logits": r"^Gradients between SAE latents in layer \d+ and the \d+ of all \d+ logits",
     "attention": r"^Gradients between SAE latents in layer \d+ and layer \d+ \(attention SAEs\)",
@@ -333,7 +334,7 @@ def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Scr
         screenshots.take(plot, f"solutions_{name}")
         # Hover the largest gradient: the label names the latent, the token and its position, and the value.
         label = _hover_label(page, plot, LARGEST_CELL_JS)
-        assert re.search(LATENT, label) and re.search(TOKEN_AND_POSITION, label) and "gradient:" in label, (
+        assert re.search(LATENT, label) and re.search(TOKEN_AND_POSITION, label) and re.search(r"(gradient|contribution):", label), (
             f"{name}: the hover label does not name the latent, token and position: {label!r}"
         )
         screenshots.take(plot, f"solutions_{name}_hover")

@@ -49,6 +49,17 @@ def test_generated_notebooks_are_fresh() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_only_the_self_study_notebooks_advise_reading_the_solutions() -> None:
+    """The graded release (nbgrader's source) says what applies to a graded assignment; the learner notebooks keep the advice."""
+    graded = nbformat.read(ROOT / "nbgrader" / "source" / "latent_gradients" / "latent_gradients.ipynb", as_version=4)
+    learner = nbformat.read(EXERCISES, as_version=4)
+
+    def mentions_solutions(notebook: nbformat.NotebookNode) -> bool:
+        return any(SOLUTIONS.name in cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+
+    assert mentions_solutions(learner) and not mentions_solutions(graded)
+
+
 def test_exercise_contracts_are_the_references() -> None:
     """Every function a learner writes has the reference's signature and docstring, and every class its docstring:
     one contract, two readers."""

@@ -31,7 +31,30 @@ def test_induction_rectangles_cover_first_b_to_second_a() -> None:
     gradients = torch.full((9, 9), 0.1)  # (next, prev): 0.1 everywhere, 1.0 in the induction cells
     for p in range(2, 6):
         gradients[p + 3, p] = 1.0
-    assert plots.induction_mass_ratio(gradients, prev, nxt, seq_len) == pytest.approx(10.0)
+    masses = plots.induction_rectangle_masses(gradients, prev, nxt, seq_len)
+    assert masses["inside"] / masses["outside"] == pytest.approx(10.0)
+    assert masses["outside_causal"] == pytest.approx(0.1) and masses["outside"] == pytest.approx(0.1)
+
+
+def test_gradient_shares_separate_the_causal_mask_from_large_gradients() -> None:
+    """Three positions, one latent each: the causal mask allows 6 of 9 pairs; of those, one is large."""
+    prev = sparse([(0, p, 0) for p in range(3)])
+    nxt = sparse([(0, p, 1) for p in range(3)])
+    gradients = torch.tensor([[1.0, 0.0, 0.0], [0.001, 0.002, 0.0], [0.003, 0.004, 0.005]])  # (next, prev)
+    shares = plots.gradient_shares(gradients, prev, nxt, fraction=0.01)
+    assert shares == pytest.approx({"causal": 6 / 9, "nonzero": 6 / 9, "large": 1 / 9})
+
+
+def test_dense_output_basis_on_gpt2s_prompt() -> None:
+    """The out-of-memory note's figure: GPT-2's prompt is 9 tokens with BOS, its residual SAEs 24,576 wide."""
+    from part_utils.device import dense_output_basis
+    from part_utils.gpt2_world import GPT2_EXERCISES, RESIDUAL_D_SAE
+    from part_utils.tokenizer import gpt2_tokenizer
+
+    n_positions = 1 + len(gpt2_tokenizer().encode(GPT2_EXERCISES.latent_to_latent.prompt))
+    n_outputs, basis_bytes = dense_output_basis(n_positions, RESIDUAL_D_SAE)
+    assert (n_positions, n_outputs) == (9, 221_184)
+    assert round(basis_bytes / 1e9) == 196
 
 
 @pytest.mark.latent_to_latent
@@ -58,12 +81,27 @@ def test_latent_to_logit_plot_takes_every_logit(tiny_world) -> None:
     sae = tiny_world.saes[settings.layer]
     *_, acts = solutions.latent_to_logit_gradients(tokens, sae, model, k=1)
     every_logit, _ = torch.func.jacfwd(solutions.latent_acts_to_logits, has_aux=True)(*acts.sparse, sae, model, None)
-    fig = plots.plot_latent_to_logit(every_logit[0], acts, None, model.to_str_tokens(settings.prompt), settings.layer, model, max_logits=7)
+    fig = plots.plot_latent_to_logit(every_logit[0], acts, None, model.to_str_tokens(settings.prompt), settings.layer, model, max_logits=7, max_latents=None)
     heatmap = fig.data[0]
     strongest = every_logit[0].abs().amax(dim=1).argmax().item()
     assert heatmap.z.shape == (7, len(acts.values))
     assert heatmap.y[0] == f"{model.to_single_str_token(strongest)!r} ({strongest})"
     assert f"of all {model.cfg.d_vocab} logits" in fig.layout.title.text
+
+
+def test_latent_to_logit_plot_shows_the_largest_contributions_with_their_layer(tiny_world) -> None:
+    """By default the columns are the latents with the largest |gradient x activation| on the top logit, labelled F{layer}."""
+    model, settings = tiny_world.model, tiny_world.exercises.latent_to_logit
+    tokens = model.to_tokens(settings.prompt)
+    gradients, _, _, token_ids, acts = solutions.latent_to_logit_gradients(tokens, tiny_world.saes[settings.layer], model, k=3)
+    str_toks = model.to_str_tokens(settings.prompt)
+    fig = plots.plot_latent_to_logit(gradients, acts, token_ids, str_toks, settings.layer, model, contributions=True, max_latents=2)
+    contribution = gradients[0] * acts.values
+    largest = contribution.abs().argmax().item()
+    _, pos, latent = acts.indices[largest].tolist()
+    assert fig.data[0].z.shape == (3, 2)
+    assert fig.data[0].x[0] == f"F{settings.layer}.{latent}, {str_toks[pos]!r} ({pos})"
+    assert fig.data[0].z[0][0] == pytest.approx(contribution[largest].item(), abs=1e-6)
 
 
 @pytest.mark.worlds

@@ -6,6 +6,7 @@ The figures appear in the summary at the end of the run.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from part_utils import toy_corpus
 from part_utils import toy_world as tw
 from part_utils.observations import RIVAL_MARGIN
 from part_utils.plots import (
+    gradient_shares,
     gradients_between_positions,
     induction_latents,
     induction_rectangle_masses,
@@ -187,9 +189,10 @@ def test_token_view_of_the_bigram(world, figures):
         + ", ".join(f"{model.to_string(tok)!r} {g:+.4f}" for tok, g in zip(tokens[0, : iff_pos + 1].tolist(), gradients.tolist())),
     )
     assert torch.allclose(gradients[: iff_pos + 1], torch.tensor(facts["iff_token_gradients"]), atol=GRADIENT_TOLERANCE)
-    # "About the same size from every token": ' E' is not the largest, and no token stands out by 2x.
+    # "The token view does not single out ' E'": its gradient is not the largest in size.
     magnitudes = gradients[: iff_pos + 1].abs()
-    assert magnitudes.max() < 2 * magnitudes.min()
+    e_pos = model.to_str_tokens(token_settings["prompt"]).index(" E")
+    assert magnitudes[e_pos] < magnitudes.max()
     # Causality: a latent never reads a later token, so those gradients are exactly zero.
     assert torch.all(gradients[iff_pos + 1 :] == 0)
 
@@ -214,6 +217,7 @@ def test_induction_circuit_between_attention_saes(world, figures):
     assert ratio >= MIN_RECTANGLE_RATIO
     quoted = settings["facts"]["induction_rectangle_mass"]
     assert abs(ratio - quoted["inside"] / quoted["outside"]) < 0.05, "the notebook quotes the ratio to one decimal"
+    assert abs(causal_ratio - quoted["inside"] / quoted["outside_causal"]) < 0.05
 
 
 def test_an_attention_latent_fires_on_the_whole_second_half(world, figures):
@@ -226,9 +230,120 @@ def test_an_attention_latent_fires_on_the_whole_second_half(world, figures):
     assert induction_latents(next_true, attn["seq_len"]) == settings["facts"]["second_half_latents"]
 
 
+def _training_script():
+    """scripts/train_toy_world.py, whose measure functions wrote world.json's facts: the tests re-run them."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_toy_world.py"
+    spec = importlib.util.spec_from_file_location("train_toy_world", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_city_and_country_are_both_top1(world, figures):
+    """"... in the city of" -> the city, "... in the country of" -> the country, for every landmark, each top-1."""
+    model, _, _, settings, _ = world
+    measured = _training_script().city_country_predictions(model)
+    eiffel = measured["Eiffel tower"]
+    figures.add(
+        "toy world",
+        "city vs country, Eiffel tower: "
+        + ", ".join(f"{kind} -> {row['top']!r} {row['probability']:.1%}" for kind, row in eiffel.items()),
+    )
+    wrong = [f"{name} ({kind}): {row[kind]['top']!r}, not {row[kind]['expected']!r}" for name, row in measured.items() for kind in row if row[kind]["top"] != row[kind]["expected"]]
+    figures.add("toy world", f"city and country both top-1 for {len(measured) - len({w.split(' (')[0] for w in wrong})} of {len(measured)} landmarks")
+    assert (eiffel["city"]["top"], eiffel["country"]["top"]) == (" Paris", " France")
+    assert not wrong, wrong
+    quoted = settings["facts"]["city_country"]
+    for name, row in measured.items():
+        for kind in row:
+            assert abs(row[kind]["probability"] - quoted[name][kind]["probability"]) < SCORE_TOLERANCE, (name, kind)
+
+
+def test_the_bigram_pair_on_this_prompt_and_on_another_E_word(world, figures):
+    """Where the (" E" -> "iff") pair ranks among the prompt's cross-position gradients, and what the " E" latent
+    drives on another " E" word: the figures the notebook quotes, re-measured."""
+    model, resid_saes, _, settings, _ = world
+    script, facts, l2l = _training_script(), settings["facts"], settings["latent_to_latent"]
+    sae_from, sae_to = resid_saes[l2l["layer_from"]], resid_saes[l2l["layer_to"]]
+    gradients, prev, _, next_recon = solutions.latent_to_latent_gradients(model.to_tokens(l2l["prompt"]), sae_from, sae_to, model)
+    ranking = script.cross_position_ranking(model, gradients, prev, next_recon, facts["e_latent"], facts["iff_latent"])
+    other = script.other_e_word(model, sae_from, sae_to, facts["e_latent"], facts["iff_latent"])
+    shares = gradient_shares(gradients, prev, next_recon)
+    figures.add(
+        "toy world",
+        f"(' E' -> 'iff') is cross-position gradient {ranking['e_iff_cross_rank']} of {ranking['n_cross_position_pairs']}; "
+        f"largest {ranking['largest_cross_position'][0]}; on {other['prompt']!r}: {other}",
+    )
+    figures.add("toy world", "latent-to-latent entries: " + ", ".join(f"{name} {value:.1%}" for name, value in shares.items()))
+    for name in ("e_iff_cross_rank", "n_cross_position_pairs"):
+        assert ranking[name] == facts[name]
+    assert [pair["from"] + pair["to"] for pair in ranking["largest_cross_position"]] == [
+        pair["from"] + pair["to"] for pair in facts["largest_cross_position"]
+    ]
+    assert other == facts["other_e_word"] or all(
+        abs(other[key] - facts["other_e_word"][key]) < GRADIENT_TOLERANCE if isinstance(other[key], float) else other[key] == facts["other_e_word"][key]
+        for key in other
+    )
+    assert all(abs(shares[name] - facts["gradient_shares"][name]) < SCORE_TOLERANCE for name in shares)
+    # The answer to exercise 3's question: the causal mask, not sparsity, sets the nonzero share; large gradients are few.
+    assert abs(shares["nonzero"] - shares["causal"]) < 0.05 and shares["large"] < shares["causal"] / 2
+
+
+def test_induction_latents_against_their_control(world, figures):
+    """The induction latents fire on the repeats, and (the control) rarely on the first half or on fact text."""
+    model, _, attn_saes, settings, _ = world
+    attn, facts = settings["attention"], settings["facts"]
+    sequence = _sequences(settings).repeated_tokens(model, seed=0)
+    measured = _training_script().measure_induction_controls(
+        model, attn_saes[attn["layer_from"]], attn_saes[attn["layer_to"]], sequence, facts["second_half_latents"]
+    )
+    figures.add("toy world", f"induction latents' control: {measured['induction_latent_control']}; previous-token latents {measured['prev_token_latents']}")
+    assert measured["prev_token_latents"] == facts["prev_token_latents"]
+    for latent, control in measured["induction_latent_control"].items():
+        quoted = facts["induction_latent_control"][latent]
+        assert control["first_half"] == quoted["first_half"] and control["second_half"] == quoted["second_half"]
+        assert abs(control["fact_text_share"] - quoted["fact_text_share"]) < SCORE_TOLERANCE
+
+
+def test_paris_rank_with_the_sae_spliced_in(world, figures):
+    model, resid_saes, _, settings, _ = world
+    logit = settings["latent_to_logit"]
+    rank, probability = _training_script().paris_rank(model, logit["prompt"], logit["answer"], [resid_saes[logit["layer"]]])
+    figures.add("toy world", f"' Paris' with the layer-{logit['layer']} SAE spliced in: rank {rank + 1}, {probability:.1%}")
+    assert rank == settings["facts"]["paris_rank_with_sae"]
+
+
+def test_a_prompt_the_world_never_saw_gets_a_notice(capsys):
+    from part_utils.worlds import load_world, note_unseen_tokens
+
+    world = load_world("toy", device="cpu", verbose=False)
+    capsys.readouterr()  # what loading printed
+    note_unseen_tokens(world.model.to_str_tokens(world.exercises.latent_to_logit.prompt))
+    assert capsys.readouterr().out == ""
+    note_unseen_tokens(world.model.to_str_tokens("The quick brown fox"))
+    notice = capsys.readouterr().out
+    assert notice.count("\n") == 1 and "' quick'" in notice and repr(world.exercises.latent_to_logit.prompt) in notice
+
+
+def test_an_induction_latents_card_draws_its_contexts_from_repeated_text():
+    """The offline card of an induction latent shows contexts where the token at its peak appeared before (the
+    facts alone seldom repeat a token; the card also searches repeated runs, as the world was trained on)."""
+    from part_utils.dashboard import top_contexts
+    from part_utils.worlds import load_world
+
+    world = load_world("toy", device="cpu", verbose=False)
+    layer, latents = world.exercises.attention.layer_to, world.facts["attention"]["dashboards"]
+    hook_name, latent = latents[0]
+    assert hook_name.startswith(f"blocks.{layer}.")
+    contexts = top_contexts(world, world.attn_saes[layer], latent)
+    assert any(tokens[peak] in tokens[:peak] for tokens, _, peak in contexts)
+
+
 # The capstone's figures, as the notebook quotes them (notebooks/source/latent_gradients.py, exercise 7).
-CIRCUIT_LAST_LAYER = {336, 423, 110, 441}
-CIRCUIT_DROP, RANDOM_DROP_MEAN, RANDOM_DROP_STD = 18.6, 5.9, 6.8
+CIRCUIT_LAST_LAYER = {315, 291, 61, 323}
+CIRCUIT_DROP, RANDOM_DROP_MEAN, RANDOM_DROP_STD = 13.6, 6.0, 5.0
 # Quoted to one decimal: the same weights give the same drops to ~1e-4, so 0.06 is the rounding plus room.
 DROP_TOLERANCE = 0.06
 
@@ -238,8 +353,8 @@ def test_the_circuit_for_paris_is_faithful(figures):
 
     "Clearly": at least twice the random draws' mean drop, and more than their mean plus one standard
     deviation. The random drops are spread wide (draws with no latent at the final position barely move the
-    logit; draws that hit some of the latents there drop it by up to 17), so the second bound says the circuit
-    does better than a lucky random draw usually does; 20 draws keep the mean's own standard error near 1.5."""
+    logit; draws that hit some of the latents there drop it by far more), so the second bound says the circuit
+    does better than a lucky random draw usually does; 20 draws keep the mean's own standard error near 1.1."""
     from part_utils.circuit import circuit_faithfulness
     from part_utils.worlds import load_world
 

@@ -2,8 +2,8 @@
 
 Run from the repository root:  python scripts/train_toy_world.py
 (`--measure-only` keeps the weights and only re-chooses the settings and re-measures the facts.)
-It takes about 16 minutes on 2 CPU cores (941 s measured; on cores busy with other jobs, much longer)
-and rewrites `part_utils/toy_world_data/`:
+It fits in about a quarter of an hour on 2 idle CPU cores (world.json's `training_seconds` records the
+last run, on whatever load the machine had) and rewrites `part_utils/toy_world_data/`:
 
 - `model.safetensors`: the transformer's weights in fp16, with only the rows of the GPT-2 token
   ids the corpus uses (`part_utils.toy_world` expands them back to GPT-2's vocabulary on loading);
@@ -43,6 +43,8 @@ import solutions
 from part_utils import toy_corpus
 from part_utils import toy_world as tw
 from part_utils.plots import (
+    LARGE_GRADIENT_FRACTION,
+    gradient_shares,
     gradients_between_positions,
     induction_latents,
     induction_rectangle_masses,
@@ -94,6 +96,11 @@ SAE_L1_COEFFICIENT = 0.08
 # Exercise settings that are not chosen by measurement.
 LATENT_PROMPT = "The Eiffel tower is in Paris"
 LOGIT_PROMPT, LOGIT_ANSWER, LOGIT_K = "The Eiffel tower is in the city of", " Paris", 10
+# Another word the corpus spells with a " E" token, to ask whether the (" E" -> "iff") pair is about " E"
+# words in general or about "Eiffel" alone.
+OTHER_E_PROMPT = "The Eger castle is in Eger"
+# Held-out fact documents on which the induction latents' control counts how often they fire.
+CONTROL_DOCUMENTS = 64
 # Short enough that the attention exercise's Jacobian (~800 x 450 on this world) takes a fraction of a
 # second, and long enough to show the induction rectangles and a latent on every second-half token.
 INDUCTION_SEQ_LEN = 6
@@ -360,6 +367,8 @@ def measure_settings(data_dir: Path) -> dict:
     masses = induction_rectangle_masses(gradients, prev, next_recon, INDUCTION_SEQ_LEN)
     facts["induction_rectangle_mass"] = {name: round(value, 5) for name, value in masses.items()}
     facts["second_half_latents"] = induction_latents(next_true, INDUCTION_SEQ_LEN)
+    facts.update(measure_induction_controls(model, attn_saes[prev_layer], attn_saes[induction_layer], notebook_sequence, facts["second_half_latents"]))
+    facts.update(measure_claims(model, resid_saes, bigram_layer, logit_layer, facts))
 
     def heads_over(scores: torch.Tensor, layer: int, best_head: int) -> list[int]:
         return sorted({best_head, *(scores[layer] > 0.4).nonzero().flatten().tolist()})
@@ -388,6 +397,117 @@ def measure_bigram_views(model, sae_from, sae_to, tokens: torch.Tensor, iff_pos:
         "same_position_share_top50": round(same_position_share(gradients, prev, next_recon, 50), 3),
         "iff_token_gradients": [round(value, 4) for value in token_gradients[: iff_pos + 1].tolist()],
     }
+
+
+def measure_claims(model, resid_saes, bigram_layer: int, logit_layer: int, facts: dict) -> dict:
+    """The figures behind the notebook's claims about the bigram, the city/country contrast and what the world was trained on."""
+    measured: dict = {"training": training_description()}
+    tokens = model.to_tokens(LATENT_PROMPT)
+    gradients, prev, _, next_recon = solutions.latent_to_latent_gradients(tokens, resid_saes[0], resid_saes[bigram_layer], model)
+    measured["gradient_shares"] = {name: round(value, 4) for name, value in gradient_shares(gradients, prev, next_recon).items()}
+    measured["large_gradient_fraction"] = LARGE_GRADIENT_FRACTION
+    measured.update(cross_position_ranking(model, gradients, prev, next_recon, facts["e_latent"], facts["iff_latent"]))
+    measured["other_e_word"] = other_e_word(model, resid_saes[0], resid_saes[bigram_layer], facts["e_latent"], facts["iff_latent"])
+    measured["paris_rank_with_sae"] = paris_rank(model, LOGIT_PROMPT, LOGIT_ANSWER, [resid_saes[logit_layer]])[0]
+    measured["city_country"] = city_country_predictions(model)
+    return measured
+
+
+def training_description() -> dict:
+    """What the world was trained on, as the notebook lists it (settings of this script, not measurements)."""
+    return {
+        "landmarks": [list(fact) for fact in toy_corpus.LANDMARKS],
+        "induction_fraction": INDUCTION_FRACTION,
+        "induction_run_lengths": [min(INDUCTION_SEQ_LENS), max(INDUCTION_SEQ_LENS)],
+        "n_ctx": MODEL_CONFIG["n_ctx"],
+    }
+
+
+def cross_position_ranking(model, gradients, prev, next_recon, e_latent: int, iff_latent: int, top: int = 3) -> dict:
+    """Where the (" E" -> "iff") pair ranks among every cross-position |gradient| on the prompt, and the largest ones."""
+    str_tokens = model.to_str_tokens(LATENT_PROMPT)
+    pos_from, pos_to = prev.indices[:, 1], next_recon.indices[:, 1]
+    cross = (pos_from[None, :] != pos_to[:, None]) & (pos_from[None, :] <= pos_to[:, None])
+    magnitude = torch.where(cross, gradients.abs(), torch.zeros_like(gradients))
+    order = magnitude.flatten().argsort(descending=True)
+    n_cols = gradients.shape[1]
+
+    def pair(flat: int) -> dict:
+        row, col = divmod(flat, n_cols)
+        (_, p_from, l_from), (_, p_to, l_to) = prev.indices[col].tolist(), next_recon.indices[row].tolist()
+        return {"from": [l_from, str_tokens[p_from], p_from], "to": [l_to, str_tokens[p_to], p_to], "gradient": round(gradients[row, col].item(), 4)}
+
+    pairs = [pair(flat) for flat in order[: int(cross.sum())].tolist()]
+    e_pos, iff_pos = str_tokens.index(" E"), str_tokens.index("iff")
+    rank = next(i for i, p in enumerate(pairs) if p["from"][0::2] == [e_latent, e_pos] and p["to"][0::2] == [iff_latent, iff_pos])
+    return {"e_iff_cross_rank": rank + 1, "n_cross_position_pairs": len(pairs), "largest_cross_position": pairs[:top]}
+
+
+def other_e_word(model, sae_from, sae_to, e_latent: int, iff_latent: int) -> dict:
+    """On another " E" word: the largest gradient from the " E" latent to a latent on the token after it."""
+    str_tokens = model.to_str_tokens(OTHER_E_PROMPT)
+    e_pos = str_tokens.index(" E")
+    gradients, prev, _, next_recon = solutions.latent_to_latent_gradients(model.to_tokens(OTHER_E_PROMPT), sae_from, sae_to, model)
+    block, from_ids, to_ids = gradients_between_positions(gradients, prev, next_recon, e_pos, e_pos + 1)
+    column = (from_ids == e_latent).nonzero()
+    if not len(column) or not block.numel():
+        return {"prompt": OTHER_E_PROMPT, "next_token": str_tokens[e_pos + 1], "e_latent_active": bool(len(column))}
+    gradients_from_e = block[:, column.item()]
+    best = gradients_from_e.abs().argmax().item()
+    return {
+        "prompt": OTHER_E_PROMPT,
+        "next_token": str_tokens[e_pos + 1],
+        "e_latent_active": True,
+        "largest_latent": to_ids[best].item(),
+        "largest_gradient": round(gradients_from_e[best].item(), 4),
+        "iff_latent_active": bool((to_ids == iff_latent).any()),
+    }
+
+
+@torch.no_grad()
+def city_country_predictions(model) -> dict:
+    """For every landmark, the top prediction and its probability after "... in the city of" and "... in the country of"."""
+    results = {}
+    for landmark, city, country in toy_corpus.LANDMARKS:
+        row = {}
+        for kind, answer in (("city", city), ("country", country)):
+            probabilities = model(toy_corpus.landmark_prompt(landmark, kind))[0, -1].softmax(-1)
+            top = probabilities.argmax().item()
+            expected = model.to_tokens(" " + answer, prepend_bos=False)[0, 0].item()  # a name's first token
+            row[kind] = {"top": model.to_string(top), "expected": model.to_string(expected), "probability": round(probabilities[expected].item(), 4)}
+        results[landmark] = row
+    return results
+
+
+@torch.no_grad()
+def measure_induction_controls(model, sae_from, sae_to, sequence: torch.Tensor, latents: list[int], top: int = 3) -> dict:
+    """The induction latents' control (how often they fire on the first half and on fact text) and the
+    earlier-layer latents with the largest gradients into them (candidate previous-token latents)."""
+    hook_to = sae_to.cfg.metadata.hook_name
+    _, cache = model.run_with_cache(sequence, names_filter=hook_to)
+    acts = sae_to.encode(cache[hook_to])[0]
+    documents = tw.fact_token_batch(toy_corpus.corpus_texts(EVAL_SEED, CONTROL_DOCUMENTS), 32)
+    _, fact_cache = model.run_with_cache(documents, names_filter=hook_to)
+    fact_acts = sae_to.encode(fact_cache[hook_to])
+    control = {
+        str(latent): {
+            "first_half": int((acts[1 : INDUCTION_SEQ_LEN + 1, latent] > 0).sum()),
+            "second_half": int((acts[INDUCTION_SEQ_LEN + 1 :, latent] > 0).sum()),
+            "fact_text_share": round((fact_acts[..., latent] > 0).float().mean().item(), 4),
+        }
+        for latent in latents
+    }
+    with torch.enable_grad():
+        gradients, prev, _, next_recon = solutions.latent_to_latent_gradients_attn(sequence, sae_from, sae_to, model)
+    into = (next_recon.indices[:, 2:3] == torch.tensor(latents)[None, :]).any(1) & (next_recon.indices[:, 1] > INDUCTION_SEQ_LEN)
+    first_half = (prev.indices[:, 1] >= 1) & (prev.indices[:, 1] <= INDUCTION_SEQ_LEN)
+    strength: dict[int, float] = {}
+    if into.any() and first_half.any():
+        block = gradients[into][:, first_half].abs().amax(0)
+        for latent, value in zip(prev.indices[first_half, 2].tolist(), block.tolist()):
+            strength[latent] = max(strength.get(latent, 0.0), value)
+    ranked = sorted(strength, key=lambda latent: -strength[latent])[:top]
+    return {"induction_latent_control": control, "prev_token_latents": ranked}
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def latent_acts_to_later_latent_acts(
 
 
 def latent_to_latent_gradients(
-    tokens: Float[Tensor, "batch seq"],
+    tokens: Int[Tensor, "batch seq"],
     sae_from: SAE,
     sae_to: SAE,
     model: HookedSAETransformer,

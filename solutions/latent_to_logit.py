@@ -63,7 +63,7 @@ def _final_position_through_block(block: TransformerBlock, resid: Tensor) -> Ten
 
 
 def latent_to_logit_gradients(
-    tokens: Float[Tensor, "batch seq"],
+    tokens: Int[Tensor, "batch seq"],
     sae: SAE,
     model: HookedSAETransformer,
     k: int | None = None,

@@ -38,7 +38,7 @@ def tokens_to_latent_acts(
 
 
 def token_to_latent_gradients(
-    tokens: Float[Tensor, "batch seq"],
+    tokens: Int[Tensor, "batch seq"],
     sae: SAE,
     model: HookedSAETransformer,
 ) -> tuple[Tensor, SparseTensor]:

@@ -27,8 +27,8 @@ HINT_LAYERS = (
     "at start_at_layer=L_from, and stop_at_layer=L_to returns the residual stream the later SAE reads."
 )
 HINT_DENSE_JACOBIAN = (
-    "This Jacobian has a column for every latent, active or not. Differentiate with respect to the sparse values: "
-    "jacrev(latent_acts_to_later_latent_acts, has_aux=True)(*latent_acts_prev.sparse, sae_from, sae_to, model)."
+    "This Jacobian has a column for every latent, active or not. Differentiate with respect to the sparse values "
+    "only: call the jacrev-wrapped function with the earlier activations' sparse form (values first), not the dense tensor."
 )
 
 

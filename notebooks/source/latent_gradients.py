@@ -8,6 +8,33 @@
 # input: the derivative of a later latent's activation with respect to an earlier one is a linear
 # estimate of how much the first feeds the second.
 #
+# **Why it matters.** Circuits built from a model's own components (heads, neurons, residual
+# directions) are hard to read: most of their connections are dense, and many small contributions
+# cross-talk through shared subspaces. If SAE latents connect *sparsely*, each latent feeding only a
+# few later ones, then circuits of latents can be read where circuits of components cannot, and that
+# sparsity is evidence that latents are units the model computes with, not merely a good way to
+# cluster its activations. Dense connections between latents would say the opposite.
+#
+# **By the end you will be able to**
+#
+# - compute the gradients between the active latents of SAEs at two layers, with `torch.func.jacrev`;
+# - compute which input tokens a latent reads, and which latents push a prediction (the logits);
+# - tell a sensitivity (a gradient) from a contribution (gradient × activation);
+# - use the same method on attention-output SAEs to find an induction circuit.
+#
+# **What you should know first.** PyTorch and autograd; TransformerLens hooks and the residual stream;
+# what an attention head does; what an SAE is. Four words used below, defined here:
+#
+# - **L0**: the mean number of latents active (nonzero) per token; lower is sparser.
+# - **Variance explained**: $1 - \|x - \hat x\|^2 / \|x - \bar x\|^2$ summed over tokens, for activations
+#   $x$, their SAE reconstruction $\hat x$ and their mean $\bar x$: how much of the activations'
+#   spread the reconstruction keeps.
+# - **Error term**: $x - \hat x$, what the SAE fails to reconstruct. Adding it back to the reconstruction
+#   gives the true activation exactly.
+# - **Splicing** an SAE in: replacing an activation by the SAE's reconstruction during the forward pass,
+#   so that everything after it runs on what the latents say (with the error term added back, the run is
+#   unchanged and the latents can still be read and edited).
+#
 # In this notebook you will compute four kinds of these gradients:
 #
 # | exercise | from | to | what it shows |
@@ -29,9 +56,42 @@
 #
 # **Which model?** The first code cell loads a *world*: a model with its SAEs, and the layers and
 # prompts each exercise uses. With internet access it is GPT-2 small with the SAEs from the
-# original research; offline it is a small model trained for this course, which shows the same
-# phenomena on its own layers and latent ids. Set `LATENT_GRADIENTS_WORLD=toy` (or `gpt2`) to choose.
-# Expected outputs are given for GPT-2 (labelled so) and printed, measured, for the toy world.
+# original research; offline it is a small model trained for this course on a corpus written for it
+# (landmark facts and repeated random sequences). The toy world reproduces some of GPT-2's phenomena
+# and not others: the cell under the loading code lists what it was trained on, what it reproduces,
+# how strongly (measured), and what it does not. Set `LATENT_GRADIENTS_WORLD=toy` (or `gpt2`) to
+# choose. Expected outputs are given for GPT-2 (labelled so) and printed, measured, for the toy world.
+#
+# <details><summary>What <code>load_world("gpt2")</code> loads, as code you could run yourself</summary>
+#
+# ```python
+# from sae_lens import SAE, HookedSAETransformer
+#
+# model = HookedSAETransformer.from_pretrained("gpt2-small")
+# # Residual-stream SAEs (Joseph Bloom's release), one per layer, on each block's input:
+# saes = {layer: SAE.from_pretrained(release="gpt2-small-res-jb", sae_id=f"blocks.{layer}.hook_resid_pre")
+#         for layer in (0, 3, 9)}
+# # Attention-output SAEs (Kissane et al.'s release), on each layer's z, heads concatenated:
+# attn_saes = {layer: SAE.from_pretrained(release="gpt2-small-hook-z-kk", sae_id=f"blocks.{layer}.hook_z")
+#              for layer in (4, 5)}
+# ```
+#
+# `load_world` does the same, loads the other layers' SAEs on first use, and falls back to the toy
+# world when Hugging Face cannot be reached.
+# </details>
+#
+# **Further reading.**
+#
+# - Bricken et al., [Towards Monosemanticity](https://transformer-circuits.pub/2023/monosemantic-features)
+#   (2023): SAEs on a transformer, and what their latents look like.
+# - Marks et al., [Sparse Feature Circuits](https://arxiv.org/abs/2403.19647) (2024): circuits of SAE
+#   latents found with gradients and ablations.
+# - Anthropic, [Circuits Updates, April 2024](https://transformer-circuits.pub/2024/april-update/index.html):
+#   among other notes, a proposal for SAEs whose latents also act sparsely on what comes after them.
+# - Olsson et al., [In-context Learning and Induction Heads](https://transformer-circuits.pub/2022/in-context-learning-and-induction-heads/index.html)
+#   (2022): the circuit exercise 6 looks for.
+# - PyTorch's [`torch.func.jacrev`](https://pytorch.org/docs/stable/generated/torch.func.jacrev.html)
+#   reference, for its `argnums` and `has_aux` arguments.
 
 # %%
 import einops
@@ -46,9 +106,10 @@ import tests
 from part_utils import (
     _get_hook_layer,
     display_dashboard,
-    induction_latents,
-    induction_mass_ratio,
     free_memory,
+    gradient_shares,
+    induction_latents,
+    induction_rectangle_masses,
     load_world,
     memory_report,
     plot_induction,
@@ -66,6 +127,9 @@ device = model.cfg.device
 exercises = world.exercises
 print(memory_report(device))
 
+# %% [demo]
+show_observations(world, "world")
+
 # %% [markdown]
 # ## What a latent gradient is
 #
@@ -77,6 +141,22 @@ print(memory_report(device))
 # It is not yet a contribution. How much latent $j$ actually adds to latent $i$ on this input is, to
 # first order, the gradient times the activation, $J_{ij}\,x_j$: a large gradient on a latent that
 # barely fires matters less than a moderate one on a latent that fires strongly.
+#
+# In outline (names of our own; the exercises fill in each step):
+#
+# ```python
+# # 1. One clean run, no gradients: which latents fire, and how strongly, at both layers.
+# acts_early, acts_late = true_latent_activations(tokens, sae_early, sae_late)
+#
+# # 2. f: the active early latents' values -> the late latents' values.
+# def latent_acts_to_later_latent_acts(early_values):
+#     resid = sae_early.decode(early_values placed back at their positions)
+#     resid = model.blocks[layer_early : layer_late](resid)
+#     return sae_late.encode(resid)  # kept to the latents that are active
+#
+# # 3. Its Jacobian at this input: one row per late latent, one column per early latent.
+# jacobian = torch.func.jacrev(latent_acts_to_later_latent_acts)(acts_early.values)
+# ```
 #
 # `torch.func.jacrev(f)` returns a function that computes that Jacobian by reverse-mode
 # autodiff: one backward pass per **output**, all of them vectorised together. Its memory therefore
@@ -92,11 +172,18 @@ print(memory_report(device))
 #   not the real residual stream. If the earlier SAE reconstructs badly, $f$ describes a slightly
 #   different model. We therefore also compute the later latents' *true* activations and compare.
 #
+# %% [markdown only=learner]
 # **A note before you start.** The next three exercises (`SparseTensor`, then the two functions that
 # give latent-to-latent gradients) are fiddly: sparse bookkeeping, and `jacrev`'s conventions. Reading
 # their solutions (`latent_gradients_solutions.ipynb`) first, and making sure you understand each
 # line, is a perfectly good way through; then write exercise 4 (token-to-latent gradients) yourself,
 # which uses the same ideas.
+
+# %% [markdown only=graded]
+# **A note before you start.** The next three exercises (`SparseTensor`, then the two functions that
+# give latent-to-latent gradients) are fiddly: sparse bookkeeping, and `jacrev`'s conventions. Take
+# them slowly: each has its own check, which says what differs from the reference and often why, and
+# the hints open in two steps, the idea first and the code second.
 
 # %% [markdown]
 # ## Exercise 1: `SparseTensor`
@@ -116,12 +203,27 @@ print(memory_report(device))
 # *Before you run it:* for a 1-D tensor of 10,000 entries with 10 nonzero, what are the shapes of
 # `values` and `indices`? And for a `(1, 8, 24576)` tensor of latent activations with one nonzero?
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint: the idea</summary>
+#
+# A boolean mask of the positive entries gives both halves: indexing the tensor with it gives the
+# values, and asking where it is true gives the indices, in the same row-major order. Scattering back
+# is indexing with one index tensor per dimension, on a tensor of zeros like the values.
+# </details>
+#
+# <details><summary>Hint: the code</summary>
 #
 # `torch.argwhere(mask)` (or `mask.nonzero()`) returns the `(n_nonzero, k)` indices in row-major
 # order, the same order in which `dense[mask]` returns the values. To scatter back,
 # `dense[indices.unbind(-1)] = values` indexes with one index tensor per dimension. Create the
 # zeros with the values' dtype and device.
+# </details>
+#
+# <details><summary>Answer to the shape question</summary>
+#
+# 1-D, 10 nonzero: `values` is `(10,)` and `indices` is `(10, 1)` (one column per dimension; the
+# `indices` property flattens it to `(10,)` for 1-D tensors). `(1, 8, 24576)` with one nonzero:
+# `values` is `(1,)` and `indices` is `(1, 3)`: batch, position and latent of the one active latent.
+# Either way `values` is 1-D, whatever the tensor's rank.
 # </details>
 
 # %% [exercise exercise=sparse_tensor contract=solutions.sparse_tensor.SparseTensor]
@@ -201,11 +303,25 @@ print("round trip equal:", t.equal(SparseTensor.from_sparse(example_sparse.spars
 # *Before you run it:* if the earlier SAE is at layer 0 and the later one at layer 3, which blocks
 # does the residual stream go through?
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint: the idea</summary>
+#
+# Four steps: turn the sparse arguments back into a dense tensor of latents, decode it into the
+# residual stream, run the blocks between the two SAEs, encode. Your `SparseTensor` does the first
+# step and gives both outputs of the last.
+# </details>
+#
+# <details><summary>Hint: the code</summary>
 #
 # Dense latents from the sparse arguments with `SparseTensor.from_sparse`; decode; run the blocks
 # from `_get_hook_layer(sae_from)` up to (not including) `_get_hook_layer(sae_to)`; encode; then
 # `SparseTensor.from_dense` gives you both the values and the dense tensor to return.
+# </details>
+#
+# <details><summary>Answer: which blocks</summary>
+#
+# Blocks 0, 1 and 2. The layer-0 SAE reads `blocks.0.hook_resid_pre`, the input of block 0, and the
+# layer-3 SAE reads `blocks.3.hook_resid_pre`, the input of block 3, which is the output of block 2.
+# So `start_at_layer=0, stop_at_layer=3`: `stop_at_layer` is exclusive.
 # </details>
 
 # %% [exercise exercise=latent_to_latent contract=solutions.latent_to_latent.latent_acts_to_later_latent_acts]
@@ -241,12 +357,16 @@ tests.test_latent_acts_to_later_latent_acts(latent_acts_to_later_latent_acts, mo
 #    activations stay exactly the clean ones while the cache records each SAE's latents under
 #    `f"{sae.cfg.metadata.hook_name}.hook_sae_acts_post"`. Keep the batch dimension
 #    (`remove_batch_dim=False`), and stop the run after the later SAE's layer.
-# 2. Wrap exercise 2's function:
-#    `t.func.jacrev(latent_acts_to_later_latent_acts, argnums=0, has_aux=True)`. `argnums=0` says
-#    which argument to differentiate with respect to: the first, the values of the active earlier
-#    latents (0 is the default; writing it makes the choice visible). The other arguments (indices,
-#    shape, SAEs, model) are passed through untouched. `has_aux=True` says the function returns
-#    `(output, aux)`, and the wrapped function returns `(jacobian, aux)`.
+# 2. Wrap exercise 2's function with `t.func.jacrev`, differentiating with respect to its first
+#    argument only (the values of the active earlier latents: `argnums`), and telling it that the
+#    function returns `(output, aux)` (`has_aux`). The other arguments (indices, shape, SAEs, model)
+#    are passed through untouched, and the wrapped function returns `(jacobian, aux)`.
+#
+#    <details><summary>The exact call</summary>
+#
+#    `t.func.jacrev(latent_acts_to_later_latent_acts, argnums=0, has_aux=True)`. `argnums=0` is the
+#    default; writing it makes the choice visible.
+#    </details>
 # 3. Call the wrapped function with the earlier activations' sparse form (`*latent_acts_prev.sparse`)
 #    and the SAEs and model.
 # 4. Return the Jacobian, and the earlier, later and reconstructed-later activations as SparseTensors.
@@ -262,10 +382,11 @@ tests.test_latent_acts_to_later_latent_acts(latent_acts_to_later_latent_acts, mo
 #
 # `jacrev` runs one backward pass per **output**, and builds a one-hot basis of outputs × outputs to
 # do it, so its memory grows with the square of the number of outputs. If the function you
-# differentiate returns a *dense* tensor (every later latent at every position: 7 × 24,576 = 172,032
-# outputs on GPT-2's prompt), that basis alone is 172,032² × 4 bytes ≈ 118 GB, and PyTorch asks for
-# tens to hundreds of GB. A dense *input* with sparse outputs is far cheaper: a few hundred backward
-# passes, each as big as the input.
+# differentiate returns a *dense* tensor, every later latent at every position is an output. The cell
+# under this exercise's text counts them from the tokenizer and the SAE's width, for this world and
+# for GPT-2, and prints what the basis alone would take: for GPT-2 it is far more memory than any
+# GPU has. A dense *input* with sparse outputs is far cheaper: a few hundred backward passes, each
+# as big as the input.
 #
 # So read how much memory the error says it tried to allocate. If it is 30 GB or more, you are almost
 # certainly differentiating a dense output: return `latent_acts_next_recon.sparse[0]` (the active
@@ -288,6 +409,21 @@ tests.test_latent_acts_to_later_latent_acts(latent_acts_to_later_latent_acts, mo
 # `use_error_term` unchanged. Passing `use_error_term=True` to `run_with_cache_with_saes` (rather
 # than setting it on the SAE) does that for you.
 # </details>
+
+# %% [demo]
+# What differentiating a dense output would cost: one output per (position, later latent), and a
+# float32 one-hot basis of outputs x outputs.
+from part_utils.device import dense_output_basis
+from part_utils.gpt2_world import GPT2_EXERCISES, RESIDUAL_D_SAE
+from part_utils.tokenizer import gpt2_tokenizer
+
+gpt2_prompt = GPT2_EXERCISES.latent_to_latent.prompt
+for label, n_positions, d_sae in [
+    ("this world", model.to_tokens(exercises.latent_to_latent.prompt).shape[1], saes[exercises.latent_to_latent.layer_to].cfg.d_sae),
+    ("GPT-2", 1 + len(gpt2_tokenizer().encode(gpt2_prompt)), RESIDUAL_D_SAE),  # 1 + : the BOS token
+]:
+    n_outputs, basis_bytes = dense_output_basis(n_positions, d_sae)
+    print(f"{label}: {n_positions} positions x {d_sae:,} latents = {n_outputs:,} outputs; basis {basis_bytes / 1e9:,.1f} GB")
 
 # %% [exercise exercise=latent_to_latent contract=solutions.latent_to_latent.latent_to_latent_gradients]
     ### BEGIN SOLUTION
@@ -349,7 +485,11 @@ recon_active = {tuple(x) for x in latent_acts_next_recon.indices.tolist()}
 print(f"active later latents, true run:          {len(true_active)}")
 print(f"active later latents, reconstructed run: {len(recon_active)}")
 print(f"active in one run but not the other:     {len(true_active ^ recon_active)}")
-print(f"nonzero gradients: {(gradients != 0).float().mean():.1%} of {gradients.numel()} entries")
+from part_utils.plots import LARGE_GRADIENT_FRACTION
+
+shares = gradient_shares(gradients, latent_acts_prev, latent_acts_next_recon)
+print(f"of the {gradients.numel()} entries: {shares['causal']:.1%} are pairs the causal mask allows (earlier position <= later),")
+print(f"  {shares['nonzero']:.1%} are nonzero, {shares['large']:.1%} are above {LARGE_GRADIENT_FRACTION:.0%} of the largest |gradient|")
 plot_latent_to_latent(gradients, latent_acts_prev, latent_acts_next_recon, str_toks, settings.layer_from, settings.layer_to).show()
 
 # %% [markdown]
@@ -357,10 +497,13 @@ plot_latent_to_latent(gradients, latent_acts_prev, latent_acts_next_recon, str_t
 #
 # <details><summary>Answers to the questions before exercise 3</summary>
 #
-# - **Mostly zero?** Mostly zero or nearly so. Every row and column is a latent that fires, yet
-#   every pair whose earlier latent sits at a later position than the later latent is exactly zero,
-#   and of the rest most are tiny: an earlier latent mostly writes in directions a given later latent
-#   does not read. The line printed above the plot gives this world's share of nonzero entries.
+# - **Mostly zero?** Exactly zero where the causal mask forbids it, and nearly everywhere else *small*
+#   rather than zero. Every pair whose earlier latent sits at a later position than the later latent
+#   is exactly zero; the pairs the mask allows are almost all nonzero (the first two shares printed
+#   above the plot are close), because every layer mixes a little of everything through LayerNorm and
+#   attention. What is sparse is the *large* gradients: the third share, those above a tenth of the
+#   largest, is a small part of the entries. An earlier latent mostly writes in directions a given
+#   later latent barely reads.
 # - **Which positions?** Attention only looks backwards, so an earlier latent at position $p$ can
 #   reach a later latent at position $q$ only if $p \le q$; every other cell is exactly zero.
 # - **Same or across positions?** Mostly the same position: the residual stream carries a token's own
@@ -378,7 +521,7 @@ plot_latent_to_latent(gradients, latent_acts_prev, latent_acts_next_recon, str_t
 # (GPT-2 splits " Eiffel" into " E", "iff", "el").
 # </details>
 #
-# **This world**, measured when the world was built (open it after the challenge):
+# **The world you loaded** (open it after the challenge; the toy world's figures were measured when it was built):
 
 # %% [demo]
 show_observations(world, "latent_to_latent")
@@ -427,7 +570,14 @@ for sae_id, latent_idx in world.facts.get("latent_to_latent", {}).get("dashboard
 # *Before you run it:* which rows (tokens) can have a nonzero gradient for a latent active at
 # position 4? What would you expect for the " E" → "iff" latent you saw above?
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint: the idea</summary>
+#
+# The scales are the input you differentiate with respect to: multiply block 0's input by them,
+# position by position, run the blocks up to the SAE's layer and encode, as in exercise 2. The
+# Jacobian comes out with the outputs (active latents) first; the plot wants them last.
+# </details>
+#
+# <details><summary>Hint: the code</summary>
 #
 # `model(tokens, stop_at_layer=0)` returns the input of block 0 (see above for what it holds in your
 # world). Scale it (`einops.einsum` or broadcasting `token_scales[..., None]`), continue with
@@ -504,11 +654,13 @@ plot_token_to_latent(token_latent_grads, latent_acts, str_toks, settings.layer).
 #
 # <details><summary>GPT-2 small (open after the challenge)</summary>
 #
-# Layer 3: the " E" token has a clear gradient to F3.15266, the latent on "iff" from the previous
-# exercise, which confirms the bigram circuit from the token side.
+# Layer 3: what we would expect if the bigram circuit shows from the token side is a clear gradient
+# from the " E" token to F3.15266, the latent on "iff" from the previous exercise. Read the plot with
+# the LayerNorm caveat above: the probe can miss a real dependence, so a weak " E" row would not
+# disprove the circuit, and a strong one is a hint, not a proof.
 # </details>
 #
-# **This world** (open it after the challenge):
+# **The world you loaded** (open it after the challenge):
 
 # %% [demo]
 show_observations(world, "token_to_latent")
@@ -530,7 +682,9 @@ show_observations(world, "token_to_latent")
 # **true** logits at the final position, and `token_ids` their top k as a Python list.
 #
 # Expect these gradients to be less sparse than the last two kinds: the SAE's training penalises
-# dense *activations*, but nothing penalises a latent for nudging many logits.
+# dense *activations*, but nothing penalises a latent for nudging many logits. Anthropic's
+# [April 2024 circuits update](https://transformer-circuits.pub/2024/april-update/index.html)
+# sketches a training objective that would penalise that too.
 #
 # Why only the top `k`? `jacrev` runs one backward pass per output: with every logit as an output
 # that is one pass per vocabulary entry (50,257 for GPT-2's tokenizer), and a one-hot basis of
@@ -539,7 +693,14 @@ show_observations(world, "token_to_latent")
 # *Before you run it:* the prompt ends "...is in the city of". Which latents would you expect to
 # push " Paris" up, and what else might they push up with it?
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint: the idea</summary>
+#
+# The same shape as exercise 3, with the logits in place of the later SAE: one clean run gives the
+# true logits and the latents; the function you differentiate decodes the latents and runs the rest
+# of the model; only the final position's top-`k` logits are outputs.
+# </details>
+#
+# <details><summary>Hint: the code</summary>
 #
 # Run the model once with the SAE spliced in (`use_error_term=True`) to get both the true logits and
 # the latents from the cache. `model(resid, start_at_layer=layer)` runs to the logits.
@@ -608,13 +769,16 @@ latent_logit_grads, logits, logits_recon, token_ids, latent_acts = latent_to_log
     tokens, saes[settings.layer], model, k=settings.k
 )
 plot_latent_to_logit(latent_logit_grads, latent_acts, token_ids, str_toks, settings.layer, model).show()
+plot_latent_to_logit(latent_logit_grads, latent_acts, token_ids, str_toks, settings.layer, model, contributions=True).show()
 
 # %% [markdown]
 # ### What to look for
 #
-# Latents are sorted by their gradient on the top prediction, most positive first: that is the
-# order of **sensitivity**, how much the logit would move per unit of each latent. Which latents
-# actually push the prediction, to first order, is gradient × activation; the cell below prints both.
+# The first plot shows **sensitivities**, how much each logit would move per unit of each latent; the
+# second shows **contributions**, gradient × activation: how much each latent actually pushes each
+# logit, to first order. Both show the latents with the largest contribution to the top prediction,
+# largest first (pass `max_latents=None` to see every active latent). A latent can be sensitive and
+# contribute little, when it barely fires; the cell after the notes prints the top one of each kind.
 #
 # <details><summary>Answer to the question before exercise 5</summary>
 #
@@ -627,13 +791,14 @@ plot_latent_to_logit(latent_logit_grads, latent_acts, token_ids, str_toks, setti
 # <details><summary>GPT-2 small</summary>
 #
 # Layer 9, k = 25: " Paris" is the top prediction (logit 14.83, probability 4.8%, ahead of " London"
-# and " Amsterdam"); with the SAE spliced in it drops to rank 9. F9.22250 has by far the largest
-# gradient to " Paris" among the top predictions; it fires mostly on French text. F9.5879 has large
+# and " Amsterdam"); with the SAE spliced in it drops to rank 9. F9.22250 stands out for being
+# *specific* to " Paris": among the top predictions its gradient is large for " Paris" and small for
+# the other cities; it fires mostly on French text. F9.5879 has large
 # gradients to German cities (" Berlin", " Hamburg", " Cologne") and fires mostly on German text, or
 # English text about Germany.
 # </details>
 #
-# **This world:**
+# **The world you loaded:**
 
 # %% [demo]
 show_observations(world, "latent_to_logit")
@@ -648,6 +813,32 @@ for latent_idx in dict.fromkeys([most_sensitive, largest_contribution]):
     display_dashboard(sae_id=saes[settings.layer].cfg.metadata.hook_name, latent_idx=latent_idx)
 for sae_id, latent_idx in world.facts.get("latent_to_logit", {}).get("dashboards", []):
     display_dashboard(sae_id=sae_id, latent_idx=latent_idx)
+
+# %% [markdown]
+# ### City or country?
+#
+# Change one word of the prompt, "city" to "country", and the answer should change from the city to
+# its country. Which latents carry the difference? The cell below runs your function on both prompts
+# and lists, for each, the latents that contribute most to its own top prediction. Latents in both
+# lists carry what the prompts share (the landmark); latents in one list only carry the question asked.
+
+# %% [demo]
+def top_contributions(prompt: str, n: int = 6) -> tuple[str, dict[str, float]]:
+    grads, _, _, ids, acts = latent_to_logit_gradients(model.to_tokens(prompt), saes[settings.layer], model, k=1)
+    contribution = grads[0] * acts.values
+    order = contribution.argsort(descending=True)[:n]
+    prompt_toks = model.to_str_tokens(prompt)
+    labels = [f"F{settings.layer}.{latent} on {prompt_toks[pos]!r}" for _, pos, latent in acts.indices[order].tolist()]
+    return model.to_single_str_token(ids[0]), dict(zip(labels, contribution[order].tolist()))
+
+
+city_prompt = settings.prompt
+country_prompt = city_prompt.replace("the city of", "the country of")
+answers = {prompt: top_contributions(prompt) for prompt in (city_prompt, country_prompt)}
+for prompt, (answer, latents) in answers.items():
+    print(f"{prompt!r} -> {answer!r}; largest contributions: " + ", ".join(f"{name} {value:+.2f}" for name, value in latents.items()))
+shared = set(answers[city_prompt][1]) & set(answers[country_prompt][1])
+print(f"in both lists: {sorted(shared) or 'none'}")
 
 # %% [markdown]
 # ## Exercise 6 (optional): an induction circuit in attention SAEs
@@ -686,7 +877,14 @@ show_attention_patterns(model, rep_tokens, [*induction.prev_token_heads, *induct
 # If the earlier SAE's latent at the first `B` (position $p$) feeds an induction latent at the second
 # `A`, which position is that? (The plot outlines those cells.)
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint: the idea</summary>
+#
+# Start from the clean residual stream at the earlier layer, so everything before it is the real
+# model. Two hooks do the rest: one swaps the earlier layer's `z` for the SAE's reconstruction, the
+# other copies out the later layer's `z` for the later SAE to encode.
+# </details>
+#
+# <details><summary>Hint: the code</summary>
 #
 # `model.run_with_hooks(resid_pre_clean, start_at_layer=layer_from, stop_at_layer=layer_to + 1,
 # fwd_hooks=[(get_act_name("z", layer_from), replace), (get_act_name("z", layer_to), record)])`.
@@ -764,14 +962,22 @@ gradients, latent_acts_prev, latent_acts_next, latent_acts_next_recon = latent_t
 true_active = {tuple(x) for x in latent_acts_next.indices.tolist()}
 recon_active = {tuple(x) for x in latent_acts_next_recon.indices.tolist()}
 print(f"active later latents, true run: {len(true_active)}; reconstructed run: {len(recon_active)}; in one only: {len(true_active ^ recon_active)}")
-ratio = induction_mass_ratio(gradients, latent_acts_prev, latent_acts_next_recon, induction.seq_len)
-print(f"mean |gradient| per cell inside the outlined induction cells / outside them: {ratio:.1f}x")
+masses = induction_rectangle_masses(gradients, latent_acts_prev, latent_acts_next_recon, induction.seq_len)
+print(f"mean |gradient| per cell inside the outlined induction cells: {masses['inside']:.4f}, which is")
+print(f"  {masses['inside'] / masses['outside_causal']:.1f}x the mean over the cells outside them that the causal mask allows,")
+print(f"  {masses['inside'] / masses['outside']:.1f}x the mean over every cell outside them (the causally zero ones included)")
 plot_induction(gradients, latent_acts_prev, latent_acts_next_recon, str_toks, induction.layer_from, induction.layer_to, induction.seq_len).show()
 
 # %% [markdown]
 # The full matrix is busy. Keep only the later latents that fire at **every** position of the
 # repeated half (an induction latent should: it fires whenever the current token has appeared before),
 # against the earlier latents on the first half:
+
+# **Your task.** Pick a few cells with large gradients in the filtered plot, and open the two latents'
+# cards (`display_dashboard(sae_id=f"blocks.{layer}.hook_z", latent_idx=...)`). Does the earlier latent
+# look like a previous-token latent (it fires on a token because of the token before it) and the later
+# one like an induction latent (it fires on tokens that have appeared before)? The notes below name
+# the pairs this world's measurement picked out.
 
 # %% [demo]
 print(f"layer-{induction.layer_to} latents active on every token of the second half: {induction_latents(latent_acts_next_recon, induction.seq_len)}")
@@ -793,10 +999,15 @@ plot_induction_filtered(gradients, latent_acts_prev, latent_acts_next_recon, str
 #
 # Layers 4 → 5, head 4.11 a previous-token head, heads 5.1, 5.5 and 5.8 induction heads, `seq_len`
 # 10. In the original analysis 476 later latents were active in the true run and 492 in the
-# reconstructed one, 150 in only one of them: random tokens are far from the text the SAEs were
-# trained on, so they reconstruct less well here. Latents 35425 and 36126 of layer 5 fired on every
+# reconstructed one, 150 in only one of them, more than on the landmark prompt. A guess, not a
+# measurement: random tokens are far from the text the SAEs were trained on, so they may reconstruct
+# less well. Latents 35425 and 36126 of layer 5 fired on every
 # token of the second half; they look like induction latents, and the layer-4 latents with the
 # largest gradients to them (e.g. 22975, 21020, 23954) mostly look like previous-token latents.
+#
+# One sequence is a small sample. Averaging over a larger batch of repeated sequences, and keeping the
+# latents active on at least some fraction of the repeated tokens instead of on every one, should give
+# a steadier picture; try it once your function works.
 #
 # Those figures came from one **unseeded** random sequence. This course seeds its sequence
 # (`repeated_tokens(model, seed=0)`), so on GPT-2 your counts, and possibly the latent ids, will
@@ -804,7 +1015,7 @@ plot_induction_filtered(gradients, latent_acts_prev, latent_acts_next_recon, str
 # layer-5 latents on every repeated token.
 # </details>
 #
-# **This world:**
+# **The world you loaded:**
 
 # %% [demo]
 show_observations(world, "attention")
@@ -845,7 +1056,15 @@ for sae_id, latent_idx in world.facts.get("attention", {}).get("dashboards", [])
 # the earlier plots' latents, the " E" → "iff" pair of exercise 3 and the latents that pushed " Paris" in
 # exercise 5, would you expect to find in the circuit?
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint: the idea</summary>
+#
+# Work from the top down. The logit's gradient times the last layer's activations ranks that layer's
+# latents; keep `k`. For each layer below, differentiate only the kept latents above (few outputs,
+# few backward passes), weight by activations and by how much each kept latent matters to the logit,
+# and keep `k` again. The token scales are the last step down, as in exercise 4.
+# </details>
+#
+# <details><summary>Hint: the code</summary>
 #
 # One clean `model.run_with_cache(tokens)` gives each layer's `blocks.{layer}.hook_resid_pre`; encode it for
 # the true latents (a `SparseTensor`) and subtract the decoded latents for the error. `t.func.grad` of the
@@ -989,30 +1208,26 @@ print(faithfulness)
 #
 # Not yet run on GPT-2 (layers 0, 3 and 9, k = 4): this is what to expect, not what was measured. The last
 # layer should hold F9.22250, the French-text latent that pushes " Paris" in exercise 5, among its kept
-# latents; layer 0 should hold latents on " E", "iff" and "el" (the F0.16911 → F3.15266 bigram may appear
-# as an edge into layer 3). Zeroing the circuit should drop the " Paris" logit by several units and random
-# latents by far less, but GPT-2's layers spread a prediction over many more latents than the toy world's,
-# so expect a smaller share of the logit from 12 latents. `make verify-gpt2` prints both (for information):
-# whoever runs it, replace this note with the figures.
+# latents. Layer 0 should hold latents on the word's tokens (" E", "iff", "el"), as the toy world's circuit
+# does (the notes below); whether the F0.16911 → F3.15266 bigram shows as an edge into layer 3 is for the
+# circuit to say.
+# Zeroing the circuit should drop the " Paris" logit by several units and random latents by far less, but
+# GPT-2's layers spread a prediction over many more latents than the toy world's, so expect a smaller share
+# of the logit from 12 latents. `make verify-gpt2` measures both.
 # </details>
 #
 # **This world** (measured with the reference solution; `project_tests/test_toy_world.py` holds these figures):
 #
 # <details><summary>The toy world: the circuit for " Paris" and its ablation</summary>
 #
-# Layers 0, 3 and 4, k = 4, " Paris" (logit 14.69). The last layer keeps F4.336, F4.423, F4.110 and F4.441,
-# all at the final position " of": four of exercise 5's five largest contributions to " Paris" (F4.336 first,
-# 0.98 here); F4.110 is also the latent with exercise 5's largest gradient. Layer 3 keeps four latents at " of"
-# too (F3.168 first). Layer 0 keeps latents on " the" (8), " city" (9) and " tower" (5): the circuit reads the
-# prediction from "the city of", and the " E" → "iff" pair (F0.153, F3.509) is **not** in it: that bigram
-# spells the word, it does not carry it to the logit at this k. 37 edges survive the 0.05 threshold.
+# Layers 0, 3 and 4, k = 4, " Paris" (logit 13.60). The last layer keeps F4.315, F4.61 and F4.323 at the
+# final position " of", and F4.291 on "iff" (F4.315 first, contribution 1.72). Layer 3 keeps three latents at
+# " of" (F3.14 first) and one on "iff". Layer 0 keeps latents on "iff" (3), " E" (2), "el" (4) and " city" (9):
+# on this world the circuit reads the answer from the word "Eiffel" itself, and the bigram's earlier latent,
+# F0.99 on " E", is one of its nodes. 34 edges survive the 0.05 threshold.
 #
-# Zeroing the circuit's 12 latents drops the " Paris" logit by 18.6, more than its whole value; zeroing 12
-# random active latents (4 per layer) drops it by 5.9 ± 6.8 (mean ± standard deviation, 20 seeded draws).
-# The random drops are spread wide: the 6 draws with no latent at the final position " of" drop it by under
-# 1.5; a draw that hits some of the 24 latents active at " of" in layers 3 and 4 drops it by 0.5 to 17
-# (the largest drops come from draws that happen to include a circuit latent, F4.336 or F3.168, or another
-# latent at " of"). Where the prediction is made matters: the circuit found that position by itself.
+# Zeroing the circuit's 12 latents drops the " Paris" logit by 13.6, about its whole value; zeroing 12 random
+# active latents (4 per layer) drops it by 6.0 ± 5.0 (mean ± standard deviation, 20 seeded draws).
 # </details>
 
 # %% [markdown]
