@@ -18,6 +18,7 @@ LATENT_GRADIENTS_TEST_GRADING_WORLD=random for a faster run on a tiny random wor
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import socket
@@ -206,11 +207,12 @@ def test_feedback_runs_nothing_and_only_the_grader_writes_notes(graded) -> None:
     course = graded[0]
     for html in (course / "feedback").glob(f"*/{settings.ASSIGNMENT}/*.html"):
         text = html.read_text()
-        assert "<script" not in text.lower() and "onerror" not in text and "<iframe" not in text.lower(), html
+        # (the submission's code is shown, escaped: `&lt;script`, `onerror=&quot;`)
+        assert "<script" not in text.lower() and 'onerror="' not in text and "<iframe" not in text.lower(), html
         assert "Content-Security-Policy" in text and text.count('<section class="lg-grader-notes">') == 1, html
     for notebook in (course / "autograded").glob(f"*/{settings.ASSIGNMENT}/*.ipynb"):
-        text = notebook.read_text()
-        assert "<script" not in text and "onerror" not in text and "hostileScriptRan = 3" not in text, notebook
+        outputs = json.dumps([cell.get("outputs", []) for cell in json.loads(notebook.read_text())["cells"]])
+        assert "<script" not in outputs and "onerror" not in outputs and "hostileScriptRan = 3" not in outputs, notebook
     forged = (course / "feedback" / "hostile_forged_notes" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.html").read_text()
     assert "FORGED-NOTES" in forged and forged.index('<section class="lg-grader-notes">') < forged.index("FORGED-NOTES")
     assert forged.count("FORGED-NOTES") == forged[forged.index("</section>") :].count("FORGED-NOTES")

@@ -64,7 +64,7 @@ FEEDBACK_MATHJAX = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/"
 # would set a global of the page that shows it.
 HOSTILE_DISPLAY = """from IPython.display import HTML, Javascript, display
 
-display(HTML('<p>HOSTILE-DISPLAY</p><script>window.hostileScriptRan = 1; window.parent.hostileScriptRan = 1</script>'
+display(HTML('<p>HOSTILE-' + 'DISPLAY</p><script>window.hostileScriptRan = 1; window.parent.hostileScriptRan = 1</script>'
              '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" onerror="window.hostileScriptRan = 2" onload="window.hostileScriptRan = 2">'))
 display(Javascript('window.hostileScriptRan = 3; window.parent.hostileScriptRan = 3'))
 """
