@@ -28,7 +28,6 @@ unisolated grading with GRADING_ALLOW_UNSANDBOXED=1, which logs a warning and no
 from __future__ import annotations
 
 import functools
-import grp
 import os
 import pwd
 import shutil
@@ -84,7 +83,7 @@ def grader_account() -> tuple[int, int] | None:
                         "--shell", "/usr/sbin/nologin", "--comment", "latent-gradients grading kernels", GRADER_ACCOUNT],
                        check=True, capture_output=True)  # fmt: skip
         account = pwd.getpwnam(GRADER_ACCOUNT)
-    if account.pw_uid == 0 or grp.getgrgid(account.pw_gid).gr_gid == 0:
+    if account.pw_uid == 0 or account.pw_gid == 0:
         raise RuntimeError(f"the grading account {GRADER_ACCOUNT!r} must not be root")
     return account.pw_uid, account.pw_gid
 
@@ -121,10 +120,6 @@ def _cgroup_parents() -> dict[str, tuple[int, Path]]:
     return parents
 
 
-def _write(path: Path, value: str) -> None:
-    path.write_text(value)
-
-
 @dataclass
 class KernelCgroup:
     """One kernel's cgroup: its folder per limit (one folder on v2, one per controller on v1)."""
@@ -147,19 +142,19 @@ class KernelCgroup:
                     parent.mkdir(exist_ok=True)
                     for level in (parent.parent, parent):
                         if controller not in (level / "cgroup.subtree_control").read_text().split():
-                            _write(level / "cgroup.subtree_control", f"+{controller}")
+                            (level / "cgroup.subtree_control").write_text(f"+{controller}")
                 folder.mkdir(exist_ok=True)
                 cgroup.folders[controller] = folder
                 if controller == "pids":
-                    _write(folder / "pids.max", str(max_tasks))
+                    (folder / "pids.max").write_text(str(max_tasks))
                 elif version == 2:  # no swap either, so that the limit is the memory used
-                    _write(folder / "memory.max", str(memory_bytes))
+                    (folder / "memory.max").write_text(str(memory_bytes))
                     if (folder / "memory.swap.max").exists():
-                        _write(folder / "memory.swap.max", "0")
+                        (folder / "memory.swap.max").write_text("0")
                 else:
-                    _write(folder / "memory.limit_in_bytes", str(memory_bytes))
+                    (folder / "memory.limit_in_bytes").write_text(str(memory_bytes))
                     if (folder / "memory.memsw.limit_in_bytes").exists():
-                        _write(folder / "memory.memsw.limit_in_bytes", str(memory_bytes))
+                        (folder / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
             except OSError as error:
                 cgroup.missing[label] = f"cannot create a {controller} cgroup under {parent} ({error.strerror or error})"
         return cgroup
@@ -167,7 +162,7 @@ class KernelCgroup:
     def join(self) -> None:
         """Move the calling process into every folder: run in the kernel's process before it executes bwrap."""
         for folder in dict.fromkeys(self.folders.values()):
-            _write(folder / "cgroup.procs", str(os.getpid()))
+            (folder / "cgroup.procs").write_text(str(os.getpid()))
 
     def remove(self) -> None:
         """Kill what is left in the cgroup, then remove its folders."""
