@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
 
 from grading.grader import sandbox, settings
 from grading.grader.settings import ROOT
@@ -204,3 +205,25 @@ def test_bwrap_caps_every_tmpfs_and_leaves_root(tmp_path) -> None:
     assert all(command[i - 2 : i] == ["--size", str(sandbox.TMPFS_BYTES)] for i, arg in enumerate(command) if arg == "--tmpfs" and command[i + 1] not in hidden)
     assert "--unshare-user" not in command and "--unshare-all" not in command
     assert command[command.index("setpriv") :][:5] == ["setpriv", "--reuid", "4242", "--regid", "4243"]
+
+
+SHARED_MEMORY = '''
+import mmap
+shared = mmap.mmap(-1, 2**30, flags=mmap.MAP_SHARED)  # RLIMIT_DATA does not count a shared mapping
+for offset in range(0, len(shared), 2**24):
+    shared[offset : offset + 2**24] = b"\\1" * 2**24
+print("survived")
+'''
+
+
+@pytest.mark.nbgrader
+@needs_sandbox
+@pytest.mark.skipif(sandbox.limits_problem() is not None, reason=f"cgroup limits cannot be set here: {sandbox.limits_problem()}")
+def test_shared_memory_past_the_limit_ends_the_kernel(monkeypatch) -> None:
+    """1 GiB of anonymous shared memory against a 256 MiB cgroup: the kernel is killed, not the machine's memory."""
+    monkeypatch.setattr(settings, "MEMORY_LIMIT_GB", 0.25)
+    monkeypatch.setattr(sandbox, "CGROUP_HEADROOM_BYTES", 0)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SHARED_MEMORY)])
+    with pytest.raises(DeadKernelError):
+        NotebookClient(nb, kernel_name="python3", kernel_manager_class=sandbox.SandboxedKernelManager, timeout=120).execute()
+    assert "survived" not in json.dumps(nb.cells[0].get("outputs", []))
