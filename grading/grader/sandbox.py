@@ -80,10 +80,13 @@ def grader_account() -> tuple[int, int] | None:
         account = pwd.getpwnam(GRADER_ACCOUNT)
     except KeyError:
         # check=False: another grading process may have created it meanwhile; getpwnam says whether it exists.
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+        created = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
                         "--shell", "/usr/sbin/nologin", "--comment", "latent-gradients grading kernels", GRADER_ACCOUNT],
-                       check=False, capture_output=True)  # fmt: skip
-        account = pwd.getpwnam(GRADER_ACCOUNT)
+                       check=False, capture_output=True, text=True)  # fmt: skip
+        try:
+            account = pwd.getpwnam(GRADER_ACCOUNT)
+        except KeyError:
+            raise RuntimeError(f"cannot create the grading account {GRADER_ACCOUNT!r}: {created.stderr.strip()}") from None
     if account.pw_uid == 0 or account.pw_gid == 0:
         raise RuntimeError(f"the grading account {GRADER_ACCOUNT!r} must not be root")
     return account.pw_uid, account.pw_gid
