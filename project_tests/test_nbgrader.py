@@ -5,8 +5,9 @@ the untouched release, a partially correct notebook and one of each failure kind
 loop, os._exit, out of memory, syntax error, edited and deleted test cells, monkeypatched checks,
 imported reference solutions, an unreadable file, a cell that reads a demonstration's names), the
 hostile submissions (writing into the course, changing the world, a long-lived process, 100 MB of
-output, stderr, an infinite loop that ignores SIGINT, a network connection, a patched SAE class) and
-the stub again after them; autograde them all in
+output, stderr, an infinite loop that ignores SIGINT, a network connection, a patched SAE class, reads of
+root-only and private files, writes through inherited descriptors, shared-memory and process bombs, a 35 MB
+rich output, scripts, forged grading notes) and the stub again after them; autograde them all in
 one batch with 2 workers, generate feedback and the grades, and check every score, every reason in the
 feedback and the class summary, that the repository is unchanged and that no process of the batch is
 left. Then `nbgrader autograde` run by hand gives the same scores for four of them.
