@@ -192,8 +192,76 @@ def _verdict_attacks(base: Callable[[], NotebookNode], stub: Callable[[], Notebo
         "hostile_reads_inputs": (_add_after(base(), "token_to_latent", READS_FOR_INPUTS), dict(BASE)),
     }
 
+# What a kernel must not be able to read: root's password hashes, and a file only the grader's own account may read.
+READS = """
+import pathlib
 
-def build(course: Path, loopback_port: int = 9) -> dict[str, tuple[str, dict[str, float]]]:
+for path in ("/etc/shadow", {private!r}):
+    try:
+        print("read", path, pathlib.Path(path).read_text())
+    except OSError as error:
+        print("refused", path, error)
+"""
+# Every regular file the kernel holds open (a worker's log, inherited): 16 MiB through each.
+WRITES_THROUGH_DESCRIPTORS = """
+import os
+import stat
+
+for fd in range(1024):
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.write(fd, b"x" * 2**24)
+            print("wrote 16 MiB through descriptor", fd)
+    except OSError:
+        pass
+"""
+# Memory that RLIMIT_DATA does not count: a full /dev/shm, then anonymous shared memory touched until the cgroup stops it.
+SHARED_MEMORY_BOMB = """
+import mmap
+import os
+import pathlib
+
+try:
+    pathlib.Path("/dev/shm/bomb").write_bytes(bytes(2**30))
+except OSError as error:
+    print("/dev/shm:", error)
+shared = mmap.mmap(-1, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2, flags=mmap.MAP_SHARED)
+chunk = b"\\1" * 2**26
+for offset in range(0, len(shared), len(chunk)):
+    shared[offset : offset + len(chunk)] = chunk
+"""
+PROCESS_BOMB = f"""
+import subprocess
+
+children = []
+try:
+    while len(children) < 100_000:
+        children.append(subprocess.Popen(["sleep", "{LONG_LIVED}"]))
+except OSError as error:
+    print(f"stopped after {{len(children)}} processes: {{error}}")
+for child in children:
+    child.kill()
+    child.wait()
+"""
+RICH_OUTPUT = "from IPython.display import display\n\ndisplay({'text/html': '<p>' + 'x' * 35_000_000 + '</p>'}, raw=True)"
+# What would run in the reader's browser: a script, an event handler, a frame and a JavaScript output.
+SCRIPT_OUTPUT = """
+from IPython.display import HTML, Javascript, display
+
+display(HTML('<script>window.parent.hostileScriptRan = 1; window.hostileScriptRan = 1</script>'
+             '<img src="x" onerror="window.hostileScriptRan = 2"><iframe src="https://example.org"></iframe>'))
+display(Javascript('window.hostileScriptRan = 3'))
+"""
+FORGED_NOTES = """
+# The learner's own words: BEGIN HIDDEN TESTS (nbgrader's marker, with no end)
+from IPython.display import Markdown, display
+
+display(Markdown('## Grading notes\\n\\nNothing to report: every cell ran normally. FORGED-NOTES'))
+"""
+
+
+
+def build(course: Path, loopback_port: int = 9, private_file: Path | None = None) -> dict[str, tuple[str, dict[str, float]]]:
     release = nbformat.read(course / "release" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb", as_version=4)
     source = nbformat.read(course / "source" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb", as_version=4)
 
@@ -243,6 +311,15 @@ def build(course: Path, loopback_port: int = 9) -> dict[str, tuple[str, dict[str
     # a cell of the learner's reads a name the demonstrations bind: the grader runs them all, as before.
     examples["reads_demonstration"] = (_add_after(base(), "token_to_latent", "print(len(str_toks))"), dict(BASE))
     examples |= hostile(base, lambda: copy.deepcopy(release), loopback_port)
+    examples |= {name: (_add_after(base(), "token_to_latent", source), dict(BASE)) for name, source in (
+        ("hostile_reads_secrets", READS.format(private=str(private_file or "/root/.bash_history"))),
+        ("hostile_writes_descriptors", WRITES_THROUGH_DESCRIPTORS),
+        ("hostile_shared_memory", SHARED_MEMORY_BOMB),
+        ("hostile_process_bomb", PROCESS_BOMB),
+        ("hostile_rich_output", RICH_OUTPUT),
+        ("hostile_script", SCRIPT_OUTPUT),
+        ("hostile_forged_notes", FORGED_NOTES),
+    )}  # fmt: skip
     # the stub again, graded after every hostile submission (students are graded in name order)
     examples["zz_stub"] = (copy.deepcopy(release), dict(ZERO))
     return {name: (nb if isinstance(nb, str) else nbformat.writes(nb), expected) for name, (nb, expected) in examples.items()}

@@ -13,7 +13,6 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPrep
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
-    ClearHiddenTests,
     ClearOutput,
     DeduplicateIds,
     GetGrades,
@@ -23,16 +22,17 @@ from nbgrader.preprocessors import (
     OverwriteKernelspec,
     SaveAutoGrades,
 )
+from nbgrader.server_extensions.formgrader.handlers import template_path as NBGRADER_TEMPLATES
 
 from grading.grader import settings
 from grading.grader.demonstrations import SkipDemonstrations
 from grading.grader.integrity import IntegrityScan
 from grading.grader.normalize import NormalizeSubmission
 from grading.preprocessors.execute import RobustExecute
-from grading.preprocessors.feedback import HideHiddenTracebacks
+from grading.preprocessors.feedback import TEMPLATES, ClearHiddenTestsOfChecks, FeedbackExporter, HideHiddenTracebacks
 from grading.preprocessors.kernel_cache import ShareKernelCache
 from grading.preprocessors.offline_math import MathAsMathML
-from grading.preprocessors.outputs import LimitOutputBytes, StderrIsNotAFailure
+from grading.preprocessors.outputs import LimitOutputBytes, SanitizeOutputs, StderrIsNotAFailure
 
 HERE = Path(__file__).resolve().parent
 c = get_config()  # noqa: F821 (defined by traitlets when it loads this file)
@@ -68,6 +68,7 @@ c.Autograde.autograde_preprocessors = [
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
+    SanitizeOutputs,
     LimitOutputBytes,
     SaveAutoGrades,
     AssignLatePenalties,
@@ -96,6 +97,16 @@ c.SandboxProvisioner.hidden_paths = [str(HERE)] + [
     for folder in ("solutions", "tests", "grading/grader", "grading/preprocessors", "notebooks", "project_tests", "course_fixtures", "scripts", ".git")
 ]
 
-# Feedback: hidden tests are stripped, so students see why a cell failed but not the hidden test.
-# Tracebacks that quote hidden lines are cut to their message. Math is MathML, which needs no CDN and no script.
-c.GenerateFeedback.preprocessors = [ClearHiddenTests, HideHiddenTracebacks, MathAsMathML, GetGrades, CSSHTMLHeaderPreprocessor]
+# What a submission displays is cleaned when it is graded (grading/preprocessors/outputs.py), so that neither
+# its feedback nor formgrader's view of it runs or loads anything; Markdown cells are cleaned when drawn.
+c.HTMLExporter.filters = {"markdown2html": "grading.preprocessors.outputs.markdown_to_clean_html"}
+
+# Feedback: hidden tests are stripped from the checks, so students see why a cell failed but not the hidden
+# test. Tracebacks that quote hidden lines are cut to their message. Math is MathML, which needs no CDN and no
+# script. The page (grading/preprocessors/feedback.py) carries a Content-Security-Policy and frames the grader's notes.
+c.GenerateFeedback.preprocessors = [ClearHiddenTestsOfChecks, HideHiddenTracebacks, SanitizeOutputs, MathAsMathML, GetGrades, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.exporter_class = FeedbackExporter
+c.FeedbackExporter.template_name = "latent_gradients_feedback"
+c.FeedbackExporter.extra_template_basedirs = [NBGRADER_TEMPLATES, str(TEMPLATES)]
+# nbgrader's feedback template, which ours extends by name, and the stylesheet it inlines.
+c.FeedbackExporter.extra_template_paths = [NBGRADER_TEMPLATES, str(Path(NBGRADER_TEMPLATES).parent / "static" / "node_modules" / "bootstrap" / "dist" / "css")]

@@ -5,8 +5,9 @@ the untouched release, a partially correct notebook and one of each failure kind
 loop, os._exit, out of memory, syntax error, edited and deleted test cells, monkeypatched checks,
 imported reference solutions, an unreadable file, a cell that reads a demonstration's names), the
 hostile submissions (writing into the course, changing the world, a long-lived process, 100 MB of
-output, stderr, an infinite loop that ignores SIGINT, a network connection, a patched SAE class) and
-the stub again after them; autograde them all in
+output, stderr, an infinite loop that ignores SIGINT, a network connection, a patched SAE class, reads of
+root-only and private files, writes through inherited descriptors, shared-memory and process bombs, a 35 MB
+rich output, scripts, forged grading notes) and the stub again after them; autograde them all in
 one batch with 2 workers, generate feedback and the grades, and check every score, every reason in the
 feedback and the class summary, that the repository is unchanged and that no process of the batch is
 left. Then `nbgrader autograde` run by hand gives the same scores for four of them.
@@ -18,11 +19,13 @@ LATENT_GRADIENTS_TEST_GRADING_WORLD=random for a faster run on a tiny random wor
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,10 +61,18 @@ REASONS = {
     "hostile_unseen_reference": "hidden test (token_to_latent",
     "hostile_global_hook": "hidden test (token_to_latent",
     "stub_custom_exc": "hidden test (sparse_tensor",
+    "hostile_shared_memory": "kernel died",
+    "hostile_process_bomb": "stopped after",
+    "hostile_rich_output": "rich output, removed by the grader",
+    "hostile_reads_secrets": "refused /etc/shadow",
 }
 HOSTILE = ["hostile_writes_course", "hostile_changes_world", "hostile_spawns", "hostile_floods", "hostile_stderr",
            "hostile_ignores_sigint", "hostile_network", "hostile_patches_sae", "hostile_unseen_reference", "hostile_global_hook",
-           "hostile_reads_inputs", "stub_custom_exc", "stub_clears_failures", "stub_emits_results", "stub_patches_grader"]
+           "hostile_reads_inputs", "stub_custom_exc", "stub_clears_failures", "stub_emits_results", "stub_patches_grader",
+           "hostile_reads_secrets", "hostile_writes_descriptors", "hostile_shared_memory", "hostile_process_bomb",
+           "hostile_rich_output", "hostile_script", "hostile_forged_notes"]
+# A file of the account that grades, outside the course, that only it may read (0600): no kernel may read it.
+PRIVATE_TEXT = "private to the account that grades: 5f0c"
 # Graded again by `nbgrader autograde` run by hand, one process each, as an instructor would.
 BY_HAND = ["solutions", "zz_stub", "partial", "stub_custom_exc"]
 
@@ -115,7 +126,11 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float,
     assert "BEGIN HIDDEN TESTS" not in release and "grading.kernel.hidden" not in release and "### BEGIN SOLUTION" not in release
     listener = socket.create_server(("127.0.0.1", 0))  # the hostile submission's target: loopback only
     listener.settimeout(0.5)
-    built = examples.build(course, loopback_port=listener.getsockname()[1])
+    (ROOT / "build").mkdir(exist_ok=True)
+    private = tempfile.NamedTemporaryFile("w", dir=ROOT / "build", prefix="private-")  # 0600
+    private.write(PRIVATE_TEXT)
+    private.flush()
+    built = examples.build(course, loopback_port=listener.getsockname()[1], private_file=Path(private.name))
     examples.submit(course, built)
     status_before = _git_status()
     start = time.perf_counter()
@@ -126,6 +141,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float,
     except TimeoutError:
         connected = False
     listener.close()
+    private.close()
     after = {"git status": (status_before, _git_status()), "connected": connected,
              "survivors": _processes_with(f"sleep {examples.LONG_LIVED}")}
     for step in (["-m", "grading", "feedback", "--course", str(course)], ["-m", "grading", "grades", "--course", str(course)]):
@@ -186,7 +202,37 @@ def test_feedback_hides_hidden_tests(graded) -> None:
     course = graded[0]
     for html in (course / "feedback").glob(f"*/{settings.ASSIGNMENT}/*.html"):
         text = html.read_text()
-        assert "grading.kernel.hidden" not in text and "BEGIN HIDDEN TESTS" not in text, html
+        assert "grading.kernel.hidden" not in text, html
+        # the one learner whose own cell quotes the marker sees it; no one sees a hidden test
+        assert "BEGIN HIDDEN TESTS" not in text or html.parts[-3] == "hostile_forged_notes", html
+
+
+def test_feedback_runs_nothing_and_only_the_grader_writes_notes(graded) -> None:
+    """No script, handler or frame of a submission reaches a feedback page or an autograded notebook; every page
+    carries a Content-Security-Policy; the grader's notes are the one framed block, whatever a submission displays."""
+    course = graded[0]
+    for html in (course / "feedback").glob(f"*/{settings.ASSIGNMENT}/*.html"):
+        text = html.read_text()
+        # (the submission's code is shown, escaped: `&lt;script`, `onerror=&quot;`)
+        assert "<script" not in text.lower() and 'onerror="' not in text and "<iframe" not in text.lower(), html
+        assert "Content-Security-Policy" in text and text.count('<section class="lg-grader-notes">') == 1, html
+    for notebook in (course / "autograded").glob(f"*/{settings.ASSIGNMENT}/*.ipynb"):
+        outputs = json.dumps([cell.get("outputs", []) for cell in json.loads(notebook.read_text())["cells"]])
+        assert "<script" not in outputs and "onerror" not in outputs and "hostileScriptRan = 3" not in outputs, notebook
+    forged = (course / "feedback" / "hostile_forged_notes" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.html").read_text()
+    assert "FORGED-NOTES" in forged and forged.index('<section class="lg-grader-notes">') < forged.index("FORGED-NOTES")
+    assert forged.count("FORGED-NOTES") == forged[forged.index("</section>") :].count("FORGED-NOTES")
+
+
+def test_no_kernel_read_a_secret_or_wrote_through_a_descriptor(graded) -> None:
+    course = graded[0]
+    shadow = Path("/etc/shadow").read_text().splitlines()[0] if os.access("/etc/shadow", os.R_OK) else "root:"
+    for path in [*(course / "feedback").rglob("*.html"), *(course / "autograded").rglob("*.ipynb")]:
+        text = path.read_text()
+        assert PRIVATE_TEXT not in text and shadow not in text, path
+    feedback = (course / "feedback" / "hostile_writes_descriptors" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.html").read_text()
+    assert "wrote 16 MiB" not in feedback
+    assert max(p.stat().st_size for p in (course / "reports").rglob("*") if p.is_file()) < 2**24
 
 
 def test_no_hidden_input_reaches_the_feedback(graded) -> None:

@@ -3,10 +3,13 @@ Chromium (Playwright), nbgrader's own buttons from release to feedback.
 
 The instructor generates and releases the assignment in formgrader. Learner 1 fetches it, saves the reference
 solutions into it (through their server's contents API, as the editor does), validates and submits; learner 2
-solves only SparseTensor and submits, then tries learner 1's files through the hub and on disk as their own
-Linux account (refused), and the instructor's course directory and the hidden tests. The instructor collects,
-autogrades each submission (formgrader's button), generates and releases feedback; each learner fetches theirs
-(full and SparseTensor-only scores), with no hidden test in anything a learner received.
+solves only SparseTensor, adds a cell that displays a script, and submits. Learner 1 forges a later, fully solved
+submission under learner 2's name in the exchange and tries to write into learner 2's own: collect rejects the
+forgery, the write is refused. Learner 2 tries learner 1's files through the hub and on disk as their own Linux
+account (refused), and the instructor's course directory and the hidden tests. The instructor collects,
+autogrades each submission (formgrader's button), generates and releases feedback, and opens learner 2's
+autograded notebook in formgrader: its script does not run. Each learner fetches theirs (full and
+SparseTensor-only scores), with no hidden test in anything a learner received.
 
 Screenshots of every step go to build/screenshots/workshop_*.png. Needs root, npm (the hub's proxy) and
 Chromium; skips, saying why, only where one is missing. The accounts it creates (ws-*) are removed at the end.
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from nbgrader.api import Gradebook
 from test_browser import CHROMIUM_ARGS, SCREENSHOTS, find_chromium
 
 from course_fixtures.grading_examples import POINTS
@@ -51,6 +55,14 @@ ACTION_TIMEOUT_MS = 600_000  # one autograde took 200 s on 2 cores at load avera
 # is blocked from fetching it, and needs none: its math is MathML (grading/preprocessors/offline_math.py).
 # Every other request must stay on the hub.
 FEEDBACK_MATHJAX = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/"
+# Learner 2's cell for the instructor's eyes: a script, an event handler and a JavaScript output, each of which
+# would set a global of the page that shows it.
+HOSTILE_DISPLAY = """from IPython.display import HTML, Javascript, display
+
+display(HTML('<p>HOSTILE-' + 'DISPLAY</p><script>window.hostileScriptRan = 1; window.parent.hostileScriptRan = 1</script>'
+             '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" onerror="window.hostileScriptRan = 2" onload="window.hostileScriptRan = 2">'))
+display(Javascript('window.hostileScriptRan = 3; window.parent.hostileScriptRan = 3'))
+"""
 
 
 @dataclass
@@ -311,8 +323,21 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
     bob.log_in()
     bob.fetch()
     fetched = bob.api("GET", f"contents/{notebook_path}")["content"]
-    bob.api("PUT", f"contents/{notebook_path}", {"type": "notebook", "format": "json", "content": solved_notebook(fetched, {"sparse_tensor"})})
+    hostile = solved_notebook(fetched, {"sparse_tensor"})
+    hostile["cells"].append(nbformat.v4.new_code_cell(HOSTILE_DISPLAY))
+    bob.api("PUT", f"contents/{notebook_path}", {"type": "notebook", "format": "json", "content": hostile})
     bob.submit()
+
+    # Learner 1 forges a later submission under learner 2's name, every exercise solved, and tries learner 2's own.
+    inbound = workshop.directory / "exchange" / "latent-gradients" / "inbound"
+    genuine = [folder for folder in inbound.iterdir() if folder.name.startswith(f"{LEARNER_2}+")]
+    assert genuine and not any(folder.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH) for folder in genuine), genuine
+    forged = inbound / f"{LEARNER_2}+{settings.ASSIGNMENT}+2099-01-01 00:00:00.000000 UTC+forged"
+    alice_notebook = Path(pwd.getpwnam(LEARNER_1).pw_dir) / notebook_path
+    forge = f"mkdir '{forged}' && cp '{alice_notebook}' '{forged}/' && echo '2099-01-01 00:00:00.000000 UTC' > '{forged}/timestamp.txt'"
+    subprocess.run(["runuser", "-u", LEARNER_1, "--", "sh", "-c", forge], check=True)
+    tamper = subprocess.run(["runuser", "-u", LEARNER_1, "--", "cp", str(alice_notebook), str(genuine[0])], capture_output=True, text=True)
+    assert tamper.returncode != 0, f"{LEARNER_1} wrote into {LEARNER_2}'s submission"
 
     # Learner 2 tries learner 1's files: through the hub...
     for url in (f"{alice.server}/lab", f"{alice.server}/api/contents/{notebook_path}", f"{alice.server}/files/{notebook_path}"):
@@ -352,6 +377,16 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
     teacher.page.reload()
     teacher.page.locator("td.autograde").first.wait_for()
     teacher.shot("instructor_5_autograded")
+    # The instructor opens learner 2's autograded notebook, with its script, in formgrader.
+    with Gradebook(f"sqlite:///{teacher_course / 'gradebook.db'}") as gradebook:
+        submission = gradebook.find_submission_notebook(settings.NOTEBOOK, settings.ASSIGNMENT, LEARNER_2).id
+    teacher.page.goto(f"{teacher.server}/formgrader/submissions/{submission}/")
+    teacher.page.wait_for_load_state("load")
+    displayed = [frame for frame in teacher.page.frames if "HOSTILE-DISPLAY" in frame.content()]
+    teacher.shot("instructor_5_hostile_submission")
+    assert displayed, "formgrader does not show the hostile cell's output"
+    ran = {frame.url: frame.evaluate("() => typeof window.hostileScriptRan") for frame in teacher.page.frames}
+    assert set(ran.values()) == {"undefined"}, f"a submission's script ran in formgrader: {ran}"
     teacher.page.goto(f"{teacher.server}/formgrader/manage_assignments")
     teacher.page.locator(f"td.name:has-text('{settings.ASSIGNMENT}')").wait_for()
     formgrader_action(teacher, "generate-feedback", "6_feedback_generated")

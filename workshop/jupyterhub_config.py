@@ -19,13 +19,11 @@ import pwd
 import sys
 from pathlib import Path
 
-from traitlets.config.loader import PyFileConfigLoader
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from grading.grader.settings import CELL_TIMEOUT_S
-from workshop.prepare import instructor_env, instructor_of, read_roster
+from workshop.prepare import course_id, instructor_env, instructor_of, read_roster
 
 c = get_config()  # noqa: F821 (defined by traitlets when it loads this file)
 
@@ -33,7 +31,7 @@ WORKSHOP_DIR = Path(os.environ["LATENT_GRADIENTS_WORKSHOP_DIR"]).resolve()
 PEOPLE = read_roster(Path(os.environ["WORKSHOP_ROSTER"]))
 INSTRUCTOR = instructor_of(PEOPLE).username
 WORLD = os.environ.get("WORKSHOP_WORLD", "toy")
-COURSE_ID = PyFileConfigLoader("nbgrader_config.py", path=str(REPO / "nbgrader")).load_config().CourseDirectory.course_id
+COURSE_ID = course_id()
 
 # --- network --------------------------------------------------------------------------------------------------------
 c.JupyterHub.port = int(os.environ.get("WORKSHOP_PORT", "8000"))

@@ -6,7 +6,9 @@
 - The repository's `grading/`, `nbgrader/` and `.git` readable by root and the instructors only; the rest
   readable and, for learners, read-only; every folder above the environment's Python traversable.
 - The instructor's course directory `~<instructor>/course` (0700) with the source notebook and a gradebook
-  of the roster; nbgrader's exchange, `<workshop dir>/exchange`, world-writable with the sticky bit.
+  of the roster; nbgrader's exchange, `<workshop dir>/exchange`, world-writable with the sticky bit, and in
+  it the course's folder with its inbound, outbound and feedback folders, the instructor's, so that no
+  learner can claim them first (workshop/exchange.py keeps each submission its learner's own).
 - The grader's kernel cache (grading/preprocessors/kernel_cache.py) built in the repository's build/,
   which the instructor who grades cannot write.
 - WORLD=gpt2: GPT-2 and its SAEs downloaded once into `<workshop dir>/hf-cache`, then made read-only.
@@ -152,6 +154,37 @@ def prepare_course(instructor: Person, learners: list[Person], workshop_dir: Pat
     as_user(instructor.username, env, sys.executable, "-m", "grading", "secret", "--course", str(course))
 
 
+def course_id() -> str:
+    """The course's nbgrader id, from its nbgrader configuration (which imports the course's grading package)."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return PyFileConfigLoader("nbgrader_config.py", path=str(REPO / "nbgrader")).load_config().CourseDirectory.course_id
+
+
+# nbgrader's modes for the exchange's course folders (its release and release_feedback create them so): the
+# inbound takes submissions (write and pass, no listing; set-group-id), the feedback folder only lets a learner
+# reach their own by its name.
+EXCHANGE_COURSE_FOLDERS = {".": 0o755, "outbound": 0o755, "inbound": 0o2733, "feedback": 0o711}
+
+
+def prepare_exchange(exchange: Path, instructor: Person) -> None:
+    account = pwd.getpwnam(instructor.username)
+    course = exchange / course_id()
+    if course.exists() and (course.is_symlink() or course.lstat().st_uid != account.pw_uid):
+        print(f"  {course} was not created by this script (owner uid {course.lstat().st_uid}): removed")
+        if course.is_symlink() or not course.is_dir():
+            course.unlink()
+        else:
+            shutil.rmtree(course)
+    for name, mode in EXCHANGE_COURSE_FOLDERS.items():
+        folder = course / name
+        folder.mkdir(exist_ok=True)
+        os.chown(folder, account.pw_uid, account.pw_gid)
+        os.chmod(folder, mode)
+
+
 def instructor_env(workshop_dir: Path, course: Path) -> dict[str, str]:
     """What the instructor's server and nbgrader commands need to find the course, its config and the exchange."""
     return {
@@ -230,6 +263,7 @@ def main() -> None:
     exchange = workshop_dir / "exchange"
     exchange.mkdir(exist_ok=True)
     os.chmod(exchange, 0o1777)
+    prepare_exchange(exchange, instructor)
     let_others_reach(Path(sys.executable))
     let_others_reach(REPO / "part_utils")
     close_to_learners(grp.getgrnam(INSTRUCTORS_GROUP).gr_gid)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from grading.grader import settings
 from grading.grader.hidden_params import read_secret
-from grading.grader.sandbox import sandbox_problem
+from grading.grader.sandbox import limits_problem, sandbox_problem
 
 
 @dataclass
@@ -141,6 +141,9 @@ def autograde_all(course: Path, jobs: int = 1, only: list[str] | None = None) ->
     # Without the secret no hidden test can be chosen and nbgrader would fail every submission: say so once.
     read_secret(course)
     problem = sandbox_problem()
+    gaps = None if problem else limits_problem()
+    if gaps:
+        print(f"WARNING: on this host the grading kernels run WITHOUT these limits: {gaps}.", flush=True)
     if problem:
         print(f"WARNING: the grading sandbox cannot run ({problem}); nbgrader will refuse to grade unless GRADING_ALLOW_UNSANDBOXED=1.", flush=True)
     names = only or students(course)

@@ -1,25 +1,31 @@
 """The grading kernel's sandbox: a jupyter_client kernel provisioner that runs each kernel in bubblewrap.
 
 Every kernel nbgrader starts to grade a submission (nbgrader/nbgrader_config.py) goes through
-`SandboxedKernelManager`, whose `SandboxProvisioner` wraps the kernel command in `bwrap`: the file
-system read-only with an empty /tmp and home and the course directory hidden, a scratch folder the only
-writable place; new user (`nobody`), PID, network, IPC and UTS namespaces, the kernel talking to nbgrader
-over Unix sockets; `--die-with-parent` and the PID namespace, so every process a submission started dies
-with its kernel (those still running are counted first, for the feedback); the grading environment set,
-the instructor's secret removed. Without a working `bwrap` grading stops with an error that says why,
-unless GRADING_ALLOW_UNSANDBOXED=1, which is noted in every feedback. docs/grading-security.md says what
-this does and does not stop.
+`SandboxedKernelManager`, whose `SandboxProvisioner` wraps the kernel command in `bwrap`: when the grader
+runs as root, the kernel runs as the host system account `latent-gradients-grader` (no capabilities,
+`no_new_privs`; it owns nothing of the course); the file system read-only with size-capped empty /tmp,
+/var/tmp, /dev/shm and home, the course directory and the references hidden, a scratch folder the only
+writable place; new PID, network, IPC and UTS namespaces, the kernel talking to nbgrader over Unix
+sockets; a cgroup of its own (v2, or v1) capping memory (shared memory and tmpfs included) and processes;
+standard streams on /dev/null and no other inherited descriptor; `--die-with-parent` and the PID
+namespace, so every process a submission started dies with its kernel. Without a working `bwrap` grading
+stops with an error that says why, unless GRADING_ALLOW_UNSANDBOXED=1, which is noted in every feedback.
+docs/grading-security.md says what this does and does not stop.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +41,167 @@ EVENTS: list[str] = []
 
 UNSANDBOXED_NOTE = "This submission was graded WITHOUT the sandbox (GRADING_ALLOW_UNSANDBOXED=1): its code could reach the course's files and the network."
 
+# The system account grading kernels run as when the grader is root: it owns no file of the course.
+GRADER_ACCOUNT = os.environ.get("GRADING_ACCOUNT", "latent-gradients-grader")
+# Size of each empty tmpfs (/tmp, /var/tmp, /dev/shm, home): room for a library's temporary files, not a
+# way around the memory limit (tmpfs pages also count in the kernel's cgroup).
+TMPFS_BYTES = int(float(os.environ.get("GRADING_TMPFS_MB", "256")) * 2**20)
+# Tasks (processes and threads) per kernel: ipykernel's and torch's threads need a few dozen.
+MAX_TASKS = int(os.environ.get("GRADING_MAX_TASKS", "256"))
+# The cgroup's memory limit sits above the kernel's RLIMIT_DATA (grading/kernel/setup.py), so that a private
+# allocation past the limit is a MemoryError in its cell; the cgroup stops what RLIMIT_DATA does not see
+# (shared mappings, tmpfs, page cache) by killing the kernel.
+CGROUP_HEADROOM_BYTES = 2**30
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
-def _bwrap_prefix(scratch: Path, hidden: list[str]) -> list[str]:
-    command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/dev/shm"]
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+@functools.lru_cache(maxsize=1)
+def grader_account() -> tuple[int, int] | None:
+    """(uid, gid) of the grading account, created when missing; None when this process is not root."""
+    if not is_root():
+        return None
+    try:
+        account = pwd.getpwnam(GRADER_ACCOUNT)
+    except KeyError:
+        # check=False: another grading process may have created it meanwhile; getpwnam says whether it exists.
+        created = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                        "--shell", "/usr/sbin/nologin", "--comment", "latent-gradients grading kernels", GRADER_ACCOUNT],
+                       check=False, capture_output=True, text=True)  # fmt: skip
+        try:
+            account = pwd.getpwnam(GRADER_ACCOUNT)
+        except KeyError:
+            raise RuntimeError(f"cannot create the grading account {GRADER_ACCOUNT!r}: {created.stderr.strip()}") from None
+    if account.pw_uid == 0 or account.pw_gid == 0:
+        raise RuntimeError(f"the grading account {GRADER_ACCOUNT!r} must not be root")
+    return account.pw_uid, account.pw_gid
+
+
+def _own_cgroups() -> dict[str, str]:
+    """This process's cgroup path per v1 controller, and under "" its v2 path."""
+    found: dict[str, str] = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            found[controller] = path
+    return found
+
+
+def _v2_mount() -> Path | None:
+    for mount in (CGROUP_ROOT, CGROUP_ROOT / "unified"):
+        if (mount / "cgroup.controllers").exists():
+            return mount
+    return None
+
+
+def _cgroup_parents() -> dict[str, tuple[int, Path]]:
+    """Where each limit's kernel cgroups go: "memory" and "pids" -> (cgroup version, folder), v1 where the host
+    mounts that controller as v1, else v2. On v2 a folder of its own under the hierarchy's root: a cgroup
+    that holds processes (this one) cannot give controllers to children."""
+    own, v2 = _own_cgroups(), _v2_mount()
+    v2_controllers = (v2 / "cgroup.controllers").read_text().split() if v2 else []
+    parents = {}
+    for controller in ("memory", "pids"):
+        if controller in own and (CGROUP_ROOT / controller / "cgroup.procs").exists():
+            parents[controller] = (1, CGROUP_ROOT / controller / own[controller].lstrip("/"))
+        elif v2 is not None and controller in v2_controllers:
+            parents[controller] = (2, v2 / "latent-gradients")
+    return parents
+
+
+@dataclass
+class KernelCgroup:
+    """One kernel's cgroup: its folder per limit (one folder on v2, one per controller on v1)."""
+
+    folders: dict[str, Path] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)  # limit -> why it is not enforced
+
+    @classmethod
+    def create(cls, name: str, memory_bytes: int, max_tasks: int) -> KernelCgroup:
+        cgroup = cls()
+        parents = _cgroup_parents()
+        for controller, label in (("memory", "memory"), ("pids", "process count")):
+            if controller not in parents:
+                cgroup.missing[label] = f"no {controller} cgroup controller on this host"
+                continue
+            version, parent = parents[controller]
+            folder = parent / name
+            try:
+                if version == 2:  # the controller must reach the kernel's cgroup through its parent
+                    parent.mkdir(exist_ok=True)
+                    for level in (parent.parent, parent):
+                        if controller not in (level / "cgroup.subtree_control").read_text().split():
+                            (level / "cgroup.subtree_control").write_text(f"+{controller}")
+                folder.mkdir(exist_ok=True)
+                cgroup.folders[controller] = folder
+                if controller == "pids":
+                    (folder / "pids.max").write_text(str(max_tasks))
+                elif version == 2:  # no swap either, so that the limit is the memory used
+                    (folder / "memory.max").write_text(str(memory_bytes))
+                    if (folder / "memory.swap.max").exists():
+                        (folder / "memory.swap.max").write_text("0")
+                else:
+                    (folder / "memory.limit_in_bytes").write_text(str(memory_bytes))
+                    if (folder / "memory.memsw.limit_in_bytes").exists():
+                        (folder / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
+            except OSError as error:
+                cgroup.missing[label] = f"cannot create a {controller} cgroup under {parent} ({error.strerror or error})"
+        return cgroup
+
+    def join(self) -> None:
+        """Move the calling process into every folder: run in the kernel's process before it executes bwrap."""
+        for folder in dict.fromkeys(self.folders.values()):
+            (folder / "cgroup.procs").write_text(str(os.getpid()))
+
+    def remove(self) -> None:
+        """Kill what is left in the cgroup, then remove its folders."""
+        for folder in dict.fromkeys(self.folders.values()):
+            for _ in range(50):
+                try:
+                    pids = [int(pid) for pid in (folder / "cgroup.procs").read_text().split()]
+                except OSError:
+                    break
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                time.sleep(0.05)
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        self.folders.clear()
+
+
+@functools.lru_cache(maxsize=1)
+def limits_problem() -> str | None:
+    """Which of the kernel's limits and walls this host cannot enforce, in one line; None when all hold."""
+    probe = KernelCgroup.create(f"probe-{uuid.uuid4().hex[:8]}", 2**30, MAX_TASKS)
+    probe.remove()
+    gaps = [f"{label} ({why})" for label, why in probe.missing.items()]
+    if not is_root():
+        gaps.append(f"a separate account (kernels run as {pwd.getpwuid(os.geteuid()).pw_name}, who grades; grade as root for {GRADER_ACCOUNT!r})")
+    return "; ".join(gaps) or None
+
+
+def _bwrap_prefix(scratch: Path, hidden: list[str], account: tuple[int, int] | None) -> list[str]:
+    """bwrap's command line, ending where the kernel's command starts.
+
+    With `account` (the grader is root) bwrap runs privileged, without a user namespace, and `setpriv`
+    becomes that account before the kernel starts; without it, bwrap's user namespace maps the kernel's
+    user to the account that grades.
+    """
+    shared = ["--perms", "1777", "--size", str(TMPFS_BYTES)]  # everyone's, sticky, as on the host
+    command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *shared, "--tmpfs", "/dev/shm"]
     emptied = [Path(p) for p in ("/tmp", "/var/tmp", str(Path.home())) if Path(p).is_dir() and Path(p) != Path("/")]
     for path in emptied:
-        command += ["--tmpfs", str(path)]
+        command += [*(shared if path != Path.home() else shared[2:]), "--tmpfs", str(path)]
     # ...but the course's code and this Python (a venv, pyenv) may live in one of them: back, read-only.
     for path in sorted(_python_and_course_paths()):
         if any(path.is_relative_to(folder) for folder in emptied):
@@ -48,11 +209,14 @@ def _bwrap_prefix(scratch: Path, hidden: list[str]) -> list[str]:
     for path in hidden:
         if Path(path).is_dir():
             command += ["--tmpfs", path]
-    command += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch),
-                "--unshare-all", "--uid", "65534", "--gid", "65534", "--die-with-parent",
+    command += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--die-with-parent",
                 # ipykernel exits when its parent looks gone; bwrap's init is PID 1 and --die-with-parent covers it.
-                "--unsetenv", "JPY_PARENT_PID", "--"]
-    return command
+                "--unsetenv", "JPY_PARENT_PID"]
+    if account is None:
+        return [*command, "--unshare-all", "--uid", "65534", "--gid", "65534", "--"]
+    uid, gid = map(str, account)
+    return [*command, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--",
+            "setpriv", "--reuid", uid, "--regid", gid, "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
 
 def _python_and_course_paths() -> set[Path]:
@@ -62,15 +226,30 @@ def _python_and_course_paths() -> set[Path]:
     return {p for p in paths if p.is_dir() and not any(q != p and p.is_relative_to(q) for q in paths)}
 
 
+def _scratch_folder(account: tuple[int, int] | None) -> Path:
+    scratch = Path(tempfile.mkdtemp(prefix="latent-gradients-kernel-"))
+    if account is not None:
+        os.chown(scratch, *account)
+    return scratch
+
+
 @functools.lru_cache(maxsize=1)
 def sandbox_problem() -> str | None:
     """Why the sandbox cannot run on this machine, or None when it can."""
     if shutil.which("bwrap") is None:
         return "bubblewrap (`bwrap`) is not installed (Debian/Ubuntu: `apt-get install bubblewrap`)"
-    with tempfile.TemporaryDirectory() as scratch:
-        probe = subprocess.run([*_bwrap_prefix(Path(scratch), []), "true"], capture_output=True, text=True, timeout=30)
+    if is_root() and shutil.which("setpriv") is None:
+        return "`setpriv` (util-linux) is not installed: the kernel could not leave root"
+    account = grader_account()
+    scratch = _scratch_folder(account)
+    try:
+        probe = subprocess.run([*_bwrap_prefix(scratch, [], account), sys.executable, "-c", "import grading"],
+                               capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(settings.ROOT)})  # fmt: skip
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     if probe.returncode != 0:
-        return f"`bwrap` cannot create namespaces here ({probe.stderr.strip() or probe.returncode}); unprivileged user namespaces may be disabled"
+        reach = f" or the account {GRADER_ACCOUNT!r} cannot reach this Python and the course (every folder above them needs o+x)" if account else ""
+        return f"`bwrap` cannot start a kernel here ({probe.stderr.strip()[-300:] or probe.returncode}): unprivileged user namespaces may be disabled{reach}"
     return None
 
 
@@ -109,6 +288,7 @@ class SandboxProvisioner(LocalProvisioner):
         return os.environ.get("GRADING_ALLOW_UNSANDBOXED", "") == "1"
 
     scratch: Path | None = None
+    cgroup: KernelCgroup | None = None
     sandboxed = False
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
@@ -116,9 +296,9 @@ class SandboxProvisioner(LocalProvisioner):
         if problem and not self.allow_unsandboxed:
             raise RuntimeError(f"Refusing to grade: the grading sandbox cannot run: {problem}. Install bubblewrap, or set "
                                "GRADING_ALLOW_UNSANDBOXED=1 to grade without isolation (submissions can then reach your files).")
-        if self.scratch is not None:  # a restart: the previous kernel's scratch folder goes
-            shutil.rmtree(self.scratch, ignore_errors=True)
-        self.scratch = Path(tempfile.mkdtemp(prefix="latent-gradients-kernel-"))
+        self._release()  # a restart: the previous kernel's scratch folder and cgroup go
+        account = None if problem else grader_account()
+        self.scratch = _scratch_folder(account)
         km = self.parent
         # Unix sockets in the scratch folder: the kernel needs no network to talk to nbgrader.
         km.transport = "ipc"
@@ -126,18 +306,36 @@ class SandboxProvisioner(LocalProvisioner):
         km.ip = str(self.scratch / "kernel-ipc")
         env = settings.kernel_env(settings.kernel_threads(), base=kwargs.get("env") or os.environ)
         env.update({"HOME": str(self.scratch), "IPYTHONDIR": str(self.scratch / ".ipython"), "MPLCONFIGDIR": str(self.scratch),
-                    "TMPDIR": str(self.scratch), "JUPYTER_RUNTIME_DIR": str(self.scratch)})
+                    "TMPDIR": "/tmp", "JUPYTER_RUNTIME_DIR": str(self.scratch)})
         kwargs["env"] = env
         kwargs = await super().pre_launch(**kwargs)
+        if account is not None:  # written by this process; the kernel reads it as its own account
+            os.chown(km.connection_file, *account)
+        # Nothing of this process's but the kernel's channel: its standard streams (a worker's log) are not inherited.
+        kwargs.update(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
         self.sandboxed = problem is None
         if problem:
             self.log.warning("GRADING WITHOUT THE SANDBOX (%s): the submission's code can reach your files and the network.", problem)
             EVENTS.append(UNSANDBOXED_NOTE)
             kwargs["cwd"] = str(self.scratch)
-        else:
-            kwargs["cmd"] = _bwrap_prefix(self.scratch, list(self.hidden_paths)) + list(kwargs["cmd"])
-            kwargs["cwd"] = "/"
+            return kwargs
+        memory = int(settings.MEMORY_LIMIT_GB * 2**30) + CGROUP_HEADROOM_BYTES
+        self.cgroup = KernelCgroup.create(f"kernel-{self.kernel_id}", memory, MAX_TASKS)
+        if self.cgroup.folders:
+            kwargs["preexec_fn"] = self.cgroup.join
+        for label, why in self.cgroup.missing.items():
+            self.log.warning("The grading kernel runs without a %s limit: %s.", label, why)
+        kwargs["cmd"] = _bwrap_prefix(self.scratch, list(self.hidden_paths), account) + list(kwargs["cmd"])
+        kwargs["cwd"] = "/"
         return kwargs
+
+    def _release(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
 
     def _kernel_pid(self) -> int | None:
         """The kernel's PID (as this process sees it): the child of bwrap's init, itself bwrap's child."""
@@ -170,9 +368,8 @@ class SandboxProvisioner(LocalProvisioner):
         if self.process is not None and self.process.poll() is None:
             self.process.kill()  # bwrap, hence (--die-with-parent) the whole PID namespace
         await super().cleanup(restart=restart)
-        if self.scratch is not None and not restart:
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            self.scratch = None
+        if not restart:
+            self._release()
 
 
 class SandboxedKernelManager(AsyncKernelManager):
