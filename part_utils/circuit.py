@@ -1,4 +1,5 @@
-"""The capstone's circuit: its data types, and the ablation that tests whether the circuit is real.
+"""The capstone's circuit: its data types, and the measurements that test whether the circuit is real
+(completeness, and necessity and sufficiency against a matched control, on `part_utils.attribution`'s metrics).
 
 A circuit explains one prediction: the target logit at the final position. Its nodes are the prompt's
 token positions, a few active latents of residual SAEs at some layers, and the target logit; an edge's
