@@ -1,7 +1,7 @@
 """Example submissions, built from the release and the source: for the project's tests and the benchmark.
 
 Each is (notebook text, expected score per exercise). "base" is the reference solutions of exercises 1,
-4 and 5 (the cheap ones) with the others left as released, 6 of 14 points; each failure kind breaks
+4 and 5 (the cheap ones) with the others left as released, 6 of 16 points; each failure kind breaks
 exercise 4 (`token_to_latent`) of the base, so exercises 1 and 5, before and after it, still score.
 """
 

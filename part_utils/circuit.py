@@ -1,4 +1,5 @@
-"""The capstone's circuit: its data types, and the ablation that tests whether the circuit is real.
+"""The capstone's circuit: its data types, and the measurements that test whether the circuit is real
+(completeness, and necessity and sufficiency against a matched control, on `part_utils.attribution`'s metrics).
 
 A circuit explains one prediction: the target logit at the final position. Its nodes are the prompt's
 token positions, a few active latents of residual SAEs at some layers, and the target logit; an edge's
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
+
+from part_utils.attribution import answer_metrics
 
 # An edge is kept when its |weight| is at least this share of the largest |weight| into the same node.
 EDGE_THRESHOLD = 0.05
@@ -73,18 +76,22 @@ class Circuit:
         return [node for node in self.nodes if node.kind == "latent" and (layer is None or node.layer == layer)]
 
 
+Latent = tuple[int, int, int]  # (layer, position, latent)
+
+
 @torch.no_grad()
-def target_logits_with_ablations(
+def metrics_with_ablations(
     tokens: Tensor,
     saes: Mapping[int, SAE],
     model: HookedSAETransformer,
     layers: Sequence[int],
-    target_token_id: int,
-    ablations: Sequence[Iterable[tuple[int, int, int]]],
-) -> list[float]:
-    """The target logit at the final position, once per ablation, all in one batched run: the SAEs of
-    `layers` are spliced in with their error term (so with nothing ablated the output is the clean
-    model's), and each ablation's latents, given as (layer, position, latent), are set to zero."""
+    answer_id: int,
+    contrast_id: int,
+    ablations: Sequence[Iterable[Latent]],
+) -> Tensor:
+    """The metrics (`answer_metrics`: logit difference, probability) at the final position, once per ablation,
+    all in one batched run, shape (len(ablations), 2). The SAEs of `layers` are spliced in with their error
+    term (so with nothing ablated the output is the clean model's), and each ablation's latents are zeroed."""
     masks = {layer: torch.zeros(len(ablations), tokens.shape[-1], saes[layer].cfg.d_sae, dtype=torch.bool) for layer in layers}
     for row, ablated in enumerate(ablations):
         for layer, position, latent in ablated:
@@ -99,35 +106,63 @@ def target_logits_with_ablations(
     hooks = [(f"{saes[layer].cfg.metadata.hook_name}.hook_sae_acts_post", zero(layer)) for layer in layers]
     with model.saes(saes=[saes[layer] for layer in layers], use_error_term=True):
         logits = model.run_with_hooks(tokens.expand(len(ablations), -1), fwd_hooks=hooks)
-    return logits[:, -1, target_token_id].tolist()
+    return answer_metrics(logits[:, -1], answer_id, contrast_id)
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One intervention on the circuit and its matched control: the drop of each metric (clean - ablated;
+    logit difference, probability) for the circuit, and for each seeded draw of the control.
+
+    A control draw "beats" the circuit when it does the circuit's job at least as well on the logit difference:
+    for necessity, a drop as large; for sufficiency (a smaller drop is better), a drop as small."""
+
+    name: str
+    circuit_drop: tuple[float, float]
+    control_drops: tuple[tuple[float, float], ...]
+
+    def _control(self, metric: int) -> Tensor:
+        return torch.tensor([drop[metric] for drop in self.control_drops], dtype=torch.float64)
+
+    def control_mean(self, metric: int = 0) -> float:
+        return float(self._control(metric).mean())
+
+    def control_std(self, metric: int = 0) -> float:
+        return float(self._control(metric).std()) if len(self.control_drops) > 1 else 0.0
+
+    @property
+    def control_beats(self) -> int:
+        drops = self._control(0)
+        beaten = drops >= self.circuit_drop[0] if self.name == "necessity" else drops <= self.circuit_drop[0]
+        return int(beaten.sum())
+
+    def __str__(self) -> str:
+        return (
+            f"{self.name}: logit difference drops by {self.circuit_drop[0]:.2f} (probability by {self.circuit_drop[1]:.4f}); "
+            f"matched control {self.control_mean(0):.2f} ± {self.control_std(0):.2f} (probability {self.control_mean(1):.4f}); "
+            f"{self.control_beats} of {len(self.control_drops)} draws beat the circuit"
+        )
 
 
 @dataclass(frozen=True)
 class Faithfulness:
-    """How much the target logit drops when the circuit's latents are zeroed, against as many random ones.
+    """Necessity and sufficiency of a circuit's latents at some layers, each against its matched control.
 
-    clean:         the target logit with nothing ablated
-    circuit_drop:  clean - the logit with the circuit's latents zeroed
-    random_drops:  the same, for each draw of random active latents (as many per layer as the circuit has)
+    clean:       the metrics with nothing ablated (logit difference, probability)
+    necessity:   the circuit's latents zeroed; control: as many other active latents at the same layers and positions
+    sufficiency: every other active latent at the layers zeroed (errors kept); control: the same, keeping the
+                 control's latents instead of the circuit's
     """
 
-    clean: float
-    circuit_drop: float
-    random_drops: tuple[float, ...]
-
-    @property
-    def random_mean(self) -> float:
-        return sum(self.random_drops) / len(self.random_drops)
-
-    @property
-    def random_std(self) -> float:
-        return float(torch.tensor(self.random_drops, dtype=torch.float64).std()) if len(self.random_drops) > 1 else 0.0
+    layers: tuple[int, ...]
+    clean: tuple[float, float]
+    necessity: Ablation
+    sufficiency: Ablation
 
     def __str__(self) -> str:
         return (
-            f"target logit {self.clean:.3f}; zeroing the circuit's latents drops it by {self.circuit_drop:.3f}; "
-            f"zeroing as many random active latents at the same layers drops it by {self.random_mean:.3f} "
-            f"± {self.random_std:.3f} (mean ± standard deviation over {len(self.random_drops)} draws)"
+            f"layers {list(self.layers)}: logit difference {self.clean[0]:.2f}, probability {self.clean[1]:.4f}\n"
+            f"  {self.necessity}\n  {self.sufficiency}"
         )
 
 
@@ -137,23 +172,77 @@ def circuit_faithfulness(
     tokens: Tensor,
     saes: Mapping[int, SAE],
     model: HookedSAETransformer,
-    n_random: int = 10,
+    contrast_id: int,
+    layers: Sequence[int] | None = None,
+    n_random: int = 20,
     seed: int = 0,
 ) -> Faithfulness:
-    """Zero the circuit's latents (SAEs spliced in with their error term) and measure the target logit's drop;
-    then zero, `n_random` times, as many latents drawn at random from those active at each of the circuit's
-    layers, and measure the same drop."""
-    layers = circuit.layers
+    """Necessity and sufficiency of the circuit's latents at `layers` (default: all of the circuit's), with the
+    SAEs of those layers spliced in, their errors kept, on the metrics of the circuit's target against `contrast_id`.
+
+    The matched control draws, `n_random` times, one active latent at the same layer and position for each of
+    the circuit's latents, never one of the circuit's own (positions with no other active latent get none)."""
+    layers = tuple(circuit.layers if layers is None else layers)
     names = [f"{saes[layer].cfg.metadata.hook_name}.hook_sae_acts_post" for layer in layers]
     _, cache = model.run_with_cache_with_saes(tokens, saes=[saes[layer] for layer in layers], use_error_term=True, names_filter=names)
-    active = {layer: [(layer, p, latent) for _, p, latent in (cache[name] > 0).nonzero().tolist()] for layer, name in zip(layers, names)}
+    active = [(layer, p, latent) for layer, name in zip(layers, names) for _, p, latent in (cache[name] > 0).nonzero().tolist()]
+    chosen = [(node.layer, node.position, node.index) for node in circuit.latents() if node.layer in layers]
+    others: dict[tuple[int, int], list[Latent]] = {}
+    for entry in active:
+        if entry not in chosen:
+            others.setdefault(entry[:2], []).append(entry)
     rng = random.Random(seed)
-    drawn = [
-        [entry for layer in layers for entry in rng.sample(active[layer], len(circuit.latents(layer)))] for _ in range(n_random)
-    ]
-    chosen = [(node.layer, node.position, node.index) for node in circuit.latents()]
-    clean, ablated, *random_logits = target_logits_with_ablations(
-        tokens, saes, model, layers, circuit.target_token_id, [[], chosen, *drawn]
+    controls = []
+    for _ in range(n_random):
+        wanted: dict[tuple[int, int], int] = {}
+        for layer, position, _ in chosen:
+            wanted[(layer, position)] = wanted.get((layer, position), 0) + 1
+        controls.append([entry for place, n in wanted.items() for entry in rng.sample(others.get(place, []), min(n, len(others.get(place, []))))])
+
+    def all_but(kept: list[Latent]) -> list[Latent]:
+        kept_set = set(kept)
+        return [entry for entry in active if entry not in kept_set]
+
+    ablations = [[], chosen, *controls, all_but(chosen), *(all_but(control) for control in controls)]
+    metrics = metrics_with_ablations(tokens, saes, model, layers, circuit.target_token_id, contrast_id, ablations)
+    drops = [tuple(row) for row in (metrics[0] - metrics).tolist()]
+    n = n_random
+    return Faithfulness(
+        layers,
+        tuple(metrics[0].tolist()),
+        Ablation("necessity", drops[1], tuple(drops[2 : 2 + n])),
+        Ablation("sufficiency", drops[2 + n], tuple(drops[3 + n :])),
     )
-    circuit_drop, random_drops = clean - ablated, [clean - logit for logit in random_logits]
-    return Faithfulness(clean, circuit_drop, tuple(random_drops))
+
+
+def completeness(
+    circuit: Circuit, tokens: Tensor, saes: Mapping[int, SAE], model: HookedSAETransformer, contrast_id: int, layer: int
+) -> dict[str, float]:
+    """How much of the logit difference's first-order attribution at one of the circuit's layers its kept latents carry.
+
+    At a residual SAE's layer the residual stream is, at each position, the active latents' decoder rows times their
+    activations, the decoder bias and the SAE's error: gradient x each piece (the error and the bias one node per
+    position) adds up to gradient · residual stream. The shares are of the summed |gradient x piece| over every node:
+    `kept` (the circuit's latents at `layer`), `all_latents` (the full, unpruned graph's latents), `errors`."""
+    sae, hook_name = saes[layer], saes[layer].cfg.metadata.hook_name
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=[hook_name])
+        resid = cache[hook_name]
+        acts = sae.encode(resid)
+        error = resid - sae.decode(acts)
+    resid = resid.clone().requires_grad_()
+    logits = model(resid, start_at_layer=layer)[0, -1]
+    (gradient,) = torch.autograd.grad(logits[circuit.target_token_id] - logits[contrast_id], resid)
+    with torch.no_grad():
+        gradient = gradient[0]  # (seq, d_model)
+        latent_attribution = acts[0] * (gradient @ sae.W_dec.T)  # (seq, d_sae)
+        error_attribution = (gradient * error[0]).sum(-1)
+        bias_attribution = gradient @ sae.b_dec
+    total = float(latent_attribution.abs().sum() + error_attribution.abs().sum() + bias_attribution.abs().sum())
+    kept = sum(abs(float(latent_attribution[node.position, node.index])) for node in circuit.latents(layer))
+    return {
+        "kept": kept / total,
+        "all_latents": float(latent_attribution.abs().sum()) / total,
+        "errors": float(error_attribution.abs().sum()) / total,
+        "signed_total": float(latent_attribution.sum() + error_attribution.sum() + bias_attribution.sum()),
+    }

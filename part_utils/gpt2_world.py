@@ -37,7 +37,24 @@ from part_utils.world_types import (
 GPT2_EXERCISES = ExerciseSettings(
     latent_to_latent=LatentToLatentSettings(layer_from=0, layer_to=3, prompt="The Eiffel tower is in Paris"),
     token_to_latent=TokenToLatentSettings(layer=3, prompt="The Eiffel tower is in Paris"),
-    latent_to_logit=LatentToLogitSettings(layer=9, prompt="The Eiffel tower is in the city of", answer=" Paris", k=25),
+    # The contrast " London" is GPT-2's second prediction on the prompt in the original research.
+    latent_to_logit=LatentToLogitSettings(
+        layer=9,
+        prompt="The Eiffel tower is in the city of",
+        answer=" Paris",
+        k=25,
+        contrast=" London",
+        reference_prompts=(
+            "The Colosseum is in the city of",
+            "Big Ben is in the city of",
+            "The Brandenburg Gate is in the city of",
+            "The Sagrada Familia is in the city of",
+            "The Rijksmuseum is in the city of",
+            "The Kremlin is in the city of",
+            "The Sydney Opera House is in the city of",
+            "The Acropolis is in the city of",
+        ),
+    ),
     attention=AttentionSettings(
         layer_from=4,
         layer_to=5,

@@ -85,6 +85,8 @@ def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[
                 f"top-1 predictions on held-out text survive (its reconstruction explains {quality[resid(logit.layer)]['fve']:.0%} of the variance).",
             ],
         },
+        "attribution": {"observations": attribution_observations(facts, settings)},
+        "latent_circuit": {"observations": circuit_observations(facts, settings)},
         "attention": {
             "observations": [
                 f"Head {prev_head[0]}.{prev_head[1]} is the best previous-token head before layer {induction.layer_to} "
@@ -184,10 +186,70 @@ def _world_observations(facts: dict[str, Any], settings: ExerciseSettings, rival
     ]
 
 
+# An estimate "holds" when it is within this share of the measured effect (and of the same sign).
+ESTIMATE_HOLDS = 0.5
+
+
+def attribution_observations(facts: dict[str, Any], settings: ExerciseSettings) -> list[str]:
+    """The estimate-vs-effect table, one line per latent, and what it shows."""
+    logit = settings.latent_to_logit
+    rows = facts["attribution"]
+
+    def holds(pair: list[float]) -> bool:
+        estimate, effect = pair
+        return estimate * effect > 0 and abs(estimate - effect) <= ESTIMATE_HOLDS * abs(effect)
+
+    lines = [
+        f"Metric: the logit difference {logit.answer!r} - {logit.contrast!r} (and the probability of {logit.answer!r}); "
+        "estimate = gradient x (activation - ablated value), effect = clean - ablated, SAE spliced in with its error term."
+    ]
+    for row in rows:
+        layer, position, latent = row["key"]
+        zero, mean = row["zero"], row["mean"]
+        lines.append(
+            f"F{layer}.{latent} at {row['token']!r} (position {position}; {row['source']}; activation {row['activation']:.3f}): "
+            f"zero-ablation estimate {zero['difference'][0]:+.3f}, effect {zero['difference'][1]:+.3f}; "
+            f"mean-ablation estimate {mean['difference'][0]:+.3f}, effect {mean['difference'][1]:+.3f} "
+            f"(probability: estimate {zero['probability'][0]:+.5f}, effect {zero['probability'][1]:+.5f})"
+        )
+    n_hold = sum(holds(row["zero"]["difference"]) for row in rows)
+    worst = max(rows, key=lambda row: abs(row["zero"]["difference"][1] - row["zero"]["difference"][0]))
+    layer, position, latent = worst["key"]
+    lines.append(
+        f"The zero-ablation estimate is within {ESTIMATE_HOLDS:.0%} of the effect, with its sign, for {n_hold} of these {len(rows)} "
+        f"latents. The worst: F{layer}.{latent} at {worst['token']!r}, estimate {worst['zero']['difference'][0]:+.3f} against an "
+        f"effect of {worst['zero']['difference'][1]:+.3f}."
+    )
+    return lines
+
+
+def circuit_observations(facts: dict[str, Any], settings: ExerciseSettings) -> list[str]:
+    """The capstone's completeness per layer, and its necessity and sufficiency against the matched control."""
+    lines = [
+        f"Layer {layer}: the kept latents carry {share['kept']:.1%} of the summed |gradient x piece| of the logit difference "
+        f"there; all active latents (the unpruned graph) {share['all_latents']:.1%}; the error nodes {share['errors']:.1%} "
+        "(the rest is the decoder bias)."
+        for layer, share in facts["circuit_completeness"].items()
+    ]
+    for result in facts["circuit_faithfulness"]:
+        clean = result["clean"]
+        for name in ("necessity", "sufficiency"):
+            ablation = result[name]
+            what = "zeroing the circuit's latents" if name == "necessity" else "zeroing every other active latent (errors kept)"
+            lines.append(
+                f"Layers {result['layers']}, {name}: {what} drops the logit difference from {clean[0]:.2f} by "
+                f"{ablation['circuit'][0]:.2f} (the probability from {clean[1]:.4f} by {ablation['circuit'][1]:.4f}); the matched "
+                f"control: {ablation['control_mean']:.2f} ± {ablation['control_std']:.2f} (mean ± standard deviation over "
+                f"{ablation['draws']} draws); {ablation['control_beats']} draws do as well as the circuit."
+            )
+    return lines
+
+
 def show_observations(world: World, exercise: str) -> None:
     """Show what this world shows in `exercise` (measured when the world was built), folded away.
 
-    `exercise` is one of "world" (what the world is), "latent_to_latent", "token_to_latent", "latent_to_logit", "attention". In
+    `exercise` is one of "world" (what the world is), "latent_to_latent", "token_to_latent", "latent_to_logit",
+    "attribution", "attention", "latent_circuit". In
     Jupyter the observations are a collapsed section, opened with a click (so the learner can look at
     the plot first); as plain text (a console, a test) they are a list.
     """

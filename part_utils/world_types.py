@@ -34,10 +34,23 @@ class TokenToLatentSettings:
 
 @dataclass(frozen=True)
 class LatentToLogitSettings:
+    """The prompt whose final-position logits the exercise differentiates, at one residual SAE layer.
+
+    `answer` is the expected prediction and `contrast` another answer of the same kind (another city):
+    the logit difference between them is a metric, where the raw logit is not (a constant added to
+    every logit changes no prediction). `reference_prompts` are prompts of the same form about other
+    things, over which a latent's mean activation is taken for mean-ablation."""
+
     layer: int
     prompt: str
     answer: str
     k: int
+    contrast: str
+    reference_prompts: tuple[str, ...]
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any]) -> LatentToLogitSettings:
+        return cls(**{**settings, "reference_prompts": tuple(settings["reference_prompts"])})
 
 
 @dataclass(frozen=True)
@@ -113,7 +126,7 @@ class ExerciseSettings:
         return cls(
             latent_to_latent=LatentToLatentSettings(**settings["latent_to_latent"]),
             token_to_latent=TokenToLatentSettings(**settings["token_to_latent"]),
-            latent_to_logit=LatentToLogitSettings(**settings["latent_to_logit"]),
+            latent_to_logit=LatentToLogitSettings.from_dict(settings["latent_to_logit"]),
             attention=AttentionSettings.from_dict(settings["attention"]),
         )
 

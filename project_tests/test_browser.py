@@ -60,6 +60,13 @@ PLOTS = {
     "latent_to_all_logits": r"^Gradients between SAE latents in layer \d+ and the \d+ of all \d+ logits",
     "attention": r"^Gradients between SAE latents in layer \d+ and layer \d+ \(attention SAEs\)",
     "attention_filtered": r"^Induction latents in layer",
+    "attention_frozen": r"^The same Jacobian with the attention patterns",
+}
+# Exercise 5b's estimate-vs-effect scatter plots (part_utils/attribution.py): on the latent-to-logit layer's
+# latents, and on the capstone's.
+SCATTERS = {
+    "attribution": r"^Zero-ablation at layer \d+",
+    "circuit_attribution": r"^The circuit's latents, zero-ablated",
 }
 # Where, in the plot's own pixels, the heatmap cell with the largest |gradient| is centred.
 # The capstone's circuit, a layered graph (part_utils/circuit_plot.py), not a heatmap.
@@ -308,13 +315,18 @@ def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Scr
     assert "No renderer could be found" not in page_text, "an output has no renderer in JupyterLab"
     assert '"layout": {' not in page_text and '{"data": [' not in page_text, "a figure shows as raw JSON"
     plots = page.locator(".jp-OutputArea-output.jp-RenderedPlotly.js-plotly-plot")
-    assert plots.count() == shows == len(PLOTS) + 1, f"{plots.count()} plotly plots rendered for {shows} figures shown"
+    assert plots.count() == shows == len(PLOTS) + 1 + len(SCATTERS), f"{plots.count()} plotly plots rendered for {shows} figures shown"
     found: dict[str, int] = {}
     circuit_plots = []
+    scatters: dict[str, int] = {}
     for i in range(plots.count()):
         title = plots.nth(i).locator(".gtitle").text_content()
         if re.search(CIRCUIT_TITLE, title):
             circuit_plots.append(i)
+            continue
+        scatter_names = [name for name, pattern in SCATTERS.items() if re.search(pattern, title)]
+        if scatter_names:
+            scatters[scatter_names[0]] = i
             continue
         names = [name for name, pattern in PLOTS.items() if re.search(pattern, title)]
         assert len(names) == 1, f"plot {i} has an unexpected title: {title!r}"
@@ -339,6 +351,16 @@ def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Scr
         )
         screenshots.take(plot, f"solutions_{name}_hover")
         page.mouse.move(5, 5)
+
+    # The estimate-vs-effect scatter plots: the y = x line and one marker per latent, axes named.
+    assert set(scatters) == set(SCATTERS), f"missing scatter plots: {set(SCATTERS) - set(scatters)}"
+    for name, i in scatters.items():
+        plot = plots.nth(i)
+        plot.scroll_into_view_if_needed()
+        assert plot.locator(".scatterlayer .trace").count() == 2, f"{name}: the y = x line and the latents expected"
+        assert plot.locator(".scatterlayer .point").count() >= 1, f"{name}: no latent drawn"
+        assert "estimate" in plot.locator(".g-xtitle").text_content() and "effect" in plot.locator(".g-ytitle").text_content()
+        screenshots.take(plot, f"solutions_{name}")
 
     # The capstone's circuit: nodes and edges drawn, a latent's hover names it, its label links to its offline card.
     assert len(circuit_plots) == 1, f"{len(circuit_plots)} circuit graphs rendered"
@@ -382,7 +404,7 @@ def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Scr
     screenshots.take(card, "solutions_latent_card")
 
     figures.add("browser", f"solutions notebook in JupyterLab + Chromium on the {world} world: Run All {seconds:.1f} s, "
-                           f"{len(cells)} code cells, no error; {len(found)} plotly heatmaps, 1 circuit graph, 1 attention view, {cards.count()} latent cards")  # fmt: skip
+                           f"{len(cells)} code cells, no error; {len(found)} plotly heatmaps, {len(scatters)} scatter plots, 1 circuit graph, 1 attention view, {cards.count()} latent cards")  # fmt: skip
 
 
 def test_released_exercise_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Screenshots, figures) -> None:

@@ -341,34 +341,82 @@ def test_an_induction_latents_card_draws_its_contexts_from_repeated_text():
     assert any(tokens[peak] in tokens[:peak] for tokens, _, peak in contexts)
 
 
-# The capstone's figures, as the notebook quotes them (notebooks/source/latent_gradients.py, exercise 7).
-CIRCUIT_LAST_LAYER = {315, 291, 61, 323}
-CIRCUIT_DROP, RANDOM_DROP_MEAN, RANDOM_DROP_STD = 13.6, 6.0, 5.0
-# Quoted to one decimal: the same weights give the same drops to ~1e-4, so 0.06 is the rounding plus room.
-DROP_TOLERANCE = 0.06
+
+# Exercise 5b and the capstone's faithfulness: world.json's facts, measured by the training script's own
+# function, measured again. The same weights give the same figures to ~1e-6; facts are rounded to 4-6 decimals.
+FACT_TOLERANCE = 2e-4
 
 
-def test_the_circuit_for_paris_is_faithful(figures):
-    """Zeroing the circuit's latents drops the " Paris" logit clearly more than zeroing as many random active ones.
+def _measure_attribution(model, resid_saes, settings: dict) -> dict:
+    import importlib.util
+    from pathlib import Path
 
-    "Clearly": at least twice the random draws' mean drop, and more than their mean plus one standard
-    deviation. The random drops are spread wide (draws with no latent at the final position barely move the
-    logit; draws that hit some of the latents there drop it by far more), so the second bound says the circuit
-    does better than a lucky random draw usually does; 20 draws keep the mean's own standard error near 1.1."""
-    from part_utils.circuit import circuit_faithfulness
-    from part_utils.worlds import load_world
+    path = Path(__file__).resolve().parent.parent / "scripts" / "train_toy_world.py"
+    spec = importlib.util.spec_from_file_location("train_toy_world", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    logit = settings["latent_to_logit"]
+    layers = sorted({settings["latent_to_latent"]["layer_from"], settings["latent_to_latent"]["layer_to"], settings["token_to_latent"]["layer"], logit["layer"]})
+    return script.measure_attribution(model, resid_saes, logit, layers)
 
-    world = load_world("toy", device="cpu", verbose=False)
-    settings, model = world.exercises.latent_circuit, world.model
-    tokens = model.to_tokens(settings.prompt)
-    with torch.no_grad():
-        target = int(model(tokens)[0, -1].argmax())
-    assert model.to_single_str_token(target) == " Paris"
-    circuit = solutions.latent_circuit(tokens, world.saes, model, settings.layers, target, settings.k)
-    result = circuit_faithfulness(circuit, tokens, world.saes, model, n_random=20, seed=0)
-    figures.add("toy world", f"capstone circuit, layers {list(settings.layers)}, k {settings.k}: {result}")
-    print(result)
-    assert result.circuit_drop >= 2 * result.random_mean and result.circuit_drop > result.random_mean + result.random_std
-    assert {node.index for node in circuit.latents(settings.layers[-1])} == CIRCUIT_LAST_LAYER
-    assert abs(result.circuit_drop - CIRCUIT_DROP) < DROP_TOLERANCE
-    assert abs(result.random_mean - RANDOM_DROP_MEAN) < DROP_TOLERANCE and abs(result.random_std - RANDOM_DROP_STD) < DROP_TOLERANCE
+
+def _assert_close(measured, quoted, where: str = "") -> None:
+    if isinstance(quoted, dict):
+        assert set(measured) == set(quoted), where
+        for key in quoted:
+            _assert_close(measured[key], quoted[key], f"{where}.{key}")
+    elif isinstance(quoted, list):
+        assert len(measured) == len(quoted), where
+        for i, (m, q) in enumerate(zip(measured, quoted)):
+            _assert_close(m, q, f"{where}[{i}]")
+    elif isinstance(quoted, float):
+        assert abs(measured - quoted) <= FACT_TOLERANCE, f"{where}: measured {measured}, quoted {quoted}"
+    else:
+        assert measured == quoted, f"{where}: measured {measured!r}, quoted {quoted!r}"
+
+
+@pytest.fixture(scope="module")
+def attribution(world):
+    model, resid_saes, _, settings, _ = world
+    return _measure_attribution(model, resid_saes, settings), settings["facts"]
+
+
+def test_attribution_table_is_measured(attribution, figures):
+    """The estimate-vs-effect table the notebook quotes (exercise 5b), re-measured: at least 8 latents, both ablations."""
+    measured, facts = attribution
+    rows = measured["attribution"]
+    figures.add("toy world", "exercise 5b, logit difference ' Paris' - ' Rome': latent, zero-ablation estimate / effect, mean-ablation estimate / effect")
+    for row in rows:
+        layer, position, latent = row["key"]
+        zero, mean = row["zero"]["difference"], row["mean"]["difference"]
+        figures.add("toy world", f"  F{layer}.{latent} at {row['token']!r} ({row['source']}): {zero[0]:+.3f} / {zero[1]:+.3f}, {mean[0]:+.3f} / {mean[1]:+.3f}")
+    assert len(rows) >= 8
+    _assert_close(measured["attribution"], facts["attribution"], "attribution")
+    # What the notebook reads from the table: the layer-0 latent with the largest effect has one of the smallest estimates.
+    layer0 = max((row for row in rows if row["key"][0] == 0), key=lambda row: abs(row["zero"]["difference"][1]))
+    smallest = sorted(abs(row["zero"]["difference"][0]) for row in rows)[:3]
+    assert abs(layer0["zero"]["difference"][0]) <= smallest[-1]
+    assert abs(layer0["zero"]["difference"][1]) > 10 * abs(layer0["zero"]["difference"][0])
+
+
+def test_circuit_completeness_and_faithfulness(attribution, figures):
+    """The capstone's completeness per layer and its necessity and sufficiency against the matched control, with
+    and without layer 0, re-measured; and what the notebook says of them."""
+    measured, facts = attribution
+    for layer, share in measured["circuit_completeness"].items():
+        figures.add("toy world", f"capstone completeness, layer {layer}: kept {share['kept']:.1%}, all latents {share['all_latents']:.1%}, errors {share['errors']:.1%}")
+        assert share["kept"] < share["all_latents"]
+    for result in measured["circuit_faithfulness"]:
+        for name in ("necessity", "sufficiency"):
+            ablation = result[name]
+            figures.add(
+                "toy world",
+                f"capstone {name}, layers {result['layers']}: logit difference {result['clean'][0]:.2f} drops by {ablation['circuit'][0]:.2f}; "
+                f"matched control {ablation['control_mean']:.2f} ± {ablation['control_std']:.2f} ({ablation['draws']} draws, {ablation['control_beats']} beat the circuit)",
+            )
+        assert result["necessity"]["draws"] >= 20 and result["necessity"]["control_beats"] == 0
+        # Not sufficient: keeping only the circuit loses most of the logit difference.
+        assert result["sufficiency"]["circuit"][0] > result["clean"][0] / 2
+    assert [result["layers"] for result in measured["circuit_faithfulness"]][1] == [layer for layer in measured["circuit_faithfulness"][0]["layers"] if layer != 0]
+    _assert_close(measured["circuit_completeness"], facts["circuit_completeness"], "circuit_completeness")
+    _assert_close(measured["circuit_faithfulness"], facts["circuit_faithfulness"], "circuit_faithfulness")

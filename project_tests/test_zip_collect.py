@@ -55,7 +55,7 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _notebooks(course: Path) -> dict[str, str]:
-    """The reference solutions, and SparseTensor solved alone (2 of 14 points), as notebook text."""
+    """The reference solutions, and SparseTensor solved alone (2 of 16 points), as notebook text."""
     release = nbformat.read(course / "release" / settings.ASSIGNMENT / NOTEBOOK, as_version=4)
     source = nbformat.read(course / "source" / settings.ASSIGNMENT / NOTEBOOK, as_version=4)
     return {

@@ -101,6 +101,10 @@ LOGIT_PROMPT, LOGIT_ANSWER, LOGIT_K = "The Eiffel tower is in the city of", " Pa
 OTHER_E_PROMPT = "The Eger castle is in Eger"
 # Held-out fact documents on which the induction latents' control counts how often they fire.
 CONTROL_DOCUMENTS = 64
+# The logit difference's other answer: another city the corpus knows, in the same sentence about its own landmarks.
+LOGIT_CONTRAST = " Rome"
+# Mean-ablation's reference: the same question about every landmark not in the answer's city.
+REFERENCE_PROMPTS = [f"The {landmark} is in the city of" for landmark, city, _ in toy_corpus.LANDMARKS if f" {city}" != LOGIT_ANSWER]
 # Short enough that the attention exercise's Jacobian (~800 x 450 on this world) takes a fraction of a
 # second, and long enough to show the induction rectangles and a latent on every second-half token.
 INDUCTION_SEQ_LEN = 6
@@ -278,7 +282,7 @@ def placeholder_settings() -> dict:
     return {
         "latent_to_latent": {"layer_from": 0, "layer_to": 3, "prompt": LATENT_PROMPT},
         "token_to_latent": {"layer": 3, "prompt": LATENT_PROMPT},
-        "latent_to_logit": {"layer": 4, "prompt": LOGIT_PROMPT, "answer": LOGIT_ANSWER, "k": LOGIT_K},
+        "latent_to_logit": logit_settings(4),
         "attention": {
             "layer_from": 0,
             "layer_to": 1,
@@ -288,6 +292,17 @@ def placeholder_settings() -> dict:
             "induction_heads": [],
         },
         "facts": {},
+    }
+
+
+def logit_settings(layer: int) -> dict:
+    return {
+        "layer": layer,
+        "prompt": LOGIT_PROMPT,
+        "answer": LOGIT_ANSWER,
+        "k": LOGIT_K,
+        "contrast": LOGIT_CONTRAST,
+        "reference_prompts": REFERENCE_PROMPTS,
     }
 
 
@@ -370,13 +385,15 @@ def measure_settings(data_dir: Path) -> dict:
     facts.update(measure_induction_controls(model, attn_saes[prev_layer], attn_saes[induction_layer], notebook_sequence, facts["second_half_latents"]))
     facts.update(measure_claims(model, resid_saes, bigram_layer, logit_layer, facts))
 
+    facts.update(measure_attribution(model, resid_saes, logit_settings(logit_layer), sorted({0, bigram_layer, logit_layer})))
+
     def heads_over(scores: torch.Tensor, layer: int, best_head: int) -> list[int]:
         return sorted({best_head, *(scores[layer] > 0.4).nonzero().flatten().tolist()})
 
     return {
         "latent_to_latent": {"layer_from": 0, "layer_to": bigram_layer, "prompt": LATENT_PROMPT},
         "token_to_latent": {"layer": bigram_layer, "prompt": LATENT_PROMPT},
-        "latent_to_logit": {"layer": logit_layer, "prompt": LOGIT_PROMPT, "answer": LOGIT_ANSWER, "k": LOGIT_K},
+        "latent_to_logit": logit_settings(logit_layer),
         "attention": {
             "layer_from": prev_layer,
             "layer_to": induction_layer,
@@ -508,6 +525,85 @@ def measure_induction_controls(model, sae_from, sae_to, sequence: torch.Tensor, 
             strength[latent] = max(strength.get(latent, 0.0), value)
     ranked = sorted(strength, key=lambda latent: -strength[latent])[:top]
     return {"induction_latent_control": control, "prev_token_latents": ranked}
+@torch.no_grad()
+def latent_acts(model, sae, tokens: torch.Tensor) -> torch.Tensor:
+    """The SAE's dense activations on the clean run, (1, seq, d_sae)."""
+    _, cache = model.run_with_cache(tokens, names_filter=[sae.cfg.metadata.hook_name])
+    return sae.encode(cache[sae.cfg.metadata.hook_name])
+
+
+# Latents in the estimate-vs-effect table from the latent-to-logit layer (by |estimate| on the logit difference).
+ATTRIBUTION_TOP = 8
+
+
+def measure_attribution(model, resid_saes, logit: dict, circuit_layers: list[int]) -> dict:
+    """Is the attribution true? The estimate-vs-effect table (the top latents at the latent-to-logit layer and the
+    capstone circuit's latents; zero- and mean-ablation, both metrics), and the capstone's completeness, necessity
+    and sufficiency against the matched control, with and without layer 0. `circuit_layers` are the capstone's
+    (`ExerciseSettings.residual_layers`)."""
+    from part_utils.attribution import mean_latent_acts
+    from part_utils.circuit import circuit_faithfulness, completeness
+    from part_utils.world_types import CIRCUIT_K
+
+    tokens = model.to_tokens(logit["prompt"])
+    str_tokens = model.to_str_tokens(logit["prompt"])
+    answer_id, contrast_id = model.to_single_token(logit["answer"]), model.to_single_token(logit["contrast"])
+    sae = resid_saes[logit["layer"]]
+    acts = latent_acts(model, sae, tokens)
+    active = (acts > 0).nonzero()
+    estimates, _ = solutions.attribution_and_ablation(tokens, sae, model, active, torch.zeros(len(active)), answer_id, contrast_id)
+    top = [(logit["layer"], *active[row, 1:].tolist()) for row in estimates[:, 0].abs().argsort(descending=True)[:ATTRIBUTION_TOP].tolist()]
+    circuit = solutions.latent_circuit(tokens, resid_saes, model, circuit_layers, answer_id, CIRCUIT_K)
+    capstone = [(node.layer, node.position, node.index) for node in circuit.latents()]
+    rows = []
+    for source, latents in (("top", top), ("circuit", capstone)):
+        for layer, position, latent in latents:
+            if source == "circuit" and (layer, position, latent) in top:
+                next(row for row in rows if row["key"] == [layer, position, latent])["source"] = "top, circuit"
+                continue
+            layer_sae = resid_saes[layer]
+            inds = torch.tensor([[0, position, latent]] * 2)
+            ablated = torch.stack([torch.tensor(0.0), mean_latent_acts(logit["reference_prompts"], layer_sae, model)[latent]])
+            est, eff = solutions.attribution_and_ablation(tokens, layer_sae, model, inds, ablated, answer_id, contrast_id)
+            activation = latent_acts(model, layer_sae, tokens)[0, position, latent].item()
+            rows.append(
+                {
+                    "key": [layer, position, latent],
+                    "token": str_tokens[position],
+                    "source": source,
+                    "activation": round(activation, 4),
+                    # [estimate, effect] of each ablation on each metric
+                    "zero": {"difference": [round(est[0, 0].item(), 4), round(eff[0, 0].item(), 4)], "probability": [round(est[0, 1].item(), 6), round(eff[0, 1].item(), 6)]},
+                    "mean": {"difference": [round(est[1, 0].item(), 4), round(eff[1, 0].item(), 4)], "probability": [round(est[1, 1].item(), 6), round(eff[1, 1].item(), 6)]},
+                }
+            )
+
+    def faithfulness(layers: list[int]) -> dict:
+        result = circuit_faithfulness(circuit, tokens, resid_saes, model, contrast_id, layers=layers, n_random=20, seed=0)
+        return {
+            "layers": list(result.layers),
+            "clean": [round(value, 4) for value in result.clean],
+            **{
+                ablation.name: {
+                    "circuit": [round(value, 4) for value in ablation.circuit_drop],
+                    "control_mean": round(ablation.control_mean(0), 4),
+                    "control_std": round(ablation.control_std(0), 4),
+                    "control_beats": ablation.control_beats,
+                    "draws": len(ablation.control_drops),
+                }
+                for ablation in (result.necessity, result.sufficiency)
+            },
+        }
+
+    without_zero = [layer for layer in circuit_layers if layer != 0]
+    return {
+        "attribution": rows,
+        "circuit_completeness": {
+            str(layer): {name: round(value, 4) for name, value in completeness(circuit, tokens, resid_saes, model, contrast_id, layer).items()}
+            for layer in circuit_layers
+        },
+        "circuit_faithfulness": [faithfulness(circuit_layers), faithfulness(without_zero)],
+    }
 
 
 if __name__ == "__main__":

@@ -52,11 +52,14 @@ def run_check(
     compare: Callable[[Any, Any], str],
     part: str | None = None,
     exception_hint: Callable[[BaseException], str | None] | None = None,
+    part_label: str | None = None,
 ) -> None:
     """Call `reference(*args)` and `fn(*args)`, then `compare(got, want)`; it returns a summary or raises.
 
     `part` checks one part of the result, for graders that give points separately: "gradients" (the
     first output, compared against the reference's activations) or "activations" (every other output).
+
+    `part_label` names the part in the summary, for a check whose parts have names of their own.
 
     `exception_hint(error)` may name the likely mistake behind an exception the learner's function raised.
 
@@ -97,7 +100,7 @@ def run_check(
     except CheckFailed as failure:
         raise _also_changed(failure, changes) from None
     if part is not None:
-        summary = f"{part} only: {summary}"
+        summary = f"{part_label or part} only: {summary}"
 
     if changes:
         raise left_a_trace(exercise, changes)

@@ -26,6 +26,7 @@ import solutions
 from part_utils.world_types import ExerciseSettings, World
 from solutions import straightforward
 from tests.attention import test_latent_to_latent_gradients_attn
+from tests.attribution import test_attribution_and_ablation
 from tests.intermediate import (
     test_latent_acts_to_later_latent_acts,
     test_latent_acts_to_later_latent_acts_attn,
@@ -105,6 +106,10 @@ def _hidden_latent_to_logit(rng: random.Random, prompts: tuple[str, ...], n_laye
     return {"prompt": rng.choice(prompts), "layer": rng.randrange(n_layers), "k": rng.randrange(3, 11)}
 
 
+def _hidden_attribution(rng: random.Random, prompts: tuple[str, ...], n_layers: int) -> dict[str, Any]:
+    return {"prompt": rng.choice(prompts), "layer": rng.randrange(n_layers)}
+
+
 def _hidden_attention(rng: random.Random, prompts: tuple[str, ...], n_layers: int) -> dict[str, Any]:
     return {"seed": rng.randrange(10_000), **_layer_pair(rng, n_layers)}
 
@@ -119,6 +124,12 @@ def _jacobian_size(result: Any) -> dict[str, Any]:
     """A gradient exercise's result begins with its Jacobian."""
     gradients = result[0].detach()
     return {"shape": list(gradients.shape), "gradient": float(gradients.abs().sum())}
+
+
+def _attribution_size(result: Any) -> dict[str, Any]:
+    """The estimates, latents by metrics, and how far they and the effects are from zero."""
+    estimates, effects = (part.detach() for part in result)
+    return {"shape": list(estimates.shape), "gradient": float(estimates.abs().sum() + effects.abs().sum())}
 
 
 def _circuit_size(circuit: Any) -> dict[str, Any]:
@@ -178,6 +189,19 @@ EXERCISES: tuple[Exercise, ...] = (
         parts=_frozen({"activations": 1, "gradients": 1}),
         draw_hidden=_hidden_latent_to_logit,
         result_size=_jacobian_size,
+    ),
+    Exercise(
+        name="attribution",
+        title="exercise 5b, is the attribution true? (estimate against ablation)",
+        settings="latent_to_logit",
+        reference=solutions.attribution_and_ablation,
+        straightforward=None,
+        check=test_attribution_and_ablation,
+        intermediate_checks=(),
+        sae_map="saes",
+        parts=_frozen({"estimates": 1, "effects": 1}),
+        draw_hidden=_hidden_attribution,
+        result_size=_attribution_size,
     ),
     Exercise(
         name="attention",

@@ -160,6 +160,21 @@ correct("latent_acts_to_later_latent_acts_attn", name="reference", description="
 
 
 # ---------------------------------------------------------------------------------------------
+# Exercise 5b: attribution_and_ablation
+# ---------------------------------------------------------------------------------------------
+
+correct("attribution", name="reference", description="the course's reference: dense latents, decode + error, jacrev and one batched run")(
+    solutions.attribution_and_ablation
+)
+correct("attribution", name="splice_and_hook", description="model.saes with the error term, a hook on hook_sae_acts_post, one run per latent")(
+    learner.attribution()
+)
+correct("attribution", name="decoder_direction", description="the clean model, with (ablated - activation) x the latent's decoder row added to the residual stream")(
+    learner.attribution(how="decoder")
+)
+
+
+# ---------------------------------------------------------------------------------------------
 # Exercise 7 (capstone): latent_circuit
 # ---------------------------------------------------------------------------------------------
 

@@ -445,3 +445,63 @@ def latent_circuit(
         return Circuit(tuple(nodes), tuple(edges), target_token_id, tuple(order))
 
     return latent_circuit
+
+
+def attribution(
+    how: str = "splice", error_term: bool = True, spliced: bool = True, positions: str = "one", sign: int = 1, metric: str = "difference", estimate: str = "delta"
+) -> Callable[..., Any]:
+    """The attribution exercise: the SAE spliced in with `model.saes` and its latents replaced in a hook on
+    hook_sae_acts_post (`how="splice"`), or the clean model with the latent's decoder direction added to the
+    residual stream (`how="decoder"`: the decoder is linear, so this is the same intervention)."""
+
+    def attribution_and_ablation(
+        tokens: Tensor, sae: SAE, model: HookedSAETransformer, latent_inds: Tensor, ablated_values: Tensor, answer_id: int, contrast_id: int
+    ) -> tuple[Tensor, Tensor]:
+        def metrics(logits: Tensor) -> Tensor:
+            first = logits[:, answer_id] - (logits[:, contrast_id] if metric == "difference" else 0)
+            return torch.stack([first, logits.softmax(-1)[:, answer_id]], -1)
+
+        positions_, latents = latent_inds[:, 1], latent_inds[:, 2]
+        hook_name = sae.cfg.metadata.hook_name
+        _, cache = model.run_with_cache(tokens, names_filter=[hook_name])
+        acts = sae.encode(cache[hook_name]).detach()
+        deltas = acts[0, positions_, latents] - ablated_values
+        if how == "splice":
+            leaf = acts.clone().requires_grad_()
+            with model.saes(saes=[sae], use_error_term=error_term):
+                logits = model.run_with_hooks(tokens, fwd_hooks=[(acts_name(sae), lambda x, hook: leaf)])[:, -1]
+            gradients = torch.stack([torch.autograd.grad(value, leaf, retain_graph=True)[0][0, positions_, latents] for value in metrics(logits)[0]], -1)
+
+            effects = []
+            for row in range(len(latent_inds)):
+                def ablate(x: Tensor, hook: Any, row: int = row) -> Tensor:
+                    x = x.clone()
+                    where = slice(None) if positions == "every" else positions_[row]
+                    x[:, where, latents[row]] = ablated_values[row]
+                    return x
+
+                with torch.no_grad():
+                    if spliced:
+                        with model.saes(saes=[sae], use_error_term=error_term):
+                            clean = metrics(model(tokens)[:, -1])
+                            ablated = metrics(model.run_with_hooks(tokens, fwd_hooks=[(acts_name(sae), ablate)])[:, -1])
+                    else:  # the hook is added, but no SAE is attached: it never runs
+                        clean = metrics(model(tokens)[:, -1])
+                        ablated = metrics(model.run_with_hooks(tokens, fwd_hooks=[(hook_name, lambda x, hook: None)])[:, -1])
+                effects.append((clean - ablated)[0])
+            effects = torch.stack(effects)
+        else:
+            resid = cache[hook_name].detach().requires_grad_()
+            logits = model(resid, start_at_layer=_get_hook_layer(sae))[:, -1]
+            directions = sae.W_dec[latents]  # (n, d_model)
+            resid_grads = torch.stack([torch.autograd.grad(value, resid, retain_graph=True)[0][0, positions_] for value in metrics(logits)[0]], -1)
+            gradients = torch.einsum("nd,ndm->nm", directions, resid_grads)
+            with torch.no_grad():
+                batch = cache[hook_name].repeat(len(latent_inds), 1, 1)
+                batch[torch.arange(len(latent_inds)), positions_] -= directions * deltas[:, None]
+                effects = metrics(logits.detach()) - metrics(model(batch, start_at_layer=_get_hook_layer(sae))[:, -1])
+        factor = acts[0, positions_, latents] if estimate == "activation" else deltas
+        estimates = gradients.detach() * factor[:, None]
+        return sign * estimates, sign * effects
+
+    return attribution_and_ablation

@@ -309,6 +309,26 @@ wrong("attention", hint="names_filter", name="resid_pre_not_cached", description
 
 
 # ---------------------------------------------------------------------------------------------
+# Exercise 5b: attribution_and_ablation
+# ---------------------------------------------------------------------------------------------
+
+wrong("attribution", hint="error term", name="error_term_dropped", description="the SAE spliced in without its error term")(learner.attribution(error_term=False))
+wrong("attribution", hint="never reached the model", name="not_spliced", description="the ablation hook added with no SAE attached: it never runs")(
+    learner.attribution(spliced=False)
+)
+wrong("attribution", hint="every position", name="every_position", description="the latent ablated at every position, not only its own")(
+    learner.attribution(positions="every")
+)
+wrong("attribution", hint="sign is flipped", name="sign_flipped", description="both signs flipped: ablated minus clean")(learner.attribution(sign=-1))
+wrong("attribution", hint="raw logit", name="raw_logit", description="the answer's raw logit in place of the logit difference")(
+    learner.attribution(metric="raw")
+)
+wrong("attribution", hint="activation - ablated value", name="times_activation", description="gradient x activation for mean-ablation too")(
+    learner.attribution(estimate="activation")
+)
+
+
+# ---------------------------------------------------------------------------------------------
 # Exercise 7 (capstone): latent_circuit
 # ---------------------------------------------------------------------------------------------
 

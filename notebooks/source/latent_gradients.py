@@ -841,6 +841,139 @@ shared = set(answers[city_prompt][1]) & set(answers[country_prompt][1])
 print(f"in both lists: {sorted(shared) or 'none'}")
 
 # %% [markdown]
+# ## Exercise 5b: is the attribution true?
+#
+# > **Difficulty** 🔴🔴🔴⚪⚪ · **Importance** 🔵🔵🔵🔵🔵 · about 30 minutes
+#
+# Gradient × activation is a **first-order estimate**: what the output would lose if the latent's
+# activation went to zero *and the model were linear in it*. It is not a measurement. This exercise
+# measures the intervention it estimates, and puts the two side by side.
+#
+# **A metric first.** The raw logit of " Paris" is not a metric: the softmax ignores a constant added to
+# every logit, so one logit can rise or fall by several units while no probability and no prediction
+# changes. Two quantities do mean something. The **logit difference** against a contrast answer of the
+# same kind (this world's `exercises.latent_to_logit.contrast`, another city), which a constant cancels
+# from; and the answer's **probability**. `answer_metrics(logits, answer_id, contrast_id)` returns both
+# along the last axis.
+#
+# **Two ablations.** Zero-ablation sets the latent to 0. Mean-ablation sets it to its mean activation over
+# the world's reference prompts (`exercises.latent_to_logit.reference_prompts`: the same question about
+# other landmarks), which takes away what is special about this prompt rather than everything the
+# latent does. Either way, the SAE is spliced in **with its error term**, so that with nothing ablated
+# the model is exactly the clean model, and only the latent changes.
+#
+# Write `attribution_and_ablation(tokens, sae, model, latent_inds, ablated_values, answer_id, contrast_id)`.
+# For each row `(batch, position, latent)` of `latent_inds`, it returns the estimate, the metrics' gradient
+# with respect to that latent times `(activation - ablated value)`, and the effect, the metrics of the
+# clean run minus those with that one latent set to its ablated value: both are how much the latent adds
+# to each metric, so where the estimate is exact the two agree.
+#
+# *Before you run it:* which latents do you expect the estimate to get right, and which wrong? Think of a
+# latent that carries the prompt's last word into the prediction, of a latent in the middle of the prompt,
+# and of a latent in layer 0, where (exercise 2) the SAE has about two active latents per token.
+#
+# <details><summary>Hint</summary>
+#
+# Encode the clean residual stream (`run_with_cache`, then `sae.encode`) and keep the error,
+# `resid - sae.decode(acts)`. A function of the dense latents, `model(sae.decode(acts) + error,
+# start_at_layer=layer)[:, -1]` through `answer_metrics`, gives both halves: `t.func.jacrev` of it for the
+# gradients, and, on a batch of copies of the latents with one entry changed per copy, every ablation in
+# one run.
+# </details>
+
+# %%
+from part_utils import answer_metrics, mean_latent_acts, plot_estimate_vs_effect
+
+# %% [exercise exercise=attribution contract=solutions.attribution.attribution_and_ablation]
+    ### BEGIN SOLUTION
+    layer, hook_name = _get_hook_layer(sae), sae.cfg.metadata.hook_name
+    with t.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=[hook_name])
+        resid = cache[hook_name]
+        acts = sae.encode(resid)
+        error = resid - sae.decode(acts)
+
+    def metrics(acts: Tensor) -> Tensor:
+        logits = model(sae.decode(acts) + error, start_at_layer=layer)[:, -1]
+        return answer_metrics(logits, answer_id, contrast_id)
+
+    positions, latents = latent_inds[:, 1], latent_inds[:, 2]
+    gradients = t.func.jacrev(lambda acts: metrics(acts)[0])(acts)[:, 0]  # (2, seq, d_sae)
+    estimates = (gradients[:, positions, latents] * (acts[0, positions, latents] - ablated_values)).T.detach()
+    with t.no_grad():
+        ablated = acts.repeat(len(latent_inds), 1, 1)
+        ablated[t.arange(len(latent_inds)), positions, latents] = ablated_values
+        effects = metrics(acts) - metrics(ablated)
+    ### END SOLUTION
+
+    return estimates, effects
+
+
+# %% [check]
+tests.test_attribution_and_ablation(attribution_and_ablation, model, saes)
+
+# %% [graded exercise=attribution]
+
+# %% [markdown]
+# Every active latent at the latent-to-logit layer, zero-ablated, on the logit difference: estimate (x)
+# against effect (y). On the dashed line the estimate is exact. The eight largest estimates are labelled,
+# and printed with their mean-ablation figures below the plot. Answer the question above before you look.
+
+# %% [demo]
+settings = exercises.latent_to_logit
+tokens = model.to_tokens(settings.prompt)
+str_toks = model.to_str_tokens(settings.prompt)
+sae = saes[settings.layer]
+answer_id, contrast_id = model.to_single_token(settings.answer), model.to_single_token(settings.contrast)
+with t.no_grad():
+    clean = answer_metrics(model(tokens)[0, -1], answer_id, contrast_id)
+print(f"{settings.answer!r} against {settings.contrast!r}: logit difference {clean[0]:.2f}, probability {clean[1]:.2%}")
+_, cache = model.run_with_cache(tokens, names_filter=[sae.cfg.metadata.hook_name])
+active = (sae.encode(cache[sae.cfg.metadata.hook_name]) > 0).nonzero()
+estimates, effects = attribution_and_ablation(tokens, sae, model, active, t.zeros(len(active)), answer_id, contrast_id)
+top = estimates[:, 0].abs().argsort(descending=True)[:8]
+labels = [""] * len(active)
+for row in top.tolist():
+    labels[row] = f"F{settings.layer}.{active[row, 2].item()}@{str_toks[active[row, 1]]!r}"
+plot_estimate_vs_effect(estimates, effects, labels, title=f"Zero-ablation at layer {settings.layer}, {settings.answer!r} - {settings.contrast!r}").show()
+means = mean_latent_acts(settings.reference_prompts, sae, model)
+mean_estimates, mean_effects = attribution_and_ablation(tokens, sae, model, active[top], means[active[top, 2]], answer_id, contrast_id)
+print("latent          zero: estimate  effect   mean: estimate  effect   (logit difference)")
+for i, row in enumerate(top.tolist()):
+    print(f"{labels[row]:16} {estimates[row, 0]:+14.3f} {effects[row, 0]:+7.3f} {mean_estimates[i, 0]:+15.3f} {mean_effects[i, 0]:+7.3f}")
+
+# %% [markdown]
+# ### What to look for
+#
+# <details><summary>Answer to the question before exercise 5b</summary>
+#
+# - **Where the estimate holds:** small latents in the middle of the network, whose removal moves the
+#   residual stream a little: the model is close to linear over so short a step.
+# - **Where it fails:** a latent that carries much of the prediction, where the metric saturates (the
+#   softmax, the final layer norm) so that the first unit of activation removed costs more or less than the
+#   last; and a layer-0 latent. With about two latents per token, a layer-0 latent *is* its token:
+#   zeroing it deletes the token from the prompt, a change no gradient at the clean input describes. The
+#   capstone's layer-0 nodes are such latents.
+# - **The probability** barely moves while " Paris" is near certain: the softmax is saturated, and so are
+#   its gradients. The logit difference is the metric to read here; the probability says whether the
+#   prediction survives.
+# </details>
+#
+# <details><summary>GPT-2 small (unmeasured)</summary>
+#
+# Not run on GPT-2 (layer 9, " Paris" against " London"): what to expect, not what was measured. " Paris"
+# has a probability of 4.8% there, far from saturation, so expect the probability's estimates to track its
+# effects better than in the toy world; F9.22250 should have the largest estimate, and its effect should be
+# of the same sign. GPT-2's layer-9 SAE has about 25 latents per token, so no single one of them carries a
+# token, and most points should lie near the line.
+# </details>
+#
+# **This world:**
+
+# %% [demo]
+show_observations(world, "attribution")
+
+# %% [markdown]
 # ## Exercise 6 (optional): an induction circuit in attention SAEs
 #
 # > **Difficulty** 🔴🔴🔴🔴🔴 · **Importance** 🔵🔵🔵⚪⚪ · about 30–60 minutes
@@ -984,6 +1117,26 @@ print(f"layer-{induction.layer_to} latents active on every token of the second h
 plot_induction_filtered(gradients, latent_acts_prev, latent_acts_next_recon, str_toks, induction.layer_from, induction.layer_to, induction.seq_len).show()
 
 # %% [markdown]
+# **What the outlined cells mix.** A gradient into the induction head's output at the second A runs along two
+# paths. The *key* path: the earlier latent at B (written by the previous-token head: "the token before me
+# was A") changes B's key, and so how much the second A attends to B: key composition, the induction
+# mechanism. The *value* path: the head, attending to B, copies B's residual stream, the earlier latent
+# included, into its output. Both land in the same cell. To see how much is the value path alone, freeze the
+# attention patterns: detach `hook_pattern` in every layer after the earlier SAE's, so no gradient flows
+# through where the heads look, only through what they copy. What is left in the outlined cells is the
+# value path; what disappears is key (and query) composition.
+
+# %% [demo]
+frozen_layers = range(induction.layer_from + 1, induction.layer_to + 1)
+with model.hooks(fwd_hooks=[(get_act_name("pattern", layer), lambda pattern, hook: pattern.detach()) for layer in frozen_layers]):
+    frozen_gradients, _, _, frozen_next_recon = latent_to_latent_gradients_attn(rep_tokens, attn_saes[induction.layer_from], attn_saes[induction.layer_to], model)
+frozen_ratio = induction_mass_ratio(frozen_gradients, latent_acts_prev, frozen_next_recon, induction.seq_len)
+print(f"inside / outside the outlined cells: {ratio:.1f}x with the patterns live, {frozen_ratio:.1f}x with them frozen (the value path alone)")
+plot_induction(frozen_gradients, latent_acts_prev, frozen_next_recon, str_toks, induction.layer_from, induction.layer_to, induction.seq_len).update_layout(
+    title=f"The same Jacobian with the attention patterns of layers {list(frozen_layers)} frozen"
+).show()
+
+# %% [markdown]
 # ### What to look for
 #
 # <details><summary>Answer to the question before exercise 6</summary>
@@ -1046,6 +1199,12 @@ for sae_id, latent_idx in world.facts.get("attention", {}).get("dashboards", [])
 # $\partial \text{logit} / \partial v = \text{contribution}(v) / \text{activation}(v)$; keep its `k` largest,
 # and so on down to the tokens (keep every token position). Finally drop the edges whose |weight| is below
 # `edge_threshold` × the largest |weight| into the same node.
+#
+# What that score is, said plainly: a latent's contribution is a gradient **through the kept latents above
+# only**, with each SAE's error held fixed at its clean value; it leaves out every path through the latents
+# that were not kept. And the top `k` is **signed**: it keeps the latents that push the prediction up and
+# drops the inhibitory ones, so the graph shows no node that pushes " Paris" down. The measurements after
+# the graph say how much of the prediction such a graph accounts for.
 #
 # Return a `Circuit(nodes, edges, target_token_id, layers)` of `CircuitNode(kind, layer, position, index,
 # activation, contribution)` and `CircuitEdge(source=node.key, target=node.key, weight)`
@@ -1176,17 +1335,44 @@ for node in [] if online else circuit.latents():
 # %% [markdown]
 # ### Is the circuit real?
 #
-# Gradients are a linear estimate. Test it: splice the SAEs in (error term kept, so nothing changes by
-# itself), **zero the circuit's latents**, and see how much the target logit drops. Then zero as many
-# **random** active latents at the same layers, several times with different seeds. A circuit worth the
-# name should drop the logit far more than random latents do.
+# Three measurements, on exercise 5b's metrics: the logit difference against the contrast answer, and the
+# probability.
 #
-# *Before you run it:* the last layer's kept latents carry most of the logit's first-order contribution.
-# Do you expect zeroing 3 × k latents out of a few hundred active ones to remove the prediction?
+# - **Completeness.** At each of the circuit's layers, the residual stream is the active latents' decoder
+#   rows times their activations, plus the decoder bias, plus the SAE's error: gradient × each piece adds up
+#   to gradient · residual stream. Count the error as one node per position and every edge into the layer is
+#   accounted for. `completeness` gives the kept latents' share of the summed |gradient × piece|, beside the
+#   share of all the active latents (the full, unpruned graph) and of the error nodes.
+# - **Necessity.** Zero the circuit's latents (SAEs spliced in, errors kept) and measure the drop.
+# - **Sufficiency.** Keep only the circuit: zero every *other* active latent at the circuit's layers, errors
+#   kept. A sufficient circuit keeps the prediction, so its drop is small.
+#
+# Each is compared with a **matched control**: as many random active latents at the same layers **and
+# positions** as the circuit's, never the circuit's own, over 20 seeded draws. A control drawn from any
+# position would mostly miss the final position, where the prediction is made, and make any circuit that
+# sits there look good.
+#
+# **Layer 0.** The layer-0 SAE has about two active latents per token (exercise 2): zeroing one deletes most of
+# its token. Exercise 5b's table shows what that does to a first-order estimate. So the faithfulness figures
+# are given twice: with the circuit's layer-0 latents, and without (only its later layers ablated).
+#
+# *Before you run it:* will zeroing the circuit's 3 × k latents remove the prediction? Will keeping only them
+# keep it? What changes without layer 0?
 
 # %% [demo]
-faithfulness = circuit_faithfulness(circuit, tokens, saes, model, n_random=20, seed=0)
-print(faithfulness)
+from part_utils import completeness
+
+contrast_id = model.to_single_token(exercises.latent_to_logit.contrast)
+for layer in settings.layers:
+    share = completeness(circuit, tokens, saes, model, contrast_id, layer)
+    print(f"layer {layer}: kept latents {share['kept']:.1%}, all active latents {share['all_latents']:.1%}, error nodes {share['errors']:.1%}")
+for layers in (settings.layers, [layer for layer in settings.layers if layer != 0]):
+    print(circuit_faithfulness(circuit, tokens, saes, model, contrast_id, layers=layers, n_random=20, seed=0))
+# The circuit's own latents in exercise 5b's test: estimate against the effect of zero-ablating each.
+nodes = circuit.latents()
+rows = [attribution_and_ablation(tokens, saes[node.layer], model, t.tensor([[0, node.position, node.index]]), t.zeros(1), target_token_id, contrast_id) for node in nodes]
+labels = [f"F{node.layer}.{node.index}@{str_toks[node.position]!r}" for node in nodes]
+plot_estimate_vs_effect(t.cat([row[0] for row in rows]), t.cat([row[1] for row in rows]), labels, title="The circuit's latents, zero-ablated").show()
 
 # %% [markdown]
 # ### What to look for
@@ -1200,35 +1386,36 @@ print(faithfulness)
 #   should be in the last layer. The " E" → "iff" pair is a circuit for *reading the word* "Eiffel"; whether it
 #   reaches the logit's top k depends on how much of the prediction flows through the word's tokens rather
 #   than through "the city of".
-# - **Zeroing 3 × k latents.** If the circuit is real, yes, largely: its latents were chosen because they
-#   carry the prediction; random ones mostly do not.
+# - **Necessity, sufficiency and layer 0.** A circuit's layer-0 latents make necessity easy: zeroing them
+#   deletes tokens, and a prompt without its landmark has no answer. That says the tokens matter, not that the
+#   circuit found how they are used. The figures without layer 0 are the test of the later layers' latents.
+#   Sufficiency is the harder test: a handful of latents rarely carries a prediction alone.
 # </details>
 #
 # <details><summary>GPT-2 small (unmeasured)</summary>
 #
-# Not yet run on GPT-2 (layers 0, 3 and 9, k = 4): this is what to expect, not what was measured. The last
-# layer should hold F9.22250, the French-text latent that pushes " Paris" in exercise 5, among its kept
-# latents. Layer 0 should hold latents on the word's tokens (" E", "iff", "el"), as the toy world's circuit
-# does (the notes below); whether the F0.16911 → F3.15266 bigram shows as an edge into layer 3 is for the
-# circuit to say.
-# Zeroing the circuit should drop the " Paris" logit by several units and random latents by far less, but
-# GPT-2's layers spread a prediction over many more latents than the toy world's, so expect a smaller share
-# of the logit from 12 latents. `make verify-gpt2` measures both.
+# Not run on GPT-2 (layers 0, 3 and 9, k = 4, " Paris" against " London"): this is what to expect, not what
+# was measured. The last layer should hold F9.22250, the French-text latent that pushes " Paris" in exercise 5,
+# among its kept latents; layer 0 should hold latents on " E", "iff" and "el". GPT-2's SAEs have about 25 active
+# latents per token, so a layer-0 latent there is one feature of its token rather than the token itself: expect
+# a smaller gap between the figures with and without layer 0 than in the toy world, a small completeness share
+# for 4 latents per layer, and a circuit that is necessary (well above its matched control) long before it is
+# sufficient. `make verify-gpt2` prints the figures.
 # </details>
 #
-# **This world** (measured with the reference solution; `project_tests/test_toy_world.py` holds these figures):
-#
-# <details><summary>The toy world: the circuit for " Paris" and its ablation</summary>
-#
-# Layers 0, 3 and 4, k = 4, " Paris" (logit 13.60). The last layer keeps F4.315, F4.61 and F4.323 at the
-# final position " of", and F4.291 on "iff" (F4.315 first, contribution 1.72). Layer 3 keeps three latents at
-# " of" (F3.14 first) and one on "iff". Layer 0 keeps latents on "iff" (3), " E" (2), "el" (4) and " city" (9):
-# on this world the circuit reads the answer from the word "Eiffel" itself, and the bigram's earlier latent,
-# F0.99 on " E", is one of its nodes. 34 edges survive the 0.05 threshold.
-#
-# Zeroing the circuit's 12 latents drops the " Paris" logit by 13.6, about its whole value; zeroing 12 random
-# active latents (4 per layer) drops it by 6.0 ± 5.0 (mean ± standard deviation, 20 seeded draws).
-# </details>
+# **This world** (measured with the reference solution; `project_tests/test_toy_world.py` measures them again):
+
+# %% [demo]
+show_observations(world, "latent_circuit")
+
+# %% [markdown]
+# Read with exercise 5b's table: the layer-0 latent whose zero-ablation moves the logit difference most
+# has one of the smallest first-order estimates in the table. Zeroing it deletes its token, a step far
+# outside the neighbourhood the gradient describes. The circuit's later-layer latents are necessary (their
+# drop is far above every matched-control draw, without layer 0 too), but not sufficient: keeping only them
+# loses most of the logit difference, and the kept latents carry a small share of the first-order
+# attribution at each layer, next to the unpruned graph's. A graph of gradient × activation edges says where
+# to look; the ablations say what holds.
 
 # %% [markdown]
 # ## Where next
