@@ -84,6 +84,7 @@ c.JupyterHub.services = [
         "environment": {"LATENT_GRADIENTS_WORKSHOP_DIR": str(WORKSHOP_DIR), "WORKSHOP_ROSTER": os.environ["WORKSHOP_ROSTER"], "PYTHONPATH": str(REPO)},
         # The most a browser's token for the board may carry: the instructor's token carries READ_ALL.
         "oauth_client_allowed_scopes": [READ_ALL],
+        "oauth_no_confirm": True,  # the hub's own service: no "authorize this application?" page
     }
 ]
 c.JupyterHub.custom_scopes = {READ_ALL: {"description": "See every learner's checks on the workshop board."}}
