@@ -10,7 +10,8 @@ prints its lower bound: the useful FLOPs of the Jacobian and of the primal passe
 formulation pays for the returned results (benchmarks/flops.py) at the single-thread matmul speed
 measured in this process just before each timed reference call (the median, as for the times),
 and the reference's ratio to it. It then
-times every learner check on the small world, prints how many bytes of SAE weights the
+times every learner check on the small world, the SparseTensor check outside a hub and reporting to a
+workshop board (tests/_board.py), prints how many bytes of SAE weights the
 GPT-2-shaped world loaded, and, in fresh processes, the time to the first passing checks
 (benchmarks/first_check.py).
 

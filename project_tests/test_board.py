@@ -7,6 +7,7 @@ The hub is replaced by a stand-in with the interface `jupyterhub.services.auth.H
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -16,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 from jupyterhub.services.auth import check_scopes
-from tornado.testing import AsyncHTTPTestCase
+from tornado.testing import AsyncHTTPTestCase, gen_test
 
 import solutions
 import tests
@@ -148,6 +149,27 @@ class BoardApi(AsyncHTTPTestCase):
         assert state["panel"]["sparse_tensor"]["passed"] == 1
         csv = self.get("export/grid.csv", "teacher-browser").body.decode()
         assert "bob,latent_to_latent,failing,error_term_not_set" in csv
+
+    @gen_test(timeout=30)
+    async def test_the_live_stream_sends_a_new_event_within_2_s(self):
+        received = bytearray()
+        arrived = asyncio.Event()
+
+        def on_chunk(chunk: bytes) -> None:
+            received.extend(chunk)
+            if b"error_term_not_set" in received:
+                arrived.set()
+
+        headers = {"Authorization": "token teacher-browser"}
+        stream = self.http_client.fetch(self.get_url(PREFIX + "api/stream"), headers=headers, streaming_callback=on_chunk, request_timeout=60)
+        await asyncio.sleep(0.1)
+        assert received.startswith(b"data: ") and b"error_term_not_set" not in received  # the state at once
+        start = time.monotonic()
+        await self.http_client.fetch(self.get_url(PREFIX + "api/events"), method="POST", body=json.dumps(event()), headers={"Authorization": "token bob-server"})
+        await asyncio.wait_for(arrived.wait(), timeout=2)
+        assert time.monotonic() - start < 2
+        self.http_client.close()
+        stream.cancel()
 
 
 def test_the_history_survives_a_restart(tmp_path):

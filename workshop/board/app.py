@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,7 @@ class StreamApi(Handler):
                     self.write(f"data: {json.dumps(self.board.progress.state(time.time()))}\n\n")
                     await self.flush()
                     await asyncio.sleep(STREAM_INTERVAL_S)
-                elif not await self.board.changed.wait(timeout=time.monotonic() + HEARTBEAT_S):
+                elif not await self.board.changed.wait(timeout=timedelta(seconds=HEARTBEAT_S)):
                     self.write(": still here\n\n")  # a comment line: keeps proxies from closing an idle stream
                     await self.flush()
         except StreamClosedError:
