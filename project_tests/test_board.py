@@ -46,6 +46,7 @@ class StandInHubAuth:
     """What the board asks of HubAuth, answered from USERS."""
 
     access_scopes = {ACCESS}
+    base_url = PREFIX
     login_url = ""  # no login redirect: an unauthenticated page request is refused
 
     def check_scopes(self, required, user):
@@ -54,6 +55,9 @@ class StandInHubAuth:
     def get_user(self, handler, *, sync=True):
         scheme, _, token = handler.request.headers.get("Authorization", "").partition(" ")
         return USERS.get(token)
+
+    def _get_xsrf_token_id(self, handler):
+        return b"session"
 
     def _persist_url_token_if_set(self, handler):
         pass

@@ -410,6 +410,7 @@ RUN_IN_KERNEL = """async ([server, code]) => {
     parent_header: {}, metadata: {}, content: {code, silent: false, store_history: false, user_expressions: {}, allow_stdin: false}}));
   const status = await done;
   ws.close();
+  await fetch(`${server}/api/kernels/${id}`, {method: "DELETE", headers: {"X-XSRFToken": decodeURIComponent(xsrf)}});
   return {status, output: output.join("")};
 }"""
 
@@ -469,6 +470,7 @@ def test_board_shows_the_class_live(workshop: Workshop, browser, figures) -> Non
     except Exception:
         for person in (teacher, alice, bob):
             person.shot(f"{person.username}_board_at_failure")
+        print(workshop.log())  # the hub's and the board's own log: pytest shows it with the failure
         raise
     figures.add("workshop board", f"make workshop: a learner's check on the instructor's board in {pass_latency:.2f} s (a pass) and "
                                   f"{mistake_latency:.2f} s (a named mistake), from the check's end; limit {BOARD_LATENCY_MS / 1000:g} s")  # fmt: skip

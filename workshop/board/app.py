@@ -68,6 +68,11 @@ class Handler(HubOAuthenticated, web.RequestHandler):
         if not self.is_instructor():
             raise web.HTTPError(403, "only the instructor may open the board")
 
+    def page_xsrf(self) -> str:
+        """The hub's XSRF token for this session: the page's own requests (the stream, fetch) carry it, as the hub
+        asks of every cookie-authenticated request that is not a page load."""
+        return self.xsrf_token.decode()
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         reason = kwargs.get("exc_info", (None, None))[1]
         message = getattr(reason, "log_message", None) or self._reason
@@ -79,13 +84,13 @@ class BoardPage(Handler):
     @web.authenticated
     def get(self) -> None:
         self.require_instructor()
-        self.render(str(STATIC / "board.html"), prefix=self.settings["prefix"])
+        self.render(str(STATIC / "board.html"), prefix=self.settings["prefix"], xsrf=self.page_xsrf())
 
 
 class MyPage(Handler):
     @web.authenticated
     def get(self) -> None:
-        self.render(str(STATIC / "me.html"), prefix=self.settings["prefix"], learner=self.current_user["name"])
+        self.render(str(STATIC / "me.html"), prefix=self.settings["prefix"], learner=self.current_user["name"], xsrf=self.page_xsrf())
 
 
 class StateApi(Handler):

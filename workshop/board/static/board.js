@@ -58,7 +58,7 @@ document.getElementById("projector").addEventListener("click", () => document.bo
 if (new URLSearchParams(location.search).get("view") === "projector") document.body.classList.add("projector");
 
 const live = document.getElementById("live");
-const stream = new EventSource(`${prefix}api/stream`);
+const stream = new EventSource(`${prefix}api/stream?_xsrf=${encodeURIComponent(document.body.dataset.xsrf)}`);
 stream.onmessage = (message) => {
   render(JSON.parse(message.data));
   live.textContent = "live";

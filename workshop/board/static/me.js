@@ -3,7 +3,7 @@
 const prefix = document.body.dataset.prefix;
 
 async function load() {
-  const response = await fetch(`${prefix}api/events`);
+  const response = await fetch(`${prefix}api/events`, { headers: { "X-XSRFToken": document.body.dataset.xsrf } });
   const { events } = await response.json();
   const rows = events.reverse().map((e) => {
     const tr = document.createElement("tr");
