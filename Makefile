@@ -37,11 +37,11 @@ lab: setup
 		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url="/lab/tree/$(NOTEBOOK)" \
 		$(if $(filter 0,$(shell id -u)),--allow-root)
 
-# Everything: what CI runs (about 8 minutes on 2 cores).
+# Everything: what CI runs.
 test: setup
 	$(PY) -m pytest
 
-# The fast tier: unit tests and the learner checks on the tiny random world (49 s on 2 idle cores).
+# The fast tier: unit tests and the learner checks on the tiny random world.
 # The tiers are pytest markers (pyproject.toml): this leaves out the tests marked slow.
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
@@ -59,9 +59,9 @@ check-notebooks: setup
 clean:
 	rm -rf $(VENV) .pytest_cache build
 
-# ---- Grading with nbgrader (see the instructor guide in README.md). Run from the repository root. ----
+# ---- Grading with nbgrader (docs/instructor.md). Run from the repository root. ----
 # `make autograde JOBS=4` grades 4 submissions at a time; GRADING_WORLD, GRADING_CELL_TIMEOUT (s) and
-# GRADING_MEMORY_GB (per kernel) override the limits in grading/settings.py.
+# GRADING_MEMORY_GB (per kernel) override the limits in grading/grader/settings.py.
 JOBS ?= 1
 NBGRADER := cd nbgrader && ../$(PY) -m nbgrader
 .PHONY: release autograde feedback grades
@@ -92,13 +92,13 @@ bench: setup
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 # On a machine with an NVIDIA GPU: the learner checks and the catalogues on CUDA (TF32 off and on), the
-# GPU tolerance they support, and the bench at GPT-2's shape on the GPU, in under 8 minutes; figures in
+# GPU tolerance they support, and the bench at GPT-2's shape on the GPU; figures in
 # build/device_check.md. Without a GPU it says so and exits with status 2.
 .PHONY: device-check
 device-check: setup
 	$(PY) scripts/device_check.py
 
-# ---- A workshop: JupyterHub for the class, nbgrader's exchange (see "Running a workshop" in README.md). ----
+# ---- A workshop: JupyterHub for the class, nbgrader's exchange (docs/workshop.md). ----
 # As root: `sudo make workshop` (ROSTER, WORKSHOP_DIR, WORKSHOP_PORT, WORLD=toy|gpt2; PUBLIC=1 with
 # TLS_CERT=... TLS_KEY=... serves the class on every interface over HTTPS). Ctrl+C stops the hub and every server.
 ROSTER ?= workshop/roster.csv
