@@ -253,6 +253,9 @@ def board_load(learners: int, events: int, window_s: float, port: int) -> None:
         instructor.get(f"{base}/hub/login").raise_for_status()
         xsrf = next(c.value for c in instructor.cookies if c.name == "_xsrf")
         instructor.post(f"{base}/hub/login", data={"username": teacher, "password": password, "_xsrf": xsrf}, allow_redirects=False).raise_for_status()
+        instructor.get(f"{base}/hub/home").raise_for_status()
+        # The hub's XSRF token is bound to the session: the one it set after the login.
+        xsrf = [c.value for c in instructor.cookies if c.name == "_xsrf" and c.path.rstrip("/") == "/hub"][-1]
         admin = instructor.post(f"{base}/hub/api/users/{teacher}/tokens", headers={"X-XSRFToken": xsrf}, json={"note": "board load test"})
         admin.raise_for_status()
         hub = {"Authorization": f"token {admin.json()['token']}"}

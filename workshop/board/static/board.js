@@ -19,13 +19,13 @@ function cellNode(cell, now) {
   const td = el("td", { class: cell.status.replace(" ", "-"), "data-status": cell.status });
   if (cell.status === "failing") {
     td.append(el("span", { class: "mistake" }, cell.label || "failing"));
-    td.append(el("span", { class: "when" }, `failing ${ago(now - cell.since)}, ${cell.runs} runs`));
+    td.append(el("span", { class: "when" }, `failing ${ago(now - cell.since)}, ${cell.runs} ${cell.runs === 1 ? "run" : "runs"}`));
   } else if (cell.status === "passed") {
     td.append(el("span", { class: "mistake" }, "✓ passed"));
     td.append(el("span", { class: "when" }, `${ago(now - cell.since)} ago`));
   } else if (cell.status === "working") {
     td.append("working");
-    td.append(el("span", { class: "when" }, `${cell.runs} runs`));
+    td.append(el("span", { class: "when" }, `${cell.runs} ${cell.runs === 1 ? "run" : "runs"}`));
   } else {
     td.append("·");
   }
