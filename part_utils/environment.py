@@ -13,3 +13,5 @@ GRADING_WORLD_ENV = "LATENT_GRADIENTS_GRADING_WORLD"
 DEVICE_ENV = "LATENT_GRADIENTS_DEVICE"
 # Where the course keeps what it derives at run time (the tokenizer folder, compiled worlds).
 CACHE_ENV = "LATENT_GRADIENTS_CACHE"
+# Set by the workshop's hub in a learner's server: where the learner checks send their results (workshop/board/).
+BOARD_URL_ENV = "LATENT_GRADIENTS_BOARD_URL"

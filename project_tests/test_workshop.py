@@ -11,6 +11,10 @@ autogrades each submission (formgrader's button), generates and releases feedbac
 autograded notebook in formgrader: its script does not run. Each learner fetches theirs (full and
 SparseTensor-only scores), with no hidden test in anything a learner received.
 
+The board (workshop/board/), in a test of its own: the instructor opens it; learner 1 passes exercise 1 and learner
+2 runs exercise 3 with the error term never set, each in a kernel of their own server; the board shows both within
+2 s of the check, the class panel counts the mistake; learner 2 gets 403 on the board and on learner 1's events.
+
 Screenshots of every step go to build/screenshots/workshop_*.png. Needs root, npm (the hub's proxy) and
 Chromium; skips, saying why, only where one is missing. The accounts it creates (ws-*) are removed at the end.
 """
@@ -406,3 +410,102 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
     figures.add("workshop", f"make workshop, 1 instructor + 2 learners in Chromium: release -> fetch -> validate -> submit -> collect -> "
                             f"autograde -> feedback in {time.perf_counter() - start:.0f} s (autograde of 2 submissions {grading_seconds:.0f} s); "
                             f"scores {scores[LEARNER_1][0]:g}/{total:g} and {scores[LEARNER_2][0]:g}/{total:g}")  # fmt: skip
+
+
+# The kernel code each learner runs in their own server: learner 1 passes exercise 1, learner 2 runs exercise 3
+# with the error term never set (the wrong catalogue's mistake, project_tests/catalogue/learner.py).
+PASS_EXERCISE_1 = "import tests, solutions\ntests.test_sparse_tensor(solutions.SparseTensor)"
+ERROR_TERM_NOT_SET = """
+import tests
+from part_utils import load_world
+from project_tests.catalogue import learner
+world = load_world("toy")
+try:
+    tests.test_latent_to_latent_gradients(learner.latent_to_latent(error_term="none"), world.model, world.saes)
+except tests.CheckFailed as failure:
+    print("failed as expected:", failure.message[:80])
+"""
+BOARD_LATENCY_MS = 2000  # from the end of a check to the board showing it (the board's promise)
+RUN_IN_KERNEL = """async ([server, code]) => {
+  const xsrf = (document.cookie.match(/_xsrf=([^;]+)/) || [])[1] || "";
+  const made = await fetch(`${server}/api/kernels`, {method: "POST", headers: {"X-XSRFToken": decodeURIComponent(xsrf)}, body: "{}"});
+  const {id} = await made.json();
+  const ws = new WebSocket(`${server.replace(/^http/, "ws")}/api/kernels/${id}/channels`);
+  const msgId = crypto.randomUUID();
+  const output = [];
+  await new Promise((resolve) => ws.addEventListener("open", resolve));
+  const done = new Promise((resolve) => ws.addEventListener("message", (m) => {
+    const msg = JSON.parse(m.data);
+    if (msg.parent_header.msg_id !== msgId) return;
+    if (msg.msg_type === "stream") output.push(msg.content.text);
+    if (msg.msg_type === "error") output.push(msg.content.ename + ": " + msg.content.evalue);
+    if (msg.msg_type === "execute_reply") resolve(msg.content.status);
+  }));
+  ws.send(JSON.stringify({channel: "shell", header: {msg_id: msgId, msg_type: "execute_request", username: "", session: msgId, version: "5.3"},
+    parent_header: {}, metadata: {}, content: {code, silent: false, store_history: false, user_expressions: {}, allow_stdin: false}}));
+  const status = await done;
+  ws.close();
+  await fetch(`${server}/api/kernels/${id}`, {method: "DELETE", headers: {"X-XSRFToken": decodeURIComponent(xsrf)}});
+  return {status, output: output.join("")};
+}"""
+
+
+def run_in_kernel(person: Person, code: str) -> str:
+    """Run `code` in a new kernel of the person's own server (as a notebook cell would); its output."""
+    result = person.page.evaluate(RUN_IN_KERNEL, [f"/user/{person.username}", code])
+    assert result["status"] == "ok", f"{person.username}'s kernel: {result['output'][-3000:]}"
+    return result["output"]
+
+
+@pytest.mark.timeout(900)
+def test_board_shows_the_class_live(workshop: Workshop, browser, figures) -> None:
+    """The instructor's board shows learner 1's pass and learner 2's named mistake within 2 s of each check,
+    the class panel counts the mistake; learner 2 may read neither the board nor learner 1's events."""
+    outside: list[str] = []
+    teacher, alice, bob = (Person(browser, workshop, name, outside) for name in (INSTRUCTOR, LEARNER_1, LEARNER_2))
+    board_url = f"{workshop.base_url}/services/board/"
+    try:
+        teacher.log_in()
+        teacher.page.goto(board_url)
+        teacher.page.locator("#live.on").wait_for()
+        teacher.page.locator(f"#grid tr[data-learner='{LEARNER_1}']").wait_for()
+        teacher.shot("board_1_opened")
+
+        alice.log_in()
+        alice.page.goto(f"{alice.server}/lab?reset")
+        run_in_kernel(alice, PASS_EXERCISE_1)
+        passed = teacher.page.locator(f"#grid tr[data-learner='{LEARNER_1}'] td[data-status='passed']")
+        start = time.perf_counter()
+        passed.wait_for(timeout=BOARD_LATENCY_MS)
+        pass_latency = time.perf_counter() - start
+
+        bob.log_in()
+        bob.page.goto(f"{bob.server}/lab?reset")
+        assert "failed as expected" in run_in_kernel(bob, ERROR_TERM_NOT_SET)
+        mistake = teacher.page.locator(f"#grid tr[data-learner='{LEARNER_2}'] td[data-status='failing'] .mistake", has_text="error term not set")
+        start = time.perf_counter()
+        mistake.wait_for(timeout=BOARD_LATENCY_MS)
+        mistake_latency = time.perf_counter() - start
+        counted = teacher.page.locator("#panel [data-exercise='latent_to_latent'] li[data-mistake='error_term_not_set']")
+        assert counted.inner_text() == "1 learner: error term not set", counted.inner_text()
+        # Stuck longest first: learner 2 is the only one failing.
+        assert teacher.page.locator("#grid tbody tr").first.get_attribute("data-learner") == LEARNER_2
+        teacher.shot("board_2_live")
+        teacher.page.locator("#projector").click()
+        teacher.shot("board_3_projector")
+
+        for url in (board_url, f"{board_url}api/events?learner={LEARNER_1}", f"{board_url}api/state", f"{board_url}export/events.csv"):
+            response = bob.page.goto(url)
+            assert response.status == 403, f"{LEARNER_2} opened {url}: {response.status}"
+        bob.shot("board_4_learner_refused")
+        bob.page.goto(f"{board_url}me")
+        bob.page.locator("#mine tbody tr.failing").wait_for()
+        bob.shot("board_5_learner_own_progress")
+        assert not outside, f"pages tried to fetch from outside the hub: {outside[:10]}"
+    except Exception:
+        for person in (teacher, alice, bob):
+            person.shot(f"{person.username}_board_at_failure")
+        print(workshop.log())  # the hub's and the board's own log: pytest shows it with the failure
+        raise
+    figures.add("workshop board", f"make workshop: after the learner's cell finished, the instructor's board showed the pass within "
+                                  f"{pass_latency:.2f} s and the named mistake within {mistake_latency:.2f} s (limit {BOARD_LATENCY_MS / 1000:g} s)")  # fmt: skip

@@ -6,8 +6,9 @@ GPT-2-shaped world of random weights, this runs the straightforward implementati
 the median wall time, the extra peak memory, their ratios, whether both gave the same results (by the
 learner checks' own comparisons), and each reference's lower bound (scripts/flops.py at the matmul
 speed measured just before each timed call). Then every learner check's time on the small world, the
-SAE weights the GPT-2-shaped world loaded, and the time from a fresh process to the first passing
-checks (scripts/first_check.py). docs/performance.md describes each measure.
+SparseTensor check outside a hub and reporting to a workshop board (tests/_board.py), the SAE weights
+the GPT-2-shaped world loaded, and the time from a fresh process to the first passing checks
+(scripts/first_check.py). docs/performance.md describes each measure.
 
     python scripts/bench.py [--worlds small,gpt2] [--repeats 3] [--threads N] [--device cpu] [--matmul-precision highest|high] [--no-first-check] [--output FILE]
 """
@@ -337,6 +338,56 @@ def time_learner_checks(world: World, repeats: int) -> list[tuple[str, float]]:
     return timings
 
 
+def time_board_reporting(repeats: int) -> tuple[bool, float, float]:
+    """The SparseTensor check as a learner calls it (`tests.test_sparse_tensor`): outside a hub, and reporting
+    each run to a workshop board (tests/_board.py; here a local stand-in for the board that answers 201).
+
+    Returns whether the exported check outside a hub is the check itself (nothing added), and the median
+    times of the check outside a hub and with reporting on, their runs interleaved.
+    """
+    import http.server
+    import threading
+
+    import tests
+    from part_utils.environment import BOARD_URL_ENV, GRADING_WORLD_ENV
+    from solutions import SparseTensor
+    from tests import _board
+
+    class Accept(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(201)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    check = BY_NAME["sparse_tensor"].check
+    unchanged = tests.test_sparse_tensor is check and os.environ.get(BOARD_URL_ENV) is None
+    board = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Accept)
+    threading.Thread(target=board.serve_forever, daemon=True).start()
+    saved = {name: os.environ.pop(name, None) for name in (BOARD_URL_ENV, _board.TOKEN_ENV, GRADING_WORLD_ENV)}
+    os.environ[BOARD_URL_ENV] = f"http://127.0.0.1:{board.server_address[1]}/services/board/api/events"
+    os.environ[_board.TOKEN_ENV] = "bench"
+    try:
+        reporting = _board.reported(check, "sparse_tensor")
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+    times: dict[str, list[float]] = {"outside": [], "reporting": []}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for _ in range(repeats + 1):
+            for name, run in (("outside", tests.test_sparse_tensor), ("reporting", reporting)):
+                start = time.perf_counter()
+                run(SparseTensor)
+                times[name].append(time.perf_counter() - start)
+    board.shutdown()
+    board.server_close()
+    return unchanged, statistics.median(times["outside"][1:]), statistics.median(times["reporting"][1:])
+
+
 def time_to_first_check(world: str, threads: int | None) -> dict[str, float]:
     """scripts/first_check.py in a fresh process: seconds since its start at each stage."""
     command = [sys.executable, str(ROOT / "scripts" / "first_check.py"), world]
@@ -449,6 +500,11 @@ def main() -> int:
         print("|---|---:|")
         for name, seconds in check_times:
             print(f"| {name} | {seconds:.3f} s |")
+    unchanged, outside, reporting = time_board_reporting(max(args.repeats, 10))
+    print(f"\nThe workshop board's reports (tests/_board.py), the SparseTensor check's median of {max(args.repeats, 10)}: outside a hub "
+          f"{outside * 1000:.1f} ms ({'the check itself, nothing added' if unchanged else 'WRAPPED: something is added outside a hub'}); "
+          f"reporting each run to a board {reporting * 1000:.1f} ms")  # fmt: skip
+    failed |= not unchanged
     if not args.no_first_check and device.type == "cpu":
         worlds = {"small": "toy", "gpt2": "gpt2-shape"}
         print_first_checks({worlds[w]: time_to_first_check(worlds[w], args.threads) for w in args.worlds.split(",")})

@@ -2,6 +2,7 @@
 
     python scripts/workshop_load.py kernel            # one learner kernel's memory, toy and GPT-2-shaped worlds
     sudo python scripts/workshop_load.py load -n 4    # N learners at once through a real `make workshop`
+    sudo python scripts/workshop_load.py board -n 200 # N learners' check events on the board (workshop/board/)
 
 `kernel`: in a fresh process each, (1) the solutions notebook run top to bottom in a real kernel on the toy world
 (nbclient, as JupyterLab's Run All), and (2) every learner check of the notebook, passed the reference solutions,
@@ -13,6 +14,13 @@ through the hub's login page, starts their server, saves the released notebook w
 their home and presses Validate for all of them at the same moment (nbgrader's Validate runs the whole notebook in a fresh kernel in the
 learner's own server). Prints each learner's time to finish, whether it passed, and the peak of the resident
 memory of all the learners' processes together (sampled every 0.5 s; other jobs on the machine do not count).
+
+`board`: starts `make workshop` (an instructor and one learner on the roster), then, as the instructor (the hub's
+admin), creates N simulated learners in the hub with a hub token each (no Linux account, no server: the token is
+what a learner's server reports with). Each learner sends E check events spread over the window (seeded), and
+resends one in ten (the same id), while the instructor's session loads the board page and its state every
+second and the hub's API is timed likewise. Prints the events counted in the board's database against those
+sent (none lost, none doubled), and the slowest and median page loads and hub answers.
 """
 
 from __future__ import annotations
@@ -152,14 +160,7 @@ def load_test(learners: int, port: int) -> None:
     process = subprocess.Popen(make, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/hub/api/", timeout=5)
-                break
-            except OSError:
-                if process.poll() is not None:
-                    sys.exit(f"make workshop exited: see {work / 'workshop.log'}")
-                time.sleep(1)
+        _wait_for_hub(base, process, work / "workshop.log")
         with (work / "state" / "passwords.csv").open(newline="") as file:
             passwords = {row["username"]: row["password"] for row in csv.DictReader(file)}
         users = set(names)
@@ -193,18 +194,137 @@ def load_test(learners: int, port: int) -> None:
         print(f"all {learners} finished in {wall:.0f} s; the learners' processes peaked at {peak:,.0f} MiB resident "
               f"({peak / learners:,.0f} MiB per learner)")  # fmt: skip
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the hub stops every learner's server, then the proxy
-        process.wait(timeout=120)
-        time.sleep(30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # a hub stuck in its shutdown
-        for name in (*names, "lt-teacher"):
-            try:
-                pwd.getpwnam(name)
-            except KeyError:
-                continue
-            subprocess.run(["userdel", "--remove", "--force", name], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        _stop_workshop(process, [*names, "lt-teacher"], work)
+
+
+def _wait_for_hub(base: str, process: subprocess.Popen, log: Path) -> None:
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/hub/api/", timeout=5)
+            return
+        except OSError:
+            if process.poll() is not None:
+                sys.exit(f"make workshop exited: see {log}")
+            time.sleep(1)
+
+
+def _stop_workshop(process: subprocess.Popen, accounts: list[str], work: Path) -> None:
+    os.killpg(process.pid, signal.SIGTERM)  # the hub stops every learner's server, then the proxy and the board
+    process.wait(timeout=120)
+    time.sleep(30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # a hub stuck in its shutdown
+    for name in accounts:
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            continue
+        subprocess.run(["userdel", "--remove", "--force", name], capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def board_load(learners: int, events: int, window_s: float, port: int) -> None:
+    import random
+    import sqlite3
+    import statistics
+    import uuid
+
+    import requests
+
+    if os.geteuid() != 0:
+        sys.exit("The board's load test starts `make workshop`, which creates Linux accounts: run it as root.")
+    work = Path(tempfile.mkdtemp(prefix="latent-gradients-board-"))
+    os.chmod(work, 0o755)
+    roster = work / "roster.csv"
+    teacher, accounts = "bl-teacher", ["bl-teacher", "bl-learner"]
+    with roster.open("w", newline="") as file:
+        csv.writer(file).writerows([("username", "role", "name"), (teacher, "instructor", "Load Test"), ("bl-learner", "learner", "Learner")])
+    log_path = work / "workshop.log"
+    make = ["make", "-o", ".venv/.installed", "workshop", f"ROSTER={roster}", f"WORKSHOP_DIR={work / 'state'}", f"WORKSHOP_PORT={port}"]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(make, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    board = f"{base}/services/board/"
+    try:
+        _wait_for_hub(base, process, log_path)
+        with (work / "state" / "passwords.csv").open(newline="") as file:
+            password = {row["username"]: row["password"] for row in csv.DictReader(file)}[teacher]
+        instructor = requests.Session()
+        instructor.get(f"{base}/hub/login").raise_for_status()
+        xsrf = next(c.value for c in instructor.cookies if c.name == "_xsrf")
+        instructor.post(f"{base}/hub/login", data={"username": teacher, "password": password, "_xsrf": xsrf}, allow_redirects=False).raise_for_status()
+        instructor.get(f"{base}/hub/home").raise_for_status()
+        # The hub's XSRF token is bound to the session: the one it set after the login.
+        xsrf = [c.value for c in instructor.cookies if c.name == "_xsrf" and c.path.rstrip("/") == "/hub"][-1]
+        admin = instructor.post(f"{base}/hub/api/users/{teacher}/tokens", headers={"X-XSRFToken": xsrf}, json={"note": "board load test"})
+        admin.raise_for_status()
+        hub = {"Authorization": f"token {admin.json()['token']}"}
+        names = [f"bl-{i:03d}" for i in range(1, learners + 1)]
+        requests.post(f"{base}/hub/api/users", headers=hub, json={"usernames": names}).raise_for_status()
+        tokens = {name: requests.post(f"{base}/hub/api/users/{name}/tokens", headers=hub, json={"note": "a learner's server"}).json()["token"] for name in names}
+        for _ in range(60):  # the board imports the checks' catalogue (torch) when the hub starts it
+            if instructor.get(board, timeout=30).status_code == 200:  # the instructor's OAuth, as a browser does
+                break
+            time.sleep(2)
+        from tests.exercises import EXERCISES
+        from tests.hints import HINTS
+
+        sent: dict[str, set[str]] = {}
+        failures: list[str] = []
+
+        def learner_sends(name: str) -> None:
+            rng = random.Random(name)  # seeded: the same run every time
+            session = requests.Session()
+            session.headers["Authorization"] = f"token {tokens[name]}"
+            ids = sent.setdefault(name, set())
+            start = time.monotonic()
+            for i in range(events):
+                time.sleep(max(0.0, start + (i + rng.random()) * window_s / events - time.monotonic()))
+                exercise = rng.choice(EXERCISES)
+                passed = rng.random() < 0.4
+                event = {"id": uuid.uuid4().hex, "exercise": exercise.name, "check": exercise.check.__name__, "part": "all", "passed": passed,
+                         "duration_s": round(rng.uniform(0.05, 3), 3), "hint": None if passed else rng.choice(HINTS).id}  # fmt: skip
+                for _ in range(2 if rng.random() < 0.1 else 1):  # one in ten resent
+                    response = session.post(f"{board}api/events", json=event, timeout=30)
+                    if response.status_code not in (200, 201):
+                        failures.append(f"{name}: {response.status_code} {response.text[:200]}")
+                ids.add(event["id"])
+
+        page_times: list[float] = []
+        hub_times: list[float] = []
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                start = time.perf_counter()
+                instructor.get(board, timeout=30).raise_for_status()
+                instructor.get(f"{board}api/state", timeout=30).raise_for_status()
+                page_times.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                requests.get(f"{base}/hub/api/users/{teacher}", headers=hub, timeout=30).raise_for_status()
+                hub_times.append(time.perf_counter() - start)
+                time.sleep(1)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        start = time.perf_counter()
+        with ThreadPoolExecutor(learners) as pool:
+            list(pool.map(learner_sends, names))
+        wall = time.perf_counter() - start
+        done.set()
+        watcher.join()
+        database = sqlite3.connect(work / "state" / "board" / "board.sqlite")
+        stored = database.execute("SELECT count(*), count(DISTINCT learner || id) FROM events").fetchone()
+        unique = sum(len(ids) for ids in sent.values())
+        print(f"board: {learners} learners x {events} check events in {wall:.0f} s (window {window_s:.0f} s), one in ten resent; "
+              f"{os.cpu_count()} CPU cores")  # fmt: skip
+        print(f"  events: {unique} sent, {stored[0]} stored ({stored[1]} distinct): {'none lost, none doubled' if stored[0] == stored[1] == unique else 'MISMATCH'}; "
+              f"{len(failures)} refused{': ' + failures[0] if failures else ''}")  # fmt: skip
+        print(f"  board page + its state, as the instructor: median {statistics.median(page_times):.3f} s, slowest {max(page_times):.3f} s "
+              f"({len(page_times)} loads)")  # fmt: skip
+        print(f"  hub API: median {statistics.median(hub_times):.3f} s, slowest {max(hub_times):.3f} s ({len(hub_times)} requests)")
+    finally:
+        _stop_workshop(process, accounts, work)
 
 
 def main() -> None:
@@ -214,9 +334,16 @@ def main() -> None:
     load = sub.add_parser("load", help="N learners through a real `make workshop` at once (root)")
     load.add_argument("-n", "--learners", type=int, default=4)
     load.add_argument("--port", type=int, default=8600)
+    board = sub.add_parser("board", help="N simulated learners' check events on the board (root)")
+    board.add_argument("-n", "--learners", type=int, default=200)
+    board.add_argument("-e", "--events", type=int, default=30, help="check events per learner")
+    board.add_argument("--window", type=float, default=110.0, help="seconds the events are spread over")
+    board.add_argument("--port", type=int, default=8650)
     args = parser.parse_args()
     if args.command == "kernel":
         kernel_memory()
+    elif args.command == "board":
+        board_load(args.learners, args.events, args.window, args.port)
     else:
         load_test(args.learners, args.port)
 

@@ -6,12 +6,15 @@
   that no one can read another's files. A learner's server: the course's JupyterLab with nbgrader's
   Assignments tab (workshop/learner/). The instructor's: formgrader on the course directory in their home
   (workshop/instructor/).
+- The board (workshop/board/): a managed service at /services/board/ that the learner checks in the learners'
+  servers report to. The instructor holds its custom scope READ_ALL (the whole board); a learner may open the
+  service, which shows them their own progress only.
 - Network: the loopback interface unless WORKSHOP_PUBLIC=1, which serves the hub on every interface over
   HTTPS with the instructor's certificate (WORKSHOP_TLS_CERT, WORKSHOP_TLS_KEY).
 
 Settings come from the environment (the Makefile sets them): LATENT_GRADIENTS_WORKSHOP_DIR (state: the hub's
 database, passwords, exchange, model cache), WORKSHOP_ROSTER, WORKSHOP_PORT (the
-hub's API and the proxy's API take the next two ports), WORKSHOP_WORLD.
+hub's API, the proxy's API and the board take the next three ports), WORKSHOP_WORLD.
 """
 
 import os
@@ -23,6 +26,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from grading.grader.settings import CELL_TIMEOUT_S
+from part_utils.environment import BOARD_URL_ENV
+from workshop.board.app import NAME as BOARD
+from workshop.board.app import READ_ALL
 from workshop.prepare import course_id, instructor_env, instructor_of, read_roster
 
 c = get_config()  # noqa: F821 (defined by traitlets when it loads this file)
@@ -47,6 +53,7 @@ c.JupyterHub.hub_ip = "127.0.0.1"
 # The hub's own API and the proxy's API listen on the next two ports, on the loopback interface only.
 c.JupyterHub.hub_port = c.JupyterHub.port + 1
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{c.JupyterHub.port + 2}"
+BOARD_URL = f"http://127.0.0.1:{c.JupyterHub.port + 3}"
 c.Spawner.ip = "127.0.0.1"
 c.ConfigurableHTTPProxy.command = [str(REPO / "workshop" / "node_modules" / ".bin" / "configurable-http-proxy")]
 
@@ -64,6 +71,26 @@ c.FirstUseAuthenticator.create_users = False  # only the roster: a stranger cann
 c.FirstUseAuthenticator.min_password_length = 8
 c.Authenticator.allowed_users = {p.username for p in PEOPLE}
 c.Authenticator.admin_users = {INSTRUCTOR}
+
+# --- the board: a service the hub starts and stops, and who may see what on it ---------------------------------------
+c.JupyterHub.services = [
+    {
+        "name": BOARD,
+        "url": BOARD_URL,
+        "command": [sys.executable, "-m", "workshop.board"],
+        "cwd": str(REPO),
+        "environment": {"LATENT_GRADIENTS_WORKSHOP_DIR": str(WORKSHOP_DIR), "WORKSHOP_ROSTER": os.environ["WORKSHOP_ROSTER"], "PYTHONPATH": str(REPO)},
+        # The most a browser's token for the board may carry: the instructor's token carries READ_ALL.
+        "oauth_client_allowed_scopes": [READ_ALL],
+        "oauth_no_confirm": True,  # the hub's own service: no "authorize this application?" page
+    }
+]
+c.JupyterHub.custom_scopes = {READ_ALL: {"description": "See every learner's checks on the workshop board."}}
+c.JupyterHub.load_roles = [
+    {"name": "board-instructor", "scopes": [READ_ALL, f"access:services!service={BOARD}"], "users": [INSTRUCTOR]},
+    # Learners may open the board's service, which shows them their own progress only.
+    {"name": "board-learner", "scopes": [f"access:services!service={BOARD}"], "users": [p.username for p in PEOPLE if p.role == "learner"]},
+]
 
 # --- whose servers, running as whom ---------------------------------------------------------------------------------
 c.JupyterHub.spawner_class = "localprocess"
@@ -100,6 +127,8 @@ def _role_env(spawner) -> None:
         spawner.notebook_dir = str(course)
     else:
         env["JUPYTER_CONFIG_PATH"] = str(REPO / "workshop" / "learner")
+        # The learner checks report each run here, with the server's hub token (tests/_board.py).
+        env[BOARD_URL_ENV] = f"{BOARD_URL}/services/{BOARD}/api/events"
         spawner.notebook_dir = str(home)
     spawner.environment = env
 

@@ -1,0 +1,3 @@
+from workshop.board.app import main
+
+main()
