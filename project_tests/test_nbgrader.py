@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -71,6 +72,7 @@ HOSTILE = ["hostile_writes_course", "hostile_changes_world", "hostile_spawns", "
            "hostile_reads_inputs", "stub_custom_exc", "stub_clears_failures", "stub_emits_results", "stub_patches_grader",
            "hostile_reads_secrets", "hostile_writes_descriptors", "hostile_shared_memory", "hostile_process_bomb",
            "hostile_rich_output", "hostile_script", "hostile_forged_notes"]
+LIVE_HANDLER = re.compile(r"<[a-zA-Z][^<>]*\son[a-z]+\s*=", re.IGNORECASE)
 # A file of the account that grades, outside the course, that only it may read (0600): no kernel may read it.
 PRIVATE_TEXT = "private to the account that grades: 5f0c"
 # Graded again by `nbgrader autograde` run by hand, one process each, as an instructor would.
@@ -213,8 +215,8 @@ def test_feedback_runs_nothing_and_only_the_grader_writes_notes(graded) -> None:
     course = graded[0]
     for html in (course / "feedback").glob(f"*/{settings.ASSIGNMENT}/*.html"):
         text = html.read_text()
-        # (the submission's code is shown, escaped: `&lt;script`, `onerror=&quot;`)
-        assert "<script" not in text.lower() and 'onerror="' not in text and "<iframe" not in text.lower(), html
+        # no element with an event handler (the submission's code is shown as escaped text: `&lt;img ... onerror=`)
+        assert "<script" not in text.lower() and not LIVE_HANDLER.search(text) and "<iframe" not in text.lower(), html
         assert "Content-Security-Policy" in text and text.count('<section class="lg-grader-notes">') == 1, html
     for notebook in (course / "autograded").glob(f"*/{settings.ASSIGNMENT}/*.ipynb"):
         outputs = json.dumps([cell.get("outputs", []) for cell in json.loads(notebook.read_text())["cells"]])
@@ -230,8 +232,8 @@ def test_no_kernel_read_a_secret_or_wrote_through_a_descriptor(graded) -> None:
     for path in [*(course / "feedback").rglob("*.html"), *(course / "autograded").rglob("*.ipynb")]:
         text = path.read_text()
         assert PRIVATE_TEXT not in text and shadow not in text, path
-    feedback = (course / "feedback" / "hostile_writes_descriptors" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.html").read_text()
-    assert "wrote 16 MiB" not in feedback
+    graded_notebook = json.loads((course / "autograded" / "hostile_writes_descriptors" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb").read_text())
+    assert "wrote 16 MiB" not in json.dumps([cell.get("outputs", []) for cell in graded_notebook["cells"]])
     assert max(p.stat().st_size for p in (course / "reports").rglob("*") if p.is_file()) < 2**24
 
 
