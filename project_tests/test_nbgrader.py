@@ -1,16 +1,12 @@
 """The real nbgrader flow, end to end, on example submissions the test creates (course_fixtures/grading_examples.py).
 
-In a temporary copy of the course directory: release the assignment, submit the reference solutions,
-the untouched release, a partially correct notebook and one of each failure kind (raises, infinite
-loop, os._exit, out of memory, syntax error, edited and deleted test cells, monkeypatched checks,
-imported reference solutions, an unreadable file, a cell that reads a demonstration's names), the
-hostile submissions (writing into the course, changing the world, a long-lived process, 100 MB of
-output, stderr, an infinite loop that ignores SIGINT, a network connection, a patched SAE class, reads of
-root-only and private files, writes through inherited descriptors, shared-memory and process bombs, a 35 MB
-rich output, scripts, forged grading notes) and the stub again after them; autograde them all in
-one batch with 2 workers, generate feedback and the grades, and check every score, every reason in the
-feedback and the class summary, that the repository is unchanged and that no process of the batch is
-left. Then `nbgrader autograde` run by hand gives the same scores for four of them.
+In a temporary copy of the course directory: release the assignment, submit the reference solutions, the
+untouched release, a partially correct notebook, one of each failure kind (raises, loops, dies, runs out of
+memory, syntax error, edited test cells, patched checks, imported references, an unreadable file) and
+the hostile submissions (grading_examples.py lists them by attack class); autograde them all in one batch
+with 2 workers, generate feedback and the grades, and check every score, every reason in the feedback and
+the class summary, that no hidden input and no script reaches a feedback, that the repository is unchanged
+and that no process of the batch is left. Then `nbgrader autograde` run by hand gives the same scores.
 
 The grading world is the toy world when its weights are present, as in production; set
 LATENT_GRADIENTS_TEST_GRADING_WORLD=random for a faster run on a tiny random world.

@@ -5,12 +5,10 @@
   once to `<workshop dir>/passwords.csv` (root only); an account that has a password keeps it.
 - The repository's `grading/`, `nbgrader/` and `.git` readable by root and the instructors only; the rest
   readable and, for learners, read-only; every folder above the environment's Python traversable.
-- The instructor's course directory `~<instructor>/course` (0700) with the source notebook and a gradebook
-  of the roster; nbgrader's exchange, `<workshop dir>/exchange`, world-writable with the sticky bit, and in
-  it the course's folder with its inbound, outbound and feedback folders, the instructor's, so that no
-  learner can claim them first (workshop/exchange.py keeps each submission its learner's own).
-- The grader's kernel cache (grading/preprocessors/kernel_cache.py) built in the repository's build/,
-  which the instructor who grades cannot write.
+- The instructor's course directory `~<instructor>/course` (0700) with a gradebook of the roster;
+  nbgrader's exchange, `<workshop dir>/exchange`, with the sticky bit, and in it the course's folders,
+  the instructor's, so that no learner can claim them first (workshop/exchange.py).
+- The grader's kernel cache built in the repository's build/, which the instructor cannot write.
 - WORLD=gpt2: GPT-2 and its SAEs downloaded once into `<workshop dir>/hf-cache`, then made read-only.
 
 docs/workshop.md describes the day.

@@ -1,22 +1,14 @@
 """The course's demonstrations (plots, dashboards, printed results): which cells they are, and what names they bind.
 
-A demonstration cell scores nothing: it shows the learner's results. The notebook source marks each one
-(`# %% [demo]`, notebooks/build.py), which puts `metadata.latent_gradients.demonstration` on its cell of
-the nbgrader notebook, hence of the release. The grader need not run one, provided that:
+A demonstration cell scores nothing, and the source marks each one (`# %% [demo]`), hence the release. The
+grader need not run one provided that the cell is exactly the released demonstration (grade_id, source and
+mark from the release: a submission's own metadata is never trusted) and that nothing else reads what it
+binds: the course's other cells never do (project_tests/test_demonstrations.py), and the learner's own code
+is checked here with Python's `symtable`; code that reads globals by name at run time (`globals()`, `eval`,
+IPython magics) counts as reading every one, and then every demonstration runs.
 
-- the cell is exactly the released demonstration: its grade_id is a demonstration's in the release, its
-  source is the release's, and the release marks it (a submission's own metadata is never trusted);
-- nothing else reads what it binds: the course's other cells never do (project_tests/test_demonstrations.py
-  proves it over the source), and the learner's own code (solution cells and cells they added) is
-  checked here, by Python's `symtable`, for the global names its reachable code reads; code that reads
-  globals by name at run time (`globals()`, `eval`, IPython magics, ...) counts as reading every one.
-
-When the learner's code may read a name a demonstration binds, every demonstration runs.
-
-`SkipDemonstrations`, before execution, gives those that `skippable` finds safe to leave out nbclient's own
-`skip-execution` tag, which nbgrader's execute step honours, and a one-line output that says so in the
-feedback. The tag is the grader's: it is removed from every other cell, so a submission cannot skip cells
-of its own choosing.
+`SkipDemonstrations` gives the cells `skippable` finds safe nbclient's own `skip-execution` tag and a
+one-line output saying so; the tag is the grader's and is removed from every other cell.
 """
 
 from __future__ import annotations

@@ -1,22 +1,16 @@
-"""Static integrity scan of a submission's own code, outside the student's kernel (so it cannot be subverted), and
-its nbgrader preprocessor (`IntegrityScan`, after `NormalizeSubmission` in autograde's sanitize stage).
+"""Static integrity scan of a submission's own code, outside the student's kernel, and its nbgrader
+preprocessor (`IntegrityScan`, after `NormalizeSubmission` in autograde's sanitize stage).
 
-A finding costs the exercise it belongs to all its credit (the grader adds an error to each of its
-graded cells) and is listed in the class summary. Findings:
+A finding costs the exercise it belongs to all its credit and is listed in the class summary: importing or
+reaching the reference solutions; assigning to, deleting or `setattr`-ing an attribute of the checks, of
+torch or of the grader, or rebinding the names the graded cells use; dynamic imports and namespace tricks
+(`__import__`, `importlib`, `sys.modules`, `globals()`, `exec`, `eval`). Apart from findings, a function
+whose code has the structure of a reference solution's (names aside) is listed for review
+(`similar_to_references`): evidence for the instructor, not a verdict.
 
-- importing or reaching the reference solutions (`import solutions`, `from solutions...`, `x.solutions`);
-- assigning to, deleting or `setattr`-ing an attribute of the checks, of torch (e.g. `torch.testing`),
-  or of the grader, or rebinding the names the graded cells use (`tests`, `grading`);
-- dynamic imports and module-table or namespace tricks (`__import__`, `importlib`, `sys.modules`,
-  `globals()`, `exec`, `eval`), which could do either of the above out of sight.
-
-Apart from findings, a function of the student's whose code has the structure of a reference solution's
-(names aside) is listed for review (`similar_to_references`): evidence for the instructor, not a verdict,
-as a correct answer to the same contract can come close.
-
-Student code is the submission's solution cells and any cell it added; locked cells are restored from
-the source before grading, so what a student wrote there never runs. A cell belongs to the exercise of
-the nearest solution or graded cell above it; cells added above the first exercise count for all ("*").
+Student code is the solution cells and any cell the submission added (locked cells are restored from the
+source); a cell belongs to the exercise of the nearest solution or graded cell above it, and cells added
+above the first exercise count for all ("*").
 """
 
 from __future__ import annotations

@@ -1,19 +1,16 @@
 """Each graded part's verdict, reached in the grader's process from what the learner's code returned.
 
-For one graded part (a row of `tests.exercises` and one of its `parts`) on the hidden inputs chosen for
-this student (`grading.grader.hidden_params`):
-
-1. the grader runs the exercise's learner check on its own copy of the hidden world with a `StandIn`
-   in the learner's place, which answers with the reference and records each call it gets;
-2. the kernel is sent those calls, at call time, through its scratch folder (`grading.kernel.calls`):
-   it builds the same world, calls the learner's function and writes what it returned (JSON and
+For one graded part (a row of `tests.exercises` and one of its parts) on this student's hidden inputs:
+1. the grader runs the exercise's learner check on its own copy of the hidden world with a `StandIn` in
+   the learner's place, which answers with the reference and records each call it gets;
+2. the kernel is sent those calls, at call time, through its scratch folder (`grading.kernel.calls`): it
+   builds the same world, calls the learner's function and writes what it returned (JSON and
    safetensors, read back with a size cap, never following a link);
-3. the grader runs the same check again, the stand-in this time answering with what the learner's code
-   returned: the check's own comparison gives the verdict and its hint.
+3. the grader runs the same check again, the stand-in answering with what the learner's code returned:
+   the check's own comparison gives the verdict and its hint.
 
-The check computes the reference in the grader, so nothing the kernel prints, raises, patches or hooks
-can pass a part: only returned values that match. The graded cell's outputs are the grader's. Everything
-here reads the exercise's table row (its check, reference, parts and hidden draw): a new row needs no code.
+Nothing the kernel prints, raises, patches or hooks can pass a part: only returned values that match. The
+graded cell's outputs are the grader's, and a new row of the table needs no code here.
 """
 
 from __future__ import annotations
