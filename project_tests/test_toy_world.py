@@ -392,11 +392,11 @@ def test_attribution_table_is_measured(attribution, figures):
         figures.add("toy world", f"  F{layer}.{latent} at {row['token']!r} ({row['source']}): {zero[0]:+.3f} / {zero[1]:+.3f}, {mean[0]:+.3f} / {mean[1]:+.3f}")
     assert len(rows) >= 8
     _assert_close(measured["attribution"], facts["attribution"], "attribution")
-    # What the notebook reads from the table: the layer-0 latent with the largest effect has one of the smallest estimates.
-    layer0 = max((row for row in rows if row["key"][0] == 0), key=lambda row: abs(row["zero"]["difference"][1]))
-    smallest = sorted(abs(row["zero"]["difference"][0]) for row in rows)[:3]
-    assert abs(layer0["zero"]["difference"][0]) <= smallest[-1]
-    assert abs(layer0["zero"]["difference"][1]) > 10 * abs(layer0["zero"]["difference"][0])
+    # What the notebook reads from the table: every layer-0 estimate misses its effect fivefold or has the wrong sign.
+    layer0 = [row["zero"]["difference"] for row in rows if row["key"][0] == 0]
+    assert layer0
+    for estimate, effect in layer0:
+        assert estimate * effect < 0 or abs(effect) >= 5 * abs(estimate), (estimate, effect)
 
 
 def test_circuit_completeness_and_faithfulness(attribution, figures):
@@ -415,8 +415,13 @@ def test_circuit_completeness_and_faithfulness(attribution, figures):
                 f"matched control {ablation['control_mean']:.2f} ± {ablation['control_std']:.2f} ({ablation['draws']} draws, {ablation['control_beats']} beat the circuit)",
             )
         assert result["necessity"]["draws"] >= 20 and result["necessity"]["control_beats"] == 0
-        # Not sufficient: keeping only the circuit loses most of the logit difference.
-        assert result["sufficiency"]["circuit"][0] > result["clean"][0] / 2
-    assert [result["layers"] for result in measured["circuit_faithfulness"]][1] == [layer for layer in measured["circuit_faithfulness"][0]["layers"] if layer != 0]
+    with_layer0, without_layer0 = measured["circuit_faithfulness"]
+    assert without_layer0["layers"] == [layer for layer in with_layer0["layers"] if layer != 0]
+    # What the notebook says of sufficiency: with layer 0, keeping only the circuit loses most of the logit difference,
+    # as the matched control does; without it, the later layers' circuit keeps it all, and no control draw does.
+    assert with_layer0["sufficiency"]["circuit"][0] > with_layer0["clean"][0] / 2
+    assert with_layer0["sufficiency"]["control_mean"] > with_layer0["clean"][0] / 2
+    assert without_layer0["sufficiency"]["circuit"][0] < 0.1 * without_layer0["clean"][0]
+    assert without_layer0["sufficiency"]["control_beats"] == 0
     _assert_close(measured["circuit_completeness"], facts["circuit_completeness"], "circuit_completeness")
     _assert_close(measured["circuit_faithfulness"], facts["circuit_faithfulness"], "circuit_faithfulness")

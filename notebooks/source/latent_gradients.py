@@ -1389,7 +1389,8 @@ plot_estimate_vs_effect(t.cat([row[0] for row in rows]), t.cat([row[1] for row i
 # - **Necessity, sufficiency and layer 0.** A circuit's layer-0 latents make necessity easy: zeroing them
 #   deletes tokens, and a prompt without its landmark has no answer. That says the tokens matter, not that the
 #   circuit found how they are used. The figures without layer 0 are the test of the later layers' latents.
-#   Sufficiency is the harder test: a handful of latents rarely carries a prediction alone.
+#   Sufficiency is the harder test: a handful of latents rarely carries a prediction alone, and a circuit
+#   with layer-0 nodes cannot pass it when zeroing the other layer-0 latents deletes the other tokens.
 # </details>
 #
 # <details><summary>GPT-2 small (unmeasured)</summary>
@@ -1409,13 +1410,15 @@ plot_estimate_vs_effect(t.cat([row[0] for row in rows]), t.cat([row[1] for row i
 show_observations(world, "latent_circuit")
 
 # %% [markdown]
-# Read with exercise 5b's table: the layer-0 latent whose zero-ablation moves the logit difference most
-# has one of the smallest first-order estimates in the table. Zeroing it deletes its token, a step far
-# outside the neighbourhood the gradient describes. The circuit's later-layer latents are necessary (their
-# drop is far above every matched-control draw, without layer 0 too), but not sufficient: keeping only them
-# loses most of the logit difference, and the kept latents carry a small share of the first-order
-# attribution at each layer, next to the unpruned graph's. A graph of gradient × activation edges says where
-# to look; the ablations say what holds.
+# Read with exercise 5b's table: for every layer-0 latent in it, the first-order estimate misses the
+# zero-ablation effect by a factor of five or more, or has the wrong sign. Zeroing such a latent deletes its
+# token, a step far outside the neighbourhood the gradient describes. The circuit is necessary: zeroing its
+# latents drops the logit difference far more than any matched-control draw, with layer 0 and without.
+# Sufficiency turns on layer 0. With it, zeroing every other active layer-0 latent deletes the prompt's other
+# tokens, and the prediction goes whichever latents are kept. Without it, the circuit's later-layer latents
+# alone keep the whole logit difference, which no matched-control draw does. At each layer the kept latents
+# carry a smaller share of the first-order attribution than the unpruned graph. A graph of gradient ×
+# activation edges says where to look; the ablations say what holds.
 
 # %% [markdown]
 # ## Where next
