@@ -1,21 +1,16 @@
 """A workshop day, end to end: `make workshop` (a real JupyterHub), an instructor and two learners in Debian's
 Chromium (Playwright), nbgrader's own buttons from release to feedback.
 
-The instructor generates and releases the assignment in formgrader. Learner 1 fetches it, saves the reference
-solutions into it (through their server's contents API, as the editor does), validates and submits; learner 2
-solves only SparseTensor, adds a cell that displays a script, and submits. Learner 1 forges a later, fully solved
-submission under learner 2's name in the exchange and tries to write into learner 2's own: collect rejects the
-forgery, the write is refused. Learner 2 tries learner 1's files through the hub and on disk as their own Linux
-account (refused), and the instructor's course directory and the hidden tests. The instructor collects,
-autogrades each submission (formgrader's button), generates and releases feedback, and opens learner 2's
-autograded notebook in formgrader: its script does not run. Each learner fetches theirs (full and
-SparseTensor-only scores), with no hidden test in anything a learner received.
+The instructor releases the assignment in formgrader. Learner 1 saves the reference solutions into it,
+validates and submits; learner 2 solves only SparseTensor, adds a cell that displays a script, and submits.
+Learner 1 forges a submission under learner 2's name and tries to write into learner 2's: collect rejects the
+forgery, the write is refused. Learner 2 tries learner 1's files, the instructor's course directory and the
+hidden tests (refused). The instructor autogrades with formgrader's button, releases feedback and opens
+learner 2's autograded notebook: its script does not run. Each learner fetches their feedback.
 
-The board (workshop/board/), in a test of its own: the instructor opens it; learner 1 passes exercise 1 and learner
-2 runs exercise 3 with the error term never set, each in a kernel of their own server; the board shows both within
-2 s of the check, the class panel counts the mistake; learner 2 gets 403 on the board and on learner 1's events.
-
-Screenshots of every step go to build/screenshots/workshop_*.png. Needs root, npm (the hub's proxy) and
+The board, in a test of its own: learner 1 passes exercise 1, learner 2 runs exercise 3 with the error term
+never set; the board shows both within 2 s, the class panel counts the mistake, learner 2 gets 403 on the
+board and on learner 1's events. Screenshots go to build/screenshots/workshop_*.png. Needs root, npm and
 Chromium; skips, saying why, only where one is missing. The accounts it creates (ws-*) are removed at the end.
 """
 

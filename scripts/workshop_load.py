@@ -4,23 +4,13 @@
     sudo python scripts/workshop_load.py load -n 4    # N learners at once through a real `make workshop`
     sudo python scripts/workshop_load.py board -n 200 # N learners' check events on the board (workshop/board/)
 
-`kernel`: in a fresh process each, (1) the solutions notebook run top to bottom in a real kernel on the toy world
-(nbclient, as JupyterLab's Run All), and (2) every learner check of the notebook, passed the reference solutions,
-on the GPT-2-shaped random world of scripts/bench_worlds.py (the notebook cannot load that world by name). Prints the
-kernel's peak resident memory (VmHWM) and its resident memory at the end (VmRSS).
-
-`load`: starts `make workshop` with N learners (accounts lt-01 ... lt-N, removed at the end), logs each one in
-through the hub's login page, starts their server, saves the released notebook with the reference solutions in
-their home and presses Validate for all of them at the same moment (nbgrader's Validate runs the whole notebook in a fresh kernel in the
-learner's own server). Prints each learner's time to finish, whether it passed, and the peak of the resident
-memory of all the learners' processes together (sampled every 0.5 s; other jobs on the machine do not count).
-
-`board`: starts `make workshop` (an instructor and one learner on the roster), then, as the instructor (the hub's
-admin), creates N simulated learners in the hub with a hub token each (no Linux account, no server: the token is
-what a learner's server reports with). Each learner sends E check events spread over the window (seeded), and
-resends one in ten (the same id), while the instructor's session loads the board page and its state every
-second and the hub's API is timed likewise. Prints the events counted in the board's database against those
-sent (none lost, none doubled), and the slowest and median page loads and hub answers.
+`kernel`: the solutions notebook run top to bottom, and every learner check on the GPT-2-shaped random world,
+each in a fresh kernel; prints its peak and final resident memory. `load`: N learners (accounts lt-01 ...,
+removed at the end) log in, start their servers and press Validate at the same moment; prints each one's time,
+whether it passed, and the peak memory of all their processes together. `board`: N simulated learners, each
+with a hub token and no server, send their check events (one in ten resent) while the instructor's session
+loads the board every second; prints the events the board's database counted against those sent, and the
+slowest and median page loads and hub answers. docs/workshop.md describes each in full.
 """
 
 from __future__ import annotations

@@ -1,20 +1,16 @@
 """JupyterHub for a workshop of the course: `make workshop` (after workshop/prepare.py) runs `jupyterhub -f` on this.
 
-- Log in: FirstUseAuthenticator, only the roster's accounts, with the passwords prepare.py set (or the
-  learner's own, once changed). The instructor is the hub's admin.
-- Servers: LocalProcessSpawner; the hub runs as root and starts each server as its owner's Linux account, so
-  that no one can read another's files. A learner's server: the course's JupyterLab with nbgrader's
-  Assignments tab (workshop/learner/). The instructor's: formgrader on the course directory in their home
-  (workshop/instructor/).
-- The board (workshop/board/): a managed service at /services/board/ that the learner checks in the learners'
-  servers report to. The instructor holds its custom scope READ_ALL (the whole board); a learner may open the
-  service, which shows them their own progress only.
+- Log in: FirstUseAuthenticator, only the roster's accounts. The instructor is the hub's admin.
+- Servers: LocalProcessSpawner; the hub runs as root and starts each server as its owner's Linux account. A
+  learner's server: the course's JupyterLab with nbgrader's Assignments tab (workshop/learner/). The
+  instructor's: formgrader on the course directory in their home (workshop/instructor/).
+- The board (workshop/board/): a managed service at /services/board/ that the learner checks report to. The
+  instructor holds its custom scope READ_ALL; a learner may open it and sees their own progress only.
 - Network: the loopback interface unless WORKSHOP_PUBLIC=1, which serves the hub on every interface over
   HTTPS with the instructor's certificate (WORKSHOP_TLS_CERT, WORKSHOP_TLS_KEY).
 
-Settings come from the environment (the Makefile sets them): LATENT_GRADIENTS_WORKSHOP_DIR (state: the hub's
-database, passwords, exchange, model cache), WORKSHOP_ROSTER, WORKSHOP_PORT (the
-hub's API, the proxy's API and the board take the next three ports), WORKSHOP_WORLD.
+Settings come from the environment (the Makefile sets them): LATENT_GRADIENTS_WORKSHOP_DIR, WORKSHOP_ROSTER,
+WORKSHOP_PORT (the hub's API, the proxy's API and the board take the next three ports), WORKSHOP_WORLD.
 """
 
 import os

@@ -1130,8 +1130,12 @@ plot_induction_filtered(gradients, latent_acts_prev, latent_acts_next_recon, str
 frozen_layers = range(induction.layer_from + 1, induction.layer_to + 1)
 with model.hooks(fwd_hooks=[(get_act_name("pattern", layer), lambda pattern, hook: pattern.detach()) for layer in frozen_layers]):
     frozen_gradients, _, _, frozen_next_recon = latent_to_latent_gradients_attn(rep_tokens, attn_saes[induction.layer_from], attn_saes[induction.layer_to], model)
-frozen_ratio = induction_mass_ratio(frozen_gradients, latent_acts_prev, frozen_next_recon, induction.seq_len)
-print(f"inside / outside the outlined cells: {ratio:.1f}x with the patterns live, {frozen_ratio:.1f}x with them frozen (the value path alone)")
+frozen = induction_rectangle_masses(frozen_gradients, latent_acts_prev, frozen_next_recon, induction.seq_len)
+print(
+    "mean |gradient| inside the outlined cells against the causally allowed cells outside them: "
+    f"{masses['inside'] / masses['outside_causal']:.1f}x with the patterns live, "
+    f"{frozen['inside'] / frozen['outside_causal']:.1f}x with them frozen (the value path alone)"
+)
 plot_induction(frozen_gradients, latent_acts_prev, frozen_next_recon, str_toks, induction.layer_from, induction.layer_to, induction.seq_len).update_layout(
     title=f"The same Jacobian with the attention patterns of layers {list(frozen_layers)} frozen"
 ).show()

@@ -69,7 +69,7 @@ class Handler(HubOAuthenticated, web.RequestHandler):
             raise web.HTTPError(403, "only the instructor may open the board")
 
     def page_xsrf(self) -> str:
-        """The hub's XSRF token for this session: the page's own requests (the stream, fetch) carry it, as the hub
+        """The hub's XSRF token of this login: the page's own requests (the stream, fetch) carry it, as the hub
         asks of every cookie-authenticated request that is not a page load."""
         return self.xsrf_token.decode()
 
