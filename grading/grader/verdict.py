@@ -218,11 +218,15 @@ class KernelChannel:
         path = self.scratch / f"call-{secrets.token_hex(8)}"
         os.mkdir(path, 0o755)
         folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        # The kernel writes its answers here: the folder is the kernel's account's, as its scratch folder is.
+        owner = os.stat(self.scratch)
+        if os.geteuid() == 0 and owner.st_uid != 0:
+            os.fchown(folder, owner.st_uid, owner.st_gid)
         try:
             _write_new(folder, calls.REQUEST, json.dumps(body).encode())
             _write_new(folder, calls.INPUTS, save(inputs))
             if not self.execute(f"__import__('grading.kernel.calls', fromlist=['serve']).serve({str(path)!r})"):
-                return "your code did not return in time on the hidden inputs"
+                return "the kernel did not answer the call on the hidden inputs (it failed, died or ran past the time limit)"
             try:
                 answers = json.loads(_read_capped(folder, calls.RESULTS, MAX_RESULTS_BYTES))
                 outputs = load(_read_capped(folder, calls.OUTPUTS, MAX_OUTPUTS_BYTES))
