@@ -349,7 +349,7 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
     assert {INSTRUCTOR, LEARNER_1, LEARNER_2} <= set(servers), f"servers do not run as their owners: {servers}"
     alice_home = Path(pwd.getpwnam(LEARNER_1).pw_dir)
     teacher_course = Path(pwd.getpwnam(INSTRUCTOR).pw_dir) / "course"
-    for private in (alice_home / notebook_path, teacher_course / "gradebook.db", ROOT / "grading" / "hidden.py", workshop.directory / "passwords.csv"):
+    for private in (alice_home / notebook_path, teacher_course / "gradebook.db", ROOT / "grading" / "grader" / "verdict.py", workshop.directory / "passwords.csv"):
         assert refused_on_disk(LEARNER_2, private), f"{LEARNER_2} can read {private}"
     listing = subprocess.run(["runuser", "-u", LEARNER_2, "--", "ls", str(workshop.directory / "exchange" / "latent-gradients" / "inbound")], capture_output=True, text=True)
     assert listing.returncode != 0, f"{LEARNER_2} can list the exchange's inbound folder: {listing.stdout}"

@@ -3,7 +3,8 @@
 - One Linux account per person in the roster, homes private, in the group `latent-gradients` (the
   instructors also in `latent-gradients-instructors`), each with a FirstUseAuthenticator password written
   once to `<workshop dir>/passwords.csv` (root only); an account that has a password keeps it.
-- The repository's `grading/`, `nbgrader/` and `.git` readable by root and the instructors only; the rest
+- The repository's grader (`grading/grader/`, `grading/preprocessors/`), `nbgrader/` and `.git` readable by
+  root and the instructors only (grading kernels, under their own account, still import `grading/kernel/`); the rest
   readable and, for learners, read-only; every folder above the environment's Python traversable.
 - The instructor's course directory `~<instructor>/course` (0700) with a gradebook of the roster;
   nbgrader's exchange, `<workshop dir>/exchange`, with the sticky bit, and in it the course's folders,
@@ -38,8 +39,9 @@ ASSIGNMENT = "latent_gradients"
 PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyzACDEFGHJKLMNPQRTUVWXY3479"
 PASSWORD_LENGTH = 12
 USERNAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
-# Closed to learners: the hidden tests, the instructor's course files, and the history that holds both.
-PRIVATE_REPO_PATHS = ("grading", "nbgrader", ".git")
+# Closed to learners: the grader, the instructor's course files, and the history that holds both. grading/kernel/
+# stays readable: grading kernels run under an account of their own and import it.
+PRIVATE_REPO_PATHS = ("grading/grader", "grading/preprocessors", "nbgrader", ".git")
 
 
 @dataclass(frozen=True)
