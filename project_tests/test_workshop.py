@@ -408,12 +408,12 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
 
 
 # The kernel code each learner runs in their own server: learner 1 passes exercise 1, learner 2 runs exercise 3
-# with the error term never set (the wrong catalogue's mistake, project_tests/catalogue/learner.py).
+# with the error term never set (the wrong catalogue's mistake, course_fixtures/catalogue/learner.py).
 PASS_EXERCISE_1 = "import tests, solutions\ntests.test_sparse_tensor(solutions.SparseTensor)"
 ERROR_TERM_NOT_SET = """
 import tests
 from part_utils import load_world
-from project_tests.catalogue import learner
+from course_fixtures.catalogue import learner
 world = load_world("toy")
 try:
     tests.test_latent_to_latent_gradients(learner.latent_to_latent(error_term="none"), world.model, world.saes)
