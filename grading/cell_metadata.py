@@ -2,8 +2,9 @@
 
 nbgrader marks each cell in `metadata.nbgrader` (grade_id, solution, grade, locked, points); the course adds
 `metadata.latent_gradients`: `exercise` (the exercise a solution or graded cell belongs to) and
-`demonstration` (a cell that only shows results). A notebook's own `metadata.latent_gradients.grading` is
-what the grading steps of one submission hand each other. notebooks/build.py writes this format; grading and
+`demonstration` (a cell that only shows results). A notebook's own `metadata.latent_gradients.grading` holds
+the grading record between autograde's two conversions (`record`) and the batch runner's note on a notebook
+it grades in place of an unreadable one (`runner_note`). notebooks/build.py writes this format; grading and
 the project's tests read it.
 """
 
@@ -16,6 +17,8 @@ COURSE = "latent_gradients"
 EXERCISE = "exercise"
 DEMONSTRATION = "demonstration"
 GRADING = "grading"
+RECORD = "record"
+RUNNER_NOTE = "runner_note"
 
 
 def nbgrader_marks(cell: Any) -> dict[str, Any]:
@@ -44,3 +47,10 @@ def exercise_of(cell: Any) -> str | None:
 
 def is_demonstration(cell: Any) -> bool:
     return cell.get("cell_type") == "code" and course_marks(cell).get(DEMONSTRATION) is True
+
+
+def grading_job(nb: Any, create: bool = False) -> dict[str, Any]:
+    """The notebook's `metadata.latent_gradients.grading`: created when absent with `create`, else read (empty when absent)."""
+    if create:
+        return nb.metadata.setdefault(COURSE, {}).setdefault(GRADING, {})
+    return nb.get("metadata", {}).get(COURSE, {}).get(GRADING, {})

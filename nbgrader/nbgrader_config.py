@@ -26,13 +26,14 @@ from nbgrader.server_extensions.formgrader.handlers import template_path as NBGR
 
 from grading.grader import settings
 from grading.grader.demonstrations import SkipDemonstrations
+from grading.grader.execute import RobustExecute
+from grading.grader.feedback import TEMPLATES, ClearHiddenTestsOfChecks, FeedbackExporter, HideHiddenTracebacks
 from grading.grader.integrity import IntegrityScan
+from grading.grader.kernel_cache import ShareKernelCache
 from grading.grader.normalize import NormalizeSubmission
-from grading.preprocessors.execute import RobustExecute
-from grading.preprocessors.feedback import TEMPLATES, ClearHiddenTestsOfChecks, FeedbackExporter, HideHiddenTracebacks
-from grading.preprocessors.kernel_cache import ShareKernelCache
-from grading.preprocessors.offline_math import MathAsMathML
-from grading.preprocessors.outputs import LimitOutputBytes, SanitizeOutputs, StderrIsNotAFailure
+from grading.grader.offline_math import MathAsMathML
+from grading.grader.outputs import LimitOutputBytes, SanitizeOutputs, StderrIsNotAFailure
+from grading.grader.record import CarryRecord, OpenRecord, ResumeRecord, WriteGradingNotes
 
 HERE = Path(__file__).resolve().parent
 c = get_config()  # noqa: F821 (defined by traitlets when it loads this file)
@@ -46,6 +47,7 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 # Autograde, sanitize stage: nbgrader's own, after the submission is rebuilt from the release and its
 # code scanned (grading/grader/normalize.py, grading/grader/integrity.py).
 c.Autograde.sanitize_preprocessors = [
+    OpenRecord,
     NormalizeSubmission,
     IntegrityScan,
     ClearOutput,
@@ -53,14 +55,16 @@ c.Autograde.sanitize_preprocessors = [
     OverwriteKernelspec,
     OverwriteCells,
     CheckCellMetadata,
+    CarryRecord,
 ]
 # Autograde: nbgrader's own pipeline, with the notebook executed by RobustExecute, which survives dying
 # and hanging kernels, has the grader score each graded part from the learner's code's returned values on
-# hidden inputs (grading/grader/verdict.py) and applies the integrity findings (grading/preprocessors/execute.py),
+# hidden inputs (grading/grader/verdict.py) and applies the integrity findings (grading/grader/execute.py),
 # in sandboxed kernels.
-# Kernels read GPT-2's tokenizer from a folder the grader built once (grading/preprocessors/kernel_cache.py),
+# Kernels read GPT-2's tokenizer from a folder the grader built once (grading/grader/kernel_cache.py),
 # and the released demonstrations, which score nothing, are not run (grading/grader/demonstrations.py).
 c.Autograde.autograde_preprocessors = [
+    ResumeRecord,
     ShareKernelCache,
     SkipDemonstrations,
     RobustExecute,
@@ -70,6 +74,7 @@ c.Autograde.autograde_preprocessors = [
     LimitOutput,
     SanitizeOutputs,
     LimitOutputBytes,
+    WriteGradingNotes,
     SaveAutoGrades,
     AssignLatePenalties,
     CheckCellMetadata,
@@ -88,22 +93,21 @@ c.Execute.extra_arguments = [
 ]
 c.RobustExecute.max_kernel_deaths = settings.MAX_KERNEL_DEATHS
 c.RobustExecute.unresponsive_timeout = settings.UNRESPONSIVE_TIMEOUT_S
-c.RobustExecute.reports_directory = c.LimitOutputBytes.reports_directory = str(HERE / "reports")
 # The kernel sees neither the gradebook nor any submission nor the instructor's secret (all in here), nor
 # the references: the solutions, the checks that compute them, the grader's code, the generated notebooks
 # and the repository's history.
 c.SandboxProvisioner.hidden_paths = [str(HERE)] + [
     str(settings.ROOT / folder)
-    for folder in ("solutions", "tests", "grading/grader", "grading/preprocessors", "notebooks", "project_tests", "course_fixtures", "scripts", ".git")
+    for folder in ("solutions", "tests", "grading/grader", "notebooks", "project_tests", "course_fixtures", "scripts", ".git")
 ]
 
-# What a submission displays is cleaned when it is graded (grading/preprocessors/outputs.py), so that neither
+# What a submission displays is cleaned when it is graded (grading/grader/outputs.py), so that neither
 # its feedback nor formgrader's view of it runs or loads anything; Markdown cells are cleaned when drawn.
-c.HTMLExporter.filters = {"markdown2html": "grading.preprocessors.outputs.markdown_to_clean_html"}
+c.HTMLExporter.filters = {"markdown2html": "grading.grader.outputs.markdown_to_clean_html"}
 
 # Feedback: hidden tests are stripped from the checks, so students see why a cell failed but not the hidden
 # test. Tracebacks that quote hidden lines are cut to their message. Math is MathML, which needs no CDN and no
-# script. The page (grading/preprocessors/feedback.py) carries a Content-Security-Policy and frames the grader's notes.
+# script. The page (grading/grader/feedback.py) carries a Content-Security-Policy and frames the grader's notes.
 c.GenerateFeedback.preprocessors = [ClearHiddenTestsOfChecks, HideHiddenTracebacks, SanitizeOutputs, MathAsMathML, GetGrades, CSSHTMLHeaderPreprocessor]
 c.GenerateFeedback.exporter_class = FeedbackExporter
 c.FeedbackExporter.template_name = "latent_gradients_feedback"

@@ -1,4 +1,4 @@
-"""What a submission displays cannot attack the one who reads it (grading/preprocessors/outputs.py, feedback.py).
+"""What a submission displays cannot attack the one who reads it (grading/grader/outputs.py, feedback.py).
 
 A notebook with hostile outputs goes through the autograde stage's output preprocessors and nbgrader's
 feedback exporter as the course configures them; the nbgrader end-to-end test grades such submissions for real.
@@ -10,11 +10,11 @@ import nbformat
 from nbgrader.preprocessors import ClearHiddenTests
 from traitlets.config import Config, PyFileConfigLoader
 
+from grading.grader.feedback import CONTENT_SECURITY_POLICY, ClearHiddenTestsOfChecks, FeedbackExporter
+from grading.grader.offline_math import MathAsMathML
+from grading.grader.outputs import LimitOutputBytes, SanitizeOutputs
+from grading.grader.record import NOTES_CELL_ID
 from grading.grader.settings import ROOT
-from grading.preprocessors.execute import NOTES_CELL_ID
-from grading.preprocessors.feedback import CONTENT_SECURITY_POLICY, ClearHiddenTestsOfChecks, FeedbackExporter
-from grading.preprocessors.offline_math import MathAsMathML
-from grading.preprocessors.outputs import LimitOutputBytes, SanitizeOutputs
 
 HOSTILE_HTML = '<b id="x">bold</b><script>window.pwned = 1</script><img src="x" onerror="window.pwned = 2"><iframe src="https://example.org"></iframe><p style="color:red" class="lg-grader-notes">styled</p>'
 

@@ -251,7 +251,7 @@ def test_no_hidden_input_reaches_the_feedback(graded) -> None:
 
 
 def test_feedback_math_needs_no_cdn(graded) -> None:
-    """The lesson's TeX is MathML in the feedback (grading/preprocessors/offline_math.py): drawn offline, with no script."""
+    """The lesson's TeX is MathML in the feedback (grading/grader/offline_math.py): drawn offline, with no script."""
     html = (graded[0] / "feedback" / "solutions" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.html").read_text()
     assert "<math" in html and "$J_{ij}" not in html
 

@@ -1,4 +1,4 @@
-"""The feedback's math is MathML (grading/preprocessors/offline_math.py): drawn with no CDN and no script."""
+"""The feedback's math is MathML (grading/grader/offline_math.py): drawn with no CDN and no script."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbconvert import HTMLExporter
 
-from grading.preprocessors.offline_math import MathAsMathML, tex_to_mathml
+from grading.grader.offline_math import MathAsMathML, tex_to_mathml
 
 
 def test_inline_and_display_math_become_mathml() -> None:

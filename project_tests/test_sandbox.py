@@ -86,9 +86,11 @@ def test_a_sandboxed_kernel_reaches_nothing(tmp_path, monkeypatch) -> None:
     os.set_inheritable(log, True)
     inputs = f"ROOT, COURSE, PORT, PRIVATE, TMPFS_BYTES = {str(ROOT)!r}, {str(course)!r}, {listener.getsockname()[1]}, {private.name!r}, {sandbox.TMPFS_BYTES}\n"
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(inputs + PROBE)])
-    sandbox.EVENTS.clear()
     client = NotebookClient(nb, kernel_name="python3", kernel_manager_class=sandbox.SandboxedKernelManager, timeout=120)
     client.config.SandboxProvisioner.hidden_paths = [str(course)]
+    managers = []
+    create = client.create_kernel_manager
+    client.create_kernel_manager = lambda: managers.append(create()) or managers[-1]
     try:
         client.execute()
     finally:
@@ -111,7 +113,8 @@ def test_a_sandboxed_kernel_reaches_nothing(tmp_path, monkeypatch) -> None:
     assert set(files.values()) <= {"/dev/null"}, files
     assert found["tmpfs"] == {"/dev/shm": sandbox.TMPFS_BYTES, "/var/tmp": sandbox.TMPFS_BYTES}
     assert "No space left" in found["filled /dev/shm"]
-    assert any("sleep 4242" in event for event in sandbox.EVENTS), sandbox.EVENTS
+    (manager,) = managers
+    assert any("sleep 4242" in event for event in manager.provisioner.events), manager.provisioner.events
     assert "sleep 4242" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
 
 

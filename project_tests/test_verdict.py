@@ -209,8 +209,9 @@ def test_nbgraders_execute_step_writes_the_verdicts(tmp_path: Path, monkeypatch:
     from traitlets.config.loader import PyFileConfigLoader
 
     from grading.grader import sandbox
+    from grading.grader.execute import RobustExecute
+    from grading.grader.record import record_of
     from grading.grader.settings import ROOT
-    from grading.preprocessors.execute import RobustExecute
 
     if sandbox.sandbox_problem() is not None:
         pytest.skip(f"no sandbox here: {sandbox.sandbox_problem()}")
@@ -225,3 +226,4 @@ def test_nbgraders_execute_step_writes_the_verdicts(tmp_path: Path, monkeypatch:
     graded, _ = RobustExecute(config=config).preprocess(nb, resources)
     outputs = {cell.metadata["nbgrader"]["grade_id"]: [o.output_type for o in cell.outputs] for cell in graded.cells if "nbgrader" in cell.metadata}
     assert outputs == {"sparse_tensor-from_dense": ["stream"], "sparse_tensor-from_sparse": ["error"]}, outputs
+    assert record_of(resources).verdicts == {"sparse_tensor-from_dense": True, "sparse_tensor-from_sparse": False}

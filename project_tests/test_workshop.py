@@ -51,7 +51,7 @@ HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "grading.kernel.hidden", "### BEGIN SOLU
 SCORE = re.compile(r"\(Score: ([\d.]+) / ([\d.]+)\)")
 ACTION_TIMEOUT_MS = 600_000  # one autograde took 200 s on 2 cores at load average 16
 # nbgrader 0.9.6's feedback template loads MathJax 2.7 from a CDN, whatever the exporter's settings; the page
-# is blocked from fetching it, and needs none: its math is MathML (grading/preprocessors/offline_math.py).
+# is blocked from fetching it, and needs none: its math is MathML (grading/grader/offline_math.py).
 # Every other request must stay on the hub.
 FEEDBACK_MATHJAX = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/"
 # Learner 2's cell for the instructor's eyes: a script, an event handler and a JavaScript output, each of which

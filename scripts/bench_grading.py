@@ -155,7 +155,7 @@ def breakdown(world: str) -> None:
 
     from grading import cell_metadata
     from grading.grader import hidden_params, sandbox, settings, verdict
-    from grading.preprocessors.kernel_cache import ShareKernelCache
+    from grading.grader.kernel_cache import ShareKernelCache
 
     env = _env(world)
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,7 +3,7 @@
 - One Linux account per person in the roster, homes private, in the group `latent-gradients` (the
   instructors also in `latent-gradients-instructors`), each with a FirstUseAuthenticator password written
   once to `<workshop dir>/passwords.csv` (root only); an account that has a password keeps it.
-- The repository's grader (`grading/grader/`, `grading/preprocessors/`), `nbgrader/` and `.git` readable by
+- The repository's grader (`grading/grader/`), `nbgrader/` and `.git` readable by
   root and the instructors only (grading kernels, under their own account, still import `grading/kernel/`); the rest
   readable and, for learners, read-only; every folder above the environment's Python traversable.
 - The instructor's course directory `~<instructor>/course` (0700) with a gradebook of the roster;
@@ -41,7 +41,7 @@ PASSWORD_LENGTH = 12
 USERNAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 # Closed to learners: the grader, the instructor's course files, and the history that holds both. grading/kernel/
 # stays readable: grading kernels run under an account of their own and import it.
-PRIVATE_REPO_PATHS = ("grading/grader", "grading/preprocessors", "nbgrader", ".git")
+PRIVATE_REPO_PATHS = ("grading/grader", "nbgrader", ".git")
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ def set_passwords(people: list[Person], workshop_dir: Path) -> Path:
 
 def build_kernel_cache() -> None:
     # In a fresh interpreter, as cache_gpt2: this script imports nothing of the course (nor transformers).
-    code = "from grading.preprocessors.kernel_cache import build_kernel_cache; print(build_kernel_cache())"
+    code = "from grading.grader.kernel_cache import build_kernel_cache; print(build_kernel_cache())"
     printed = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, stdout=subprocess.PIPE, text=True).stdout
     run("chmod", "-R", "a+rX,go-w", printed.splitlines()[-1])
 

@@ -23,7 +23,8 @@ from nbformat import NotebookNode
 
 from grading import cell_metadata
 from grading.grader import integrity
-from grading.preprocessors.course import CoursePreprocessor
+from grading.grader.course import CoursePreprocessor
+from grading.grader.record import record_of
 
 # Ways to read a global by name at run time, which no static reading of the code can follow: the integrity
 # scan's dynamic names, and the namespaces and frames they reach. IPython's magics and shell escapes become
@@ -134,6 +135,7 @@ NOT_RUN = "[not run when grading: a demonstration, which scores nothing]\n"
 class SkipDemonstrations(CoursePreprocessor):
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         skipped = set(skippable(nb, self.released_notebook(resources)))
+        record_of(resources).demonstrations_skipped += [grade_id(nb.cells[index]) or str(index) for index in sorted(skipped)]
         for index, cell in enumerate(nb.cells):
             tags = [tag for tag in cell.get("metadata", {}).get("tags", []) if tag != SKIP_TAG]
             if index in skipped:

@@ -25,6 +25,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from grading import cell_metadata
+from grading.grader.record import record_of
 
 PROTECTED_MODULES = ("tests", "torch", "solutions", "grading", "part_utils", "nbgrader", "builtins", "numpy", "sae_lens", "transformer_lens")
 PROTECTED_NAMES = ("tests", "grading")
@@ -238,17 +239,16 @@ def similar_to_references(cells: list[tuple[str, str]]) -> dict[str, list[str]]:
 
 
 class IntegrityScan(NbGraderPreprocessor):
-    """nbgrader preprocessor (after `NormalizeSubmission`): the scan's findings into the notebook's metadata.
+    """nbgrader preprocessor (after `NormalizeSubmission`): the scan's findings into the grading record.
 
     `RobustExecute` turns them into an IntegrityViolation error in each graded cell of a flagged exercise; the
     functions that closely copy a reference go to the run report, for the instructor's review.
     """
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        job = nb.metadata.setdefault(cell_metadata.COURSE, {}).setdefault(cell_metadata.GRADING, {})
-        marks = [c.get("metadata", {}).get("nbgrader") for c in nb.cells]
-        locked = [c.source for c, mark in zip(nb.cells, marks) if c.cell_type == "code" and mark and not mark.get("solution")]
-        own_code = [tuple(pair) for pair in job.pop("own_code", [])]
-        job["flags"] = scan_cells(own_code, locked)
-        job["review"] = similar_to_references(own_code)
+        record = record_of(resources)
+        locked = [c.source for c in nb.cells if c.cell_type == "code" and cell_metadata.nbgrader_marks(c) and not cell_metadata.is_solution(c)]
+        own_code, record.own_code = record.own_code, []
+        record.flags = scan_cells(own_code, locked)
+        record.review = similar_to_references(own_code)
         return nb, resources

@@ -17,7 +17,8 @@ import nbformat
 from nbformat import NotebookNode
 
 from grading import cell_metadata
-from grading.preprocessors.course import CoursePreprocessor
+from grading.grader.course import CoursePreprocessor
+from grading.grader.record import record_of
 
 
 def _grade_id(cell: NotebookNode) -> str | None:
@@ -98,11 +99,13 @@ def exercise_of_cells(release: NotebookNode) -> dict[str, str]:
 class NormalizeSubmission(CoursePreprocessor):
     """nbgrader preprocessor (first of autograde's sanitize stage): the submission rebuilt from the release.
 
-    Its notes and the student's own code (for `IntegrityScan`) go into the notebook's metadata, which
-    the rebuilt notebook takes from the release, so a submission cannot write them itself.
+    Its notes and the student's own code (for `IntegrityScan`) go into the grading record; the rebuilt
+    notebook's metadata is the release's, so nothing a submission wrote in its own metadata is kept.
     """
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         out, notes, own_code = normalize(nb, self.released_notebook(resources))
-        out.metadata.setdefault(cell_metadata.COURSE, {})[cell_metadata.GRADING] = {"notes": notes, "own_code": own_code}
+        record = record_of(resources)
+        record.notes += notes
+        record.own_code += own_code
         return out, resources

@@ -27,6 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
+
+from grading import cell_metadata
 from grading.grader import settings
 from grading.grader.hidden_params import read_secret
 from grading.grader.sandbox import limits_problem, sandbox_problem
@@ -46,7 +49,7 @@ def course_paths(course: Path) -> dict[str, Path]:
     return {
         "release": course / "release" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb",
         "submitted": course / "submitted",
-        "fallback": course / "fallback",
+        "fallback": course / settings.FALLBACK_FOLDER,
         "reports": course / "reports",
     }
 
@@ -74,11 +77,11 @@ class Worker:
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
         return self.process
 
-    def autograde(self, student: str, log: Path, submitted: str, note: str | None = None) -> int:
+    def autograde(self, student: str, log: Path, submitted: str) -> int:
         process = self._start()
         assert process.stdin is not None and process.stdout is not None
         try:
-            process.stdin.write(json.dumps({"student": student, "submitted_directory": submitted, "note": note}) + "\n")
+            process.stdin.write(json.dumps({"student": student, "submitted_directory": submitted}) + "\n")
             process.stdin.flush()
         except OSError:
             return self._stop(log, "the grading worker died before this submission")
@@ -119,22 +122,21 @@ def grade_one(course: Path, student: str, worker: Worker) -> Result:
     log = paths["reports"] / "logs" / f"{student}.log"
     log.write_text("", encoding="utf-8")
     code = worker.autograde(student, log, "submitted")
-    fallback = False
-    notes: list[str] = []
-    if code != 0:
+    fallback = code != 0
+    if fallback:
         # nbgrader could not grade the notebook at all (it cannot even read it): grade the release in its
-        # place, so that the student gets a row and a feedback that says why.
-        fallback = True
-        notes = [f"nbgrader could not read or run this notebook (exit status {code}); the untouched release was graded in its place, so every exercise scores 0. Ask your instructor."]
+        # place, with a note for the grading record, so that the student gets a row and a feedback that says why.
+        note = f"nbgrader could not read or run this notebook (exit status {code}); the untouched release was graded in its place, so every exercise scores 0. Ask your instructor."
         staging = paths["fallback"] / student / settings.ASSIGNMENT
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(paths["submitted"] / student / settings.ASSIGNMENT, staging, ignore=shutil.ignore_patterns("*.ipynb"))
-        shutil.copy(paths["release"], staging / f"{settings.NOTEBOOK}.ipynb")
-        code = worker.autograde(student, log, paths["fallback"].name, notes[0])
+        release = nbformat.read(paths["release"], as_version=4)
+        cell_metadata.grading_job(release, create=True)[cell_metadata.RUNNER_NOTE] = note
+        nbformat.write(release, staging / f"{settings.NOTEBOOK}.ipynb")
+        code = worker.autograde(student, log, paths["fallback"].name)
     run = paths["reports"] / "runs" / f"{student}.json"
     report = json.loads(run.read_text(encoding="utf-8")) if run.exists() else {}
-    result = Result(student, time.perf_counter() - start, code, fallback, report.get("flags", {}), report.get("notes", notes))
-    return result
+    return Result(student, time.perf_counter() - start, code, fallback, report.get("flags", {}), report.get("notes", []))
 
 
 def autograde_all(course: Path, jobs: int = 1, only: list[str] | None = None) -> list[Result]:

@@ -35,10 +35,6 @@ from traitlets import Bool, List, Unicode, default
 
 from grading.grader import settings
 
-# What the sandbox did to the kernels of this process, for the grading notes (RobustExecute reads and
-# clears it after each run; one nbgrader process grades one submission at a time).
-EVENTS: list[str] = []
-
 UNSANDBOXED_NOTE = "This submission was graded WITHOUT the sandbox (GRADING_ALLOW_UNSANDBOXED=1): its code could reach the course's files and the network."
 
 # The system account grading kernels run as when the grader is root: it owns no file of the course.
@@ -281,6 +277,7 @@ class SandboxProvisioner(LocalProvisioner):
     """LocalProvisioner that launches the kernel inside bubblewrap, in the grading environment."""
 
     hidden_paths = List(Unicode(), help="Folders the kernel must not see (the course directory).").tag(config=True)
+    events = List(Unicode(), help="What the sandbox did to this kernel, for the grading notes (RobustExecute reads them).")
     allow_unsandboxed = Bool(help="Grade without the sandbox when bwrap cannot run (unsafe; default: refuse).").tag(config=True)
 
     @default("allow_unsandboxed")
@@ -316,7 +313,7 @@ class SandboxProvisioner(LocalProvisioner):
         self.sandboxed = problem is None
         if problem:
             self.log.warning("GRADING WITHOUT THE SANDBOX (%s): the submission's code can reach your files and the network.", problem)
-            EVENTS.append(UNSANDBOXED_NOTE)
+            self.events.append(UNSANDBOXED_NOTE)
             kwargs["cwd"] = str(self.scratch)
             return kwargs
         memory = int(settings.MEMORY_LIMIT_GB * 2**30) + CGROUP_HEADROOM_BYTES
@@ -362,7 +359,7 @@ class SandboxProvisioner(LocalProvisioner):
         if self.pid is not None and self.process is not None and self.process.poll() is None:
             left = _namespace_processes(self.pid)
             if left:
-                EVENTS.append(f"{len(left)} process(es) your code started were still running when grading ended and were killed ({'; '.join(left[:3])}).")
+                self.events.append(f"{len(left)} process(es) your code started were still running when grading ended and were killed ({'; '.join(left[:3])}).")
 
     async def cleanup(self, restart: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:

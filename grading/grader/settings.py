@@ -13,9 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 COURSE = Path(os.environ.get("GRADING_COURSE_DIR", ROOT / "nbgrader")).resolve()
 ASSIGNMENT = "latent_gradients"
 NOTEBOOK = "latent_gradients"
+# The course directory's folder where the batch runner puts the release it grades in place of an unreadable notebook.
+FALLBACK_FOLDER = "fallback"
 
 # What the course derives at run time (GPT-2's tokenizer folder), built once by the grader and read-only
-# in every kernel (grading/preprocessors/kernel_cache.py): in the repository, which kernels see, not the course.
+# in every kernel (grading/grader/kernel_cache.py): in the repository, which kernels see, not the course.
 KERNEL_CACHE = ROOT / "build" / "kernel-cache"
 
 # The world every grading kernel loads, whatever the notebook asks for (load_world reads GRADING_WORLD_ENV

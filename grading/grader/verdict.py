@@ -257,15 +257,17 @@ def graded_part(cell: NotebookNode) -> tuple[Exercise, str] | None:
     return (row, part) if row is not None and part in row.parts else None
 
 
-def grade_cells(nb: NotebookNode, hidden_inputs: Callable[[], dict[str, Any]], channel: KernelChannel) -> None:
+def grade_cells(nb: NotebookNode, hidden_inputs: Callable[[], dict[str, Any]], channel: KernelChannel) -> dict[str, bool]:
     """Every graded cell's outputs, written by the grader: its part's verdict on the hidden inputs, which
-    `hidden_inputs()` chooses (`hidden_params.params_for`: its reference runs are the verdicts' too)."""
+    `hidden_inputs()` chooses (`hidden_params.params_for`: its reference runs are the verdicts' too).
+    Returns {graded cell's grade id: passed}."""
     with references_once():
-        _grade_cells(nb, hidden_inputs(), channel)
+        return _grade_cells(nb, hidden_inputs(), channel)
 
 
-def _grade_cells(nb: NotebookNode, params: dict[str, Any], channel: KernelChannel) -> None:
+def _grade_cells(nb: NotebookNode, params: dict[str, Any], channel: KernelChannel) -> dict[str, bool]:
     world = hidden_world(params["world_seed"])
+    verdicts: dict[str, bool] = {}
     answered: dict[str, tuple[list[dict[str, Any]], dict[str, torch.Tensor]] | str] = {}
     for cell in nb.cells:
         found = graded_part(cell)
@@ -283,9 +285,11 @@ def _grade_cells(nb: NotebookNode, params: dict[str, Any], channel: KernelChanne
         else:
             failure = judge(row, world, part, arguments, *answer)
         title = {"exercise": row.name, "part": part}
+        verdicts[cell_metadata.grade_id(cell) or f"{row.name}-{part}"] = failure is None
         if failure is None:
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=PASSED.format(**title))]
         else:
             text = f"✗ hidden test ({row.name}, {part}) failed on a second world and prompt:\n" + _hidden_text(failure, params)
             cell.outputs = [nbformat.v4.new_output("error", ename="HiddenTestFailed", evalue=text, traceback=[text])]
         cell.execution_count = None
+    return verdicts

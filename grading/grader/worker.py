@@ -9,7 +9,7 @@ configuration `nbgrader autograde` reads (the course's nbgrader_config.py), so t
 submission's own sandboxed kernel, are exactly those of `nbgrader autograde --student ID`. Nothing that
 a submission runs lives in this process: its code runs only in its kernel.
 
-Protocol: one JSON request per line on stdin ({"student", "submitted_directory", "note"}), one JSON
+Protocol: one JSON request per line on stdin ({"student", "submitted_directory"}), one JSON
 answer per line on the answer channel ({"student", "returncode"}: 0 when nbgrader graded it). While a
 submission is graded, this process's stdout and stderr (nbgrader's log, the kernel's own output) go to
 its log file, reports/logs/<student>.log, as they did with one `nbgrader autograde` per submission.
@@ -30,7 +30,6 @@ from grading.grader import settings
 
 # nbgrader's error when two workers write the gradebook at once past its lock timeout: graded again.
 DB_LOCKED = "database is locked"
-RUNNER_NOTE_ENV = "GRADING_RUNNER_NOTE"
 
 
 @contextlib.contextmanager
@@ -64,12 +63,10 @@ def _api(course: Path) -> Any:
     return NbGraderAPI(parent=app)
 
 
-def grade(api: Any, student: str, submitted_directory: str, note: str | None, log: Path) -> int:
+def grade(api: Any, student: str, submitted_directory: str, log: Path) -> int:
     """`nbgrader autograde ASSIGNMENT --student STUDENT --force`, in this process; 0 when it graded it."""
     configured = api.coursedir.submitted_directory
     api.coursedir.submitted_directory = submitted_directory
-    if note:
-        os.environ[RUNNER_NOTE_ENV] = note
     try:
         for attempt in range(3):
             with _output_to(log), open(log, "a", encoding="utf-8") as out:
@@ -84,7 +81,6 @@ def grade(api: Any, student: str, submitted_directory: str, note: str | None, lo
             time.sleep(1 + attempt)
         return 1
     finally:
-        os.environ.pop(RUNNER_NOTE_ENV, None)
         api.coursedir.submitted_directory = configured
 
 
@@ -97,7 +93,7 @@ def main(argv: list[str]) -> int:
     logs = course / "reports" / "logs"
     for line in sys.stdin:
         request = json.loads(line)
-        code = grade(api, request["student"], request["submitted_directory"], request.get("note"), logs / f"{request['student']}.log")
+        code = grade(api, request["student"], request["submitted_directory"], logs / f"{request['student']}.log")
         answers.write(json.dumps({"student": request["student"], "returncode": code}) + "\n")
     return 0
 

@@ -17,6 +17,5 @@ c.Exchange.root = os.path.join(os.environ["LATENT_GRADIENTS_WORKSHOP_DIR"], "exc
 c.ExchangeFactory.collect = "workshop.exchange.OwnedSubmissionsCollect"
 # The course's pipeline points at its own course directory: here, the instructor's (the preprocessors read the
 # release and the hidden tests' secret through CourseDirectory.root; the reports, and what the sandbox hides).
-c.RobustExecute.reports_directory = c.LimitOutputBytes.reports_directory = str(course / "reports")
 # Grading kernels see neither the course nor the exchange (every learner's submissions and feedback).
 c.SandboxProvisioner.hidden_paths = [str(course), c.Exchange.root]

@@ -14,26 +14,24 @@ run in the grading sandbox (`grading/grader/sandbox.py`), whose notes join the g
 from __future__ import annotations
 
 import copy
-import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import nbformat
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.preprocessors.execute import NotebookClient
 from nbformat.notebooknode import NotebookNode
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute
-from traitlets import Integer, Unicode
+from traitlets import Integer
 
 from grading import cell_metadata
 from grading.grader import hidden_params, sandbox, verdict
 from grading.grader.normalize import exercise_of_cells
-
-NOTES_CELL_ID = "grading-notes"
+from grading.grader.record import record_of
+from part_utils.environment import CACHE_ENV
 
 
 class KernelUnresponsive(RuntimeError):
@@ -52,19 +50,15 @@ class RobustExecute(Execute):
     max_kernel_deaths = Integer(6, help="Kernel deaths or hangs tolerated per notebook (each skips one cell).").tag(config=True)
     unresponsive_timeout = Integer(20, help="Seconds an interrupted kernel has to answer before it counts as hung.").tag(config=True)
 
-    reports_directory = Unicode("", help="Where to write reports/runs/<student>.json (events, flags, notes) for the summary.").tag(config=True)
-
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("kernel_manager_class", sandbox.SandboxedKernelManager)
         super().__init__(**kwargs)
 
-    def _job(self, nb: NotebookNode) -> dict[str, Any]:
-        job = dict(nb.metadata.get(cell_metadata.COURSE, {}).get(cell_metadata.GRADING, {}))
-        job["exercise_of"] = exercise_of_cells(nb)
-        # A note only the batch runner can give (it graded the release in place of an unreadable notebook).
-        extra = os.environ.get("GRADING_RUNNER_NOTE")
-        job["notes"] = list(job.get("notes", [])) + ([extra] if extra else [])
-        return job
+    def create_kernel_manager(self) -> Any:
+        """nbclient's, kept: after each run, its provisioner says what the sandbox did to the kernel."""
+        km = super().create_kernel_manager()
+        self._kernel_managers.append(km)
+        return km
 
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None) -> tuple[NotebookNode, Any]:
         self.error_on_timeout = {
@@ -72,72 +66,59 @@ class RobustExecute(Execute):
             "evalue": f"this cell ran longer than the grader's limit of {self.timeout} s per cell and was interrupted",
             "traceback": [f"CellTimeoutError: this cell ran longer than the grader's limit of {self.timeout} s per cell and was interrupted (an infinite loop?)."],
         }
-        job = self._job(nb)
-        course, student = Path(CourseDirectory(config=self.config).root), (resources or {}).get("nbgrader", {}).get("student", "")
-        self._hidden_inputs = lambda: hidden_params.params_for(course, student)
-        sandbox.EVENTS.clear()
+        resources = resources if resources is not None else {}
+        record = record_of(resources)
+        course = Path(CourseDirectory(config=self.config).root)
+        self._hidden_inputs = lambda: hidden_params.params_for(course, record.student)
+        self._kernel_env = dict(os.environ, **({CACHE_ENV: record.kernel_cache} if record.kernel_cache else {}))
+        self._kernel_managers: list[Any] = []
         original = copy.deepcopy(nb)
         skipped: dict[int, str] = {}
-        events: list[dict[str, Any]] = []
-        while True:
-            self._timed_out: list[int] = []
-            self._running: int | None = None
-            try:
-                nb, resources = self._execute_once(copy.deepcopy(original), resources, skipped)
-                break
-            except (DeadKernelError, KernelUnresponsive, CellTimeoutError, RuntimeError) as error:
-                index = self._running
-                if index is None or index in skipped or len(skipped) >= self.max_kernel_deaths:
-                    raise
-                dead = isinstance(error, DeadKernelError) or "died" in str(error).lower()
-                reason = (
-                    "the kernel died while running this cell (os._exit, a crash, or running out of memory)"
-                    if dead
-                    else f"the kernel stopped responding while running this cell (past the {self.timeout} s limit, and an interrupt did not stop it)"
-                )
-                self.log.warning("Cell %s: %s; re-running the notebook without it", index, reason)
-                skipped[index] = reason
-                events.append({"event": "kernel_died" if dead else "kernel_hung", "cell": index, "grade_id": _grade_id(original.cells[index])})
+        try:
+            while True:
+                self._timed_out: list[int] = []
+                self._running: int | None = None
+                try:
+                    nb, resources = self._execute_once(copy.deepcopy(original), resources, skipped)
+                    break
+                except (DeadKernelError, KernelUnresponsive, CellTimeoutError, RuntimeError) as error:
+                    index = self._running
+                    if index is None or index in skipped or len(skipped) >= self.max_kernel_deaths:
+                        raise
+                    dead = isinstance(error, DeadKernelError) or "died" in str(error).lower()
+                    reason = (
+                        "the kernel died while running this cell (os._exit, a crash, or running out of memory)"
+                        if dead
+                        else f"the kernel stopped responding while running this cell (past the {self.timeout} s limit, and an interrupt did not stop it)"
+                    )
+                    self.log.warning("Cell %s: %s; re-running the notebook without it", index, reason)
+                    skipped[index] = reason
+                    gid = _grade_id(original.cells[index])
+                    record.events.append({"event": "kernel_died" if dead else "kernel_hung", "cell": index, "grade_id": gid,
+                                          "note": f"Cell {index} (`{gid or 'unnamed'}`): {reason}; the grader skipped it and ran the rest in a fresh kernel."})
+        finally:
+            for manager in self._kernel_managers:
+                record.sandbox_notes += getattr(manager.provisioner, "events", [])
         for index in self._timed_out:
-            events.append({"event": "timeout", "cell": index, "grade_id": _grade_id(nb.cells[index])})
+            gid = _grade_id(nb.cells[index])
+            record.events.append({"event": "timeout", "cell": index, "grade_id": gid,
+                                  "note": f"Cell {index} (`{gid or 'unnamed'}`) ran past the {self.timeout} s limit per cell and was interrupted."})
 
-        flags: dict[str, list[str]] = job.get("flags", {})
-        exercise_of: dict[str, str] = job.get("exercise_of", {})
+        exercise_of = exercise_of_cells(nb)
         for cell in nb.cells:
-            gid = _grade_id(cell)
-            exercise = exercise_of.get(gid or "")
-            reasons = flags.get(exercise or "") or flags.get("*")
+            exercise = exercise_of.get(_grade_id(cell) or "")
+            reasons = record.flags.get(exercise or "") or record.flags.get("*")
             if _is_grade(cell) and cell.cell_type == "code" and reasons:
                 if not any(o.get("ename") == "IntegrityViolation" for o in cell.get("outputs", [])):
                     cell.outputs.append(_error("IntegrityViolation", f"no credit for {exercise}: " + "; ".join(reasons)))
-        notes = job.get("notes", []) + list(dict.fromkeys(sandbox.EVENTS)) + _blocked_writes(nb)
-        nb.cells.insert(0, self._notes_cell(notes, skipped, nb, flags, events))
-        student = (resources or {}).get("nbgrader", {}).get("student")
-        if self.reports_directory and student:
-            runs = os.path.join(self.reports_directory, "runs")
-            os.makedirs(runs, exist_ok=True)
-            with open(os.path.join(runs, f"{student}.json"), "w", encoding="utf-8") as file:
-                json.dump({"events": events, "flags": flags, "notes": notes, "review": job.get("review", {})}, file, indent=1)
+        record.output_notes += _blocked_writes(nb)
         return nb, resources
-
-    def _notes_cell(self, notes: list[str], skipped: dict[int, str], nb: NotebookNode, flags: dict, events: list) -> NotebookNode:
-        lines = [f"- {note}" for note in notes]
-        for index, reason in sorted(skipped.items()):
-            lines.append(f"- Cell {index} (`{_grade_id(nb.cells[index]) or 'unnamed'}`): {reason}; the grader skipped it and ran the rest in a fresh kernel.")
-        for event in events:
-            if event["event"] == "timeout":
-                lines.append(f"- Cell {event['cell']} (`{event['grade_id'] or 'unnamed'}`) ran past the {self.timeout} s limit per cell and was interrupted.")
-        for exercise, reasons in sorted(flags.items()):
-            lines.append(f"- **Integrity, no credit for {'every exercise' if exercise == '*' else exercise}**: your code " + "; ".join(reasons) + ".")
-        text = "## Grading notes\n\n" + ("\n".join(lines) if lines else "Nothing to report: every cell ran normally.")
-        cell = nbformat.v4.new_markdown_cell(text, id=NOTES_CELL_ID)
-        return cell
 
     def _execute_once(self, nb: NotebookNode, resources: Any, skipped: dict[int, str]) -> tuple[NotebookNode, Any]:
         NotebookClient.__init__(self, nb, None)
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
-        with self.setup_kernel():
+        with self.setup_kernel(env=self._kernel_env):
             assert self.kc
             info_msg = self.wait_for_reply(self.kc.kernel_info())
             assert info_msg
@@ -154,7 +135,7 @@ class RobustExecute(Execute):
                     self._timed_out.append(index)
                     self._ensure_responsive()
             self._running = None
-            verdict.grade_cells(self.nb, self._hidden_inputs, verdict.KernelChannel(self._scratch(), self._call_kernel()))
+            record_of(resources).verdicts.update(verdict.grade_cells(self.nb, self._hidden_inputs, verdict.KernelChannel(self._scratch(), self._call_kernel())))
         self.set_widgets_metadata()
         return self.nb, self.resources
 

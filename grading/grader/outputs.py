@@ -6,35 +6,34 @@
 - `LimitOutputBytes`: nbgrader's LimitOutput caps lines, not bytes; one `print` of 100 MB is one line.
   Per cell, text (streams, errors, plain text) is cut to `max_bytes` in all, with a visible note; every
   other MIME type, and the outputs' metadata, share `max_rich_bytes`: an output that would pass it is
-  replaced by a note. The grading notes and the run report (reports/runs/<student>.json) say so.
+  replaced by a note, which goes into the grading record.
 - `SanitizeOutputs`: what a submission displays reaches its reader's browser (the feedback, formgrader's
   view of the autograded notebook). HTML is cleaned by nh3 (no script, event handler, style, class, frame
   or external resource); SVG and Markdown become such HTML; other script-bearing MIME types are dropped.
   The learner's own Markdown cells are cleaned alike. Only the grader's notes cell (the first, inserted
-  by RobustExecute) carries the `grader_notes` mark that the feedback template frames.
+  by `record.WriteGradingNotes`) carries the `grader_notes` mark that the feedback template frames.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 
 import nh3
 from nbconvert.filters.markdown import markdown2html_mistune
 from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Integer, Unicode
+from traitlets import Integer
 
-from grading.preprocessors.execute import NOTES_CELL_ID, _is_grade
+from grading import cell_metadata
+from grading.grader.record import NOTES_CELL_ID, NOTES_MARK, record_of
 
 TRUNCATED = "\n… [output truncated by the grader: {dropped:,} more bytes]\n"
-NOTES_MARK = "grader_notes"
 
 
 class StderrIsNotAFailure(NbGraderPreprocessor):
     def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
-        if _is_grade(cell):
+        if cell_metadata.is_graded(cell):
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "stream" and output.get("name") == "stderr":
                     output["name"] = "stdout"
@@ -63,7 +62,6 @@ def _rich_size(output: NotebookNode) -> int:
 class LimitOutputBytes(NbGraderPreprocessor):
     max_bytes = Integer(100_000, help="Bytes of text output kept per cell.").tag(config=True)
     max_rich_bytes = Integer(3_000_000, help="Bytes of every other MIME type (HTML, images, ...) and output metadata kept per cell.").tag(config=True)
-    reports_directory = Unicode("", help="Where RobustExecute wrote reports/runs/<student>.json.").tag(config=True)
 
     def _limit_cell(self, cell: NotebookNode) -> bool:
         """Cut the cell's outputs to the budgets; True when something was cut."""
@@ -93,23 +91,13 @@ class LimitOutputBytes(NbGraderPreprocessor):
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         truncated = [index for index, cell in enumerate(nb.cells) if self._limit_cell(cell)]
         if truncated:
-            note = (f"The output of cell(s) {', '.join(map(str, truncated))} was truncated: the grader keeps {self.max_bytes:,} bytes "
-                    f"of text and {self.max_rich_bytes:,} bytes of rich output per cell.")
-            for cell in nb.cells:
-                if cell.get("id") == NOTES_CELL_ID:
-                    cell.source = cell.source.replace("Nothing to report: every cell ran normally.", "").rstrip() + f"\n- {note}"
-            student = resources.get("nbgrader", {}).get("student")
-            report = os.path.join(self.reports_directory, "runs", f"{student}.json")
-            if self.reports_directory and student and os.path.exists(report):
-                with open(report, encoding="utf-8") as file:
-                    data = json.load(file)
-                data.setdefault("notes", []).append(note)
-                with open(report, "w", encoding="utf-8") as file:
-                    json.dump(data, file, indent=1)
+            record_of(resources).output_notes.append(
+                f"The output of cell(s) {', '.join(map(str, truncated))} was truncated: the grader keeps {self.max_bytes:,} bytes "
+                f"of text and {self.max_rich_bytes:,} bytes of rich output per cell.")
         return nb, resources
 
 
-# The lesson's math, which the feedback writes as MathML (grading/preprocessors/offline_math.py).
+# The lesson's math, which the feedback writes as MathML (grading/grader/offline_math.py).
 _MATHML = {"math", "mi", "mn", "mo", "ms", "mrow", "msup", "msub", "msubsup", "mfrac", "msqrt", "mroot", "mtext", "mspace", "mover",
            "munder", "munderover", "mtable", "mtr", "mtd", "mstyle", "mpadded", "menclose", "mphantom", "semantics", "annotation"}
 _MATHML_ATTRIBUTES = {"display", "mathvariant", "stretchy", "fence", "separator", "lspace", "rspace", "columnalign", "accent", "encoding"}
@@ -161,15 +149,15 @@ class SanitizeOutputs(NbGraderPreprocessor):
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         for index, cell in enumerate(nb.cells):
             metadata = cell.setdefault("metadata", {})
-            own = metadata.get("latent_gradients", {})
+            own = metadata.get(cell_metadata.COURSE, {})
             is_notes = index == 0 and cell.get("id") == NOTES_CELL_ID and cell.cell_type == "markdown"
             own.pop(NOTES_MARK, None)
             if is_notes:
-                metadata.setdefault("latent_gradients", {})[NOTES_MARK] = True
+                metadata.setdefault(cell_metadata.COURSE, {})[NOTES_MARK] = True
                 continue
             if cell.get("id") == NOTES_CELL_ID:
                 cell["id"] = f"learner-{index}"
-            if cell.cell_type == "markdown" and not metadata.get("nbgrader", {}).get("locked"):
+            if cell.cell_type == "markdown" and not cell_metadata.nbgrader_marks(cell).get("locked"):
                 cell.source = clean_html(cell.source)
                 cell.pop("attachments", None)
             for output in cell.get("outputs", []):

@@ -3,7 +3,8 @@
 A kernel's home is an empty folder, so without this each kernel would build GPT-2's tokenizer folder
 from its vocabulary files before loading the toy world, most of that cell's time. The grader builds it
 once, in `settings.KERNEL_CACHE` (in the repository's git-ignored build/, outside the course directory,
-which kernels cannot see), and points every kernel there (LATENT_GRADIENTS_CACHE). The sandbox shows it
+which kernels cannot see), and writes it into the grading record, from which `RobustExecute` gives it to
+every kernel's environment (LATENT_GRADIENTS_CACHE). The sandbox shows it
 read-only, like the rest of the file system: no submission can change what the next one reads. Where it
 cannot be built (a read-only checkout), each kernel builds its own. A workshop's instructor cannot write
 the repository: `make workshop` builds it beforehand, as root (workshop/prepare.py).
@@ -11,27 +12,23 @@ the repository: `make workshop` builds it beforehand, as root (workshop/prepare.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from nbformat import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from grading.grader import settings
-from part_utils.environment import CACHE_ENV
+from grading.grader.record import record_of
 
 BUILT = "built"
 
 
 class ShareKernelCache(NbGraderPreprocessor):
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        if os.environ.get(CACHE_ENV) != str(settings.KERNEL_CACHE):
-            try:
-                build_kernel_cache()
-            except OSError as error:
-                self.log.warning("Kernels will build their own tokenizer: cannot write %s (%s)", settings.KERNEL_CACHE, error)
-                return nb, resources
-            os.environ[CACHE_ENV] = str(settings.KERNEL_CACHE)  # the provisioner hands the grader's environment to kernels
+        try:
+            record_of(resources).kernel_cache = str(build_kernel_cache())
+        except OSError as error:
+            self.log.warning("Kernels will build their own tokenizer: cannot write %s (%s)", settings.KERNEL_CACHE, error)
         return nb, resources
 
 
