@@ -21,6 +21,15 @@ RECORD = "record"
 RUNNER_NOTE = "runner_note"
 
 
+def notebook_marks(source: str, variant: str) -> dict[str, Any]:
+    """A generated notebook's metadata: the kernel, and the course's note of the source and variant it comes from."""
+    return {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+        COURSE: {"generated_from": f"notebooks/source/{source}.py", "variant": variant},
+    }
+
+
 def nbgrader_marks(cell: Any) -> dict[str, Any]:
     return cell.get("metadata", {}).get(NBGRADER, {})
 
@@ -39,6 +48,15 @@ def is_graded(cell: Any) -> bool:
 
 def is_solution(cell: Any) -> bool:
     return bool(nbgrader_marks(cell).get("solution"))
+
+
+def is_locked(cell: Any) -> bool:
+    return bool(nbgrader_marks(cell).get("locked"))
+
+
+def is_check(cell: Any) -> bool:
+    """A graded cell of the grader's (a test), not a learner's graded answer."""
+    return is_graded(cell) and not is_solution(cell)
 
 
 def exercise_of(cell: Any) -> str | None:

@@ -24,6 +24,8 @@ from pathlib import Path
 import nbformat
 from nbgrader_cells import build_nbgrader_notebook  # a sibling module: this script's folder is on sys.path
 
+from grading import cell_metadata
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ROOT / "notebooks" / "source"
 _CELL_START = re.compile(r"^# %%(?: \[(?P<kind>\w+)(?P<options>(?: \w+=[^\s\]]+)*)\])?\s*$")
@@ -149,11 +151,7 @@ LEARNER_NBGRADER = {
 def build_notebook(name: str, cells: list[SourceCell], variant: str) -> nbformat.NotebookNode:
     """`variant` is "solutions" or "exercises"."""
     notebook = nbformat.v4.new_notebook()
-    notebook.metadata = {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-        "latent_gradients": {"generated_from": f"notebooks/source/{name}.py", "variant": variant},
-    }
+    notebook.metadata = cell_metadata.notebook_marks(name, variant)
     notebook.cells.append(_banner(name, variant))
     for index, cell in enumerate(cell for cell in cells if cell.kind != "grader"):
         if cell.options.get("only") == "graded":
@@ -169,7 +167,7 @@ def build_notebook(name: str, cells: list[SourceCell], variant: str) -> nbformat
         if cell.kind in LEARNER_NBGRADER:
             # With these, nbgrader's Validate button reports each check that fails, as it does for the
             # released notebook; without them it would run the notebook and always report success.
-            new.metadata["nbgrader"] = {"grade_id": cell_id, "schema_version": 3, **LEARNER_NBGRADER[cell.kind]}
+            new.metadata[cell_metadata.NBGRADER] = {"grade_id": cell_id, "schema_version": 3, **LEARNER_NBGRADER[cell.kind]}
         notebook.cells.append(new)
     return notebook
 

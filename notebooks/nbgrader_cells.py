@@ -42,11 +42,7 @@ def _grader_cell(cell, index: int) -> nbformat.NotebookNode:
 
 def build_nbgrader_notebook(name: str, cells: list) -> nbformat.NotebookNode:
     notebook = nbformat.v4.new_notebook()
-    notebook.metadata = {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-        "latent_gradients": {"generated_from": f"notebooks/source/{name}.py", "variant": "nbgrader source"},
-    }
+    notebook.metadata = cell_metadata.notebook_marks(name, "nbgrader source")
     grade_ids: set[str] = set()
     kept = [cell for cell in cells if cell.kind != "check" or cell.options.get("ungraded") == "locked"]
     for index, cell in enumerate(kept):
@@ -67,8 +63,8 @@ def build_nbgrader_notebook(name: str, cells: list) -> nbformat.NotebookNode:
             new.metadata[cell_metadata.NBGRADER] = _nbgrader(grade_id, locked=True)
             if cell.kind == "demo":
                 new.metadata[cell_metadata.COURSE] = {cell_metadata.DEMONSTRATION: True}
-        if new.metadata["nbgrader"]["grade_id"] in grade_ids:
-            raise ValueError(f"duplicate grade_id {new.metadata['nbgrader']['grade_id']!r}")
-        grade_ids.add(new.metadata["nbgrader"]["grade_id"])
+        if cell_metadata.grade_id(new) in grade_ids:
+            raise ValueError(f"duplicate grade_id {cell_metadata.grade_id(new)!r}")
+        grade_ids.add(cell_metadata.grade_id(new))
         notebook.cells.append(new)
     return notebook

@@ -9,6 +9,9 @@ trained toy world is the one that teaches).
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import math
 from dataclasses import dataclass, replace
 
@@ -64,6 +67,10 @@ def _small_exercises(n_layers: int) -> ExerciseSettings:
 TINY_SHAPE = WorldShape(n_layers=4, d_model=64, n_heads=4, d_mlp=256, d_sae=512, l0=12, exercises=_small_exercises(4))
 # GPT-2 small's shape, with SAEs as wide as the released ones (24576 latents) and about as sparse.
 GPT2_SHAPE = WorldShape(n_layers=12, d_model=768, n_heads=12, d_mlp=3072, d_sae=24576, l0=25, exercises=GPT2_EXERCISES)
+# The hidden tests' world, which the grader (grading/grader/hidden_params.py) and the grading kernel
+# (grading/kernel/calls.py) each build from the seed the grader draws: one shape, one device, same weights.
+HIDDEN_SHAPE = TINY_SHAPE
+HIDDEN_DEVICE = "cpu"
 
 
 def build_random_world(shape: WorldShape, seed: int, device: torch.device | str = "cpu") -> World:
@@ -96,6 +103,13 @@ def build_random_world(shape: WorldShape, seed: int, device: torch.device | str 
         exercises=shape.exercises,
         description=f"seeded random weights (seed {seed}); runs the code, teaches nothing",
     )
+
+
+@functools.lru_cache(maxsize=2)
+def hidden_world(seed: int) -> World:
+    """The hidden tests' world of one seed, built without printing (the grader's and the kernel's are the same)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return build_random_world(HIDDEN_SHAPE, seed=seed, device=HIDDEN_DEVICE)
 
 
 @torch.no_grad()

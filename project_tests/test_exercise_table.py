@@ -14,7 +14,7 @@ import pytest
 
 import solutions
 import tests as checks
-from part_utils.random_world import TINY_SHAPE, build_random_world
+from part_utils.random_world import HIDDEN_SHAPE, TINY_SHAPE, build_random_world
 from part_utils.world_types import ExerciseSettings, World
 from solutions import straightforward
 from tests._exercise import exercise_settings, world_settings
@@ -73,7 +73,7 @@ def test_grading_reads_the_table() -> None:
         for name, arguments in candidate.items():
             # `layers` (the circuit's) is a list, increasing; the others name one layer each.
             layers = [layer for key, value in arguments.items() if key.startswith("layer") for layer in (value if isinstance(value, list) else [value])]
-            assert all(0 <= layer < hidden_params.N_LAYERS for layer in layers), (name, arguments)
+            assert all(0 <= layer < HIDDEN_SHAPE.n_layers for layer in layers), (name, arguments)
             assert arguments.get("layers", [0]) == sorted(set(arguments.get("layers", [0]))), (name, arguments)
             assert arguments.get("layer_from", -1) < arguments.get("layer_to", 0), (name, arguments)
 

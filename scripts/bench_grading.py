@@ -135,14 +135,14 @@ DEMONSTRATIONS = "demonstrations and plots (not run when grading)"
 
 
 def _kind(cell: dict, first: bool) -> str:
+    from grading import cell_metadata
     from grading.grader.demonstrations import is_marked
 
-    marks = cell.get("metadata", {}).get("nbgrader", {})
     if first:
         return "first cell: imports and world"
-    if marks.get("solution"):
+    if cell_metadata.is_solution(cell):
         return "learner's definitions"
-    if marks.get("grade") or cell["source"].startswith("tests."):
+    if cell_metadata.is_graded(cell) or cell["source"].startswith("tests."):
         return "learner checks (visible)"
     return DEMONSTRATIONS if is_marked(cell) else "other set-up cells"
 

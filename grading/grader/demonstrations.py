@@ -112,7 +112,7 @@ def _reads_dynamically(tree: ast.Module) -> bool:
 def skippable(nb: NotebookNode, release: NotebookNode) -> list[int]:
     """Indices of the cells of `nb` (a submission, normalized) that the grader need not run."""
     released = {grade_id(cell): cell for cell in release.cells if grade_id(cell)}
-    locked = {gid for gid, cell in released.items() if not cell.metadata["nbgrader"].get("solution")}
+    locked = {gid for gid, cell in released.items() if not cell_metadata.is_solution(cell)}
 
     def is_release_copy(cell: NotebookNode) -> bool:
         gid = grade_id(cell)

@@ -20,19 +20,16 @@ from nbconvert.exporters import HTMLExporter
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
 from traitlets import Unicode
 
+from grading import cell_metadata
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Inline styles only (nbconvert's and nbgrader's CSS are inlined); images as data: URLs; nothing else.
 CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; form-action 'none'; base-uri 'none'"
 
 
-def _is_check(cell) -> bool:
-    nbgrader = cell.get("metadata", {}).get("nbgrader", {})
-    return bool(nbgrader.get("grade")) and not nbgrader.get("solution")
-
-
 class ClearHiddenTestsOfChecks(ClearHiddenTests):
     def preprocess_cell(self, cell, resources, cell_index):
-        if not _is_check(cell):
+        if not cell_metadata.is_check(cell):
             return cell, resources
         return super().preprocess_cell(cell, resources, cell_index)
 

@@ -13,7 +13,6 @@ each call's arguments when it makes it. docs/grading-security.md has the rest.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import random
@@ -35,7 +34,6 @@ PROMPTS = (
     "Water boils at one hundred degrees Celsius",
     "He wrote the letter, sealed it and sent it to Paris",
 )
-N_LAYERS = 4  # the hidden world is a TINY_SHAPE random world: SAEs on each of its 4 layers
 MAX_TRIES = 50
 
 
@@ -56,24 +54,20 @@ def candidates(secret: str, student: str = "") -> tuple[int, list[dict[str, dict
     """(world seed, candidate settings per exercise in the order they are tried) for one student.
 
     Each exercise's candidates are drawn by its row of the exercise table (`tests.exercises`)."""
+    from part_utils.random_world import HIDDEN_SHAPE
     from tests.exercises import EXERCISES
 
     rng = random.Random(hashlib.sha256(f"{secret}\0{student}".encode()).digest())
     world_seed = rng.randrange(2**31)
-    tries = [{exercise.name: exercise.draw_hidden(rng, PROMPTS, N_LAYERS) for exercise in EXERCISES} for _ in range(MAX_TRIES)]
+    tries = [{exercise.name: exercise.draw_hidden(rng, PROMPTS, HIDDEN_SHAPE.n_layers) for exercise in EXERCISES} for _ in range(MAX_TRIES)]
     return world_seed, tries
 
 
-@functools.lru_cache(maxsize=2)
 def hidden_world(seed: int) -> Any:
-    """The hidden world of one seed (the kernel builds the same from the seed it is sent)."""
-    import contextlib
-    import io
+    """The hidden world of one seed (`part_utils.random_world.hidden_world`, which the kernel builds too)."""
+    from part_utils.random_world import hidden_world as build
 
-    from part_utils.random_world import TINY_SHAPE, build_random_world
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return build_random_world(TINY_SHAPE, seed=seed, device="cpu")
+    return build(seed)
 
 
 def reference_sizes(world: Any, exercise: str, chosen: dict[str, Any]) -> dict[str, Any] | None:

@@ -50,19 +50,19 @@ def normalize(submission: NotebookNode, release: NotebookNode) -> tuple[Notebook
             last_known = gid
             if gid in solution_ids:
                 student_solutions[gid] = cell
-            elif cell.get("source", "") != release_by_id[gid].source and release_by_id[gid].metadata["nbgrader"].get("grade"):
+            elif cell.get("source", "") != release_by_id[gid].source and cell_metadata.is_graded(release_by_id[gid]):
                 notes.append(f"Graded cell `{gid}` was edited; the original was restored and graded.")
         else:
             added = copy.deepcopy(cell)
-            added.get("metadata", {}).pop("nbgrader", None)
+            added.get("metadata", {}).pop(cell_metadata.NBGRADER, None)
             added_after.setdefault(last_known, []).append(added)
 
     for gid in release_ids:
-        if gid not in seen and gid in release_by_id and release_by_id[gid].metadata["nbgrader"].get("grade"):
+        if gid not in seen and gid in release_by_id and cell_metadata.is_graded(release_by_id[gid]):
             notes.append(f"Graded cell `{gid}` was deleted; it was restored and graded.")
         elif gid not in seen and gid in solution_ids:
             notes.append(f"Solution cell `{gid}` was deleted; its empty version from the release was graded.")
-    missing_locked = [gid for gid in release_ids if gid not in seen and gid not in solution_ids and not release_by_id[gid].metadata["nbgrader"].get("grade")]
+    missing_locked = [gid for gid in release_ids if gid not in seen and gid not in solution_ids and not cell_metadata.is_graded(release_by_id[gid])]
     if missing_locked:
         notes.append(f"{len(missing_locked)} locked cell(s) were deleted and restored.")
 
@@ -77,7 +77,7 @@ def normalize(submission: NotebookNode, release: NotebookNode) -> tuple[Notebook
         current_exercise = exercise_of.get(gid, current_exercise)
         if gid in student_solutions:
             mine = copy.deepcopy(student_solutions[gid])
-            mine.metadata["nbgrader"] = copy.deepcopy(cell.metadata["nbgrader"])
+            mine.metadata[cell_metadata.NBGRADER] = copy.deepcopy(cell_metadata.nbgrader_marks(cell))
             mine.metadata[cell_metadata.COURSE] = copy.deepcopy(cell_metadata.course_marks(cell))
             out.cells.append(mine)
             own_code.append((current_exercise, mine.source))

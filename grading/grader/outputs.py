@@ -157,7 +157,7 @@ class SanitizeOutputs(NbGraderPreprocessor):
                 continue
             if cell.get("id") == NOTES_CELL_ID:
                 cell["id"] = f"learner-{index}"
-            if cell.cell_type == "markdown" and not cell_metadata.nbgrader_marks(cell).get("locked"):
+            if cell.cell_type == "markdown" and not cell_metadata.is_locked(cell):
                 cell.source = clean_html(cell.source)
                 cell.pop("attachments", None)
             for output in cell.get("outputs", []):
