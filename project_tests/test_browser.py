@@ -26,6 +26,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from grading import cell_metadata
+
 from lab_server import LabServer, start_lab  # project_tests/lab_server.py
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -437,7 +439,7 @@ def test_released_exercise_notebook_in_jupyterlab(page, lab: LabServer, screensh
     text = report.inner_text()
     failed = text.count("The following cell failed")
     released = nbformat.read(lab.root_dir / "latent_gradients.ipynb", as_version=4)
-    graded = [cell for cell in released.cells if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code"]
+    graded = [cell for cell in released.cells if cell_metadata.is_graded(cell) and cell.cell_type == "code"]
     assert failed == len(graded) and text.count("NotImplementedError") >= len(graded), (
         f"Validate should report each of the {len(graded)} autograded checks as failed on the stubs; it says:\n{text[:2000]}"
     )

@@ -16,6 +16,7 @@ import nbformat
 import pytest
 from traitlets.config import Config
 
+from grading import cell_metadata
 from grading.grader import settings
 from grading.grader.demonstrations import NOT_RUN, SKIP_TAG, SkipDemonstrations, bound_and_read, grade_id, is_marked, skippable
 
@@ -34,7 +35,7 @@ def _demonstrations(nb: nbformat.NotebookNode) -> list[int]:
 
 
 def _solution_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    return next(cell for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("solution"))
+    return next(cell for cell in nb.cells if cell_metadata.is_solution(cell))
 
 
 def test_no_other_cell_reads_what_a_demonstration_binds(release) -> None:
@@ -93,7 +94,7 @@ def test_the_preprocessor_marks_only_release_demonstrations(release, tmp_path) -
     nbformat.write(release, folder / f"{settings.NOTEBOOK}.ipynb")
     nb = copy.deepcopy(release)
     # a learner's cell that claims to be a demonstration, and asks nbclient to skip it
-    forged = nbformat.v4.new_code_cell("x = 1", metadata={"latent_gradients": {"demonstration": True}, "tags": [SKIP_TAG, "mine"]})
+    forged = nbformat.v4.new_code_cell("x = 1", metadata={cell_metadata.COURSE: {cell_metadata.DEMONSTRATION: True}, "tags": [SKIP_TAG, "mine"]})
     nb.cells.insert(1, forged)
     resources = {"nbgrader": {"assignment": settings.ASSIGNMENT, "notebook": settings.NOTEBOOK}}
     out, _ = SkipDemonstrations(config=Config({"CourseDirectory": {"root": str(tmp_path)}})).preprocess(nb, resources)

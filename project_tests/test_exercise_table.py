@@ -14,6 +14,7 @@ import pytest
 
 import solutions
 import tests as checks
+from grading import cell_metadata
 from part_utils.random_world import HIDDEN_SHAPE, TINY_SHAPE, build_random_world
 from part_utils.world_types import ExerciseSettings, World
 from solutions import straightforward
@@ -48,8 +49,8 @@ def test_graded_cells_agree_with_the_table() -> None:
     graded: dict[tuple[str, str], int] = {}
     tagged = set()
     for cell in notebook.cells:
-        nbgrader = cell.metadata.get("nbgrader", {})
-        exercise = cell.metadata.get("latent_gradients", {}).get("exercise")
+        nbgrader = cell_metadata.nbgrader_marks(cell)
+        exercise = cell_metadata.exercise_of(cell)
         if exercise is not None:
             tagged.add(exercise)
         if nbgrader.get("grade"):

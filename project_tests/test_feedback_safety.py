@@ -10,10 +10,11 @@ import nbformat
 from nbgrader.preprocessors import ClearHiddenTests
 from traitlets.config import Config, PyFileConfigLoader
 
+from grading import cell_metadata
 from grading.grader.feedback import CONTENT_SECURITY_POLICY, ClearHiddenTestsOfChecks, FeedbackExporter
 from grading.grader.offline_math import MathAsMathML
 from grading.grader.outputs import LimitOutputBytes, SanitizeOutputs
-from grading.grader.record import NOTES_CELL_ID
+from grading.grader.record import NOTES_CELL_ID, NOTES_MARK
 from grading.grader.settings import ROOT
 
 HOSTILE_HTML = '<b id="x">bold</b><script>window.pwned = 1</script><img src="x" onerror="window.pwned = 2"><iframe src="https://example.org"></iframe><p style="color:red" class="lg-grader-notes">styled</p>'
@@ -26,7 +27,7 @@ def _display(data: dict) -> nbformat.NotebookNode:
 def _hostile_notebook() -> nbformat.NotebookNode:
     notes = nbformat.v4.new_markdown_cell("## Grading notes\n\n- the grader's own", id=NOTES_CELL_ID)
     forged = nbformat.v4.new_markdown_cell("## Grading notes\n\nNothing to report <script>window.pwned = 3</script>",
-                                           metadata={"latent_gradients": {"grader_notes": True}})  # fmt: skip
+                                           metadata={cell_metadata.COURSE: {NOTES_MARK: True}})  # fmt: skip
     code = nbformat.v4.new_code_cell("display(...)")
     code.outputs = [_display({"text/html": HOSTILE_HTML, "text/plain": "html"}), _display({"application/javascript": "window.pwned = 4"}),
                     _display({"image/svg+xml": '<svg xmlns="http://www.w3.org/2000/svg"><script>window.pwned = 5</script></svg>'}),
@@ -43,8 +44,8 @@ def _feedback_config() -> Config:
 def test_outputs_are_cleaned_capped_and_only_the_graders_notes_are_marked() -> None:
     nb, _ = LimitOutputBytes().preprocess(_hostile_notebook(), {})
     nb, _ = SanitizeOutputs().preprocess(nb, {})
-    assert nb.cells[0].metadata["latent_gradients"]["grader_notes"] is True
-    assert "grader_notes" not in nb.cells[1].metadata.get("latent_gradients", {})
+    assert cell_metadata.course_marks(nb.cells[0])[NOTES_MARK] is True
+    assert NOTES_MARK not in cell_metadata.course_marks(nb.cells[1])
     assert "script" not in nb.cells[1].source
     text = nbformat.writes(nb)
     assert "<script" not in text and "onerror" not in text and "<iframe" not in text and '"application/javascript":' not in text

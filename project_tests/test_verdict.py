@@ -15,6 +15,7 @@ import nbformat
 import pytest
 import torch
 
+from grading import cell_metadata
 from grading.grader import hidden_params, verdict
 from grading.kernel import calls, codec
 from tests.exercises import BY_NAME
@@ -29,7 +30,7 @@ def _graded(exercises: tuple[str, ...]) -> nbformat.NotebookNode:
     for name in exercises:
         for part, points in BY_NAME[name].parts.items():
             cell = nbformat.v4.new_code_cell("tests.check()")
-            cell.metadata["nbgrader"] = {"grade": True, "grade_id": f"{name}-{part}", "points": points}
+            cell.metadata[cell_metadata.NBGRADER] = {"grade": True, "grade_id": f"{name}-{part}", "points": points}
             nb.cells.append(cell)
     return nb
 
@@ -49,7 +50,7 @@ def _grade(tmp_path: Path, namespace: dict[str, Any], exercises: tuple[str, ...]
         text = output.get("text") or output.get("evalue")
         for chosen in params.values():
             assert not (isinstance(chosen, dict) and chosen.get("prompt") and chosen["prompt"] in text)
-        found[cell.metadata["nbgrader"]["grade_id"]] = ("pass " if output.output_type == "stream" else "fail ") + text
+        found[cell_metadata.grade_id(cell)] = ("pass " if output.output_type == "stream" else "fail ") + text
     return found
 
 
@@ -224,6 +225,6 @@ def test_nbgraders_execute_step_writes_the_verdicts(tmp_path: Path, monkeypatch:
     nb.cells.insert(0, nbformat.v4.new_code_cell(hooks + LEARNER_CELL))
     resources = {"nbgrader": {"student": "alice", "assignment": "a", "notebook": "n"}}
     graded, _ = RobustExecute(config=config).preprocess(nb, resources)
-    outputs = {cell.metadata["nbgrader"]["grade_id"]: [o.output_type for o in cell.outputs] for cell in graded.cells if "nbgrader" in cell.metadata}
+    outputs = {cell_metadata.grade_id(cell): [o.output_type for o in cell.outputs] for cell in graded.cells if cell_metadata.grade_id(cell)}
     assert outputs == {"sparse_tensor-from_dense": ["stream"], "sparse_tensor-from_sparse": ["error"]}, outputs
     assert record_of(resources).verdicts == {"sparse_tensor-from_dense": True, "sparse_tensor-from_sparse": False}

@@ -38,6 +38,7 @@ from nbgrader.api import Gradebook
 from test_browser import CHROMIUM_ARGS, SCREENSHOTS, find_chromium
 
 from course_fixtures.grading_examples import POINTS
+from grading import cell_metadata
 from grading.grader import settings
 
 from lab_server import free_port  # project_tests/lab_server.py
@@ -245,13 +246,13 @@ def solved_notebook(fetched: dict, exercises: set[str] | None) -> dict:
     """The notebook the learner fetched, with the reference solutions of `exercises` (all when None) put in."""
     source = nbformat.read(ROOT / "nbgrader" / "source" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb", as_version=4)
     answers = {
-        cell.metadata["nbgrader"]["grade_id"]: "\n".join(line for line in cell.source.splitlines() if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+        cell_metadata.grade_id(cell): "\n".join(line for line in cell.source.splitlines() if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
         for cell in source.cells
-        if cell.metadata.get("nbgrader", {}).get("solution")
+        if cell_metadata.is_solution(cell)
     }
     for cell in fetched["cells"]:
-        grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
-        if grade_id in answers and (exercises is None or cell["metadata"].get("latent_gradients", {}).get("exercise") in exercises):
+        grade_id = cell_metadata.grade_id(cell)
+        if grade_id in answers and (exercises is None or cell_metadata.exercise_of(cell) in exercises):
             cell["source"] = answers[grade_id]
     return fetched
 
