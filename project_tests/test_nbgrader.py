@@ -121,7 +121,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float,
         result = _run(step, course)
         assert result.returncode == 0, result.stdout + result.stderr
     release = (course / "release" / settings.ASSIGNMENT / f"{settings.NOTEBOOK}.ipynb").read_text()
-    assert "BEGIN HIDDEN TESTS" not in release and "grading.kernel.hidden" not in release and "### BEGIN SOLUTION" not in release
+    assert "BEGIN HIDDEN TESTS" not in release and "### BEGIN SOLUTION" not in release
     listener = socket.create_server(("127.0.0.1", 0))  # the hostile submission's target: loopback only
     listener.settimeout(0.5)
     (ROOT / "build").mkdir(exist_ok=True)
@@ -200,7 +200,6 @@ def test_feedback_hides_hidden_tests(graded) -> None:
     course = graded[0]
     for html in (course / "feedback").glob(f"*/{settings.ASSIGNMENT}/*.html"):
         text = html.read_text()
-        assert "grading.kernel.hidden" not in text, html
         # the one learner whose own cell quotes the marker sees it; no one sees a hidden test
         assert "BEGIN HIDDEN TESTS" not in text or html.parts[-3] == "hostile_forged_notes", html
 

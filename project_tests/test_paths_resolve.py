@@ -1,6 +1,6 @@
-"""Every file path and dotted name that the grading code, its configuration and the notebook builder mention
-(in comments and docstrings too) resolves: a path names a file or folder of the repository, a dotted name an
-importable module or an attribute of one."""
+"""Every file path and dotted name that the repository's code and configuration mention (in comments and
+docstrings too) resolves: a path names a file or folder of the repository, a dotted name an importable module
+or an attribute of one. The docs' links are test_docs.py's."""
 
 from __future__ import annotations
 
@@ -11,13 +11,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FILES = sorted([*ROOT.glob("grading/**/*.py"), ROOT / "nbgrader" / "nbgrader_config.py", *ROOT.glob("notebooks/*.py"),
-                ROOT / "tests" / "exercises.py", ROOT / "pyproject.toml", ROOT / "Makefile"])
+CODE_FOLDERS = ("grading", "nbgrader", "notebooks", "tests", "solutions", "part_utils", "workshop", "scripts", "course_fixtures", "project_tests")
+CODE_SUFFIXES = {".py", ".j2", ".toml", ".yml", ".yaml", ".sh", ".js", ".html", ".cfg"}
+# Generated or fetched, not written: the notebooks (checked against their source), npm's packages.
+NOT_WRITTEN = ("nbgrader/source", "nbgrader/release", "workshop/node_modules")
+FILES = sorted(
+    path
+    for path in [*(p for folder in CODE_FOLDERS for p in (ROOT / folder).rglob("*") if p.suffix in CODE_SUFFIXES),
+                 ROOT / ".ci" / "run", ROOT / "Makefile", ROOT / "pyproject.toml", ROOT / "environment.yml", ROOT / "jupyter_lab_config.py"]
+    if path.is_file() and "__pycache__" not in path.parts and not str(path.relative_to(ROOT)).startswith(NOT_WRITTEN)
+)
 TOP = r"(?:grading|tests|solutions|part_utils|notebooks|nbgrader|benchmarks|scripts|project_tests|workshop)"
 FILE_PATH = re.compile(rf"(?<![\w/.]){TOP}/[\w/.-]*\w(?![\w<{{*])")
 # Made at run time (nbgrader's folders, the workshop's npm install), or a placeholder in an example.
-RUNTIME = ("nbgrader/submitted", "nbgrader/autograded", "nbgrader/feedback", "nbgrader/release", "nbgrader/reports", "workshop/node_modules",
-           "scripts/x.py")
+RUNTIME = ("nbgrader/submitted", "nbgrader/autograded", "nbgrader/feedback", "nbgrader/release", "nbgrader/reports", "nbgrader/downloaded",
+           "nbgrader/gradebook.db", "nbgrader/.grading_secret", "workshop/node_modules", "scripts/x.py", "scripts/NAME.py")
 DOTTED = re.compile(r"(?<![\w/.])(?:grading|solutions|part_utils)(?:\.[A-Za-z_]\w*)+(?![\w<{*(])")
 
 

@@ -8,5 +8,5 @@ c.Exchange.root = os.path.join(os.environ["LATENT_GRADIENTS_WORKSHOP_DIR"], "exc
 # A submission folder writable by its learner only (workshop/exchange.py).
 c.ExchangeFactory.submit = "workshop.exchange.PrivateSubmit"
 # Validate runs the whole notebook in a fresh kernel: each cell gets the grader's per-cell limit
-# (grading/settings.py, passed by jupyterhub_config.py), not nbgrader's default 30 s, which a busy server exceeds.
+# (grading/grader/settings.py, passed by jupyterhub_config.py), not nbgrader's default 30 s, which a busy server exceeds.
 c.Execute.timeout = int(os.environ["LATENT_GRADIENTS_CELL_TIMEOUT"])
