@@ -112,7 +112,7 @@ device-check: setup
 ROSTER ?= workshop/roster.csv
 WORKSHOP_DIR ?= /srv/latent-gradients-workshop
 WORKSHOP_PORT ?= 8000
-WORKSHOP_WORLD := $(if $(filter auto,$(WORLD)),toy,$(WORLD))
+LEARNER_WORLD := $(if $(filter auto,$(WORLD)),toy,$(WORLD))
 CHP := workshop/node_modules/.bin/configurable-http-proxy
 .PHONY: workshop
 $(CHP): workshop/package.json workshop/package-lock.json
@@ -121,9 +121,9 @@ $(CHP): workshop/package.json workshop/package-lock.json
 
 ## workshop: as root, JupyterHub for a class on this machine (ROSTER, WORKSHOP_DIR, WORKSHOP_PORT, WORLD, PUBLIC=1)
 workshop: setup $(CHP)
-	$(PY) workshop/prepare.py --roster "$(ROSTER)" --workshop-dir "$(WORKSHOP_DIR)" --world $(WORKSHOP_WORLD)
+	$(PY) workshop/prepare.py --roster "$(ROSTER)" --workshop-dir "$(WORKSHOP_DIR)" --world $(LEARNER_WORLD)
 	LATENT_GRADIENTS_WORKSHOP_DIR="$(WORKSHOP_DIR)" WORKSHOP_ROSTER="$(abspath $(ROSTER))" WORKSHOP_PORT=$(WORKSHOP_PORT) \
-		WORKSHOP_WORLD=$(WORKSHOP_WORLD) WORKSHOP_PUBLIC=$(PUBLIC) WORKSHOP_TLS_CERT="$(TLS_CERT)" WORKSHOP_TLS_KEY="$(TLS_KEY)" \
+		LATENT_GRADIENTS_WORLD=$(LEARNER_WORLD) WORKSHOP_PUBLIC=$(PUBLIC) WORKSHOP_TLS_CERT="$(TLS_CERT)" WORKSHOP_TLS_KEY="$(TLS_KEY)" \
 		$(BIN)/jupyterhub -f workshop/jupyterhub_config.py
 
 # ---- Submissions from an LMS (docs/instructor.md): `make zip-collect ZIP=submissions.zip`, then autograde, feedback, grades. ----

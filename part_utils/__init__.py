@@ -1,7 +1,7 @@
 """Helpers the course notebooks use: worlds (model + SAEs), device and memory, plots, dashboards.
 
 The names below are imported from their modules on first use (PEP 562), not when the package is: a
-torch-free module such as `part_utils.environment` or `part_utils.network` can then be imported by
+torch-free module such as `part_utils.settings` or `part_utils.network` can then be imported by
 the autograder's nbgrader process or a fail-fast script without loading torch and sae_lens.
 """
 

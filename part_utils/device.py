@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from part_utils.environment import DEVICE_ENV
+from part_utils.settings import DEVICE_ENV
 
 
 def get_device() -> torch.device:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, GPT2TokenizerFast, PreTrainedTokenizerBase
 
-from part_utils.environment import CACHE_ENV
+from part_utils.settings import CACHE_ENV
 
 GPT2_VOCAB_SIZE = 50257
 

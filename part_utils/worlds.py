@@ -21,7 +21,7 @@ import torch
 
 from part_utils import gpt2_world, random_world, toy_world
 from part_utils.device import get_device
-from part_utils.environment import GRADING_WORLD_ENV, WORLD_ENV
+from part_utils.settings import GRADING_WORLD_ENV, WORLD_ENV, world
 from part_utils.world_types import World, WorldUnavailable
 
 WORLD_NAMES = ("auto", "gpt2", "toy", "random")
@@ -64,7 +64,7 @@ def note_unseen_tokens(str_toks: Sequence[str]) -> None:
 
 
 def requested_world_name(name: str | None = None) -> str:
-    name = (os.environ.get(GRADING_WORLD_ENV) or name or os.environ.get(WORLD_ENV) or "auto").lower()
+    name = (os.environ.get(GRADING_WORLD_ENV) or name or world()).lower()
     if name not in WORLD_NAMES:
         raise ValueError(f"Unknown world {name!r}: choose one of {', '.join(WORLD_NAMES)} (argument or ${WORLD_ENV}).")
     return name

@@ -21,7 +21,7 @@ from tornado.testing import AsyncHTTPTestCase, gen_test
 
 import solutions
 import tests
-from part_utils.environment import BOARD_URL_ENV, GRADING_WORLD_ENV
+from part_utils.settings import BOARD_URL_ENV, GRADING_WORLD_ENV
 from tests import _board
 from tests.hints import BY_ID, hint_id
 from tests.latent_to_latent import HINT_ERROR_TERM, HINT_LAYERS

@@ -97,7 +97,7 @@ def test_make_help_lists_every_target_once() -> None:
 
 
 def test_every_environment_variable_is_in_the_settings_table() -> None:
-    """A variable is a quoted name in Python (`os.environ["GRADING_WORLD"]`) or an assignment in the Makefile."""
+    """A variable is a quoted name in Python (`os.environ["GRADING_SECRET"]`) or an assignment in the Makefile."""
     named = set(re.findall(rf"({_VARIABLE.pattern})=", (ROOT / "Makefile").read_text(encoding="utf-8")))
     for path in [*ROOT.glob("*.py"), *(p for top in _TRACKED_TOP if (ROOT / top).is_dir() for p in (ROOT / top).rglob("*.py"))]:
         named |= set(re.findall(rf"[\"']({_VARIABLE.pattern})[\"']", path.read_text(encoding="utf-8")))

@@ -10,7 +10,7 @@ import pytest
 
 from grading.grader import kernel_cache, sandbox, settings
 from grading.grader.record import record_of
-from part_utils.environment import CACHE_ENV
+from part_utils.settings import CACHE_ENV
 
 
 def _shared_cache() -> str:

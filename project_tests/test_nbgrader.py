@@ -9,7 +9,7 @@ the class summary, that no hidden input and no script reaches a feedback, that t
 and that no process of the batch is left. Then `nbgrader autograde` run by hand gives the same scores.
 
 The grading world is the toy world when its weights are present, as in production; set
-LATENT_GRADIENTS_TEST_GRADING_WORLD=random for a faster run on a tiny random world.
+LATENT_GRADIENTS_WORLD=random for a faster run on a tiny random world (any other world grades on the default).
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ import pytest
 
 from course_fixtures import grading_examples as examples
 from grading.grader import settings
+from part_utils import settings as course_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # One batch of every example on 2 busy cores takes several minutes: longer than the default per-test limit.
 pytestmark = [pytest.mark.nbgrader, pytest.mark.slow, pytest.mark.timeout(2400)]
 
-WORLD = os.environ.get("LATENT_GRADIENTS_TEST_GRADING_WORLD") or ("toy" if (ROOT / "part_utils" / "toy_world_data").exists() else "random")
+WORLD = "random" if course_settings.world() == "random" or not (ROOT / "part_utils" / "toy_world_data").exists() else "toy"
 # Reasons each failure kind must give in its feedback (HTML, so quotes and brackets are escaped).
 REASONS = {
     "raises": "ValueError",
@@ -78,10 +79,10 @@ BY_HAND = ["solutions", "zz_stub", "partial", "stub_custom_exc"]
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.update({
-        "GRADING_WORLD": WORLD,
+        course_settings.WORLD_ENV: WORLD,
         # The slowest graded cell on the toy world takes well under this on 2 busy cores; the infinite
         # loop costs one timeout.
-        "GRADING_CELL_TIMEOUT": env.get("GRADING_CELL_TIMEOUT", "150" if WORLD == "toy" else "40"),
+        course_settings.CELL_TIMEOUT_ENV: env.get(course_settings.CELL_TIMEOUT_ENV, "150" if WORLD == "toy" else "40"),
         # Interrupted cells that ignore SIGINT are given up on after this (the hostile loop).
         "GRADING_UNRESPONSIVE_TIMEOUT": "10",
         # A kernel with the world loaded peaks well below this; the out-of-memory example reaches it fast.

@@ -25,6 +25,7 @@ from test_nbgrader import WORLD  # project_tests/test_nbgrader.py: the same grad
 
 from course_fixtures import grading_examples as examples
 from grading.grader import settings
+from part_utils import settings as course_settings
 
 pytestmark = [pytest.mark.nbgrader, pytest.mark.slow]
 
@@ -35,7 +36,7 @@ NOTEBOOK = f"{settings.NOTEBOOK}.ipynb"
 def _env() -> dict[str, str]:
     # The grader's own limits (grading/grader/settings.py), as `make autograde` runs: test_nbgrader.py's tighter memory
     # limit is for its out-of-memory example; the cell limit allows for a busy machine.
-    return {**os.environ, "GRADING_WORLD": WORLD, "GRADING_CELL_TIMEOUT": "600", "PYTHONPATH": str(ROOT)}
+    return {**os.environ, course_settings.WORLD_ENV: WORLD, course_settings.CELL_TIMEOUT_ENV: "600", "PYTHONPATH": str(ROOT)}
 
 
 def _run(args: list[str], cwd: Path) -> str:

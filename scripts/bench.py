@@ -349,7 +349,7 @@ def time_board_reporting(repeats: int) -> tuple[bool, float, float]:
     import threading
 
     import tests
-    from part_utils.environment import BOARD_URL_ENV, GRADING_WORLD_ENV
+    from part_utils.settings import BOARD_URL_ENV, GRADING_WORLD_ENV
     from solutions import SparseTensor
     from tests import _board
 

@@ -35,7 +35,7 @@ TRIVIAL_CONFIG = 'get_config().CourseDirectory.db_url = "sqlite:///gradebook.db?
 def _env(world: str, root: Path = ROOT) -> dict[str, str]:
     # nbgrader runs this environment's own tools (alembic) by name, whether or not the venv is activated.
     # The hidden tests need a secret; any fixed one will do for timing. `root`: whose course code grades.
-    return dict(os.environ, GRADING_WORLD=world, GRADING_SECRET=os.environ.get("GRADING_SECRET", "bench"), PYTHONPATH=str(root),
+    return dict(os.environ, LATENT_GRADIENTS_WORLD=world, GRADING_SECRET=os.environ.get("GRADING_SECRET", "bench"), PYTHONPATH=str(root),
                 PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
 
 
@@ -215,7 +215,7 @@ def main() -> None:
     parser.add_argument("--ways", nargs="+", default=["trivial", "per-process", "runner"], choices=("trivial", "per-process", "runner"))
     parser.add_argument("--before", metavar="REF", help="also grade with the course at this git revision (e.g. main), in the same run")
     args = parser.parse_args()
-    os.environ["GRADING_WORLD"] = args.world  # read by grading.grader.settings when first imported
+    os.environ["LATENT_GRADIENTS_WORLD"] = args.world  # read by grading.grader.settings when first imported
     print(f"{args.n} copies of '{args.example}' on the {args.world} world, {os.cpu_count()} CPU cores, {_load()} at the start")
     with tempfile.TemporaryDirectory() as tmp:
         before = _export(args.before, Path(tmp)) if args.before else None

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from part_utils.environment import BOARD_URL_ENV, GRADING_WORLD_ENV
+from part_utils.settings import BOARD_URL_ENV, GRADING_WORLD_ENV
 from tests._report import CheckFailed
 from tests.hints import hint_id
 

@@ -9,8 +9,8 @@
 - Network: the loopback interface unless WORKSHOP_PUBLIC=1, which serves the hub on every interface over
   HTTPS with the instructor's certificate (WORKSHOP_TLS_CERT, WORKSHOP_TLS_KEY).
 
-Settings come from the environment (the Makefile sets them): LATENT_GRADIENTS_WORKSHOP_DIR, WORKSHOP_ROSTER,
-WORKSHOP_PORT (the hub's API, the proxy's API and the board take the next three ports), WORKSHOP_WORLD.
+Settings come from the environment (the Makefile sets them): LATENT_GRADIENTS_WORKSHOP_DIR, and those
+workshop/settings.py reads.
 """
 
 import os
@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from grading.grader.settings import CELL_TIMEOUT_S
-from part_utils.environment import BOARD_URL_ENV
+from part_utils.settings import BOARD_URL_ENV
+from workshop import settings
 from workshop.board.app import NAME as BOARD
 from workshop.board.app import READ_ALL
 from workshop.prepare import course_id, instructor_env, instructor_of, read_roster
@@ -30,15 +31,16 @@ from workshop.prepare import course_id, instructor_env, instructor_of, read_rost
 c = get_config()  # noqa: F821 (defined by traitlets when it loads this file)
 
 WORKSHOP_DIR = Path(os.environ["LATENT_GRADIENTS_WORKSHOP_DIR"]).resolve()
-PEOPLE = read_roster(Path(os.environ["WORKSHOP_ROSTER"]))
+SETTINGS = settings.read()
+PEOPLE = read_roster(SETTINGS.roster)
 INSTRUCTOR = instructor_of(PEOPLE).username
-WORLD = os.environ.get("WORKSHOP_WORLD", "toy")
+WORLD = SETTINGS.world
 COURSE_ID = course_id()
 
 # --- network --------------------------------------------------------------------------------------------------------
-c.JupyterHub.port = int(os.environ.get("WORKSHOP_PORT", "8000"))
-if os.environ.get("WORKSHOP_PUBLIC") == "1":
-    cert, key = os.environ.get("WORKSHOP_TLS_CERT"), os.environ.get("WORKSHOP_TLS_KEY")
+c.JupyterHub.port = SETTINGS.port
+if SETTINGS.public:
+    cert, key = SETTINGS.tls_cert, SETTINGS.tls_key
     if not (cert and key):
         sys.exit("WORKSHOP_PUBLIC=1 needs the certificate and its key: WORKSHOP_TLS_CERT=... WORKSHOP_TLS_KEY=...")
     c.JupyterHub.ip = ""  # every interface
@@ -75,7 +77,7 @@ c.JupyterHub.services = [
         "url": BOARD_URL,
         "command": [sys.executable, "-m", "workshop.board"],
         "cwd": str(REPO),
-        "environment": {"LATENT_GRADIENTS_WORKSHOP_DIR": str(WORKSHOP_DIR), "WORKSHOP_ROSTER": os.environ["WORKSHOP_ROSTER"], "PYTHONPATH": str(REPO)},
+        "environment": {"LATENT_GRADIENTS_WORKSHOP_DIR": str(WORKSHOP_DIR), "WORKSHOP_ROSTER": str(SETTINGS.roster), "PYTHONPATH": str(REPO)},
         # The most a browser's token for the board may carry: the instructor's token carries READ_ALL.
         "oauth_client_allowed_scopes": [READ_ALL],
         "oauth_no_confirm": True,  # the hub's own service: no "authorize this application?" page

@@ -31,7 +31,7 @@ from grading import cell_metadata
 from grading.grader import hidden_params, sandbox, verdict
 from grading.grader.normalize import exercise_of_cells
 from grading.grader.record import record_of
-from part_utils.environment import CACHE_ENV
+from part_utils.settings import CACHE_ENV
 
 
 class KernelUnresponsive(RuntimeError):

@@ -1,4 +1,8 @@
-"""Where the course lives, and the limits every grading kernel runs under (each overridable by env)."""
+"""The grader's settings: where the course lives, and the limits every grading kernel runs under.
+
+Each is a `GRADING_` environment variable, read once here; the world and the cell timeout are the course's own
+(`part_utils/settings.py`), so that one variable sets each wherever the course runs.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from part_utils.environment import DEVICE_ENV, GRADING_WORLD_ENV
+from part_utils import settings as course_settings
+from part_utils.settings import DEVICE_ENV, GRADING_WORLD_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 COURSE = Path(os.environ.get("GRADING_COURSE_DIR", ROOT / "nbgrader")).resolve()
@@ -21,14 +26,13 @@ FALLBACK_FOLDER = "fallback"
 KERNEL_CACHE = ROOT / "build" / "kernel-cache"
 
 # The world every grading kernel loads, whatever the notebook asks for (load_world reads GRADING_WORLD_ENV
-# in every call). The toy world ships with the course: grading
-# needs no network and gives every student the same model.
-GRADING_WORLD = os.environ.get("GRADING_WORLD", "toy")
+# in every call): LATENT_GRADIENTS_WORLD, else the toy world, which ships with the course, so that grading
+# needs no network and gives every student the same model ("auto" would depend on the grader's cache).
+_WORLD = course_settings.world("toy")
+GRADING_WORLD = "toy" if _WORLD == "auto" else _WORLD
 
-# Per-cell time limit. The slowest graded cell on the toy world (the attention check: the learner's
-# function twice and the reference once) takes under 60 s on one busy CPU core; 300 s leaves a 5x
-# margin for a slow machine while an infinite loop costs a bounded five minutes.
-CELL_TIMEOUT_S = int(os.environ.get("GRADING_CELL_TIMEOUT", "300"))
+# Per-cell time limit (LATENT_GRADIENTS_CELL_TIMEOUT).
+CELL_TIMEOUT_S = course_settings.cell_timeout_s()
 # Memory limit of each grading kernel (RLIMIT_DATA: the heap and every private writable mapping). A
 # kernel with the toy world and every check run peaks below 2 GiB; 8 GiB is room for a wasteful but
 # honest solution, and a runaway one gets a MemoryError instead of taking the machine down.
