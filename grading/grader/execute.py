@@ -7,8 +7,8 @@ again with that cell skipped (an error in its place says why), up to `max_kernel
 a timed-out cell an error naming the limit. Then, in the same kernel, `grading.grader.verdict` calls the
 learner's code on this student's hidden inputs and writes each graded cell's outputs itself (the score
 nbgrader reads from them); an exercise the static scan flagged gets an `IntegrityViolation` error in each
-graded cell. A "Grading notes" cell goes at the top of the notebook, which the feedback shows. Kernels
-run in the grading sandbox (`grading/grader/sandbox.py`), whose notes join the grading notes.
+graded cell. Kernels run in the grading sandbox (`grading/grader/sandbox.py`). The kernels' deaths, hangs
+and timeouts, the sandbox's notes and the verdicts go into the grading record (`grading/grader/record.py`).
 """
 
 from __future__ import annotations

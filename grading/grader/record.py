@@ -26,7 +26,6 @@ from grading.grader.settings import FALLBACK_FOLDER
 RESOURCE_KEY = "latent_gradients_record"
 NOTES_CELL_ID = "grading-notes"
 NOTES_MARK = "grader_notes"
-
 NOTHING_TO_REPORT = "Nothing to report: every cell ran normally."
 
 
