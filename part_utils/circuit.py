@@ -95,7 +95,7 @@ def with_error_nodes(
     layers = circuit.layers
     hook_names = [saes[layer].cfg.metadata.hook_name for layer in layers]
     with torch.no_grad():
-        logits, cache = model.run_with_cache(tokens, names_filter=hook_names)
+        _, cache = model.run_with_cache(tokens, names_filter=hook_names)
         resid = [cache[name] for name in hook_names]
         errors = [r - saes[layer].decode(saes[layer].encode(r)) for layer, r in zip(layers, resid)]
     final = tokens.shape[-1] - 1
@@ -114,7 +114,7 @@ def with_error_nodes(
             # d(latent above)/d(residual stream) . error, per position: (n_above, seq)
             weights = (torch.func.jacrev(targets)(resid[i])[:, 0] * errors[i][0]).sum(-1).detach()
             # d(logit)/d(latent above), along the kept nodes: contribution / activation
-            gradient_above = torch.tensor([node.contribution / node.activation for node in above], dtype=weights.dtype)
+            gradient_above = torch.tensor([node.contribution / node.activation for node in above], dtype=weights.dtype, device=weights.device)
             above_keys = [node.key for node in above]
         else:
 
@@ -122,7 +122,7 @@ def with_error_nodes(
                 return model(x, start_at_layer=layers[i])[0, -1, circuit.target_token_id]
 
             weights = (torch.func.grad(target_logit)(resid[i])[0] * errors[i][0]).sum(-1).detach()[None]
-            gradient_above, above_keys = torch.ones(1, dtype=weights.dtype), [logit_key]
+            gradient_above, above_keys = torch.ones(1, dtype=weights.dtype, device=weights.device), [logit_key]
         for position in range(tokens.shape[-1]):
             key: NodeKey = ("error", layer, position, 0)
             contributions[key] = float(weights[:, position] @ gradient_above)
@@ -136,7 +136,6 @@ def with_error_nodes(
     logit_index = len(circuit.nodes) - 1 if circuit.nodes and circuit.nodes[-1].kind == "logit" else len(circuit.nodes)
     nodes = (*circuit.nodes[:logit_index], *error_nodes, *circuit.nodes[logit_index:])
     return Circuit(nodes, (*circuit.edges, *error_edges), circuit.target_token_id, layers)
-
 
 
 Latent = tuple[int, int, int]  # (layer, position, latent)
