@@ -93,6 +93,9 @@ def plot_circuit(
         for label, node in zip(labels, nodes)
     ]
     online, offline = neuronpedia_ids or {}, card_sae_ids or {}
+    # The colour scale spans the latents' and errors' contributions, so their signs show; the logit, far larger,
+    # takes the scale's end.
+    bound = max((abs(node.contribution) for node in nodes if node.kind in ("latent", "error")), default=1.0) or 1.0
 
     def linked(node: CircuitNode, label: str) -> str:
         if node.kind == "latent" and node.layer in online:
@@ -118,7 +121,8 @@ def plot_circuit(
                 "symbol": ["square" if node.kind == "error" else "circle" for node in nodes],
                 "color": [node.contribution for node in nodes],
                 "colorscale": "RdBu",
-                "cmid": 0.0,
+                "cmin": -bound,
+                "cmax": bound,
                 "line": {"width": 1, "color": "black"},
             },
             showlegend=False,

@@ -343,7 +343,8 @@ def test_a_check_on_a_prompt_the_world_never_saw_gets_the_notice(capsys):
 
 def test_the_circuit_keeps_inhibitory_latents_and_error_nodes(world, figures):
     """The capstone keeps each layer's k latents of largest |contribution|, so a latent that pushes the answer down
-    appears (drawn red: the node's colour is its contribution on a scale centred at 0), and its graph has error nodes."""
+    appears (drawn red: the node's colour is its contribution on a scale from -x to x, x the largest |contribution| of
+    a latent or error node), and its graph has error nodes."""
     from part_utils.circuit import with_error_nodes
     from part_utils.circuit_plot import plot_circuit
     from solutions.latent_circuit import attribution, rank
@@ -364,7 +365,9 @@ def test_the_circuit_keeps_inhibitory_latents_and_error_nodes(world, figures):
     assert graph.latents() == circuit.latents() and {node.layer for node in graph.errors()} <= set(layers) and graph.errors()
     figure = plot_circuit(graph, model.to_str_tokens(logit["prompt"]), logit["answer"])
     nodes = figure.data[-1]
-    assert nodes.marker.cmid == 0.0 and all(nodes.marker.color[graph.nodes.index(node)] < 0 for node in inhibitory)
+    bound = max(abs(node.contribution) for node in graph.nodes if node.kind in ("latent", "error"))
+    assert nodes.marker.cmin == -bound and nodes.marker.cmax == bound
+    assert all(nodes.marker.color[graph.nodes.index(node)] < 0 for node in inhibitory)
     assert [symbol == "square" for symbol in nodes.marker.symbol] == [node.kind == "error" for node in graph.nodes]
     figures.add(
         "toy world",
