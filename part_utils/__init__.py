@@ -39,6 +39,7 @@ _HOMES = {
     "plot_latent_to_logit": "part_utils.plots",
     "plot_token_to_latent": "part_utils.plots",
     "show_attention_patterns": "part_utils.plots",
+    "with_error_nodes": "part_utils.circuit",
 }
 __all__ = sorted(_HOMES)
 

@@ -29,11 +29,12 @@ NodeKey = tuple[str, "int | None", int, int]
 class CircuitNode:
     """One node of a circuit.
 
-    kind:         "token", "latent" or "logit"
-    layer:        the SAE's layer for a latent (the layer of `blocks.{layer}.hook_resid_pre`); None otherwise
+    kind:         "token", "latent", "error" (an SAE's error term at one position) or "logit"
+    layer:        the SAE's layer for a latent or an error (the layer of `blocks.{layer}.hook_resid_pre`); None otherwise
     position:     the token position (the final one for the logit)
-    index:        the latent's index in its SAE for a latent; the token id for a token or the logit
-    activation:   the latent's true activation; 1.0 for a token (its embedding scale); the logit's value
+    index:        the latent's index in its SAE for a latent; the token id for a token or the logit; 0 for an error
+    activation:   the latent's true activation; 1.0 for a token (its embedding scale) or an error (its scale);
+                  the logit's value
     contribution: the node's first-order contribution to the target logit through the circuit's later nodes
                   (the logit's own value for the logit)
     """
@@ -74,6 +75,67 @@ class Circuit:
     def latents(self, layer: int | None = None) -> list[CircuitNode]:
         """The latent nodes, of one layer or of all."""
         return [node for node in self.nodes if node.kind == "latent" and (layer is None or node.layer == layer)]
+
+    def errors(self, layer: int | None = None) -> list[CircuitNode]:
+        """The error nodes, of one layer or of all."""
+        return [node for node in self.nodes if node.kind == "error" and (layer is None or node.layer == layer)]
+
+
+def with_error_nodes(
+    circuit: Circuit, tokens: Tensor, saes: Mapping[int, SAE], model: HookedSAETransformer, edge_threshold: float = EDGE_THRESHOLD
+) -> Circuit:
+    """The circuit with one error node per SAE layer and position, wherever its edge matters.
+
+    At each of the circuit's layers the residual stream is the active latents' decoding plus the SAE's error, so
+    the error at each position is one more source into the next layer's kept latents (the last layer's: into the
+    logit). Its edge weight is the target's gradient with respect to the residual stream there, dotted with the
+    error (gradient x activation, the error's scale being 1); its contribution, like a latent's, runs through the
+    kept latents above. Errors are sources only (held at their clean values), and an error node is kept when one
+    of its edges reaches `edge_threshold` x the largest |weight| into the same node, the circuit's edges included."""
+    layers = circuit.layers
+    hook_names = [saes[layer].cfg.metadata.hook_name for layer in layers]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=hook_names)
+        resid = [cache[name] for name in hook_names]
+        errors = [r - saes[layer].decode(saes[layer].encode(r)) for layer, r in zip(layers, resid)]
+    final = tokens.shape[-1] - 1
+    logit_key: NodeKey = ("logit", None, final, circuit.target_token_id)
+    candidates: list[CircuitEdge] = []
+    contributions: dict[NodeKey, float] = {}
+    for i, layer in enumerate(layers):
+        if i + 1 < len(layers):
+            above = circuit.latents(layers[i + 1])
+            rows = torch.tensor([[0, node.position, node.index] for node in above], dtype=torch.long).reshape(-1, 3)
+
+            def targets(x: Tensor, i: int = i, rows: Tensor = rows) -> Tensor:
+                later = model(x, start_at_layer=layers[i], stop_at_layer=layers[i + 1])
+                return saes[layers[i + 1]].encode(later)[tuple(rows.T)]
+
+            # d(latent above)/d(residual stream) . error, per position: (n_above, seq)
+            weights = (torch.func.jacrev(targets)(resid[i])[:, 0] * errors[i][0]).sum(-1).detach()
+            # d(logit)/d(latent above), along the kept nodes: contribution / activation
+            gradient_above = torch.tensor([node.contribution / node.activation for node in above], dtype=weights.dtype, device=weights.device)
+            above_keys = [node.key for node in above]
+        else:
+
+            def target_logit(x: Tensor, i: int = i) -> Tensor:
+                return model(x, start_at_layer=layers[i])[0, -1, circuit.target_token_id]
+
+            weights = (torch.func.grad(target_logit)(resid[i])[0] * errors[i][0]).sum(-1).detach()[None]
+            gradient_above, above_keys = torch.ones(1, dtype=weights.dtype, device=weights.device), [logit_key]
+        for position in range(tokens.shape[-1]):
+            key: NodeKey = ("error", layer, position, 0)
+            contributions[key] = float(weights[:, position] @ gradient_above)
+            candidates += [CircuitEdge(key, target, float(weights[j, position])) for j, target in enumerate(above_keys)]
+    largest: dict[NodeKey, float] = {}
+    for edge in (*circuit.edges, *candidates):
+        largest[edge.target] = max(largest.get(edge.target, 0.0), abs(edge.weight))
+    error_edges = [e for e in candidates if e.weight != 0 and abs(e.weight) >= edge_threshold * largest[e.target]]
+    kept = dict.fromkeys(e.source for e in error_edges)
+    error_nodes = tuple(CircuitNode(*key, 1.0, contributions[key]) for key in kept)
+    logit_index = len(circuit.nodes) - 1 if circuit.nodes and circuit.nodes[-1].kind == "logit" else len(circuit.nodes)
+    nodes = (*circuit.nodes[:logit_index], *error_nodes, *circuit.nodes[logit_index:])
+    return Circuit(nodes, (*circuit.edges, *error_edges), circuit.target_token_id, layers)
 
 
 Latent = tuple[int, int, int]  # (layer, position, latent)

@@ -1,7 +1,8 @@
 """The capstone's picture: a circuit as an interactive layered graph (plotly, offline).
 
-One column per layer: the tokens on the left, each SAE layer's latents in the middle, the target logit on the
-right. An edge's width is |weight| and its colour its sign (blue positive, red negative). Hovering a node shows
+One column per layer: the tokens on the left, each SAE layer's latents and error nodes (squares) in the middle, the
+target logit on the right. An edge's width is |weight| and its colour its sign (blue positive, red negative); a
+node's colour is the sign of its contribution, so an inhibitory latent is red. Hovering a node shows
 its latent, token and position, activation and contribution; a latent's label links to its Neuronpedia
 dashboard (GPT-2, online) or to its offline card (`part_utils.dashboard`), shown in the same notebook.
 """
@@ -25,6 +26,8 @@ def _label(node: CircuitNode, str_toks: Sequence[str], target: str) -> str:
         return f"{str_toks[node.position]!r} ({node.position})"
     if node.kind == "logit":
         return f"logit {target!r}"
+    if node.kind == "error":
+        return f"error {node.layer}, {str_toks[node.position]!r} ({node.position})"
     return f"F{node.layer}.{node.index}, {str_toks[node.position]!r} ({node.position})"
 
 
@@ -44,7 +47,7 @@ def plot_circuit(
     position: dict[NodeKey, tuple[float, float]] = {}
     by_column: dict[int, list[CircuitNode]] = {}
     for node in circuit.nodes:
-        column = column_of[node.kind if node.kind != "latent" else node.layer]
+        column = column_of[node.layer if node.kind in ("latent", "error") else node.kind]
         by_column.setdefault(column, []).append(node)
     for column, nodes in by_column.items():
         if column not in (0, len(columns) - 1):
@@ -85,10 +88,14 @@ def plot_circuit(
     hover = [
         f"{label}<br>kind: {node.kind}"
         + (f", layer {node.layer}, latent {node.index}" if node.kind == "latent" else "")
+        + (f", layer {node.layer}: the SAE's error at this position" if node.kind == "error" else "")
         + f"<br>activation {node.activation:.4f}<br>contribution to the logit {node.contribution:+.4f}"
         for label, node in zip(labels, nodes)
     ]
     online, offline = neuronpedia_ids or {}, card_sae_ids or {}
+    # The colour scale spans the latents' and errors' contributions, so their signs show; the logit, far larger,
+    # takes the scale's end.
+    bound = max((abs(node.contribution) for node in nodes if node.kind in ("latent", "error")), default=1.0) or 1.0
 
     def linked(node: CircuitNode, label: str) -> str:
         if node.kind == "latent" and node.layer in online:
@@ -105,28 +112,30 @@ def plot_circuit(
             x=[position[node.key][0] for node in nodes],
             y=[position[node.key][1] for node in nodes],
             mode="markers+text",
-            text=["" if node.kind == "latent" else label for label, node in zip(labels, nodes)],
+            text=["" if node.kind in ("latent", "error") else label for label, node in zip(labels, nodes)],
             textposition=["middle left" if node.kind == "token" else "middle right" for node in nodes],
             hovertext=hover,
             hoverinfo="text",
             marker={
                 "size": 14,
+                "symbol": ["square" if node.kind == "error" else "circle" for node in nodes],
                 "color": [node.contribution for node in nodes],
                 "colorscale": "RdBu",
-                "cmid": 0.0,
+                "cmin": -bound,
+                "cmax": bound,
                 "line": {"width": 1, "color": "black"},
             },
             showlegend=False,
         )
     )
     for label, node in zip(labels, nodes):
-        if node.kind == "latent":
+        if node.kind in ("latent", "error"):
             x, y = position[node.key]
             figure.add_annotation(x=x, y=y, yshift=16, text=linked(node, label), showarrow=False, bgcolor="rgba(255,255,255,0.85)", borderpad=1)
     names = ["tokens", *(f"layer {layer}" for layer in circuit.layers), "logit"]
     height = max(500, 60 * max(len(nodes) for nodes in by_column.values()))
     figure.update_layout(
-        title=f"A circuit for {target!r}: edge width |gradient x activation|, blue positive, red negative",
+        title=f"A circuit for {target!r}: edge width |gradient x activation|, blue positive, red negative; squares: SAE errors",
         xaxis={"tickvals": list(range(len(columns))), "ticktext": names, "showgrid": False, "zeroline": False, "range": [-0.9, len(columns) - 0.1]},
         yaxis={"visible": False},
         width=300 * len(columns) + 200,

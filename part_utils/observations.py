@@ -220,7 +220,19 @@ def attribution_observations(facts: dict[str, Any], settings: ExerciseSettings) 
         f"latents. The worst: F{layer}.{latent} at {worst['token']!r}, estimate {worst['zero']['difference'][0]:+.3f} against an "
         f"effect of {worst['zero']['difference'][1]:+.3f}."
     )
+    layer0 = [row["zero"]["difference"] for row in rows if row["key"][0] == 0]
+    if layer0:
+        lines.append(
+            f"Layer 0: for {sum(misses_fivefold_or_in_sign(pair) for pair in layer0)} of the {len(layer0)} layer-0 latents "
+            "the zero-ablation estimate misses the effect by a factor of five or more, or in sign."
+        )
     return lines
+
+
+def misses_fivefold_or_in_sign(pair: list[float]) -> bool:
+    """Whether an (estimate, effect) pair differs in sign, or the effect is at least five times the estimate."""
+    estimate, effect = pair
+    return estimate * effect < 0 or abs(effect) >= 5 * abs(estimate)
 
 
 def circuit_observations(facts: dict[str, Any], settings: ExerciseSettings) -> list[str]:

@@ -77,6 +77,13 @@ def _size(n: int, per_item: int, minimum: int, maximum: int) -> int:
     return int(min(maximum, max(minimum, n * per_item)))
 
 
+def _strongest(magnitudes: Tensor, max_latents: int | None) -> Tensor:
+    """The indices of the `max_latents` largest magnitudes (all when None), in their original (position) order."""
+    if max_latents is None or len(magnitudes) <= max_latents:
+        return torch.arange(len(magnitudes))
+    return magnitudes.topk(max_latents).indices.sort().values
+
+
 def plot_latent_to_latent(
     gradients: Tensor,
     latent_acts_prev: Any,
@@ -85,19 +92,27 @@ def plot_latent_to_latent(
     layer_from: int,
     layer_to: int,
     title_suffix: str = "",
+    max_latents: int | None = 80,
 ) -> go.Figure:
-    """Heatmap of d(later latent)/d(earlier latent): earlier latents down the side, later ones along the top."""
+    """Heatmap of d(later latent)/d(earlier latent): earlier latents down the side, later ones along the top.
+
+    On each axis, the `max_latents` latents with the largest |gradient| in their row or column are shown, in
+    position order; `max_latents=None` shows every active latent."""
     note_unseen_tokens(str_toks)
-    x = _latent_labels(latent_acts_next_recon.indices, str_toks, layer_to)
-    y = _latent_labels(latent_acts_prev.indices, str_toks, layer_from)
+    magnitude = gradients.detach().abs()
+    columns = _strongest(magnitude.amax(dim=1) if magnitude.numel() else torch.zeros(len(gradients)), max_latents)
+    rows = _strongest(magnitude.amax(dim=0) if magnitude.numel() else torch.zeros(gradients.shape[1]), max_latents)
+    x = _latent_labels(latent_acts_next_recon.indices[columns], str_toks, layer_to)
+    y = _latent_labels(latent_acts_prev.indices[rows], str_toks, layer_from)
+    shown = f"{len(rows)} of {gradients.shape[1]} earlier and {len(columns)} of {gradients.shape[0]} later latents, by largest |gradient|; "
     return _heatmap(
-        gradients.T,
+        gradients[columns][:, rows].T,
         x,
         y,
         f"To layer {layer_to}",
         f"From layer {layer_from}",
         f"Gradients between SAE latents in layer {layer_from} and layer {layer_to}{title_suffix}"
-        f"<br><sup>Prompt: {''.join(str_toks)!r}</sup>",
+        f"<br><sup>{'' if len(x) == gradients.shape[0] and len(y) == gradients.shape[1] else shown}Prompt: {''.join(str_toks)!r}</sup>",
         height=_size(len(y), 12, 500, 1400),
     )
 
@@ -252,7 +267,8 @@ def plot_induction(
     gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, str_toks: Sequence[str], layer_from: int, layer_to: int, seq_len: int
 ) -> go.Figure:
     """The latent-to-latent heatmap between attention SAEs, with the induction rectangles outlined."""
-    fig = plot_latent_to_latent(gradients, latent_acts_prev, latent_acts_next_recon, str_toks, layer_from, layer_to, " (attention SAEs)")
+    # Every latent: the rectangles are ranges of positions, which a selection of latents would break.
+    fig = plot_latent_to_latent(gradients, latent_acts_prev, latent_acts_next_recon, str_toks, layer_from, layer_to, " (attention SAEs)", max_latents=None)
     for x0, x1, y0, y1 in induction_rectangles(latent_acts_prev, latent_acts_next_recon, seq_len):
         if x1 > x0 and y1 > y0:
             # On a categorical axis, category i sits at coordinate i: a box around categories x0..x1-1.

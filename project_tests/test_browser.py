@@ -372,6 +372,7 @@ def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Scr
     assert n_traces >= 2, f"the circuit graph drew {n_traces} traces (edges and nodes expected)"
     labels = graph.locator(".annotation-text").all_text_contents()  # a latent's label: an annotation over the edges
     assert any(re.search(LATENT, label) and re.search(TOKEN_AND_POSITION, label) for label in labels), labels[:5]
+    assert any(re.match(r"error \d+, ", label) for label in labels), f"no error node drawn: {labels}"
     screenshots.take(graph, "solutions_circuit")
     label = _hover_label(page, graph, LARGEST_NODE_JS)
     assert re.search(LATENT, label) and "contribution" in label, f"the circuit's hover label does not name the latent: {label!r}"

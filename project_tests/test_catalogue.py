@@ -13,6 +13,7 @@ import dataclasses
 import re
 
 import pytest
+import torch
 
 import solutions
 import tests as checks
@@ -179,28 +180,55 @@ def test_out_of_memory_hint_blames_the_outputs() -> None:
     assert "OUTPUTS" in hint and ".sparse[0]" in hint and "memory_report()" in hint
 
 
-# A world and prompt (one secret's hidden test) where layer 0's last place is a tie: every remaining latent sits
-# after each kept layer-1 latent, so causality makes its contribution exactly zero. The reference's topk and the
-# notebook's sorted() keep different ones; either is right.
+# A world and prompt where the last layer's last place is a tie: the k-th latent there has a twin (the same encoder
+# column, bias and decoder row copied into a latent inactive on the prompt), so the two have the same activation and
+# contribution. The reference's topk and sorted() may keep either; either is right.
 TIED = {"seed": 1165240712, "prompt": "Big Ben stands in London, by the river.", "layers": (0, 1, 3), "k": 3}
 
 
 @pytest.fixture(scope="module")
 def tied_world() -> World:
-    return build_random_world(TINY_SHAPE, seed=TIED["seed"], device="cpu")
+    from solutions.latent_circuit import attribution, rank
+
+    world = build_random_world(TINY_SHAPE, seed=TIED["seed"], device="cpu")
+    tokens = world.model.to_tokens(TIED["prompt"])
+    target = int(world.model(tokens)[0, -1].argmax())
+    layers, k = TIED["layers"], TIED["k"]
+    attr = attribution(tokens, world.saes, world.model, layers, target)
+    _, _, latent = attr.acts[-1].sparse[1][rank(attr, k).kept[-1][-1]].tolist()
+    sae = world.saes[layers[-1]]
+    inactive = set(range(sae.cfg.d_sae)) - set(attr.acts[-1].sparse[1][:, 2].tolist())
+    twin = max(inactive)
+    with torch.no_grad():
+        sae.W_enc[:, twin], sae.b_enc[twin], sae.W_dec[twin] = sae.W_enc[:, latent], sae.b_enc[latent], sae.W_dec[latent]
+    return world
 
 
 def _circuits(world: World, fn) -> tuple:
+    args = _circuit_args(world)
+    return solutions.latent_circuit(*args), fn(*args)
+
+
+def _the_other_twin(world: World):
+    """The hand-sorted learner that keeps the other twin than the reference's topk."""
+    reference = {n.key for n in solutions.latent_circuit(*_circuit_args(world)).latents()}
+    for tie_break in ("first", "last"):
+        fn = learner.latent_circuit(tie_break=tie_break)
+        if {n.key for n in fn(*_circuit_args(world)).latents()} != reference:
+            return fn
+    raise AssertionError("the tie this test is about is gone")
+
+
+def _circuit_args(world: World) -> tuple:
     tokens = world.model.to_tokens(TIED["prompt"])
     target = int(world.model(tokens)[0, -1].argmax())
-    args = (tokens, world.saes, world.model, TIED["layers"], target, TIED["k"])
-    return solutions.latent_circuit(*args), fn(*args)
+    return (tokens, world.saes, world.model, TIED["layers"], target, TIED["k"])
 
 
 @slow
 @pytest.mark.latent_circuit
 def test_any_choice_among_tied_latents_is_accepted(tied_world: World, capsys: pytest.CaptureFixture) -> None:
-    sorted_by_hand = learner.latent_circuit()
+    sorted_by_hand = _the_other_twin(tied_world)
     reference, mine = _circuits(tied_world, sorted_by_hand)
     assert {n.key for n in mine.latents()} != {n.key for n in reference.latents()}, "the tie this test is about is gone"
     shared = {n.key for n in mine.nodes} & {n.key for n in reference.nodes}
@@ -217,10 +245,10 @@ def test_any_choice_among_tied_latents_is_accepted(tied_world: World, capsys: py
 @pytest.mark.latent_circuit
 def test_a_latent_that_is_not_tied_cannot_be_swapped(tied_world: World) -> None:
     """Ties excuse only the tied latents: trading a kept latent of nonzero contribution for a tied one is wrong."""
-    reference, mine = _circuits(tied_world, learner.latent_circuit())
-    contributions = {n.key: n.contribution for n in reference.latents(TIED["layers"][0])}
+    reference, mine = _circuits(tied_world, _the_other_twin(tied_world))
+    contributions = {n.key: n.contribution for n in reference.latents(TIED["layers"][-1])}
     nonzero = max(contributions, key=lambda key: abs(contributions[key]))
-    tied = next(n for n in mine.latents(TIED["layers"][0]) if n.key not in contributions)
+    tied = next(n for n in mine.latents(TIED["layers"][-1]) if n.key not in contributions)
 
     def swapped(*args):
         circuit = solutions.latent_circuit(*args)

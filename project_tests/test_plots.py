@@ -65,13 +65,27 @@ def test_heatmaps_label_latent_token_and_position(tiny_world) -> None:
     gradients, prev, _, recon = solutions.latent_to_latent_gradients(
         tokens, tiny_world.saes[settings.layer_from], tiny_world.saes[settings.layer_to], model
     )
-    fig = plots.plot_latent_to_latent(gradients, prev, recon, str_toks, settings.layer_from, settings.layer_to)
+    fig = plots.plot_latent_to_latent(gradients, prev, recon, str_toks, settings.layer_from, settings.layer_to, max_latents=None)
     heatmap = fig.data[0]
     assert isinstance(heatmap, go.Heatmap) and heatmap.z.shape == (len(prev.values), len(recon.values))
     _, position, latent = prev.indices[0].tolist()
     assert heatmap.y[0] == f"F{settings.layer_from}.{latent}, {str_toks[position]!r} ({position})"
     assert "%{x}" in heatmap.hovertemplate and "%{y}" in heatmap.hovertemplate and "%{z" in heatmap.hovertemplate
     assert fig.layout.xaxis.title.text == f"To layer {settings.layer_to}"
+
+
+def test_a_wide_latent_to_latent_heatmap_shows_its_strongest_latents() -> None:
+    """With more latents than `max_latents`, each axis keeps those of largest |gradient|, in position order."""
+    prev = sparse([(0, p, 0) for p in range(9)])
+    nxt = sparse([(0, p, 1) for p in range(9)])
+    gradients = torch.full((9, 9), 0.01)  # (next, prev)
+    gradients[7, 2], gradients[4, 5] = -3.0, 2.0
+    str_toks = [f"t{p}" for p in range(9)]
+    fig = plots.plot_latent_to_latent(gradients, prev, nxt, str_toks, 0, 3, max_latents=2)
+    heatmap = fig.data[0]
+    assert heatmap.z.tolist() == [[pytest.approx(0.01), -3.0], [2.0, pytest.approx(0.01)]]  # rows: earlier latents at 2 and 5; columns: later at 4 and 7
+    assert list(heatmap.x) == ["F3.1, 't4' (4)", "F3.1, 't7' (7)"] and "2 of 9 earlier" in fig.layout.title.text
+    assert plots.plot_latent_to_latent(gradients, prev, nxt, str_toks, 0, 3, max_latents=None).data[0].z.shape == (9, 9)
 
 
 def test_latent_to_logit_plot_takes_every_logit(tiny_world) -> None:

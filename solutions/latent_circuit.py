@@ -124,9 +124,11 @@ def attribution(
     return Attribution(tokens[0].tolist(), layers, acts, token_weights, latent_weights, gradient.detach() * values, target_token_id, logit)
 
 
-def _top(contributions: Tensor, k: int) -> Tensor:
-    """The rows of the k largest contributions, largest first."""
-    return contributions.topk(min(k, len(contributions))).indices
+def _top(contributions: Tensor, k: int, signed: bool = False) -> Tensor:
+    """The rows of the k largest |contributions|, largest first: a latent that pushes the prediction down counts
+    as much as one that pushes it up. `signed` ranks by the contribution itself (inhibitory latents dropped)."""
+    scores = contributions if signed else contributions.abs()
+    return scores.topk(min(k, len(contributions))).indices
 
 
 @dataclass(frozen=True)
@@ -135,12 +137,13 @@ class Ranking:
     kept above it), the rows kept, and the weights from the layer into the next one's kept rows."""
 
     contributions: list[Tensor]  # contributions[i]: (n_active[i],)
-    kept: list[Tensor]  # kept[i]: rows of layers[i]'s active latents, largest contribution first
+    kept: list[Tensor]  # kept[i]: rows of layers[i]'s active latents, largest |contribution| first
     into: list[Tensor]  # into[i + 1]: (len(kept[i + 1]), n_active[i]); into[0] unused
 
 
-def rank(attr: Attribution, k: int) -> Ranking:
-    """Keep, per layer, the k latents with the largest contribution to the logit, going back from the logit.
+def rank(attr: Attribution, k: int, signed: bool = False) -> Ranking:
+    """Keep, per layer, the k latents with the largest |contribution| to the logit, going back from the logit
+    (`signed`: the largest contribution, as `_top`).
 
     A latent's contribution is its activation times the gradient of the logit with respect to it along the
     nodes already kept: for the last layer its edge to the logit; for an earlier layer the sum, over the kept
@@ -154,7 +157,7 @@ def rank(attr: Attribution, k: int) -> Ranking:
         if i < n_layers - 1:
             into[i + 1] = attr.latent_weights(i, kept[i + 1])
             contribution = into[i + 1].T @ _grad_above(attr, contributions, kept, i + 1)
-        contributions[i], kept[i] = contribution, _top(contribution, k)
+        contributions[i], kept[i] = contribution, _top(contribution, k, signed)
     return Ranking(contributions, kept, into)
 
 
@@ -163,11 +166,11 @@ def _grad_above(attr: Attribution, contributions: list[Tensor], kept: list[Tenso
     return contributions[i][kept[i]] / attr.acts[i].values[kept[i]]
 
 
-def prune(attr: Attribution, k: int, edge_threshold: float = EDGE_THRESHOLD) -> Circuit:
+def prune(attr: Attribution, k: int, edge_threshold: float = EDGE_THRESHOLD, signed: bool = False) -> Circuit:
     """The circuit of `rank`'s kept latents; edges below `edge_threshold` x the largest |weight| into the same
     node are dropped."""
     n_layers = len(attr.layers)
-    ranking = rank(attr, k)
+    ranking = rank(attr, k, signed)
     kept, into = ranking.kept, ranking.into
     contributions = [c[rows] for c, rows in zip(ranking.contributions, kept)]
     token_weights = attr.token_weights(kept[0])  # (seq, k)
@@ -219,8 +222,8 @@ def latent_circuit(
     """
     The circuit behind the target logit at the final position, through the residual SAEs at `layers`.
 
-    Nodes: every token position; per layer (increasing), the k active latents with the largest contribution
-    to the target logit, pruned going back from the logit; the target logit. Edges, weight = gradient x
+    Nodes: every token position; per layer (increasing), the k active latents with the largest |contribution|
+    to the target logit (inhibitory ones included), pruned going back from the logit; the target logit. Edges, weight = gradient x
     activation of the source: token -> first layer (exercise 4, the tokens' activation being their
     embedding scale, 1), layer -> next layer (exercise 2's map with the earlier SAE's error term added back),
     last layer -> logit (exercise 5's map for one logit, with the error term likewise).

@@ -13,6 +13,7 @@ from sae_lens import SAE, HookedSAETransformer
 
 from part_utils.gpt2_world import GPT2_EXERCISES, is_gpt2_small
 from part_utils.world_types import ExerciseSettings, settings_of
+from part_utils.worlds import note_unseen_tokens
 from tests._report import CheckFailed, call_learner, fmt_seconds, passed, shape_of
 from tests._state import HINT_LEAVE_NO_TRACE, preserved_state
 
@@ -38,6 +39,8 @@ def exercise_settings(model: HookedSAETransformer, exercise: str, **overrides: A
     """One exercise's settings in the world of `model`, with each override that is not None in their place
     (a check's keyword arguments: the hidden tests' other prompts, layers and k)."""
     settings = getattr(world_settings(model), exercise)
+    if overrides.get("prompt") is not None:
+        note_unseen_tokens(model.to_str_tokens(overrides["prompt"]))
     return dataclasses.replace(settings, **{name: value for name, value in overrides.items() if value is not None})
 
 

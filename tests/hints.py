@@ -46,6 +46,7 @@ HINTS: tuple[Hint, ...] = (
     Hint("aux_not_tuple", "aux not a one-element tuple", intermediate.HINT_AUX),
     Hint("raw_gradients", "raw gradients as weights", latent_circuit.HINT_RAW_GRADIENTS),
     Hint("lost_sign", "lost sign", latent_circuit.HINT_LOST_SIGN),
+    Hint("signed_top_k", "inhibitory latents dropped", latent_circuit.HINT_SIGNED_TOP_K),
     Hint("pruned_forward", "pruned forward, not back", latent_circuit.HINT_FORWARD),
     Hint("layer_order", "layers in the wrong order", latent_circuit.HINT_LAYER_ORDER),
 )

@@ -28,7 +28,11 @@ HINT_RAW_GRADIENTS = (
 )
 HINT_LOST_SIGN = (
     "A lost sign: your weights have the reference's size but not always its sign. Keep the sign of gradient x "
-    "activation (no .abs(), no minus), and rank the nodes by their signed contribution, largest first."
+    "activation (no .abs(), no minus): the ranking looks at |contribution|, the weights keep their sign."
+)
+HINT_SIGNED_TOP_K = (
+    "These are the k latents that push the prediction up most: a signed top k drops every latent that pushes it "
+    "down. Rank each layer by |contribution| (the contribution keeps its sign; only the ranking ignores it)."
 )
 HINT_FORWARD = (
     "These are the latents the tokens drive most, pruned forward from the first layer. Prune back from the logit: "
@@ -130,14 +134,16 @@ def _forward_pruned_latents(attr: Attribution, k: int) -> set[NodeKey]:
 def _named_mistake(got: Circuit, attr: Attribution, k: int, threshold: float, compare_weights: bool) -> str | None:
     """The hint of the known mistake whose circuit is the learner's (same latents; same weights if `compare_weights`)."""
     got_latents = _keys(got, "latent")
+    # (hint, the attribution the mistake prunes, whether it ranks by the signed contribution)
     variants = (
-        (HINT_RAW_GRADIENTS, _scaled(attr, lambda w, a: w if a is None else w / a)),
-        (HINT_LOST_SIGN, _scaled(attr, lambda w, a: w.abs())),
-        (HINT_LOST_SIGN, _scaled(attr, lambda w, a: -w)),
+        (HINT_RAW_GRADIENTS, _scaled(attr, lambda w, a: w if a is None else w / a), False),
+        (HINT_LOST_SIGN, _scaled(attr, lambda w, a: w.abs()), False),
+        (HINT_LOST_SIGN, _scaled(attr, lambda w, a: -w), False),
+        (HINT_SIGNED_TOP_K, attr, True),
     )
     last = attr.layers[-1]
-    for hint, variant in variants:
-        circuit = prune(variant, k, threshold)
+    for hint, variant, signed in variants:
+        circuit = prune(variant, k, threshold, signed)
         if not compare_weights:
             # The last layer is pruned first, so a mistake shows there exactly; further down, near-ties among
             # small contributions may order a few latents differently: most of them must agree.
@@ -162,8 +168,8 @@ def _tied_at_the_cut(attr: Attribution, k: int) -> set[NodeKey]:
         if len(kept) == 0:
             continue
         _, atol_relative = tolerances(contributions.device)
-        cut = contributions[kept].min()
-        ties = ((contributions - cut).abs() <= atol_relative * contributions.abs().max()).nonzero()[:, 0]
+        cut = contributions[kept].abs().min()
+        ties = ((contributions.abs() - cut).abs() <= atol_relative * contributions.abs().max()).nonzero()[:, 0]
         if len(ties) > int(torch.isin(kept, ties).sum()):
             tied |= {("latent", attr.layers[i], p, latent) for _, p, latent in attr.acts[i].sparse[1][ties].tolist()}
     return tied
@@ -209,7 +215,7 @@ def compare_circuits(got: Any, want: Circuit, attr: Callable[[], Attribution], k
                 f"the circuit has {len(got_keys)} nodes, the reference {len(want_keys)}: {len(missing)} of the reference's "
                 f"are missing ({_describe(missing)}), {len(extra)} are not in it ({_describe(extra)}).",
                 _named_mistake(got, attr(), k, threshold, compare_weights=False)
-                or "Keep every token position, the k latents with the largest (signed) contribution per layer, and the logit.",
+                or "Keep every token position, the k latents with the largest |contribution| per layer, and the logit.",
             )
         order = sorted(shared, key=str)
         got_nodes = {_key(n.key): n for n in got.nodes}

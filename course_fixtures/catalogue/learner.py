@@ -363,6 +363,8 @@ def latent_circuit(
     sign: str = "keep",
     prune: str = "backward",
     layer_order: str = "increasing",
+    ranking: str = "absolute",
+    tie_break: str = "first",
     jacobian: Callable[..., Any] = torch.func.jacrev,
 ) -> Callable[..., Any]:
     """Exercise 7 as the notebook leads a learner to write it: dense maps with each SAE's error term added back,
@@ -370,7 +372,9 @@ def latent_circuit(
 
     weight: "gradient_x_activation" or "raw" (the gradient alone); sign: "keep", "abs" or "negate";
     prune: "backward" (from the logit) or "forward" (from the tokens, by the weight flowing in);
-    layer_order: "increasing" or "reversed" (the layers walked from the last)."""
+    layer_order: "increasing" or "reversed" (the layers walked from the last);
+    ranking: "absolute" (keep the k largest |contributions|) or "signed" (the k largest, inhibitory ones dropped);
+    tie_break: among equal contributions, keep the "first" latent (in position and index order) or the "last"."""
     from part_utils.circuit import Circuit, CircuitEdge, CircuitNode
 
     def weighted(gradient: Tensor, activation: Tensor | float) -> Tensor:
@@ -416,7 +420,7 @@ def latent_circuit(
             for i in reversed(range(n)):
                 if i < n - 1:
                     c = between[i][kept[i + 1]].T @ (contribution[i + 1] / values[i + 1][kept[i + 1]])
-                kept[i] = sorted(range(len(c)), key=lambda r: -float(c[r]))[:k]
+                kept[i] = sorted(range(len(c)), key=lambda r: (-float(c[r] if ranking == "signed" else abs(c[r])), r if tie_break == "first" else -r))[:k]
                 contribution[i] = c[kept[i]]
         else:
             inflow = token_weights.sum(0)

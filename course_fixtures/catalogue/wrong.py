@@ -339,6 +339,9 @@ wrong("latent_circuit", hint="lost sign", name="abs_weights", description="a los
 wrong("latent_circuit", hint="lost sign", name="negated_weights", description="a lost sign: the weights negated")(
     learner.latent_circuit(sign="negate")
 )
+wrong("latent_circuit", hint="by |contribution|", name="signed_top_k", description="each layer's top k by signed contribution: the inhibitory latents dropped")(
+    learner.latent_circuit(ranking="signed")
+)
 wrong("latent_circuit", hint="pruned forward", name="pruned_forward", description="pruning forward from the tokens instead of back from the logit")(
     learner.latent_circuit(prune="forward")
 )

@@ -870,7 +870,8 @@ print(f"in both lists: {sorted(shared) or 'none'}")
 #
 # *Before you run it:* which latents do you expect the estimate to get right, and which wrong? Think of a
 # latent that carries the prompt's last word into the prediction, of a latent in the middle of the prompt,
-# and of a latent in layer 0, where (exercise 2) the SAE has about two active latents per token.
+# and of a latent in layer 0, where the SAE has very few active latents per token (printed below the plot, for
+# this prompt).
 #
 # <details><summary>Hint</summary>
 #
@@ -938,6 +939,10 @@ for row in top.tolist():
 plot_estimate_vs_effect(estimates, effects, labels, title=f"Zero-ablation at layer {settings.layer}, {settings.answer!r} - {settings.contrast!r}").show()
 means = mean_latent_acts(settings.reference_prompts, sae, model)
 mean_estimates, mean_effects = attribution_and_ablation(tokens, sae, model, active[top], means[active[top, 2]], answer_id, contrast_id)
+with t.no_grad():
+    _, first_cache = model.run_with_cache(tokens, names_filter=[saes[0].cfg.metadata.hook_name])
+    layer0_l0 = (saes[0].encode(first_cache[saes[0].cfg.metadata.hook_name])[0] > 0).sum(-1).float().mean()
+print(f"layer-0 SAE on this prompt: {layer0_l0:.1f} active latents per token (its L0)")
 print("latent          zero: estimate  effect   mean: estimate  effect   (logit difference)")
 for i, row in enumerate(top.tolist()):
     print(f"{labels[row]:16} {estimates[row, 0]:+14.3f} {effects[row, 0]:+7.3f} {mean_estimates[i, 0]:+15.3f} {mean_effects[i, 0]:+7.3f}")
@@ -951,7 +956,7 @@ for i, row in enumerate(top.tolist()):
 #   residual stream a little: the model is close to linear over so short a step.
 # - **Where it fails:** a latent that carries much of the prediction, where the metric saturates (the
 #   softmax, the final layer norm) so that the first unit of activation removed costs more or less than the
-#   last; and a layer-0 latent. With about two latents per token, a layer-0 latent *is* its token:
+#   last; and a layer-0 latent. With so few latents per token, a layer-0 latent is much of its token:
 #   zeroing it deletes the token from the prompt, a change no gradient at the clean input describes. The
 #   capstone's layer-0 nodes are such latents.
 # - **The probability** barely moves while " Paris" is near certain: the softmax is saturated, and so are
@@ -1198,17 +1203,18 @@ for sae_id, latent_idx in world.facts.get("attention", {}).get("dashboards", [])
 # latents active in the reconstructed run, which need not be those of the true run.
 #
 # **Pruning, back from the logit.** The last layer's latents contribute their edge to the logit: keep the
-# `k` largest (signed: those that push the prediction up). For the layer before, a latent $u$ contributes
+# `k` with the largest **|contribution|**. For the layer before, a latent $u$ contributes
 # $\sum_v w_{u \to v}\, \partial \text{logit} / \partial v$ over the kept latents $v$ above it, where
-# $\partial \text{logit} / \partial v = \text{contribution}(v) / \text{activation}(v)$; keep its `k` largest,
-# and so on down to the tokens (keep every token position). Finally drop the edges whose |weight| is below
-# `edge_threshold` × the largest |weight| into the same node.
+# $\partial \text{logit} / \partial v = \text{contribution}(v) / \text{activation}(v)$; keep the `k` largest
+# |contributions| again, and so on down to the tokens (keep every token position). Finally drop the edges whose
+# |weight| is below `edge_threshold` × the largest |weight| into the same node.
 #
 # What that score is, said plainly: a latent's contribution is a gradient **through the kept latents above
 # only**, with each SAE's error held fixed at its clean value; it leaves out every path through the latents
-# that were not kept. And the top `k` is **signed**: it keeps the latents that push the prediction up and
-# drops the inhibitory ones, so the graph shows no node that pushes " Paris" down. The measurements after
-# the graph say how much of the prediction such a graph accounts for.
+# that were not kept. The ranking is by |contribution|, so a latent that pushes " Paris" **down** is kept as
+# readily as one that pushes it up: the graph draws it in red, with its contribution's sign. A signed top `k`
+# would silently drop every inhibitory latent. The measurements after the graph say how much of the
+# prediction such a graph accounts for.
 #
 # Return a `Circuit(nodes, edges, target_token_id, layers)` of `CircuitNode(kind, layer, position, index,
 # activation, contribution)` and `CircuitEdge(source=node.key, target=node.key, weight)`
@@ -1241,7 +1247,7 @@ for sae_id, latent_idx in world.facts.get("attention", {}).get("dashboards", [])
 # %%
 from collections.abc import Mapping, Sequence
 
-from part_utils import EDGE_THRESHOLD, Circuit, CircuitEdge, CircuitNode, circuit_faithfulness, plot_circuit
+from part_utils import EDGE_THRESHOLD, Circuit, CircuitEdge, CircuitNode, circuit_faithfulness, plot_circuit, with_error_nodes
 
 
 # %% [exercise exercise=latent_circuit contract=solutions.latent_circuit.latent_circuit]
@@ -1277,7 +1283,7 @@ from part_utils import EDGE_THRESHOLD, Circuit, CircuitEdge, CircuitNode, circui
         if i < n - 1:
             into[i + 1] = t.func.jacrev(later)(values[i], i, kept[i + 1]).detach() * values[i]
             c = into[i + 1].T @ (contribution[i + 1] / values[i + 1][kept[i + 1]])
-        kept[i] = sorted(range(len(c)), key=lambda row: -c[row].item())[:k]
+        kept[i] = sorted(range(len(c)), key=lambda row: -abs(c[row].item()))[:k]
         contribution[i] = c[kept[i]]
 
     def first_latents(scales: Tensor) -> Tensor:
@@ -1315,9 +1321,14 @@ tests.test_latent_circuit(latent_circuit, model, saes)
 # %% [graded exercise=latent_circuit]
 
 # %% [markdown]
-# The circuit for this world's prompt. Hover over a node for its latent, token, position, activation and
-# contribution. A latent's label is a link: with GPT-2 to its Neuronpedia dashboard; offline to its card,
-# computed here and shown below the graph.
+# The circuit for this world's prompt, with its **error nodes**. Each SAE reconstructs the residual stream only
+# up to its error, and that error is one more source into the layer above: `with_error_nodes` adds one node per
+# layer and position for it (a square), with edges of the same kind, the gradient at the clean input dotted with
+# the error, wherever such an edge passes the same `edge_threshold`. Every kept edge into a node,
+# the error's included, is a term of the same first-order sum, so a large error edge says how much of the node
+# the kept latents leave unexplained. Red nodes push " Paris" down. Hover over a node for its latent, token,
+# position, activation and contribution. A latent's label is a link: with GPT-2 to its Neuronpedia dashboard;
+# offline to its card, computed here and shown below the graph.
 
 # %% [demo]
 settings = exercises.latent_circuit
@@ -1327,12 +1338,17 @@ with t.no_grad():
     target_token_id = model(tokens)[0, -1].argmax().item()
 target = model.to_single_str_token(target_token_id)
 circuit = latent_circuit(tokens, saes, model, settings.layers, target_token_id, settings.k)
+graph = with_error_nodes(circuit, tokens, saes, model)
+print(
+    f"{len(circuit.latents())} latents kept, {sum(node.contribution < 0 for node in circuit.latents())} of them inhibitory; "
+    f"{len(graph.errors())} error nodes with an edge above the threshold"
+)
 online = world.name == "gpt2"
 if online:
     links = {"neuronpedia_ids": {layer: f"gpt2-small/{layer}-res-jb" for layer in settings.layers}}
 else:
     links = {"card_sae_ids": {layer: saes[layer].cfg.metadata.hook_name for layer in settings.layers}}
-plot_circuit(circuit, str_toks, target, **links).show()
+plot_circuit(graph, str_toks, target, **links).show()
 for node in [] if online else circuit.latents():
     display_dashboard(sae_id=saes[node.layer].cfg.metadata.hook_name, latent_idx=node.index)
 
@@ -1344,9 +1360,9 @@ for node in [] if online else circuit.latents():
 #
 # - **Completeness.** At each of the circuit's layers, the residual stream is the active latents' decoder
 #   rows times their activations, plus the decoder bias, plus the SAE's error: gradient × each piece adds up
-#   to gradient · residual stream. Count the error as one node per position and every edge into the layer is
-#   accounted for. `completeness` gives the kept latents' share of the summed |gradient × piece|, beside the
-#   share of all the active latents (the full, unpruned graph) and of the error nodes.
+#   to gradient · residual stream. With the error as one node per position (the graph's squares) every term
+#   is a node. `completeness` gives the kept latents' share of the summed |gradient × piece|, beside the
+#   share of all the active latents (the full, unpruned graph) and of the error nodes at every position.
 # - **Necessity.** Zero the circuit's latents (SAEs spliced in, errors kept) and measure the drop.
 # - **Sufficiency.** Keep only the circuit: zero every *other* active latent at the circuit's layers, errors
 #   kept. A sufficient circuit keeps the prediction, so its drop is small.
@@ -1356,8 +1372,8 @@ for node in [] if online else circuit.latents():
 # position would mostly miss the final position, where the prediction is made, and make any circuit that
 # sits there look good.
 #
-# **Layer 0.** The layer-0 SAE has about two active latents per token (exercise 2): zeroing one deletes most of
-# its token. Exercise 5b's table shows what that does to a first-order estimate. So the faithfulness figures
+# **Layer 0.** The layer-0 SAE has very few active latents per token (exercise 5b printed how many): zeroing
+# one deletes most of its token. Exercise 5b's table shows what that does to a first-order estimate. So the faithfulness figures
 # are given twice: with the circuit's layer-0 latents, and without (only its later layers ablated).
 #
 # *Before you run it:* will zeroing the circuit's 3 × k latents remove the prediction? Will keeping only them
@@ -1387,7 +1403,8 @@ plot_estimate_vs_effect(t.cat([row[0] for row in rows]), t.cat([row[1] for row i
 #   earlier positions reach it only through attention in the layers after them. Further down, earlier
 #   positions appear, feeding the final one through attention.
 # - **The earlier plots' latents.** Latents that push " Paris" directly (exercise 5's largest contributions)
-#   should be in the last layer. The " E" → "iff" pair is a circuit for *reading the word* "Eiffel"; whether it
+#   should be in the last layer, and beside them, since the ranking is by |contribution|, the latents that
+#   push it down most (red). The " E" → "iff" pair is a circuit for *reading the word* "Eiffel"; whether it
 #   reaches the logit's top k depends on how much of the prediction flows through the word's tokens rather
 #   than through "the city of".
 # - **Necessity, sufficiency and layer 0.** A circuit's layer-0 latents make necessity easy: zeroing them
@@ -1414,9 +1431,10 @@ plot_estimate_vs_effect(t.cat([row[0] for row in rows]), t.cat([row[1] for row i
 show_observations(world, "latent_circuit")
 
 # %% [markdown]
-# Read with exercise 5b's table: for every layer-0 latent in it, the first-order estimate misses the
-# zero-ablation effect by a factor of five or more, or has the wrong sign. Zeroing such a latent deletes its
-# token, a step far outside the neighbourhood the gradient describes. The circuit is necessary: zeroing its
+# Read with exercise 5b's table: the estimate furthest from its effect is a layer-0 latent's, and for most of
+# the layer-0 latents the first-order estimate misses the zero-ablation effect by a factor of five or more, or has
+# the wrong sign (the observations count them). Zeroing such a latent deletes much of its token, a step far
+# outside the neighbourhood the gradient describes. The circuit is necessary: zeroing its
 # latents drops the logit difference far more than any matched-control draw, with layer 0 and without.
 # Sufficiency turns on layer 0. With it, zeroing every other active layer-0 latent deletes the prompt's other
 # tokens, and the prediction goes whichever latents are kept. Without it, the circuit's later-layer latents
@@ -1435,8 +1453,8 @@ show_observations(world, "latent_circuit")
 #   reverse mode would run one backward pass per vocabulary entry, and its one-hot basis alone is
 #   10 GB for GPT-2. Forward mode runs one pass per *input* instead, here the few hundred active
 #   latents, and `torch.func.jacfwd` takes the same arguments as `jacrev`. The cell below does it for
-#   this world's prompt (about 10 s on a CPU for the toy world) and plots the logits that respond
-#   most; for very long prompts, process the active latents in chunks.
+#   this world's prompt and plots the logits that respond most; for very long prompts, process the
+#   active latents in chunks.
 # - Try MLP-output SAEs: replace the MLP's output with the SAE's reconstruction with a hook, as in
 #   exercise 6.
 
