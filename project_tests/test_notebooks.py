@@ -88,7 +88,7 @@ def test_exercise_contracts_are_the_references() -> None:
 
 
 @pytest.mark.slow  # executes a notebook in a kernel
-def test_solutions_notebook_runs_clean(monkeypatch: pytest.MonkeyPatch, figures) -> None:
+def test_smoke_solutions_notebook_runs_clean(monkeypatch: pytest.MonkeyPatch, figures) -> None:
     """Top to bottom with no error and nothing on stderr (which nbgrader would score as a failure)."""
     notebook, seconds = execute(SOLUTIONS, monkeypatch, allow_errors=False)
     code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
