@@ -10,10 +10,17 @@ from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
 import solutions
-from solutions import straightforward
+import tests as checks
 
 from . import correct_entry as correct
 from . import learner
+
+
+def table_formulations(exercise: str, reference: str, straightforward: str) -> None:
+    """Register the exercise table's reference and straightforward formulation of `exercise`, described as given."""
+    row = checks.BY_NAME[exercise]
+    correct(exercise, name="reference", description=reference)(row.reference)
+    correct(exercise, name="straightforward", description=straightforward)(row.straightforward)
 
 
 def correct_ways(*ways: tuple[str, str, str, Any]) -> None:
@@ -76,9 +83,8 @@ class FlatScatter(solutions.SparseTensor):
 # Exercises 2-3: latent-to-latent gradients
 # ---------------------------------------------------------------------------------------------
 
+table_formulations("latent_to_latent", reference="the course's reference (sparse SAE maps)", straightforward="dense sae.decode / sae.encode, jacrev")
 correct_ways(
-    ("latent_to_latent", "reference", "the course's reference (sparse SAE maps)", solutions.latent_to_latent_gradients),
-    ("latent_to_latent", "straightforward", "dense sae.decode / sae.encode, jacrev", straightforward.latent_to_latent_gradients),
     ("latent_to_latent", "jacfwd", "forward mode instead of reverse mode", learner.latent_to_latent(jacobian=torch.func.jacfwd)),
     ("latent_to_latent", "plain_cache", "true latents by encoding a plain run_with_cache, no SAEs spliced in", learner.latent_to_latent(how="plain_cache")),
     ("latent_to_latent", "error_term_set_and_reset", "sae.use_error_term = True, set back in a finally block", learner.latent_to_latent(error_term="set_and_reset")),
@@ -100,9 +106,8 @@ def saes_context(tokens: Tensor, sae_from: SAE, sae_to: SAE, model: HookedSAETra
 # Token-to-latent gradients
 # ---------------------------------------------------------------------------------------------
 
+table_formulations("token_to_latent", reference="the course's reference (jacfwd, sparse encoder)", straightforward="jacrev, then permute")
 correct_ways(
-    ("token_to_latent", "reference", "the course's reference (jacfwd, sparse encoder)", solutions.token_to_latent_gradients),
-    ("token_to_latent", "straightforward", "jacrev, then permute", straightforward.token_to_latent_gradients),
     ("token_to_latent", "einsum_scale", "the scale applied with an einsum instead of broadcasting", learner.token_to_latent(scale="einsum")),
     ("token_to_latent", "jacfwd", "forward mode", learner.token_to_latent(jacobian=torch.func.jacfwd)),
 )
@@ -123,9 +128,8 @@ def embeddings_by_hand(tokens: Tensor, sae: SAE, model: HookedSAETransformer) ->
 # Latent-to-logit gradients
 # ---------------------------------------------------------------------------------------------
 
+table_formulations("latent_to_logit", reference="the course's reference (final position only)", straightforward="every position unembedded, then [0, -1]")
 correct_ways(
-    ("latent_to_logit", "reference", "the course's reference (final position only)", solutions.latent_to_logit_gradients),
-    ("latent_to_logit", "straightforward", "every position unembedded, then [0, -1]", straightforward.latent_to_logit_gradients),
     ("latent_to_logit", "jacfwd", "forward mode", learner.latent_to_logit(jacobian=torch.func.jacfwd)),
     ("latent_to_logit", "plain_cache", "true logits and latents from a plain run_with_cache and sae.encode", learner.latent_to_logit(how="plain_cache")),
     ("latent_to_logit", "unembed_by_hand", "stop_at_layer=n_layers, then ln_final and unembed by hand", learner.latent_to_logit(unembed="by_hand")),
@@ -136,9 +140,8 @@ correct_ways(
 # Attention SAEs
 # ---------------------------------------------------------------------------------------------
 
+table_formulations("attention", reference="the course's reference (model.hooks context)", straightforward="run_with_hooks with lambdas")
 correct_ways(
-    ("attention", "reference", "the course's reference (model.hooks context)", solutions.latent_to_latent_gradients_attn),
-    ("attention", "straightforward", "run_with_hooks with lambdas", straightforward.latent_to_latent_gradients_attn),
     ("attention", "hook_ctx", "the later z stored in hook.ctx, as in the course's solution", learner.attention(hooks="ctx")),
     ("attention", "plain_cache", "true latents by encoding a plain run_with_cache", learner.attention(how="plain_cache")),
     ("attention", "jacfwd", "forward mode", learner.attention(jacobian=torch.func.jacfwd)),
