@@ -21,9 +21,12 @@ from part_utils.world_types import World
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """One marker per exercise of the exercise table (`pytest -m attention`), beside pyproject.toml's own."""
+    """One marker per exercise of the exercise table (`pytest -m attention`), beside pyproject.toml's own; one torch thread."""
     for exercise in checks.EXERCISES:
         config.addinivalue_line("markers", f"{exercise.name}: {exercise.title}")
+    # The test worlds' tensors are too small to gain from a second thread, which costs CPU time in
+    # hand-offs and leaves no core for the kernels and servers the tests start.
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -297,7 +297,7 @@ def _hover_label(page, plot, point_js: str) -> str:
     return hover.first.text_content()
 
 
-def test_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Screenshots, figures) -> None:
+def test_smoke_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Screenshots, figures) -> None:
     world = offline_world()
     open_notebook(page, lab, "latent_gradients_solutions.ipynb")
     seconds = run_all_cells(page)

@@ -40,7 +40,7 @@ def _device_check_module():
     return module
 
 
-def test_device_check_steps_run_on_any_device(tiny_world, tmp_path: Path) -> None:
+def test_smoke_device_check_steps_run_on_any_device(tiny_world, tmp_path: Path) -> None:
     """The steps that do not need CUDA themselves (the learner checks on a given world, the derived
     tolerance, the figures file) work on the CPU's tiny world, so a GPU run fails only on the GPU."""
     device_check = _device_check_module()

@@ -16,14 +16,7 @@ import solutions
 from part_utils import toy_corpus
 from part_utils import toy_world as tw
 from part_utils.observations import RIVAL_MARGIN, misses_fivefold_or_in_sign
-from part_utils.plots import (
-    gradient_shares,
-    gradients_between_positions,
-    induction_latents,
-    induction_rectangle_masses,
-    same_position_share,
-    token_gradients_of_latent,
-)
+from part_utils.plots import gradient_shares, gradients_between_positions, induction_latents, induction_rectangle_masses, same_position_share, token_gradients_of_latent
 from part_utils.tokenizer import GPT2_VOCAB_SIZE
 from part_utils.world_types import AttentionSettings
 

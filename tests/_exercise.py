@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from sae_lens import SAE, HookedSAETransformer
+from torch import Tensor
 
 from part_utils.gpt2_world import GPT2_EXERCISES, is_gpt2_small
 from part_utils.world_types import ExerciseSettings, settings_of
@@ -42,6 +43,18 @@ def exercise_settings(model: HookedSAETransformer, exercise: str, **overrides: A
     if overrides.get("prompt") is not None:
         note_unseen_tokens(model.to_str_tokens(overrides["prompt"]))
     return dataclasses.replace(settings, **{name: value for name, value in overrides.items() if value is not None})
+
+
+def one_layer_inputs(model: HookedSAETransformer, saes: Mapping[int, SAE], exercise: str, **overrides: Any) -> tuple[Any, SAE, Tensor]:
+    """A one-layer exercise's settings (with `overrides`), the SAE at its layer and its prompt's tokens."""
+    settings = exercise_settings(model, exercise, **overrides)
+    return settings, saes[settings.layer], model.to_tokens(settings.prompt)
+
+
+def layer_pair_inputs(model: HookedSAETransformer, saes: Mapping[int, SAE], exercise: str, **overrides: Any) -> tuple[Any, SAE, SAE]:
+    """A two-layer exercise's settings (with `overrides`) and the SAEs at its earlier and later layer."""
+    settings = exercise_settings(model, exercise, **overrides)
+    return settings, saes[settings.layer_from], saes[settings.layer_to]
 
 
 def run_check(

@@ -12,7 +12,7 @@ from transformer_lens.utilities import get_act_name
 
 import solutions
 from part_utils.hooks import _get_hook_layer
-from tests._exercise import exercise_settings
+from tests._exercise import layer_pair_inputs
 from tests._report import close_enough
 from tests.latent_to_latent import check_latent_pair
 
@@ -77,29 +77,15 @@ def exception_hint_for_hooks(error: BaseException, layer_to: int, model: HookedS
 
 
 def test_latent_to_latent_gradients_attn(
-    latent_to_latent_gradients_attn: Any,
-    model: HookedSAETransformer,
-    attn_saes: Mapping[int, SAE],
-    *,
-    seed: int = 0,
-    layer_from: int | None = None,
-    layer_to: int | None = None,
-    part: str | None = None,
+    latent_to_latent_gradients_attn: Any, model: HookedSAETransformer, attn_saes: Mapping[int, SAE], *,
+    seed: int = 0, layer_from: int | None = None, layer_to: int | None = None, part: str | None = None,
 ) -> None:
     """Check latent_to_latent_gradients_attn against the reference on a repeated random sequence."""
-    settings = exercise_settings(model, "attention", layer_from=layer_from, layer_to=layer_to)
-    sae_from, sae_to = attn_saes[settings.layer_from], attn_saes[settings.layer_to]
+    settings, sae_from, sae_to = layer_pair_inputs(model, attn_saes, "attention", layer_from=layer_from, layer_to=layer_to)
     tokens = settings.repeated_tokens(model, seed)
     check_latent_pair(
-        EXERCISE,
-        latent_to_latent_gradients_attn,
-        solutions.latent_to_latent_gradients_attn,
-        tokens,
-        sae_from,
-        sae_to,
-        model,
-        lambda recon, want: _diagnose_recon(recon, want, tokens, sae_from, sae_to, model),
-        part,
+        EXERCISE, latent_to_latent_gradients_attn, solutions.latent_to_latent_gradients_attn, tokens, sae_from, sae_to, model,
+        lambda recon, want: _diagnose_recon(recon, want, tokens, sae_from, sae_to, model), part,
         exception_hint=lambda error: exception_hint_for_hooks(error, _get_hook_layer(sae_to), model),
     )
 

@@ -12,7 +12,7 @@ from torch import Tensor
 import solutions
 from part_utils.attribution import METRIC_NAMES, answer_metrics, mean_latent_acts
 from part_utils.hooks import _get_hook_layer
-from tests._exercise import exercise_settings, run_check
+from tests._exercise import one_layer_inputs, run_check
 from tests._report import CheckFailed, close_enough, compare_tensor, shape_of
 
 EXERCISE = "test_attribution_and_ablation"
@@ -145,35 +145,19 @@ def compare_attribution(got: tuple, want: tuple, args: tuple) -> str:
 
 
 def test_attribution_and_ablation(
-    attribution_and_ablation: Any,
-    model: HookedSAETransformer,
-    saes: Mapping[int, SAE],
-    *,
-    prompt: str | None = None,
-    layer: int | None = None,
-    part: str | None = None,
+    attribution_and_ablation: Any, model: HookedSAETransformer, saes: Mapping[int, SAE], *, prompt: str | None = None, layer: int | None = None, part: str | None = None
 ) -> None:
     """Check attribution_and_ablation against the reference on this world's latent-to-logit prompt and layer."""
     if part not in PARTS:
         raise ValueError(f"part should be one of {list(PARTS)}, not {part!r}")
-    settings = exercise_settings(model, "latent_to_logit", prompt=prompt, layer=layer)
-    sae = saes[settings.layer]
-    tokens = model.to_tokens(settings.prompt)
+    settings, sae, tokens = one_layer_inputs(model, saes, "latent_to_logit", prompt=prompt, layer=layer)
     latent_inds, ablated_values = check_arguments(tokens, sae, model, settings.reference_prompts)
     if len(latent_inds) == 0:
         raise CheckFailed(EXERCISE, f"no latent of the layer-{settings.layer} SAE is active on {settings.prompt!r}: nothing to check.")
     args = (tokens, sae, model, latent_inds, ablated_values, model.to_single_token(settings.answer), model.to_single_token(settings.contrast))
     run_check(
-        EXERCISE,
-        attribution_and_ablation,
-        solutions.attribution_and_ablation,
-        args,
-        model,
-        (sae,),
-        n_outputs=2,
-        compare=lambda got, want: compare_attribution(got, want, args),
-        part=PARTS[part],
-        part_label=part,
+        EXERCISE, attribution_and_ablation, solutions.attribution_and_ablation, args, model, (sae,),
+        n_outputs=2, compare=lambda got, want: compare_attribution(got, want, args), part=PARTS[part], part_label=part,
     )
 
 

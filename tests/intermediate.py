@@ -22,7 +22,7 @@ from transformer_lens.utilities import get_act_name
 
 import solutions
 from part_utils.hooks import _get_hook_layer
-from tests._exercise import _also_changed, exercise_settings, left_a_trace
+from tests._exercise import _also_changed, layer_pair_inputs, left_a_trace, one_layer_inputs
 from tests._report import (
     HINT_BROKEN_GRAPH,
     CheckFailed,
@@ -158,18 +158,12 @@ def run_intermediate_check(
 
 
 def test_latent_acts_to_later_latent_acts(
-    latent_acts_to_later_latent_acts: Any,
-    model: HookedSAETransformer,
-    saes: Mapping[int, SAE],
-    *,
-    prompt: str | None = None,
-    layer_from: int | None = None,
-    layer_to: int | None = None,
+    latent_acts_to_later_latent_acts: Any, model: HookedSAETransformer, saes: Mapping[int, SAE], *,
+    prompt: str | None = None, layer_from: int | None = None, layer_to: int | None = None,
 ) -> None:
     """Check latent_acts_to_later_latent_acts on the earlier SAE's true activations for this world's prompt."""
     exercise = "test_latent_acts_to_later_latent_acts"
-    settings = exercise_settings(model, "latent_to_latent", prompt=prompt, layer_from=layer_from, layer_to=layer_to)
-    sae_from, sae_to = saes[settings.layer_from], saes[settings.layer_to]
+    settings, sae_from, sae_to = layer_pair_inputs(model, saes, "latent_to_latent", prompt=prompt, layer_from=layer_from, layer_to=layer_to)
     prev, _ = _true_sae_acts(model, model.to_tokens(settings.prompt), sae_from)
     right = (_get_hook_layer(sae_from), _get_hook_layer(sae_to))
 
@@ -188,14 +182,8 @@ def test_latent_acts_to_later_latent_acts(
         return None
 
     run_intermediate_check(
-        exercise,
-        latent_acts_to_later_latent_acts,
-        solutions.latent_acts_to_later_latent_acts,
-        (*prev.sparse, sae_from, sae_to, model),
-        model,
-        (sae_from, sae_to),
-        ("the values of the later latents (first output)", "the dense later latents (in the second output)"),
-        diagnose,
+        exercise, latent_acts_to_later_latent_acts, solutions.latent_acts_to_later_latent_acts, (*prev.sparse, sae_from, sae_to, model), model, (sae_from, sae_to),
+        ("the values of the later latents (first output)", "the dense later latents (in the second output)"), diagnose,
     )
 
 
@@ -205,18 +193,11 @@ def test_latent_acts_to_later_latent_acts(
 
 
 def test_tokens_to_latent_acts(
-    tokens_to_latent_acts: Any,
-    model: HookedSAETransformer,
-    saes: Mapping[int, SAE],
-    *,
-    prompt: str | None = None,
-    layer: int | None = None,
+    tokens_to_latent_acts: Any, model: HookedSAETransformer, saes: Mapping[int, SAE], *, prompt: str | None = None, layer: int | None = None
 ) -> None:
     """Check tokens_to_latent_acts at token_scales = 1 on this world's prompt and layer, Jacobian included."""
     exercise = "test_tokens_to_latent_acts"
-    settings = exercise_settings(model, "token_to_latent", prompt=prompt, layer=layer)
-    sae = saes[settings.layer]
-    tokens = model.to_tokens(settings.prompt)
+    _, sae, tokens = one_layer_inputs(model, saes, "token_to_latent", prompt=prompt, layer=layer)
     scales = torch.ones(tokens.shape, device=tokens.device)
     hook_layer = _get_hook_layer(sae)
 
@@ -241,15 +222,8 @@ def test_tokens_to_latent_acts(
         return None
 
     run_intermediate_check(
-        exercise,
-        tokens_to_latent_acts,
-        solutions.tokens_to_latent_acts,
-        (scales, tokens, sae, model),
-        model,
-        (sae,),
-        ("the values of the active latents (first output)", "the dense latents (in the second output)"),
-        diagnose,
-        exception_hint,
+        exercise, tokens_to_latent_acts, solutions.tokens_to_latent_acts, (scales, tokens, sae, model), model, (sae,),
+        ("the values of the active latents (first output)", "the dense latents (in the second output)"), diagnose, exception_hint,
     )
 
 
@@ -259,19 +233,12 @@ def test_tokens_to_latent_acts(
 
 
 def test_latent_acts_to_logits(
-    latent_acts_to_logits: Any,
-    model: HookedSAETransformer,
-    saes: Mapping[int, SAE],
-    *,
-    prompt: str | None = None,
-    layer: int | None = None,
-    k: int | None = None,
+    latent_acts_to_logits: Any, model: HookedSAETransformer, saes: Mapping[int, SAE], *, prompt: str | None = None, layer: int | None = None, k: int | None = None
 ) -> None:
     """Check latent_acts_to_logits on the SAE's true activations and the top-k token ids of this world's prompt."""
     exercise = "test_latent_acts_to_logits"
-    settings = exercise_settings(model, "latent_to_logit", prompt=prompt, layer=layer, k=k)
-    sae, k = saes[settings.layer], settings.k
-    tokens = model.to_tokens(settings.prompt)
+    settings, sae, tokens = one_layer_inputs(model, saes, "latent_to_logit", prompt=prompt, layer=layer, k=k)
+    k = settings.k
     acts, _ = _true_sae_acts(model, tokens, sae)
     with torch.no_grad():
         token_ids = model(tokens)[0, -1].topk(k).indices.tolist()
@@ -294,14 +261,8 @@ def test_latent_acts_to_logits(
         return None
 
     run_intermediate_check(
-        exercise,
-        latent_acts_to_logits,
-        solutions.latent_acts_to_logits,
-        (*acts.sparse, sae, model, token_ids),
-        model,
-        (sae,),
-        ("the logits of token_ids (first output)", "the final position's logits (in the second output)"),
-        diagnose,
+        exercise, latent_acts_to_logits, solutions.latent_acts_to_logits, (*acts.sparse, sae, model, token_ids), model, (sae,),
+        ("the logits of token_ids (first output)", "the final position's logits (in the second output)"), diagnose,
         values_hint="The first output is what jacrev differentiates: the logits of `token_ids` only, logits_recon[token_ids].",
     )
 
@@ -311,18 +272,12 @@ def test_latent_acts_to_logits(
 # ---------------------------------------------------------------------------------------------
 
 def test_latent_acts_to_later_latent_acts_attn(
-    latent_acts_to_later_latent_acts_attn: Any,
-    model: HookedSAETransformer,
-    attn_saes: Mapping[int, SAE],
-    *,
-    seed: int = 0,
-    layer_from: int | None = None,
-    layer_to: int | None = None,
+    latent_acts_to_later_latent_acts_attn: Any, model: HookedSAETransformer, attn_saes: Mapping[int, SAE], *,
+    seed: int = 0, layer_from: int | None = None, layer_to: int | None = None,
 ) -> None:
     """Check latent_acts_to_later_latent_acts_attn on this world's repeated random sequence, Jacobian included."""
     exercise = "test_latent_acts_to_later_latent_acts_attn"
-    settings = exercise_settings(model, "attention", layer_from=layer_from, layer_to=layer_to)
-    sae_from, sae_to = attn_saes[settings.layer_from], attn_saes[settings.layer_to]
+    settings, sae_from, sae_to = layer_pair_inputs(model, attn_saes, "attention", layer_from=layer_from, layer_to=layer_to)
     tokens = settings.repeated_tokens(model, seed)
     l_from, l_to = _get_hook_layer(sae_from), _get_hook_layer(sae_to)
     resid_pre_name = get_act_name("resid_pre", l_from)
@@ -362,15 +317,8 @@ def test_latent_acts_to_later_latent_acts_attn(
         return exception_hint_for_hooks(error, l_to, model)
 
     run_intermediate_check(
-        exercise,
-        latent_acts_to_later_latent_acts_attn,
-        solutions.latent_acts_to_later_latent_acts_attn,
-        (*prev.sparse, sae_from, sae_to, model, resid_pre),
-        model,
-        (sae_from, sae_to),
-        ("the values of the later latents (first output)", "the dense later latents (in the second output)"),
-        diagnose,
-        exception_hint,
+        exercise, latent_acts_to_later_latent_acts_attn, solutions.latent_acts_to_later_latent_acts_attn, (*prev.sparse, sae_from, sae_to, model, resid_pre), model, (sae_from, sae_to),
+        ("the values of the later latents (first output)", "the dense later latents (in the second output)"), diagnose, exception_hint,
     )
 
 

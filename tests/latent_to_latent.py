@@ -12,7 +12,7 @@ from torch import Tensor
 import solutions
 from part_utils.hooks import _get_hook_layer
 from tests._compare import LatentJacobian, compare_jacobian, compare_sparse_tensor, require_sparse_tensor
-from tests._exercise import exercise_settings, run_check
+from tests._exercise import layer_pair_inputs, run_check
 from tests._report import HINT_BROKEN_GRAPH, CheckFailed, close_enough, shape_of
 
 EXERCISE = "test_latent_to_latent_gradients"
@@ -115,44 +115,20 @@ def check_latent_pair(
     """The check of a latent-to-latent function, residual or attention: `fn(tokens, sae_from, sae_to, model)`
     returns (gradients, prev, next, next_recon), compared with `reference`'s."""
     run_check(
-        exercise,
-        fn,
-        reference,
-        (tokens, sae_from, sae_to, model),
-        model,
-        (sae_from, sae_to),
-        n_outputs=4,
-        compare=lambda got, want: compare_latent_to_latent(exercise, got, want, diagnose_recon),
-        part=part,
-        exception_hint=exception_hint,
+        exercise, fn, reference, (tokens, sae_from, sae_to, model), model, (sae_from, sae_to),
+        n_outputs=4, compare=lambda got, want: compare_latent_to_latent(exercise, got, want, diagnose_recon), part=part, exception_hint=exception_hint,
     )
 
 
 def test_latent_to_latent_gradients(
-    latent_to_latent_gradients: Any,
-    model: HookedSAETransformer,
-    saes: Mapping[int, SAE],
-    *,
-    prompt: str | None = None,
-    layer_from: int | None = None,
-    layer_to: int | None = None,
-    part: str | None = None,
+    latent_to_latent_gradients: Any, model: HookedSAETransformer, saes: Mapping[int, SAE], *,
+    prompt: str | None = None, layer_from: int | None = None, layer_to: int | None = None, part: str | None = None,
 ) -> None:
     """Check latent_to_latent_gradients against the reference on this world's prompt and layer pair."""
-    settings = exercise_settings(model, "latent_to_latent", prompt=prompt, layer_from=layer_from, layer_to=layer_to)
-    tokens = model.to_tokens(settings.prompt)
-    sae_from, sae_to = saes[settings.layer_from], saes[settings.layer_to]
+    settings, sae_from, sae_to = layer_pair_inputs(model, saes, "latent_to_latent", prompt=prompt, layer_from=layer_from, layer_to=layer_to)
     check_latent_pair(
-        EXERCISE,
-        latent_to_latent_gradients,
-        solutions.latent_to_latent_gradients,
-        tokens,
-        sae_from,
-        sae_to,
-        model,
-        lambda recon, want: layer_hint(recon, want[1].dense, sae_from, sae_to, model),
-        part,
-        exception_hint=_exception_hint,
+        EXERCISE, latent_to_latent_gradients, solutions.latent_to_latent_gradients, model.to_tokens(settings.prompt), sae_from, sae_to, model,
+        lambda recon, want: layer_hint(recon, want[1].dense, sae_from, sae_to, model), part, exception_hint=_exception_hint,
     )
 
 

@@ -12,7 +12,7 @@ from torch import Tensor
 import solutions
 from part_utils.hooks import _get_hook_layer
 from tests._compare import LatentJacobian, compare_jacobian, compare_sparse_tensor, require_sparse_tensor
-from tests._exercise import exercise_settings, run_check
+from tests._exercise import one_layer_inputs, run_check
 from tests._report import CheckFailed, close_enough, compare_tensor, shape_of
 
 EXERCISE = "test_latent_to_logit_gradients"
@@ -122,29 +122,15 @@ def compare_latent_to_logit(
 
 
 def test_latent_to_logit_gradients(
-    latent_to_logit_gradients: Any,
-    model: HookedSAETransformer,
-    saes: Mapping[int, SAE],
-    *,
-    prompt: str | None = None,
-    layer: int | None = None,
-    k: int | None = None,
-    part: str | None = None,
+    latent_to_logit_gradients: Any, model: HookedSAETransformer, saes: Mapping[int, SAE], *,
+    prompt: str | None = None, layer: int | None = None, k: int | None = None, part: str | None = None,
 ) -> None:
     """Check latent_to_logit_gradients against the reference on this world's prompt, layer and k."""
-    settings = exercise_settings(model, "latent_to_logit", prompt=prompt, layer=layer, k=k)
-    sae, k = saes[settings.layer], settings.k
-    tokens = model.to_tokens(settings.prompt)
+    settings, sae, tokens = one_layer_inputs(model, saes, "latent_to_logit", prompt=prompt, layer=layer, k=k)
+    k = settings.k
     run_check(
-        EXERCISE,
-        latent_to_logit_gradients,
-        solutions.latent_to_logit_gradients,
-        (tokens, sae, model, k),
-        model,
-        (sae,),
-        n_outputs=5,
-        compare=lambda got, want: compare_latent_to_logit(got, want, k, tokens, sae, model),
-        part=part,
+        EXERCISE, latent_to_logit_gradients, solutions.latent_to_logit_gradients, (tokens, sae, model, k), model, (sae,),
+        n_outputs=5, compare=lambda got, want: compare_latent_to_logit(got, want, k, tokens, sae, model), part=part,
     )
 
 

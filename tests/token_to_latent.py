@@ -12,7 +12,7 @@ from torch import Tensor
 import solutions
 from part_utils.hooks import _get_hook_layer
 from tests._compare import LatentJacobian, compare_jacobian, compare_sparse_tensor, require_sparse_tensor
-from tests._exercise import exercise_settings, run_check
+from tests._exercise import one_layer_inputs, run_check
 from tests._report import CheckFailed, close_enough, shape_of
 
 EXERCISE = "test_token_to_latent_gradients"
@@ -94,28 +94,13 @@ def compare_token_to_latent(got: tuple, want: tuple, tokens: Tensor, sae: SAE, m
 
 
 def test_token_to_latent_gradients(
-    token_to_latent_gradients: Any,
-    model: HookedSAETransformer,
-    saes: Mapping[int, SAE],
-    *,
-    prompt: str | None = None,
-    layer: int | None = None,
-    part: str | None = None,
+    token_to_latent_gradients: Any, model: HookedSAETransformer, saes: Mapping[int, SAE], *, prompt: str | None = None, layer: int | None = None, part: str | None = None
 ) -> None:
     """Check token_to_latent_gradients against the reference on this world's prompt and layer."""
-    settings = exercise_settings(model, "token_to_latent", prompt=prompt, layer=layer)
-    sae = saes[settings.layer]
-    tokens = model.to_tokens(settings.prompt)
+    _, sae, tokens = one_layer_inputs(model, saes, "token_to_latent", prompt=prompt, layer=layer)
     run_check(
-        EXERCISE,
-        token_to_latent_gradients,
-        solutions.token_to_latent_gradients,
-        (tokens, sae, model),
-        model,
-        (sae,),
-        n_outputs=2,
-        compare=lambda got, want: compare_token_to_latent(got, want, tokens, sae, model),
-        part=part,
+        EXERCISE, token_to_latent_gradients, solutions.token_to_latent_gradients, (tokens, sae, model), model, (sae,),
+        n_outputs=2, compare=lambda got, want: compare_token_to_latent(got, want, tokens, sae, model), part=part,
     )
 
 

@@ -10,10 +10,24 @@ from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
 import solutions
-from solutions import straightforward
+import tests as checks
 
 from . import correct_entry as correct
 from . import learner
+
+
+def table_formulations(exercise: str, reference: str, straightforward: str) -> None:
+    """Register the exercise table's reference and straightforward formulation of `exercise`, described as given."""
+    row = checks.BY_NAME[exercise]
+    correct(exercise, name="reference", description=reference)(row.reference)
+    correct(exercise, name="straightforward", description=straightforward)(row.straightforward)
+
+
+def correct_ways(*ways: tuple[str, str, str, Any]) -> None:
+    """Register one correct entry per way, (exercise, name, description, the learner's function)."""
+    for exercise, name, description, fn in ways:
+        correct(exercise, name=name, description=description)(fn)
+
 
 # ---------------------------------------------------------------------------------------------
 # Exercise 1: SparseTensor
@@ -69,16 +83,13 @@ class FlatScatter(solutions.SparseTensor):
 # Exercises 2-3: latent-to-latent gradients
 # ---------------------------------------------------------------------------------------------
 
-correct("latent_to_latent", name="reference", description="the course's reference (sparse SAE maps)")(solutions.latent_to_latent_gradients)
-correct("latent_to_latent", name="straightforward", description="dense sae.decode / sae.encode, jacrev")(straightforward.latent_to_latent_gradients)
-correct("latent_to_latent", name="jacfwd", description="forward mode instead of reverse mode")(learner.latent_to_latent(jacobian=torch.func.jacfwd))
-correct("latent_to_latent", name="plain_cache", description="true latents by encoding a plain run_with_cache, no SAEs spliced in")(
-    learner.latent_to_latent(how="plain_cache")
+table_formulations("latent_to_latent", reference="the course's reference (sparse SAE maps)", straightforward="dense sae.decode / sae.encode, jacrev")
+correct_ways(
+    ("latent_to_latent", "jacfwd", "forward mode instead of reverse mode", learner.latent_to_latent(jacobian=torch.func.jacfwd)),
+    ("latent_to_latent", "plain_cache", "true latents by encoding a plain run_with_cache, no SAEs spliced in", learner.latent_to_latent(how="plain_cache")),
+    ("latent_to_latent", "error_term_set_and_reset", "sae.use_error_term = True, set back in a finally block", learner.latent_to_latent(error_term="set_and_reset")),
+    ("latent_to_latent", "einsum_decode", "the decoder written out as an einsum plus b_dec", learner.latent_to_latent(decode="einsum")),
 )
-correct("latent_to_latent", name="error_term_set_and_reset", description="sae.use_error_term = True, set back in a finally block")(
-    learner.latent_to_latent(error_term="set_and_reset")
-)
-correct("latent_to_latent", name="einsum_decode", description="the decoder written out as an einsum plus b_dec")(learner.latent_to_latent(decode="einsum"))
 
 
 @correct("latent_to_latent", description="model.saes context manager, then a separate no_grad forward for each SAE")
@@ -95,10 +106,11 @@ def saes_context(tokens: Tensor, sae_from: SAE, sae_to: SAE, model: HookedSAETra
 # Token-to-latent gradients
 # ---------------------------------------------------------------------------------------------
 
-correct("token_to_latent", name="reference", description="the course's reference (jacfwd, sparse encoder)")(solutions.token_to_latent_gradients)
-correct("token_to_latent", name="straightforward", description="jacrev, then permute")(straightforward.token_to_latent_gradients)
-correct("token_to_latent", name="einsum_scale", description="the scale applied with an einsum instead of broadcasting")(learner.token_to_latent(scale="einsum"))
-correct("token_to_latent", name="jacfwd", description="forward mode")(learner.token_to_latent(jacobian=torch.func.jacfwd))
+table_formulations("token_to_latent", reference="the course's reference (jacfwd, sparse encoder)", straightforward="jacrev, then permute")
+correct_ways(
+    ("token_to_latent", "einsum_scale", "the scale applied with an einsum instead of broadcasting", learner.token_to_latent(scale="einsum")),
+    ("token_to_latent", "jacfwd", "forward mode", learner.token_to_latent(jacobian=torch.func.jacfwd)),
+)
 
 
 @correct("token_to_latent", description="embed + pos_embed summed by hand, einops.rearrange of the Jacobian", needs_positional_embeddings=True)
@@ -116,61 +128,53 @@ def embeddings_by_hand(tokens: Tensor, sae: SAE, model: HookedSAETransformer) ->
 # Latent-to-logit gradients
 # ---------------------------------------------------------------------------------------------
 
-correct("latent_to_logit", name="reference", description="the course's reference (final position only)")(solutions.latent_to_logit_gradients)
-correct("latent_to_logit", name="straightforward", description="every position unembedded, then [0, -1]")(straightforward.latent_to_logit_gradients)
-correct("latent_to_logit", name="jacfwd", description="forward mode")(learner.latent_to_logit(jacobian=torch.func.jacfwd))
-correct("latent_to_logit", name="plain_cache", description="true logits and latents from a plain run_with_cache and sae.encode")(
-    learner.latent_to_logit(how="plain_cache")
-)
-correct("latent_to_logit", name="unembed_by_hand", description="stop_at_layer=n_layers, then ln_final and unembed by hand")(
-    learner.latent_to_logit(unembed="by_hand")
-)
-correct("latent_to_logit", name="error_term_set_and_reset", description="sae.use_error_term = True, set back afterwards")(
-    learner.latent_to_logit(error_term="set_and_reset")
+table_formulations("latent_to_logit", reference="the course's reference (final position only)", straightforward="every position unembedded, then [0, -1]")
+correct_ways(
+    ("latent_to_logit", "jacfwd", "forward mode", learner.latent_to_logit(jacobian=torch.func.jacfwd)),
+    ("latent_to_logit", "plain_cache", "true logits and latents from a plain run_with_cache and sae.encode", learner.latent_to_logit(how="plain_cache")),
+    ("latent_to_logit", "unembed_by_hand", "stop_at_layer=n_layers, then ln_final and unembed by hand", learner.latent_to_logit(unembed="by_hand")),
+    ("latent_to_logit", "error_term_set_and_reset", "sae.use_error_term = True, set back afterwards", learner.latent_to_logit(error_term="set_and_reset")),
 )
 
 # ---------------------------------------------------------------------------------------------
 # Attention SAEs
 # ---------------------------------------------------------------------------------------------
 
-correct("attention", name="reference", description="the course's reference (model.hooks context)")(solutions.latent_to_latent_gradients_attn)
-correct("attention", name="straightforward", description="run_with_hooks with lambdas")(straightforward.latent_to_latent_gradients_attn)
-correct("attention", name="hook_ctx", description="the later z stored in hook.ctx, as in the course's solution")(learner.attention(hooks="ctx"))
-correct("attention", name="plain_cache", description="true latents by encoding a plain run_with_cache")(learner.attention(how="plain_cache"))
-correct("attention", name="jacfwd", description="forward mode")(learner.attention(jacobian=torch.func.jacfwd))
-correct("attention", name="error_term_set_and_reset", description="use_error_term set on both SAEs and set back")(
-    learner.attention(error_term="set_and_reset", hooks="context")
+table_formulations("attention", reference="the course's reference (model.hooks context)", straightforward="run_with_hooks with lambdas")
+correct_ways(
+    ("attention", "hook_ctx", "the later z stored in hook.ctx, as in the course's solution", learner.attention(hooks="ctx")),
+    ("attention", "plain_cache", "true latents by encoding a plain run_with_cache", learner.attention(how="plain_cache")),
+    ("attention", "jacfwd", "forward mode", learner.attention(jacobian=torch.func.jacfwd)),
+    ("attention", "error_term_set_and_reset", "use_error_term set on both SAEs and set back", learner.attention(error_term="set_and_reset", hooks="context")),
 )
 
 # ---------------------------------------------------------------------------------------------
 # The intermediate functions
 # ---------------------------------------------------------------------------------------------
 
-correct("latent_acts_to_later_latent_acts", name="spec_style", description="SparseTensor.from_sparse, sae.decode, the blocks in between, sae.encode")(learner.later_latent_acts())
-correct("latent_acts_to_later_latent_acts", name="index_put", description="the dense latents built out of place with index_put")(learner.later_latent_acts(decode="index_put"))
-correct("latent_acts_to_later_latent_acts", name="reference", description="the course's lean reference (sparse decode and encode)")(solutions.latent_acts_to_later_latent_acts)
-correct("tokens_to_latent_acts", name="broadcast", description="scales broadcast with token_scales[..., None]")(learner.tokens_to_latent_acts())
-correct("tokens_to_latent_acts", name="einsum", description="scales applied with einops.einsum")(learner.tokens_to_latent_acts(how="einsum"))
-correct("tokens_to_latent_acts", name="reference", description="the course's reference")(solutions.tokens_to_latent_acts)
-correct("latent_acts_to_logits", name="spec_style", description="the whole model's logits, then [0, -1] and [token_ids]")(learner.latent_acts_to_logits())
-correct("latent_acts_to_logits", name="final_position_only", description="only the final position through ln_final and unembed")(learner.latent_acts_to_logits(unembed="final_only"))
-correct("latent_acts_to_logits", name="reference", description="the course's reference (x @ W_U at the final position)")(solutions.latent_acts_to_logits)
-correct("latent_acts_to_later_latent_acts_attn", name="run_with_hooks", description="run_with_hooks: one hook replaces the earlier z, one records the later z")(learner.later_latent_acts_attn())
-correct("latent_acts_to_later_latent_acts_attn", name="reference", description="the course's reference (model.hooks context)")(solutions.latent_acts_to_later_latent_acts_attn)
+correct_ways(
+    ("latent_acts_to_later_latent_acts", "spec_style", "SparseTensor.from_sparse, sae.decode, the blocks in between, sae.encode", learner.later_latent_acts()),
+    ("latent_acts_to_later_latent_acts", "index_put", "the dense latents built out of place with index_put", learner.later_latent_acts(decode="index_put")),
+    ("latent_acts_to_later_latent_acts", "reference", "the course's lean reference (sparse decode and encode)", solutions.latent_acts_to_later_latent_acts),
+    ("tokens_to_latent_acts", "broadcast", "scales broadcast with token_scales[..., None]", learner.tokens_to_latent_acts()),
+    ("tokens_to_latent_acts", "einsum", "scales applied with einops.einsum", learner.tokens_to_latent_acts(how="einsum")),
+    ("tokens_to_latent_acts", "reference", "the course's reference", solutions.tokens_to_latent_acts),
+    ("latent_acts_to_logits", "spec_style", "the whole model's logits, then [0, -1] and [token_ids]", learner.latent_acts_to_logits()),
+    ("latent_acts_to_logits", "final_position_only", "only the final position through ln_final and unembed", learner.latent_acts_to_logits(unembed="final_only")),
+    ("latent_acts_to_logits", "reference", "the course's reference (x @ W_U at the final position)", solutions.latent_acts_to_logits),
+    ("latent_acts_to_later_latent_acts_attn", "run_with_hooks", "run_with_hooks: one hook replaces the earlier z, one records the later z", learner.later_latent_acts_attn()),
+    ("latent_acts_to_later_latent_acts_attn", "reference", "the course's reference (model.hooks context)", solutions.latent_acts_to_later_latent_acts_attn),
+)
 
 
 # ---------------------------------------------------------------------------------------------
 # Exercise 5b: attribution_and_ablation
 # ---------------------------------------------------------------------------------------------
 
-correct("attribution", name="reference", description="the course's reference: dense latents, decode + error, jacrev and one batched run")(
-    solutions.attribution_and_ablation
-)
-correct("attribution", name="splice_and_hook", description="model.saes with the error term, a hook on hook_sae_acts_post, one run per latent")(
-    learner.attribution()
-)
-correct("attribution", name="decoder_direction", description="the clean model, with (ablated - activation) x the latent's decoder row added to the residual stream")(
-    learner.attribution(how="decoder")
+correct_ways(
+    ("attribution", "reference", "the course's reference: dense latents, decode + error, jacrev and one batched run", solutions.attribution_and_ablation),
+    ("attribution", "splice_and_hook", "model.saes with the error term, a hook on hook_sae_acts_post, one run per latent", learner.attribution()),
+    ("attribution", "decoder_direction", "the clean model, with (ablated - activation) x the latent's decoder row added to the residual stream", learner.attribution(how="decoder")),
 )
 
 
@@ -178,9 +182,7 @@ correct("attribution", name="decoder_direction", description="the clean model, w
 # Exercise 7 (capstone): latent_circuit
 # ---------------------------------------------------------------------------------------------
 
-correct("latent_circuit", name="jacrev_sorted", description="dense maps with the error terms, full jacrev Jacobians, sorted() for the top k")(
-    learner.latent_circuit()
-)
-correct("latent_circuit", name="jacfwd", description="the same in forward mode: full jacfwd Jacobians")(
-    learner.latent_circuit(jacobian=torch.func.jacfwd)
+correct_ways(
+    ("latent_circuit", "jacrev_sorted", "dense maps with the error terms, full jacrev Jacobians, sorted() for the top k", learner.latent_circuit()),
+    ("latent_circuit", "jacfwd", "the same in forward mode: full jacfwd Jacobians", learner.latent_circuit(jacobian=torch.func.jacfwd)),
 )

@@ -3,6 +3,7 @@ contain the entry's `hint` keyword (case-insensitive) where the mistake can be r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,123 +16,109 @@ from solutions import SparseTensor
 from . import learner
 from . import wrong_entry as wrong
 
+
+def built_wrong(exercise: str, build: Callable[..., Any], *mistakes: tuple[str, str, str, dict[str, Any]], needs_positional_embeddings: bool = False) -> None:
+    """Register one wrong entry per mistake, (name, hint, description, options): the learner's function is
+    `build(**options)`, one of `learner`'s parametrised solutions with that mistake made."""
+    for name, hint, description, options in mistakes:
+        wrong(exercise, hint=hint, name=name, description=description, needs_positional_embeddings=needs_positional_embeddings)(build(**options))
+
+
 # ---------------------------------------------------------------------------------------------
 # Exercise 1: SparseTensor
 # ---------------------------------------------------------------------------------------------
 
 
-@wrong("sparse_tensor", hint="dense > 0", description="from_dense keeps every nonzero entry, negatives too (dense != 0)")
-class NonzeroNotPositive(SparseTensor):
-    @classmethod
-    def from_dense(cls, dense: Tensor) -> SparseTensor:
-        return cls((dense[dense != 0], torch.argwhere(dense != 0), tuple(dense.shape)), dense)
+def _from_dense_with(sparse_of: Callable[[Tensor], tuple]) -> type[SparseTensor]:
+    """A SparseTensor whose from_dense stores `sparse_of(dense)` as its (values, indices, shape)."""
+
+    class FromDense(SparseTensor):
+        @classmethod
+        def from_dense(cls, dense: Tensor) -> SparseTensor:
+            return cls(sparse_of(dense), dense)
+
+    return FromDense
 
 
-@wrong("sparse_tensor", hint="squeezed", description="indices squeezed: a single nonzero gives shape (k,), not (1, k)")
-class SqueezedIndices(SparseTensor):
-    @classmethod
-    def from_dense(cls, dense: Tensor) -> SparseTensor:
-        return cls((dense[dense > 0], torch.argwhere(dense > 0).squeeze(), tuple(dense.shape)), dense)
+def _from_sparse_with(new_dense: Callable[[Tensor, tuple], Tensor], fill: Callable[[Tensor, Tensor, Tensor], None]) -> type[SparseTensor]:
+    """A SparseTensor whose from_sparse makes its dense tensor with `new_dense(values, shape)` and writes the
+    values into it with `fill(dense, indices, values)`."""
+
+    class FromSparse(SparseTensor):
+        @classmethod
+        def from_sparse(cls, sparse: tuple) -> SparseTensor:
+            values, indices, shape = sparse
+            dense = new_dense(values, shape)
+            fill(dense, indices, values)
+            return cls(sparse, dense)
+
+    return FromSparse
 
 
-@wrong("sparse_tensor", hint="zeros included", description="a sign slip: dense >= 0 keeps the zeros")
-class GreaterOrEqual(SparseTensor):
-    @classmethod
-    def from_dense(cls, dense: Tensor) -> SparseTensor:
-        return cls((dense[dense >= 0], torch.argwhere(dense >= 0), tuple(dense.shape)), dense)
+def _zeros_like_values(values: Tensor, shape: tuple) -> Tensor:
+    return torch.zeros(shape, dtype=values.dtype, device=values.device)
 
 
-@wrong("sparse_tensor", hint="reverse order", description="index columns reversed (nonzero(as_tuple=True) stacked back to front)")
-class ReversedIndexColumns(SparseTensor):
-    @classmethod
-    def from_dense(cls, dense: Tensor) -> SparseTensor:
-        columns = (dense > 0).nonzero(as_tuple=True)
-        return cls((dense[dense > 0], torch.stack(columns[::-1], dim=-1), tuple(dense.shape)), dense)
+def _fill_unbound(dense: Tensor, indices: Tensor, values: Tensor) -> None:
+    dense[indices.unbind(-1)] = values
 
 
-@wrong("sparse_tensor", hint="same (row-major) order", description="values sorted largest first, so they no longer line up with the indices")
-class SortedValues(SparseTensor):
-    @classmethod
-    def from_dense(cls, dense: Tensor) -> SparseTensor:
-        return cls((dense[dense > 0].sort(descending=True).values, torch.argwhere(dense > 0), tuple(dense.shape)), dense)
+def _fill_with_matrix(dense: Tensor, indices: Tensor, values: Tensor) -> None:
+    dense[indices] = values
 
 
-@wrong("sparse_tensor", hint="dtype", description="from_sparse builds torch.zeros(shape): the values' dtype is lost")
-class LostDtype(SparseTensor):
-    @classmethod
-    def from_sparse(cls, sparse: tuple) -> SparseTensor:
-        values, indices, shape = sparse
-        dense = torch.zeros(shape, device=values.device)
-        dense[indices.unbind(-1)] = values
-        return cls(sparse, dense)
+def _fill_with_item(dense: Tensor, indices: Tensor, values: Tensor) -> None:
+    for value, index in zip(values, indices.tolist()):
+        dense[tuple(index)] = value.item()
 
 
-@wrong("sparse_tensor", hint="device", description="from_sparse builds torch.zeros(shape, dtype=...): the values' device is lost")
-class LostDevice(SparseTensor):
-    @classmethod
-    def from_sparse(cls, sparse: tuple) -> SparseTensor:
-        values, indices, shape = sparse
-        dense = torch.zeros(shape, dtype=values.dtype)
-        dense[indices.unbind(-1)] = values
-        return cls(sparse, dense)
-
-
-@wrong("sparse_tensor", hint="unbind", description="from_sparse indexes with the (n, k) index matrix itself: dense[indices] = values")
-class IndexWithMatrix(SparseTensor):
-    @classmethod
-    def from_sparse(cls, sparse: tuple) -> SparseTensor:
-        values, indices, shape = sparse
-        dense = torch.zeros(shape, dtype=values.dtype, device=values.device)
-        dense[indices] = values
-        return cls(sparse, dense)
-
-
-@wrong("sparse_tensor", hint=".item()", description="from_sparse fills the dense tensor in a Python loop with .item(): jacrev cannot trace it")
-class LoopWithItem(SparseTensor):
-    @classmethod
-    def from_sparse(cls, sparse: tuple) -> SparseTensor:
-        values, indices, shape = sparse
-        dense = torch.zeros(shape, dtype=values.dtype, device=values.device)
-        for value, index in zip(values, indices.tolist()):
-            dense[tuple(index)] = value.item()
-        return cls(sparse, dense)
-
-
-@wrong("sparse_tensor", hint="shape", description="the shape stored as the dense tensor's size in elements, not its shape")
-class ShapeAsNumel(SparseTensor):
-    @classmethod
-    def from_dense(cls, dense: Tensor) -> SparseTensor:
-        return cls((dense[dense > 0], torch.argwhere(dense > 0), (dense.numel(),)), dense)
+wrong("sparse_tensor", hint="dense > 0", name="NonzeroNotPositive", description="from_dense keeps every nonzero entry, negatives too (dense != 0)")(
+    _from_dense_with(lambda dense: (dense[dense != 0], torch.argwhere(dense != 0), tuple(dense.shape)))
+)
+wrong("sparse_tensor", hint="squeezed", name="SqueezedIndices", description="indices squeezed: a single nonzero gives shape (k,), not (1, k)")(
+    _from_dense_with(lambda dense: (dense[dense > 0], torch.argwhere(dense > 0).squeeze(), tuple(dense.shape)))
+)
+wrong("sparse_tensor", hint="zeros included", name="GreaterOrEqual", description="a sign slip: dense >= 0 keeps the zeros")(
+    _from_dense_with(lambda dense: (dense[dense >= 0], torch.argwhere(dense >= 0), tuple(dense.shape)))
+)
+wrong("sparse_tensor", hint="reverse order", name="ReversedIndexColumns", description="index columns reversed (nonzero(as_tuple=True) stacked back to front)")(
+    _from_dense_with(lambda dense: (dense[dense > 0], torch.stack((dense > 0).nonzero(as_tuple=True)[::-1], dim=-1), tuple(dense.shape)))
+)
+wrong("sparse_tensor", hint="same (row-major) order", name="SortedValues", description="values sorted largest first, so they no longer line up with the indices")(
+    _from_dense_with(lambda dense: (dense[dense > 0].sort(descending=True).values, torch.argwhere(dense > 0), tuple(dense.shape)))
+)
+wrong("sparse_tensor", hint="dtype", name="LostDtype", description="from_sparse builds torch.zeros(shape): the values' dtype is lost")(
+    _from_sparse_with(lambda values, shape: torch.zeros(shape, device=values.device), _fill_unbound)
+)
+wrong("sparse_tensor", hint="device", name="LostDevice", description="from_sparse builds torch.zeros(shape, dtype=...): the values' device is lost")(
+    _from_sparse_with(lambda values, shape: torch.zeros(shape, dtype=values.dtype), _fill_unbound)
+)
+wrong("sparse_tensor", hint="unbind", name="IndexWithMatrix", description="from_sparse indexes with the (n, k) index matrix itself: dense[indices] = values")(
+    _from_sparse_with(_zeros_like_values, _fill_with_matrix)
+)
+wrong("sparse_tensor", hint=".item()", name="LoopWithItem", description="from_sparse fills the dense tensor in a Python loop with .item(): jacrev cannot trace it")(
+    _from_sparse_with(_zeros_like_values, _fill_with_item)
+)
+wrong("sparse_tensor", hint="shape", name="ShapeAsNumel", description="the shape stored as the dense tensor's size in elements, not its shape")(
+    _from_dense_with(lambda dense: (dense[dense > 0], torch.argwhere(dense > 0), (dense.numel(),)))
+)
 
 
 # ---------------------------------------------------------------------------------------------
 # Exercises 2-3: latent-to-latent gradients (residual-stream SAEs)
 # ---------------------------------------------------------------------------------------------
 
-wrong("latent_to_latent", hint="use_error_term", name="error_term_not_set", description="use_error_term not set: the later SAE's 'true' latents come from the earlier SAE's reconstruction")(
-    learner.latent_to_latent(error_term="none")
-)
-wrong("latent_to_latent", hint="use_error_term", name="error_term_not_reset", description="sae.use_error_term = True, never set back")(
-    learner.latent_to_latent(error_term="set_no_reset")
-)
-wrong("latent_to_latent", hint="start_at_layer", name="start_one_layer_late", description="start_at_layer = layer_from + 1")(
-    learner.latent_to_latent(start=1)
-)
-wrong("latent_to_latent", hint="stop_at_layer", name="stop_one_layer_late", description="stop_at_layer = layer_to + 1 (one block too many)")(
-    learner.latent_to_latent(stop=1)
-)
-wrong("latent_to_latent", hint="stop_at_layer", name="stop_one_layer_early", description="stop_at_layer = layer_to - 1 (one block too few)")(
-    learner.latent_to_latent(stop=-1)
-)
-wrong("latent_to_latent", hint="sparse values", name="dense_jacobian", description="jacrev with respect to the dense latents: a column for every latent")(
-    learner.latent_to_latent(dense_jacobian=True)
-)
-wrong("latent_to_latent", hint="transposed", name="transposed_jacobian", description="the Jacobian transposed: (earlier, later)")(
-    learner.latent_to_latent(transpose=True)
-)
-# The model then fails inside the learner's own forward pass, with a shape error that names no exercise step.
-wrong("latent_to_latent", hint="remove_batch_dim=False", name="batch_dim_removed", description="remove_batch_dim=True: activations without the batch dimension")(
-    learner.latent_to_latent(remove_batch_dim=True)
+built_wrong(
+    "latent_to_latent", learner.latent_to_latent,
+    ("error_term_not_set", "use_error_term", "use_error_term not set: the later SAE's 'true' latents come from the earlier SAE's reconstruction", dict(error_term="none")),
+    ("error_term_not_reset", "use_error_term", "sae.use_error_term = True, never set back", dict(error_term="set_no_reset")),
+    ("start_one_layer_late", "start_at_layer", "start_at_layer = layer_from + 1", dict(start=1)),
+    ("stop_one_layer_late", "stop_at_layer", "stop_at_layer = layer_to + 1 (one block too many)", dict(stop=1)),
+    ("stop_one_layer_early", "stop_at_layer", "stop_at_layer = layer_to - 1 (one block too few)", dict(stop=-1)),
+    ("dense_jacobian", "sparse values", "jacrev with respect to the dense latents: a column for every latent", dict(dense_jacobian=True)),
+    ("transposed_jacobian", "transposed", "the Jacobian transposed: (earlier, later)", dict(transpose=True)),
+    # The model then fails inside the learner's own forward pass, with a shape error that names no exercise step.
+    ("batch_dim_removed", "remove_batch_dim=False", "remove_batch_dim=True: activations without the batch dimension", dict(remove_batch_dim=True)),
 )
 
 
@@ -181,130 +168,107 @@ def grad_mode_left_off(tokens: Tensor, sae_from: SAE, sae_to: SAE, model: Hooked
 # Token-to-latent gradients
 # ---------------------------------------------------------------------------------------------
 
-wrong("token_to_latent", hint="positional", name="scaled_before_positions", description="the token embeddings scaled before the positional ones are added", needs_positional_embeddings=True)(
-    learner.token_to_latent(scale="token_only")
+built_wrong(
+    "token_to_latent", learner.token_to_latent,
+    ("scaled_before_positions", "positional", "the token embeddings scaled before the positional ones are added", dict(scale="token_only")),
+    ("positions_forgotten", "positional", "model.embed(tokens) alone: no positional embeddings at all", dict(scale="no_positions")),
+    needs_positional_embeddings=True,
 )
-wrong("token_to_latent", hint="positional", name="positions_forgotten", description="model.embed(tokens) alone: no positional embeddings at all", needs_positional_embeddings=True)(
-    learner.token_to_latent(scale="no_positions")
-)
-wrong("token_to_latent", hint="rearrange", name="not_permuted", description="jacrev's (n_active, batch, seq) returned as it is")(
-    learner.token_to_latent(permute=False)
-)
-wrong("token_to_latent", hint="one scale per position", name="scale_per_dimension", description="a scale per embedding dimension, (batch, seq, d_model)")(
-    learner.token_to_latent(per_dimension=True)
-)
-wrong("token_to_latent", hint="stop_at_layer", name="stop_one_layer_late", description="stop_at_layer = layer + 1 (one block too many)")(
-    learner.token_to_latent(stop=1)
-)
-wrong("token_to_latent", hint="torch.ones", name="scales_at_zero", description="token_scales = torch.zeros(...): the Jacobian at the wrong point")(
-    learner.token_to_latent(at=0.0)
-)
-wrong("token_to_latent", hint="active latents", name="dense_latents", description="the Jacobian of every latent, active or not")(
-    learner.token_to_latent(dense_latents=True)
+built_wrong(
+    "token_to_latent", learner.token_to_latent,
+    ("not_permuted", "rearrange", "jacrev's (n_active, batch, seq) returned as it is", dict(permute=False)),
+    ("scale_per_dimension", "one scale per position", "a scale per embedding dimension, (batch, seq, d_model)", dict(per_dimension=True)),
+    ("stop_one_layer_late", "stop_at_layer", "stop_at_layer = layer + 1 (one block too many)", dict(stop=1)),
+    ("scales_at_zero", "torch.ones", "token_scales = torch.zeros(...): the Jacobian at the wrong point", dict(at=0.0)),
+    ("dense_latents", "active latents", "the Jacobian of every latent, active or not", dict(dense_latents=True)),
 )
 
 # ---------------------------------------------------------------------------------------------
 # Latent-to-logit gradients
 # ---------------------------------------------------------------------------------------------
 
-wrong("latent_to_logit", hint="reconstructed logits", name="topk_of_recon", description="top-k taken from the reconstructed logits")(
-    learner.latent_to_logit(topk_from="recon")
-)
-wrong("latent_to_logit", hint="final position", name="first_position", description="logits[0, 0]: the first position's logits")(
-    learner.latent_to_logit(position=0)
-)
-wrong("latent_to_logit", hint="final position", name="second_to_last_position", description="logits[0, -2]: off by one position")(
-    learner.latent_to_logit(position=-2)
-)
-wrong("latent_to_logit", hint="final position", name="every_position", description="logits[0]: every position's logits returned")(
-    learner.latent_to_logit(keep_batch=True)
-)
-wrong("latent_to_logit", hint="use_error_term", name="error_term_not_set", description="use_error_term not set: the 'true' logits are the reconstructed ones")(
-    learner.latent_to_logit(error_term="none")
-)
-wrong("latent_to_logit", hint="use_error_term", name="error_term_not_reset", description="sae.use_error_term = True, never set back")(
-    learner.latent_to_logit(error_term="set_no_reset")
-)
-wrong("latent_to_logit", hint="highest logit first", name="token_ids_sorted", description="token ids sorted by id instead of by logit")(
-    learner.latent_to_logit(token_ids_as="sorted")
-)
-wrong("latent_to_logit", hint=".tolist()", name="token_ids_tensor", description="token ids returned as a tensor")(
-    learner.latent_to_logit(token_ids_as="tensor")
-)
-wrong("latent_to_logit", hint="top k of the true logits", name="bottom_k", description="argsort()[:k]: the k lowest logits, not the highest")(
-    learner.latent_to_logit(token_ids_as="bottom")
-)
-wrong("latent_to_logit", hint="start_at_layer", name="start_one_layer_late", description="start_at_layer = layer + 1")(
-    learner.latent_to_logit(start=1)
-)
-wrong("latent_to_logit", hint="transposed", name="transposed_jacobian", description="the Jacobian transposed: (n_active, k)")(
-    learner.latent_to_logit(transpose=True)
+built_wrong(
+    "latent_to_logit", learner.latent_to_logit,
+    ("topk_of_recon", "reconstructed logits", "top-k taken from the reconstructed logits", dict(topk_from="recon")),
+    ("first_position", "final position", "logits[0, 0]: the first position's logits", dict(position=0)),
+    ("second_to_last_position", "final position", "logits[0, -2]: off by one position", dict(position=-2)),
+    ("every_position", "final position", "logits[0]: every position's logits returned", dict(keep_batch=True)),
+    ("error_term_not_set", "use_error_term", "use_error_term not set: the 'true' logits are the reconstructed ones", dict(error_term="none")),
+    ("error_term_not_reset", "use_error_term", "sae.use_error_term = True, never set back", dict(error_term="set_no_reset")),
+    ("token_ids_sorted", "highest logit first", "token ids sorted by id instead of by logit", dict(token_ids_as="sorted")),
+    ("token_ids_tensor", ".tolist()", "token ids returned as a tensor", dict(token_ids_as="tensor")),
+    ("bottom_k", "top k of the true logits", "argsort()[:k]: the k lowest logits, not the highest", dict(token_ids_as="bottom")),
+    ("start_one_layer_late", "start_at_layer", "start_at_layer = layer + 1", dict(start=1)),
+    ("transposed_jacobian", "transposed", "the Jacobian transposed: (n_active, k)", dict(transpose=True)),
 )
 
 # ---------------------------------------------------------------------------------------------
 # Attention SAEs (induction)
 # ---------------------------------------------------------------------------------------------
 
-wrong("attention", hint="not replaced", name="clean_z_kept", description="the hook on the earlier hook_z returns z, not the reconstruction")(
-    learner.attention(replace_z=False)
-)
-wrong("attention", hint="left hooks", name="hooks_left_on_model", description="model.add_hook for both hooks, never removed")(
-    learner.attention(hooks="add_hook")
-)
-wrong("attention", hint="use_error_term", name="error_term_not_set", description="use_error_term not set: the later SAE reads the earlier one's reconstruction")(
-    learner.attention(error_term="none")
-)
-wrong("attention", hint="use_error_term", name="error_term_not_reset", description="sae.use_error_term = True on both SAEs, never set back")(
-    learner.attention(error_term="set_no_reset")
-)
-wrong("attention", hint="sparse values", name="dense_jacobian", description="jacrev with respect to the dense latents")(
-    learner.attention(dense_jacobian=True)
-)
-wrong("attention", hint="stop_at_layer", name="stop_one_layer_early", description="stop_at_layer = layer_to: the later z is never computed")(
-    learner.attention(stop=-1)
-)
-wrong("attention", hint="start_at_layer", name="start_one_layer_late", description="start_at_layer = layer_from + 1: the replaced z is skipped")(
-    learner.attention(start=1)
+built_wrong(
+    "attention", learner.attention,
+    ("clean_z_kept", "not replaced", "the hook on the earlier hook_z returns z, not the reconstruction", dict(replace_z=False)),
+    ("hooks_left_on_model", "left hooks", "model.add_hook for both hooks, never removed", dict(hooks="add_hook")),
+    ("error_term_not_set", "use_error_term", "use_error_term not set: the later SAE reads the earlier one's reconstruction", dict(error_term="none")),
+    ("error_term_not_reset", "use_error_term", "sae.use_error_term = True on both SAEs, never set back", dict(error_term="set_no_reset")),
+    ("dense_jacobian", "sparse values", "jacrev with respect to the dense latents", dict(dense_jacobian=True)),
+    ("stop_one_layer_early", "stop_at_layer", "stop_at_layer = layer_to: the later z is never computed", dict(stop=-1)),
+    ("start_one_layer_late", "start_at_layer", "start_at_layer = layer_from + 1: the replaced z is skipped", dict(start=1)),
 )
 
 # ---------------------------------------------------------------------------------------------
 # The intermediate functions (their own, ungraded checks)
 # ---------------------------------------------------------------------------------------------
 
-wrong("latent_acts_to_later_latent_acts", hint="start_at_layer", name="start_one_layer_late", description="start_at_layer = layer_from + 1")(learner.later_latent_acts(start=1))
-wrong("latent_acts_to_later_latent_acts", hint="stop_at_layer", name="stop_one_layer_late", description="stop_at_layer = layer_to + 1")(learner.later_latent_acts(stop=1))
-wrong("latent_acts_to_later_latent_acts", hint="stop_at_layer", name="stop_one_layer_early", description="stop_at_layer = layer_to - 1")(learner.later_latent_acts(stop=-1))
-wrong("latent_acts_to_later_latent_acts", hint="sparse[0]", name="dense_output", description="the dense tensor returned as the differentiated output")(learner.later_latent_acts(output="dense"))
-wrong("latent_acts_to_later_latent_acts", hint="one-element tuple", name="aux_not_a_tuple", description="the dense tensor returned bare, not in a tuple")(learner.later_latent_acts(aux="bare"))
-wrong("latent_acts_to_later_latent_acts", hint=".detach()", name="detached_reconstruction", description="sae_from.decode(...).detach(): right values, no gradient")(learner.later_latent_acts(detach=True))
-wrong("tokens_to_latent_acts", hint="stop_at_layer", name="stop_one_layer_late", description="stop_at_layer = layer + 1")(learner.tokens_to_latent_acts(stop=1))
-wrong("tokens_to_latent_acts", hint="an input you do not use", name="scales_unused", description="token_scales never applied: right values, zero Jacobian")(learner.tokens_to_latent_acts(use_scales=False))
-wrong("tokens_to_latent_acts", hint="token_scales[..., None]", name="scales_not_broadcast", description="embeddings * token_scales, without a last axis")(learner.tokens_to_latent_acts(broadcast=False))
-wrong("tokens_to_latent_acts", hint="sparse[0]", name="dense_output", description="the dense latents returned as the differentiated output")(learner.tokens_to_latent_acts(output="dense"))
-wrong("tokens_to_latent_acts", hint=".detach()", name="detached", description="the scaled embeddings detached")(learner.tokens_to_latent_acts(detach=True))
-wrong("latent_acts_to_logits", hint="position 0", name="first_position", description="the first position's logits")(learner.latent_acts_to_logits(position=0))
-wrong("latent_acts_to_logits", hint="final position", name="second_to_last_position", description="logits at position -2")(learner.latent_acts_to_logits(position=-2))
-wrong("latent_acts_to_logits", hint="start_at_layer", name="start_one_layer_late", description="start_at_layer = layer + 1")(learner.latent_acts_to_logits(start=1))
-wrong("latent_acts_to_logits", hint="final position's logits only", name="every_position", description="every position's logits returned")(learner.latent_acts_to_logits(keep_positions=True))
-wrong("latent_acts_to_logits", hint="logits_recon[token_ids]", name="token_ids_ignored", description="all logits differentiated, token_ids ignored")(learner.latent_acts_to_logits(select=False))
-wrong("latent_acts_to_logits", hint=".detach()", name="detached_reconstruction", description="sae.decode(...).detach()")(learner.latent_acts_to_logits(detach=True))
-wrong("latent_acts_to_later_latent_acts_attn", hint="not replaced", name="clean_z_kept", description="the replacing hook returns z")(learner.later_latent_acts_attn(replace_z=False))
-wrong("latent_acts_to_later_latent_acts_attn", hint="never ran", name="stop_one_layer_early", description="stop_at_layer = layer_to: the later z is never computed")(learner.later_latent_acts_attn(stop=-1))
-wrong("latent_acts_to_later_latent_acts_attn", hint="start_at_layer", name="start_one_layer_late", description="start_at_layer = layer_from + 1")(learner.later_latent_acts_attn(start=1))
-wrong("latent_acts_to_later_latent_acts_attn", hint="z of layer", name="wrong_layer_z", description="the earlier layer's z recorded and encoded")(learner.later_latent_acts_attn(record_layer="from"))
-wrong("latent_acts_to_later_latent_acts_attn", hint="hook name", name="hook_name_typo", description="blocks.L.hook_z (no attn.): a hook point that does not exist")(learner.later_latent_acts_attn(hook_name="typo"))
-wrong("latent_acts_to_later_latent_acts_attn", hint=".detach()", name="detached_reconstruction", description="sae_from.decode(...).detach()")(learner.later_latent_acts_attn(detach=True))
-
+built_wrong(
+    "latent_acts_to_later_latent_acts", learner.later_latent_acts,
+    ("start_one_layer_late", "start_at_layer", "start_at_layer = layer_from + 1", dict(start=1)),
+    ("stop_one_layer_late", "stop_at_layer", "stop_at_layer = layer_to + 1", dict(stop=1)),
+    ("stop_one_layer_early", "stop_at_layer", "stop_at_layer = layer_to - 1", dict(stop=-1)),
+    ("dense_output", "sparse[0]", "the dense tensor returned as the differentiated output", dict(output="dense")),
+    ("aux_not_a_tuple", "one-element tuple", "the dense tensor returned bare, not in a tuple", dict(aux="bare")),
+    ("detached_reconstruction", ".detach()", "sae_from.decode(...).detach(): right values, no gradient", dict(detach=True)),
+)
+built_wrong(
+    "tokens_to_latent_acts", learner.tokens_to_latent_acts,
+    ("stop_one_layer_late", "stop_at_layer", "stop_at_layer = layer + 1", dict(stop=1)),
+    ("scales_unused", "an input you do not use", "token_scales never applied: right values, zero Jacobian", dict(use_scales=False)),
+    ("scales_not_broadcast", "token_scales[..., None]", "embeddings * token_scales, without a last axis", dict(broadcast=False)),
+    ("dense_output", "sparse[0]", "the dense latents returned as the differentiated output", dict(output="dense")),
+    ("detached", ".detach()", "the scaled embeddings detached", dict(detach=True)),
+)
+built_wrong(
+    "latent_acts_to_logits", learner.latent_acts_to_logits,
+    ("first_position", "position 0", "the first position's logits", dict(position=0)),
+    ("second_to_last_position", "final position", "logits at position -2", dict(position=-2)),
+    ("start_one_layer_late", "start_at_layer", "start_at_layer = layer + 1", dict(start=1)),
+    ("every_position", "final position's logits only", "every position's logits returned", dict(keep_positions=True)),
+    ("token_ids_ignored", "logits_recon[token_ids]", "all logits differentiated, token_ids ignored", dict(select=False)),
+    ("detached_reconstruction", ".detach()", "sae.decode(...).detach()", dict(detach=True)),
+)
+built_wrong(
+    "latent_acts_to_later_latent_acts_attn", learner.later_latent_acts_attn,
+    ("clean_z_kept", "not replaced", "the replacing hook returns z", dict(replace_z=False)),
+    ("stop_one_layer_early", "never ran", "stop_at_layer = layer_to: the later z is never computed", dict(stop=-1)),
+    ("start_one_layer_late", "start_at_layer", "start_at_layer = layer_from + 1", dict(start=1)),
+    ("wrong_layer_z", "z of layer", "the earlier layer's z recorded and encoded", dict(record_layer="from")),
+    ("hook_name_typo", "hook name", "blocks.L.hook_z (no attn.): a hook point that does not exist", dict(hook_name="typo")),
+    ("detached_reconstruction", ".detach()", "sae_from.decode(...).detach()", dict(detach=True)),
+)
 # Mistakes in the intermediate functions, seen by the whole exercise's check.
-wrong("latent_to_latent", hint=".detach()", name="detached_reconstruction", description="sae_from.decode(...).detach(): right activations, zero gradients")(
-    learner.latent_to_latent(detach=True)
+built_wrong(
+    "latent_to_latent", learner.latent_to_latent,
+    ("detached_reconstruction", ".detach()", "sae_from.decode(...).detach(): right activations, zero gradients", dict(detach=True)),
 )
-wrong("latent_to_logit", hint="final position", name="gradients_at_first_position", description="the differentiated logits are position 0's; the returned ones are right")(
-    learner.latent_to_logit(grad_position=0)
+built_wrong(
+    "latent_to_logit", learner.latent_to_logit,
+    ("gradients_at_first_position", "final position", "the differentiated logits are position 0's; the returned ones are right", dict(grad_position=0)),
 )
-wrong("attention", hint="z of layer", name="wrong_layer_z", description="the earlier layer's z recorded and encoded")(learner.attention(record_layer="from"))
-wrong("attention", hint="names_filter", name="resid_pre_not_cached", description="resid_pre left out of names_filter: the cache has no entry for it")(
-    learner.attention(resid_pre_in_cache=False)
+built_wrong(
+    "attention", learner.attention,
+    ("wrong_layer_z", "z of layer", "the earlier layer's z recorded and encoded", dict(record_layer="from")),
+    ("resid_pre_not_cached", "names_filter", "resid_pre left out of names_filter: the cache has no entry for it", dict(resid_pre_in_cache=False)),
 )
 
 
@@ -312,19 +276,14 @@ wrong("attention", hint="names_filter", name="resid_pre_not_cached", description
 # Exercise 5b: attribution_and_ablation
 # ---------------------------------------------------------------------------------------------
 
-wrong("attribution", hint="error term", name="error_term_dropped", description="the SAE spliced in without its error term")(learner.attribution(error_term=False))
-wrong("attribution", hint="never reached the model", name="not_spliced", description="the ablation hook added with no SAE attached: it never runs")(
-    learner.attribution(spliced=False)
-)
-wrong("attribution", hint="every position", name="every_position", description="the latent ablated at every position, not only its own")(
-    learner.attribution(positions="every")
-)
-wrong("attribution", hint="sign is flipped", name="sign_flipped", description="both signs flipped: ablated minus clean")(learner.attribution(sign=-1))
-wrong("attribution", hint="raw logit", name="raw_logit", description="the answer's raw logit in place of the logit difference")(
-    learner.attribution(metric="raw")
-)
-wrong("attribution", hint="activation - ablated value", name="times_activation", description="gradient x activation for mean-ablation too")(
-    learner.attribution(estimate="activation")
+built_wrong(
+    "attribution", learner.attribution,
+    ("error_term_dropped", "error term", "the SAE spliced in without its error term", dict(error_term=False)),
+    ("not_spliced", "never reached the model", "the ablation hook added with no SAE attached: it never runs", dict(spliced=False)),
+    ("every_position", "every position", "the latent ablated at every position, not only its own", dict(positions="every")),
+    ("sign_flipped", "sign is flipped", "both signs flipped: ablated minus clean", dict(sign=-1)),
+    ("raw_logit", "raw logit", "the answer's raw logit in place of the logit difference", dict(metric="raw")),
+    ("times_activation", "activation - ablated value", "gradient x activation for mean-ablation too", dict(estimate="activation")),
 )
 
 
@@ -332,19 +291,12 @@ wrong("attribution", hint="activation - ablated value", name="times_activation",
 # Exercise 7 (capstone): latent_circuit
 # ---------------------------------------------------------------------------------------------
 
-wrong("latent_circuit", hint="raw gradients", name="raw_gradients", description="edge weights are the gradients, not gradient x activation")(
-    learner.latent_circuit(weight="raw")
-)
-wrong("latent_circuit", hint="lost sign", name="abs_weights", description="a lost sign: |gradient x activation|")(learner.latent_circuit(sign="abs"))
-wrong("latent_circuit", hint="lost sign", name="negated_weights", description="a lost sign: the weights negated")(
-    learner.latent_circuit(sign="negate")
-)
-wrong("latent_circuit", hint="by |contribution|", name="signed_top_k", description="each layer's top k by signed contribution: the inhibitory latents dropped")(
-    learner.latent_circuit(ranking="signed")
-)
-wrong("latent_circuit", hint="pruned forward", name="pruned_forward", description="pruning forward from the tokens instead of back from the logit")(
-    learner.latent_circuit(prune="forward")
-)
-wrong("latent_circuit", hint="layers in the wrong order", name="layers_reversed", description="the layers walked from the last: tokens into the last layer")(
-    learner.latent_circuit(layer_order="reversed")
+built_wrong(
+    "latent_circuit", learner.latent_circuit,
+    ("raw_gradients", "raw gradients", "edge weights are the gradients, not gradient x activation", dict(weight="raw")),
+    ("abs_weights", "lost sign", "a lost sign: |gradient x activation|", dict(sign="abs")),
+    ("negated_weights", "lost sign", "a lost sign: the weights negated", dict(sign="negate")),
+    ("signed_top_k", "by |contribution|", "each layer's top k by signed contribution: the inhibitory latents dropped", dict(ranking="signed")),
+    ("pruned_forward", "pruned forward", "pruning forward from the tokens instead of back from the logit", dict(prune="forward")),
+    ("layers_reversed", "layers in the wrong order", "the layers walked from the last: tokens into the last layer", dict(layer_order="reversed")),
 )
