@@ -74,7 +74,9 @@ class WorldRefs(Mapping[str, Any]):
         was read from the world, so it is among them)."""
         found = {id(self._world.model): "model"}
         for kind in self.KINDS:
-            saes = self._saes(kind)
+            saes = getattr(self._world, kind, None)
+            if saes is None:  # nothing to name (and no short-lived stand-in whose id could be reused)
+                continue
             found[id(saes)] = kind
             layers = getattr(saes, "loaded_layers", None)
             for key in saes if layers is None else layers:
