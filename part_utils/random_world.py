@@ -13,6 +13,7 @@ import contextlib
 import functools
 import io
 import math
+import weakref
 from dataclasses import dataclass, replace
 
 import torch
@@ -112,6 +113,22 @@ def hidden_world(seed: int) -> World:
         return build_random_world(HIDDEN_SHAPE, seed=seed, device=HIDDEN_DEVICE)
 
 
+# Each model's activations on the calibration texts at every SAE hook, from one forward pass shared by its
+# SAEs; recomputed when its weights change.
+_CALIBRATION: weakref.WeakKeyDictionary[HookedSAETransformer, tuple[int, dict[str, torch.Tensor]]] = weakref.WeakKeyDictionary()
+
+
+@torch.no_grad()
+def _calibration_activations(model: HookedSAETransformer) -> dict[str, torch.Tensor]:
+    version = sum(parameter._version for parameter in model.parameters())
+    cached = _CALIBRATION.get(model)
+    if cached is None or cached[0] != version:
+        hooks = [get_act_name(kind, layer) for layer in range(model.cfg.n_layers) for kind in ("resid_pre", "z")]
+        _, cache = model.run_with_cache(list(CALIBRATION_TEXTS), names_filter=hooks, stop_at_layer=model.cfg.n_layers)
+        cached = _CALIBRATION[model] = (version, {hook: cache[hook] for hook in hooks})
+    return cached[1]
+
+
 @torch.no_grad()
 def _calibrated_sae(model: HookedSAETransformer, layer: int, is_attention: bool, shape: WorldShape, seed: int) -> SAE:
     hook_name = get_act_name("z" if is_attention else "resid_pre", layer)
@@ -130,8 +147,7 @@ def _calibrated_sae(model: HookedSAETransformer, layer: int, is_attention: bool,
     directions = torch.randn(shape.d_sae, d_in, generator=generator)
     directions /= directions.norm(dim=-1, keepdim=True)
 
-    _, cache = model.run_with_cache(list(CALIBRATION_TEXTS), names_filter=hook_name)
-    acts = cache[hook_name]
+    acts = _calibration_activations(model)[hook_name]
     device = model.cfg.device
     sae.W_dec.copy_(directions.to(device))
     sae.W_enc.copy_(directions.T.to(device))

@@ -15,6 +15,7 @@ graded cell's outputs are the grader's, and a new row of the table needs no code
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
@@ -156,7 +157,7 @@ def record_calls(row: Exercise, world: Any, part: str, arguments: dict[str, Any]
 
 def request(row: Exercise, world_seed: int, recorded: list[Call], world: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """What the kernel is sent: the calls' arguments, the world's model and SAEs by name."""
-    refs = {id(value): name for name, value in calls.world_refs(world).items()}
+    refs = calls.WorldRefs(world).built()
     tensors: dict[str, torch.Tensor] = {}
     encoded = [{"path": list(call.path), "args": codec.encode(call.args, tensors, refs)} for call in recorded]
     return {"name": learner_name(row), "world_seed": world_seed, "calls": encoded}, tensors
@@ -165,7 +166,7 @@ def request(row: Exercise, world_seed: int, recorded: list[Call], world: Any) ->
 def judge(row: Exercise, world: Any, part: str, arguments: dict[str, Any], answers: list[dict[str, Any]],
           outputs: dict[str, torch.Tensor]) -> CheckFailed | None:
     """The check's verdict on what the learner's code returned (`answers`, one per recorded call): None if it passed."""
-    world_refs = calls.world_refs(world)
+    world_refs = calls.WorldRefs(world)
     position = iter(range(len(answers) + 1))
     check_name = row.check.__name__
 
@@ -181,7 +182,7 @@ def judge(row: Exercise, world: Any, part: str, arguments: dict[str, Any], answe
             why = " (it ran out of memory: the grader's limit per kernel)" if raised == "MemoryError" else ""
             raise CheckFailed(check_name, f"calling your code on the hidden inputs raised {raised}{why}; its message and lines are not shown, "
                                           "as they could quote the hidden inputs.")
-        return codec.decode(given["value"], outputs, world_refs | codec.resolve_argument_refs(args))
+        return codec.decode(given["value"], outputs, collections.ChainMap(codec.resolve_argument_refs(args), world_refs))
 
     try:
         return _quiet(lambda: row.run_check(StandIn(learner_name(row), answer), world, part=part, **arguments))

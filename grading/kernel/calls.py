@@ -10,6 +10,7 @@ Nothing here decides anything: the grader computes the reference itself and comp
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +22,58 @@ from grading.kernel import codec
 REQUEST, INPUTS, RESULTS, OUTPUTS = "request.json", "inputs.safetensors", "results.json", "outputs.safetensors"
 
 
-def world_refs(world: Any) -> dict[str, Any]:
-    """The world's model and SAEs by the names requests use for them (the grader's world has the same)."""
-    refs: dict[str, Any] = {"model": world.model}
-    for name in ("saes", "attn_saes"):
-        saes = getattr(world, name, None) or {}
-        refs[name] = saes
-        refs.update({f"{name}/{key}": sae for key, sae in saes.items()})
-    return refs
+class WorldRefs(Mapping[str, Any]):
+    """The world's model and SAEs by the names requests use for them (the grader's world has the same):
+    "model", "saes", "attn_saes", "saes/<layer>", "attn_saes/<layer>". A random world builds each SAE the
+    first time it is read, so an SAE is built only when a request names it."""
+
+    KINDS = ("saes", "attn_saes")
+
+    def __init__(self, world: Any):
+        self._world = world
+
+    def _saes(self, kind: str) -> Mapping[Any, Any]:
+        return getattr(self._world, kind, None) or {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name == "model":
+            return self._world.model
+        kind, _, layer = name.partition("/")
+        if kind not in self.KINDS:
+            raise KeyError(name)
+        saes = self._saes(kind)
+        if not layer:
+            return saes
+        for key in saes:  # the name's layer as the mapping's own key, never parsed into anything else
+            if str(key) == layer:
+                return saes[key]
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        yield "model"
+        for kind in self.KINDS:
+            yield kind
+            yield from (f"{kind}/{key}" for key in self._saes(kind))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def built(self) -> dict[int, str]:
+        """id -> name of the model, the SAE mappings and the SAEs built so far (an argument a check passes
+        was read from the world, so it is among them)."""
+        found = {id(self._world.model): "model"}
+        for kind in self.KINDS:
+            saes = getattr(self._world, kind, None)
+            if saes is None:  # nothing to name (and no short-lived stand-in whose id could be reused)
+                continue
+            found[id(saes)] = kind
+            layers = getattr(saes, "loaded_layers", None)
+            for key in saes if layers is None else layers:
+                found[id(saes[key])] = f"{kind}/{key}"
+        return found
 
 
-def _call(target: Any, call: dict[str, Any], inputs: dict[str, torch.Tensor], refs: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+def _call(target: Any, call: dict[str, Any], inputs: dict[str, torch.Tensor], refs: Mapping[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     for attribute in call["path"]:
         target = getattr(target, attribute)
     args = codec.decode(call["args"], inputs, refs)
@@ -55,7 +97,7 @@ def serve(folder: str, namespace: dict[str, Any] | None = None) -> None:
     inputs = load_file(here / INPUTS)
     from part_utils.random_world import hidden_world
 
-    refs = world_refs(hidden_world(int(request["world_seed"])))
+    refs = WorldRefs(hidden_world(int(request["world_seed"])))
     target = namespace.get(request["name"])
     tensors: dict[str, torch.Tensor] = {}
     results = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -104,7 +105,7 @@ def _part_utils_dataclass(name: str) -> type:
     return klass
 
 
-def decode(data: Any, tensors: dict[str, torch.Tensor], refs: dict[str, Any], depth: int = 0) -> Any:
+def decode(data: Any, tensors: dict[str, torch.Tensor], refs: Mapping[str, Any], depth: int = 0) -> Any:
     """The value `encode` wrote: its tensors from `tensors`, its references from `refs`."""
     if depth > MAX_DEPTH + 1:
         raise TooLarge(f"nested more than {MAX_DEPTH} deep")
