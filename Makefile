@@ -122,7 +122,7 @@ $(CHP): workshop/package.json workshop/package-lock.json
 ## workshop: as root, JupyterHub for a class on this machine (ROSTER, WORKSHOP_DIR, WORKSHOP_PORT, WORLD, PUBLIC=1)
 workshop: setup $(CHP)
 	$(PY) workshop/prepare.py --roster "$(ROSTER)" --workshop-dir "$(WORKSHOP_DIR)" --world $(LEARNER_WORLD)
-	LATENT_GRADIENTS_WORKSHOP_DIR="$(WORKSHOP_DIR)" WORKSHOP_ROSTER="$(abspath $(ROSTER))" WORKSHOP_PORT=$(WORKSHOP_PORT) \
+	WORKSHOP_DIR="$(WORKSHOP_DIR)" WORKSHOP_ROSTER="$(abspath $(ROSTER))" WORKSHOP_PORT=$(WORKSHOP_PORT) \
 		LATENT_GRADIENTS_WORLD=$(LEARNER_WORLD) WORKSHOP_PUBLIC=$(PUBLIC) WORKSHOP_TLS_CERT="$(TLS_CERT)" WORKSHOP_TLS_KEY="$(TLS_KEY)" \
 		$(BIN)/jupyterhub -f workshop/jupyterhub_config.py
 

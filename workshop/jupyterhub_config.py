@@ -9,7 +9,7 @@
 - Network: the loopback interface unless WORKSHOP_PUBLIC=1, which serves the hub on every interface over
   HTTPS with the instructor's certificate (WORKSHOP_TLS_CERT, WORKSHOP_TLS_KEY).
 
-Settings come from the environment (the Makefile sets them): LATENT_GRADIENTS_WORKSHOP_DIR, and those
+Settings come from the environment (the Makefile sets them): WORKSHOP_DIR, and those
 workshop/settings.py reads.
 """
 
@@ -30,8 +30,8 @@ from workshop.prepare import course_id, instructor_env, instructor_of, read_rost
 
 c = get_config()  # noqa: F821 (defined by traitlets when it loads this file)
 
-WORKSHOP_DIR = Path(os.environ["LATENT_GRADIENTS_WORKSHOP_DIR"]).resolve()
 SETTINGS = settings.read()
+WORKSHOP_DIR = SETTINGS.directory
 PEOPLE = read_roster(SETTINGS.roster)
 INSTRUCTOR = instructor_of(PEOPLE).username
 WORLD = SETTINGS.world
@@ -77,7 +77,7 @@ c.JupyterHub.services = [
         "url": BOARD_URL,
         "command": [sys.executable, "-m", "workshop.board"],
         "cwd": str(REPO),
-        "environment": {"LATENT_GRADIENTS_WORKSHOP_DIR": str(WORKSHOP_DIR), "WORKSHOP_ROSTER": str(SETTINGS.roster), "PYTHONPATH": str(REPO)},
+        "environment": {settings.DIRECTORY_ENV: str(WORKSHOP_DIR), "WORKSHOP_ROSTER": str(SETTINGS.roster), "PYTHONPATH": str(REPO)},
         # The most a browser's token for the board may carry: the instructor's token carries READ_ALL.
         "oauth_client_allowed_scopes": [READ_ALL],
         "oauth_no_confirm": True,  # the hub's own service: no "authorize this application?" page
@@ -102,9 +102,9 @@ c.Spawner.http_timeout = 120
 def _common_env() -> dict[str, str]:
     env = {
         "PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin",
-        "LATENT_GRADIENTS_WORKSHOP_DIR": str(WORKSHOP_DIR),
+        settings.DIRECTORY_ENV: str(WORKSHOP_DIR),
         "LATENT_GRADIENTS_WORLD": WORLD,
-        "LATENT_GRADIENTS_COURSE_ID": COURSE_ID,
+        settings.COURSE_ID_ENV: COURSE_ID,
         "HF_HOME": str(WORKSHOP_DIR / "hf-cache"),
         # The model files were cached once by prepare.py (WORLD=gpt2); learners never download them again.
         "HF_HUB_OFFLINE": "1",

@@ -189,7 +189,7 @@ def instructor_env(workshop_dir: Path, course: Path) -> dict[str, str]:
     """What the instructor's server and nbgrader commands need to find the course, its config and the exchange."""
     return {
         "JUPYTER_CONFIG_PATH": str(REPO / "workshop" / "instructor"),
-        "LATENT_GRADIENTS_WORKSHOP_DIR": str(workshop_dir),
+        "WORKSHOP_DIR": str(workshop_dir),
         "GRADING_COURSE_DIR": str(course),
         "PYTHONPATH": str(REPO),
     }

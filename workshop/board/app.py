@@ -193,16 +193,18 @@ def make_app(board: Board, prefix: str, **settings: Any) -> web.Application:
 
 def main() -> None:
     """Run as the hub's managed service: the hub sets JUPYTERHUB_SERVICE_URL and _PREFIX; jupyterhub_config.py sets
-    LATENT_GRADIENTS_WORKSHOP_DIR and WORKSHOP_ROSTER."""
+    WORKSHOP_DIR and WORKSHOP_ROSTER."""
     from urllib.parse import urlparse
 
     from tornado.ioloop import IOLoop
 
+    from workshop import settings
     from workshop.prepare import read_roster
 
-    state = Path(os.environ["LATENT_GRADIENTS_WORKSHOP_DIR"]) / "board"
+    workshop = settings.read()
+    state = workshop.directory / "board"
     state.mkdir(mode=0o700, exist_ok=True)
-    learners = [p.username for p in read_roster(Path(os.environ["WORKSHOP_ROSTER"])) if p.role == "learner"]
+    learners = [p.username for p in read_roster(workshop.roster) if p.role == "learner"]
     board = Board(Store(state / "board.sqlite"), Catalogue.of_course(), learners)
     url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
     make_app(board, os.environ["JUPYTERHUB_SERVICE_PREFIX"]).listen(url.port, url.hostname)

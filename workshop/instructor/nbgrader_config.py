@@ -5,6 +5,8 @@ course directory in the instructor's private home and the exchange shared with t
 import os
 from pathlib import Path
 
+from workshop import settings
+
 # ruff: noqa: F821 (`c`, `get_config` and `load_subconfig` are provided by traitlets when it loads this file)
 c = get_config()
 load_subconfig(str(Path(__file__).resolve().parents[2] / "nbgrader" / "nbgrader_config.py"))
@@ -12,7 +14,7 @@ load_subconfig(str(Path(__file__).resolve().parents[2] / "nbgrader" / "nbgrader_
 course = Path(os.environ["GRADING_COURSE_DIR"])
 c.CourseDirectory.root = str(course)
 c.CourseDirectory.db_url = f"sqlite:///{course / 'gradebook.db'}?timeout=120"
-c.Exchange.root = os.path.join(os.environ["LATENT_GRADIENTS_WORKSHOP_DIR"], "exchange")
+c.Exchange.root = str(settings.exchange())
 # Collect rejects a submission folder that is not wholly the learner's it names (workshop/exchange.py).
 c.ExchangeFactory.collect = "workshop.exchange.OwnedSubmissionsCollect"
 # The course's pipeline points at its own course directory: here, the instructor's (the preprocessors read the
