@@ -2,8 +2,8 @@
 
 Run from the repository root:  python scripts/train_toy_world.py
 (`--measure-only` keeps the weights and only re-chooses the settings and re-measures the facts.)
-It fits in about a quarter of an hour on 2 idle CPU cores (world.json's `training_seconds` records the
-last run, on whatever load the machine had) and rewrites `part_utils/toy_world_data/`:
+It rewrites `part_utils/toy_world_data/` (world.json's `training_seconds` records how long the last run
+took):
 
 - `model.safetensors`: the transformer's weights in fp16, with only the rows of the GPT-2 token
   ids the corpus uses (`part_utils.toy_world` expands them back to GPT-2's vocabulary on loading);
