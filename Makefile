@@ -48,9 +48,10 @@ test: setup
 	$(PY) -m pytest
 
 ## test-fast: the fast tier: unit tests, the learner checks on the tiny random world, the catalogue's core
-# The tiers are pytest markers (pyproject.toml): this leaves out the tests marked slow.
+# The tiers are pytest markers (pyproject.toml): this leaves out the tests marked slow, and runs the rest
+# on every core (pytest-xdist).
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" -n auto
 
 ## lint: ruff, configured in pyproject.toml (which rules, and why), then the prose rules (scripts/check_prose.py)
 lint: setup
