@@ -12,7 +12,7 @@ took):
 - `world.json`: the model config, the kept token ids, the exercise settings (layers, prompts, heads)
   chosen by measurement, and the measured facts the notebooks quote.
 
-Everything is seeded and deterministic: the same machine gives the same files.
+Everything is seeded; two runs on the same kind of machine can still give different files.
 """
 
 from __future__ import annotations
