@@ -42,10 +42,6 @@ def _error(ename: str, text: str) -> NotebookNode:
     return NotebookNode(output_type="error", ename=ename, evalue=text, traceback=[f"{ename}: {text}"])
 
 
-def _is_grade(cell: NotebookNode) -> bool:
-    return cell_metadata.is_graded(cell)
-
-
 class RobustExecute(Execute):
     max_kernel_deaths = Integer(6, help="Kernel deaths or hangs tolerated per notebook (each skips one cell).").tag(config=True)
     unresponsive_timeout = Integer(20, help="Seconds an interrupted kernel has to answer before it counts as hung.").tag(config=True)
@@ -93,22 +89,22 @@ class RobustExecute(Execute):
                     )
                     self.log.warning("Cell %s: %s; re-running the notebook without it", index, reason)
                     skipped[index] = reason
-                    gid = _grade_id(original.cells[index])
+                    gid = cell_metadata.grade_id(original.cells[index])
                     record.events.append({"event": "kernel_died" if dead else "kernel_hung", "cell": index, "grade_id": gid,
                                           "note": f"Cell {index} (`{gid or 'unnamed'}`): {reason}; the grader skipped it and ran the rest in a fresh kernel."})
         finally:
             for manager in self._kernel_managers:
                 record.sandbox_notes += getattr(manager.provisioner, "events", [])
         for index in self._timed_out:
-            gid = _grade_id(nb.cells[index])
+            gid = cell_metadata.grade_id(nb.cells[index])
             record.events.append({"event": "timeout", "cell": index, "grade_id": gid,
                                   "note": f"Cell {index} (`{gid or 'unnamed'}`) ran past the {self.timeout} s limit per cell and was interrupted."})
 
         exercise_of = exercise_of_cells(nb)
         for cell in nb.cells:
-            exercise = exercise_of.get(_grade_id(cell) or "")
+            exercise = exercise_of.get(cell_metadata.grade_id(cell) or "")
             reasons = record.flags.get(exercise or "") or record.flags.get("*")
-            if _is_grade(cell) and cell.cell_type == "code" and reasons:
+            if cell_metadata.is_graded(cell) and cell.cell_type == "code" and reasons:
                 if not any(o.get("ename") == "IntegrityViolation" for o in cell.get("outputs", [])):
                     cell.outputs.append(_error("IntegrityViolation", f"no credit for {exercise}: " + "; ".join(reasons)))
         record.output_notes += _blocked_writes(nb)
@@ -128,7 +124,7 @@ class RobustExecute(Execute):
                 if index in skipped:
                     cell.outputs = [_error("KernelDied" if "died" in skipped[index] else "KernelUnresponsive", skipped[index] + "; the grader skipped it.")]
                     continue
-                if _is_grade(cell):  # scored by the grader's calls below, never by what the kernel shows
+                if cell_metadata.is_graded(cell):  # scored by the grader's calls below, never by what the kernel shows
                     continue
                 self.preprocess_cell(cell, resources, index)
                 if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", [])):
@@ -188,7 +184,3 @@ def _blocked_writes(nb: NotebookNode) -> list[str]:
             if output.get("output_type") == "error" and "Read-only file system" in str(output.get("evalue", "")):
                 return ["Your code tried to write outside its scratch folder; the sandbox blocked it (the file system is read-only there)."]
     return []
-
-
-def _grade_id(cell: NotebookNode) -> str | None:
-    return cell_metadata.grade_id(cell)
