@@ -30,7 +30,7 @@ def test_the_cache_is_built_once_and_handed_to_kernels(tmp_path, monkeypatch) ->
 
 
 @pytest.mark.slow  # a sandboxed kernel loads the world: the verdict tests already start one in the fast tier
-@pytest.mark.skipif(sandbox.sandbox_problem() is not None, reason="bubblewrap cannot run here")
+@pytest.mark.skipif(sandbox.sandbox_problem() is not None, reason=f"no sandbox here: {sandbox.sandbox_problem()}")
 def test_a_kernel_reads_the_cache_but_cannot_change_it(tmp_path) -> None:
     # The grading cache itself (the repository's build/): the sandbox empties /tmp, where tmp_path is.
     cache = _shared_cache()

@@ -210,6 +210,31 @@ def test_bwrap_caps_every_tmpfs_and_leaves_root(tmp_path) -> None:
     assert command[command.index("setpriv") :][:5] == ["setpriv", "--reuid", "4242", "--regid", "4243"]
 
 
+
+def test_a_checkout_the_grading_account_cannot_enter_is_named(tmp_path, monkeypatch) -> None:
+    private = tmp_path / "private"
+    course = private / "course"
+    course.mkdir(parents=True)
+    private.chmod(0o700)
+    monkeypatch.setattr(sandbox, "_python_and_course_paths", lambda: {course})
+    outsider = (4242, 4243)  # owns neither folder, so only their "other" bits count
+
+    tmp_path.chmod(0o755)
+
+    def closed_here() -> list:  # pytest's own folders above tmp_path are private too: not this test's business
+        return [folder for folder in sandbox._closed_folders(outsider) if folder.is_relative_to(tmp_path)]
+
+    # Under an emptied folder (/tmp) bwrap makes the folders above a bound path itself: only the path counts.
+    monkeypatch.setattr(sandbox, "_emptied_folders", lambda: [tmp_path])
+    assert closed_here() == []
+    monkeypatch.setattr(sandbox, "_emptied_folders", lambda: [])
+    assert closed_here() == [private]
+    course.chmod(0o711)  # enterable but not listable: Python could not import from it
+    assert closed_here() == [private, course]
+    private.chmod(0o755)
+    course.chmod(0o755)
+    assert closed_here() == []
+
 SHARED_MEMORY = '''
 import mmap
 shared = mmap.mmap(-1, 2**30, flags=mmap.MAP_SHARED)  # RLIMIT_DATA does not count a shared mapping

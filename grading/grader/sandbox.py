@@ -195,7 +195,7 @@ def _bwrap_prefix(scratch: Path, hidden: list[str], account: tuple[int, int] | N
     """
     shared = ["--perms", "1777", "--size", str(TMPFS_BYTES)]  # everyone's, sticky, as on the host
     command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *shared, "--tmpfs", "/dev/shm"]
-    emptied = [Path(p) for p in ("/tmp", "/var/tmp", str(Path.home())) if Path(p).is_dir() and Path(p) != Path("/")]
+    emptied = _emptied_folders()
     for path in emptied:
         command += [*(shared if path != Path.home() else shared[2:]), "--tmpfs", str(path)]
     # ...but the course's code and this Python (a venv, pyenv) may live in one of them: back, read-only.
@@ -215,6 +215,11 @@ def _bwrap_prefix(scratch: Path, hidden: list[str], account: tuple[int, int] | N
             "setpriv", "--reuid", uid, "--regid", gid, "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
 
+def _emptied_folders() -> list[Path]:
+    """The host folders the kernel sees as empty tmpfs."""
+    return [Path(p) for p in ("/tmp", "/var/tmp", str(Path.home())) if Path(p).is_dir() and Path(p) != Path("/")]
+
+
 def _python_and_course_paths() -> set[Path]:
     paths = {settings.ROOT, Path(sys.prefix), Path(sys.base_prefix), Path(os.path.realpath(sys.executable)).parent.parent}
     paths |= {Path(os.path.realpath(entry)) for entry in sys.path if entry and os.path.isdir(entry)}
@@ -229,6 +234,29 @@ def _scratch_folder(account: tuple[int, int] | None) -> Path:
     return scratch
 
 
+def _closed_folders(account: tuple[int, int]) -> list[Path]:
+    """Folders on the way to the course's code and this Python that `account` cannot enter (or, at the end, list).
+
+    Under an emptied folder (/tmp, home) bwrap itself creates the folders above a bound path, so only the bound
+    folder's own modes count there.
+    """
+    uid, gid = account
+
+    def allowed(folder: Path, bits: int) -> bool:
+        info = folder.stat()
+        shift = 6 if info.st_uid == uid else 3 if info.st_gid == gid else 0
+        return (info.st_mode >> shift) & bits == bits
+
+    emptied = _emptied_folders()
+    closed: set[Path] = set()
+    for path in _python_and_course_paths():
+        above = [folder for folder in path.parents if not any(folder.is_relative_to(top) for top in emptied)]
+        closed |= {folder for folder in above if not allowed(folder, 0o1)}
+        if not allowed(path, 0o5):  # Python's import system lists a folder on sys.path before it imports from it
+            closed.add(path)
+    return sorted(closed)
+
+
 @functools.lru_cache(maxsize=1)
 def sandbox_problem() -> str | None:
     """Why the sandbox cannot run on this machine, or None when it can."""
@@ -237,6 +265,11 @@ def sandbox_problem() -> str | None:
     if is_root() and shutil.which("setpriv") is None:
         return "`setpriv` (util-linux) is not installed: the kernel could not leave root"
     account = grader_account()
+    closed = _closed_folders(account) if account else []
+    if closed:
+        return (f"the grading account {GRADER_ACCOUNT!r}, which grading kernels run as, cannot enter {', '.join(map(str, closed))} "
+                "on the way to the course's code and its Python: put the repository where other users can enter "
+                "(every folder above it o+x, the repository and its .venv o+rx), e.g. /opt/latent-gradients")
     scratch = _scratch_folder(account)
     try:
         probe = subprocess.run([*_bwrap_prefix(scratch, [], account), sys.executable, "-c", "import grading"],
@@ -244,8 +277,8 @@ def sandbox_problem() -> str | None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if probe.returncode != 0:
-        reach = f" or the account {GRADER_ACCOUNT!r} cannot reach this Python and the course (every folder above them needs o+x)" if account else ""
-        return f"`bwrap` cannot start a kernel here ({probe.stderr.strip()[-300:] or probe.returncode}): unprivileged user namespaces may be disabled{reach}"
+        why = "" if account else ": unprivileged user namespaces may be disabled"
+        return f"`bwrap` cannot start a kernel here ({probe.stderr.strip()[-300:] or probe.returncode}){why}"
     return None
 
 
