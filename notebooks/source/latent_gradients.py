@@ -466,7 +466,9 @@ tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes)
 #
 # The plot labels each latent `F{layer}.{latent}`, then the token and position it is active at:
 # `F3.509, 'iff' (3)` is latent 509 of the layer-3 SAE, firing on the token "iff" at position 3.
-# Earlier latents run down the side, later ones along the top; hover over a cell for its value.
+# Earlier latents run down the side, later ones along the top; hover over a cell for its value. On
+# each side it shows the latents with the largest |gradient × activation| (its subtitle says how many
+# of how many), kept in position order; pass `max_latents=None` to `plot_latent_to_latent` to see them all.
 #
 # > **Challenge.** Before you open the notes below the plot: find a pair of latents that looks like a
 # > circuit for **bigrams whose first token is " E"**, an earlier latent on " E" that drives a later
@@ -628,7 +630,8 @@ tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes)
 # > **Challenge.** Take the pair of latents you found in exercise 3's plot (an earlier latent on " E"
 # > driving a later latent on "iff"). Can you find that circuit again from this plot, with tokens
 # > down the side and the layer-3 latents along the top? Look at the " E" row, in the column of the
-# > later latent on "iff".
+# > later latent on "iff". (The plot shows the latents with the largest |gradient|, in position order;
+# > if that latent is not among them, pass `max_latents=None` to `plot_token_to_latent`.)
 
 # %% [demo]
 settings = exercises.token_to_latent
@@ -917,8 +920,9 @@ tests.test_attribution_and_ablation(attribution_and_ablation, model, saes)
 
 # %% [markdown]
 # Every active latent at the latent-to-logit layer, zero-ablated, on the logit difference: estimate (x)
-# against effect (y). On the dashed line the estimate is exact. The eight largest estimates are labelled,
-# and printed with their mean-ablation figures below the plot. Answer the question above before you look.
+# against effect (y). On the dashed line the estimate is exact. The points furthest from the origin are
+# labelled where their labels fit; hover over any point for its latent. The eight largest estimates are
+# printed below the plot with their mean-ablation figures. Answer the question above before you look.
 
 # %% [demo]
 settings = exercises.latent_to_logit
@@ -933,9 +937,7 @@ _, cache = model.run_with_cache(tokens, names_filter=[sae.cfg.metadata.hook_name
 active = (sae.encode(cache[sae.cfg.metadata.hook_name]) > 0).nonzero()
 estimates, effects = attribution_and_ablation(tokens, sae, model, active, t.zeros(len(active)), answer_id, contrast_id)
 top = estimates[:, 0].abs().argsort(descending=True)[:8]
-labels = [""] * len(active)
-for row in top.tolist():
-    labels[row] = f"F{settings.layer}.{active[row, 2].item()}@{str_toks[active[row, 1]]!r}"
+labels = [f"F{settings.layer}.{latent}@{str_toks[position]!r}" for _, position, latent in active.tolist()]
 plot_estimate_vs_effect(estimates, effects, labels, title=f"Zero-ablation at layer {settings.layer}, {settings.answer!r} - {settings.contrast!r}").show()
 means = mean_latent_acts(settings.reference_prompts, sae, model)
 mean_estimates, mean_effects = attribution_and_ablation(tokens, sae, model, active[top], means[active[top, 2]], answer_id, contrast_id)
@@ -1092,6 +1094,12 @@ tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, mode
 
 # %% [graded exercise=attention]
 
+# %% [markdown]
+# The heatmap below has hundreds of latents on each side. It shows those with the largest
+# |gradient × activation| (its subtitle says how many of how many), in position order so that each
+# outlined block of induction cells stays in one piece; pass `max_latents=None` to `plot_induction` to
+# see every latent. The ratios printed above it are over every latent.
+
 # %% [demo]
 str_toks = model.to_str_tokens(rep_tokens[0])
 gradients, latent_acts_prev, latent_acts_next, latent_acts_next_recon = latent_to_latent_gradients_attn(
@@ -1141,9 +1149,12 @@ print(
     f"{masses['inside'] / masses['outside_causal']:.1f}x with the patterns live, "
     f"{frozen['inside'] / frozen['outside_causal']:.1f}x with them frozen (the value path alone)"
 )
-plot_induction(frozen_gradients, latent_acts_prev, frozen_next_recon, str_toks, induction.layer_from, induction.layer_to, induction.seq_len).update_layout(
-    title=f"The same Jacobian with the attention patterns of layers {list(frozen_layers)} frozen"
-).show()
+# select_by: the same latents as the live heatmap above, to compare cell by cell.
+frozen_plot = plot_induction(
+    frozen_gradients, latent_acts_prev, frozen_next_recon, str_toks, induction.layer_from, induction.layer_to, induction.seq_len, select_by=gradients
+)
+subtitle = frozen_plot.layout.title.text.split("<br>", 1)[1]
+frozen_plot.update_layout(title=f"The same Jacobian with the attention patterns of layers {list(frozen_layers)} frozen<br>{subtitle}").show()
 
 # %% [markdown]
 # ### What to look for
