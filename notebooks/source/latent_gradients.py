@@ -876,13 +876,20 @@ print(f"in both lists: {sorted(shared) or 'none'}")
 # and of a latent in layer 0, where the SAE has very few active latents per token (printed below the plot, for
 # this prompt).
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint: the idea</summary>
+#
+# Write one function from the SAE's latents to the two metrics, with the SAE's error added back to its
+# reconstruction, so that on the clean latents it gives the clean model's metrics. Both halves come from it:
+# its gradient at the clean latents for the estimates, and its value on the latents with one entry changed
+# for each effect. Ablations of different latents are independent runs, so they can share one batch.
+# </details>
+#
+# <details><summary>Hint: the code</summary>
 #
 # Encode the clean residual stream (`run_with_cache`, then `sae.encode`) and keep the error,
-# `resid - sae.decode(acts)`. A function of the dense latents, `model(sae.decode(acts) + error,
-# start_at_layer=layer)[:, -1]` through `answer_metrics`, gives both halves: `t.func.jacrev` of it for the
-# gradients, and, on a batch of copies of the latents with one entry changed per copy, every ablation in
-# one run.
+# `resid - sae.decode(acts)`. The function is `model(sae.decode(acts) + error, start_at_layer=layer)[:, -1]`
+# through `answer_metrics`: `t.func.jacrev` of it for the gradients, and, on a batch of copies of the
+# latents with one entry changed per copy, every ablation in one run.
 # </details>
 
 # %%
@@ -975,7 +982,7 @@ for i, row in enumerate(top.tolist()):
 # token, and most points should lie near the line.
 # </details>
 #
-# **This world:**
+# **The world you loaded:**
 
 # %% [demo]
 show_observations(world, "attribution")
@@ -1124,6 +1131,12 @@ plot_induction(gradients, latent_acts_prev, latent_acts_next_recon, str_toks, in
 # look like a previous-token latent (it fires on a token because of the token before it) and the later
 # one like an induction latent (it fires on tokens that have appeared before)? The notes below name
 # the pairs this world's measurement picked out.
+#
+# **Then, a steadier picture.** One sequence is a small sample. Run your function on more repeated
+# sequences (`induction.repeated_tokens(model, seed=s)` for a few seeds `s`, or `n_seqs=` for a batch),
+# average, for each pair of latent ids, the gradients in the outlined cells, and keep the later latents
+# active on at least some fraction of the repeated tokens (say half) instead of on every one. Do the same
+# pairs stand out?
 
 # %% [demo]
 print(f"layer-{induction.layer_to} latents active on every token of the second half: {induction_latents(latent_acts_next_recon, induction.seq_len)}")
@@ -1177,10 +1190,6 @@ frozen_plot.update_layout(title=f"The same Jacobian with the attention patterns 
 # less well. Latents 35425 and 36126 of layer 5 fired on every
 # token of the second half; they look like induction latents, and the layer-4 latents with the
 # largest gradients to them (e.g. 22975, 21020, 23954) mostly look like previous-token latents.
-#
-# One sequence is a small sample. Averaging over a larger batch of repeated sequences, and keeping the
-# latents active on at least some fraction of the repeated tokens instead of on every one, should give
-# a steadier picture; try it once your function works.
 #
 # Those figures came from one **unseeded** random sequence. This course seeds its sequence
 # (`repeated_tokens(model, seed=0)`), so on GPT-2 your counts, and possibly the latent ids, will
@@ -1354,6 +1363,9 @@ print(
     f"{len(circuit.latents())} latents kept, {sum(node.contribution < 0 for node in circuit.latents())} of them inhibitory; "
     f"{len(graph.errors())} error nodes with an edge above the threshold"
 )
+for layer in settings.layers:
+    kept = [f"{str_toks[node.position]!r} ({node.position})" for node in circuit.latents() if node.layer == layer]
+    print(f"layer {layer}: kept latents at " + ", ".join(kept))
 online = world.name == "gpt2"
 if online:
     links = {"neuronpedia_ids": {layer: f"gpt2-small/{layer}-res-jb" for layer in settings.layers}}
@@ -1429,22 +1441,24 @@ plot_estimate_vs_effect(t.cat([row[0] for row in rows]), t.cat([row[1] for row i
 #
 # Not run on GPT-2 (layers 0, 3 and 9, k = 4, " Paris" against " London"): this is what to expect, not what
 # was measured. The last layer should hold F9.22250, the French-text latent that pushes " Paris" in exercise 5,
-# among its kept latents; layer 0 should hold latents on " E", "iff" and "el". GPT-2's SAEs have about 25 active
+# among its kept latents; layer 0 should hold latents on the landmark's tokens (" E", "iff", "el"), since the
+# answer depends on which landmark it is, beside any on "city" or "of". The cell above the graph prints where
+# the kept latents of the world you loaded sit, layer by layer: compare. GPT-2's SAEs have about 25 active
 # latents per token, so a layer-0 latent there is one feature of its token rather than the token itself: expect
 # a smaller gap between the figures with and without layer 0 than in the toy world, a small completeness share
 # for 4 latents per layer, and a circuit that is necessary (well above its matched control) long before it is
 # sufficient. `make verify-gpt2` prints the figures.
 # </details>
 #
-# **This world** (measured with the reference solution; `project_tests/test_toy_world.py` measures them again):
+# **The world you loaded** (the toy world's figures were measured with the reference solution when it was built):
 
 # %% [demo]
 show_observations(world, "latent_circuit")
 
 # %% [markdown]
-# Read with exercise 5b's table: the estimate furthest from its effect is a layer-0 latent's, and for most of
-# the layer-0 latents the first-order estimate misses the zero-ablation effect by a factor of five or more, or has
-# the wrong sign (the observations count them). Zeroing such a latent deletes much of its token, a step far
+# In the toy world, read with exercise 5b's table: the estimate furthest from its effect is a layer-0 latent's,
+# and for most of the layer-0 latents the first-order estimate misses the zero-ablation effect by a factor of
+# five or more, or has the wrong sign (the observations count them). Zeroing such a latent deletes much of its token, a step far
 # outside the neighbourhood the gradient describes. The circuit is necessary: zeroing its
 # latents drops the logit difference far more than any matched-control draw, with layer 0 and without.
 # Sufficiency turns on layer 0. With it, zeroing every other active layer-0 latent deletes the prompt's other
