@@ -107,15 +107,13 @@ def strongest(magnitudes: Tensor, max_latents: int | None, in_position_order: bo
     return order.sort().values if in_position_order else order
 
 
-def latent_to_latent_selection(
-    gradients: Tensor, latent_acts_prev: Any, max_latents: int | None
-) -> tuple[Tensor, Tensor]:
+def latent_to_latent_selection(gradients: Tensor, earlier_values: Tensor, max_latents: int | None) -> tuple[Tensor, Tensor]:
     """(later, earlier): the rows and columns of a latent-to-latent Jacobian a heatmap shows, in position order.
 
-    Each is the `max_latents` latents with the largest |contribution| (gradient x earlier activation) to or
-    from any latent on the other side; None keeps every one."""
+    Each is the `max_latents` latents with the largest |contribution| (gradient x the earlier latent's value,
+    `earlier_values`) to or from any latent on the other side; None keeps every one."""
     n_later, n_earlier = gradients.shape
-    contribution = (gradients.detach() * latent_acts_prev.values[None, :]).abs()
+    contribution = (gradients.detach() * earlier_values[None, :]).abs()
     later = contribution.amax(dim=1) if n_earlier else torch.zeros(n_later)
     earlier = contribution.amax(dim=0) if n_later else torch.zeros(n_earlier)
     return strongest(later, max_latents), strongest(earlier, max_latents)
@@ -143,7 +141,7 @@ def plot_latent_to_latent(
     they are); `max_latents=None` shows every active latent. `select_by`, a Jacobian between the same
     latents, chooses them instead of `gradients`, so that two heatmaps show the same latents."""
     note_unseen_tokens(str_toks)
-    columns, rows = latent_to_latent_selection(gradients if select_by is None else select_by, latent_acts_prev, max_latents)
+    columns, rows = latent_to_latent_selection(gradients if select_by is None else select_by, latent_acts_prev.values, max_latents)
     x = _latent_labels(latent_acts_next_recon.indices[columns], str_toks, layer_to)
     y = _latent_labels(latent_acts_prev.indices[rows], str_toks, layer_from)
     every = len(x) == gradients.shape[0] and len(y) == gradients.shape[1]
@@ -330,7 +328,7 @@ def plot_induction(
     fig = plot_latent_to_latent(
         gradients, latent_acts_prev, latent_acts_next_recon, str_toks, layer_from, layer_to, " (attention SAEs)", max_latents, select_by
     )
-    columns, rows = latent_to_latent_selection(select_by, latent_acts_prev, max_latents)
+    columns, rows = latent_to_latent_selection(select_by, latent_acts_prev.values, max_latents)
     for x0, x1, y0, y1 in induction_rectangles(latent_acts_prev.indices[rows, 1], latent_acts_next_recon.indices[columns, 1], seq_len):
         if x1 > x0 and y1 > y0:
             # On a categorical axis, category i sits at coordinate i: a box around categories x0..x1-1.
@@ -365,8 +363,7 @@ def plot_induction_filtered(
     mask_next = (next_idx[:, 2:3] == latents[None, :]).any(dim=1) & (next_idx[:, 1] >= seq_len + 1)
     mask_prev = (prev_idx[:, 1] >= 1) & (prev_idx[:, 1] <= seq_len)
     block = gradients[mask_next][:, mask_prev]
-    contribution = (block.detach() * latent_acts_prev.values[mask_prev][None, :]).abs()
-    columns = strongest(contribution.amax(dim=0) if len(block) else torch.zeros(block.shape[1]), max_latents)
+    _, columns = latent_to_latent_selection(block, latent_acts_prev.values[mask_prev], max_latents)
     y = _latent_labels(next_idx[mask_next], str_toks, layer_to)
     x = _latent_labels(prev_idx[mask_prev][columns], str_toks, layer_from)
     shown = "" if len(x) == block.shape[1] else f"{len(x)} of {block.shape[1]} earlier latents, by largest |gradient x activation|, in position order; "
