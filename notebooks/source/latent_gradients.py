@@ -1458,8 +1458,8 @@ show_observations(world, "latent_circuit")
 # %% [markdown]
 # In the toy world, read with exercise 5b's table: the estimate furthest from its effect is a layer-0 latent's,
 # and for most of the layer-0 latents the first-order estimate misses the zero-ablation effect by a factor of
-# five or more, or has the wrong sign (the observations count them). Zeroing such a latent deletes much of its token, a step far
-# outside the neighbourhood the gradient describes. The circuit is necessary: zeroing its
+# five or more, or has the wrong sign (the observations count them). Zeroing such a latent deletes much of its
+# token, a step far outside the neighbourhood the gradient describes. The circuit is necessary: zeroing its
 # latents drops the logit difference far more than any matched-control draw, with layer 0 and without.
 # Sufficiency turns on layer 0. With it, zeroing every other active layer-0 latent deletes the prompt's other
 # tokens, and the prediction goes whichever latents are kept. Without it, the circuit's later-layer latents
