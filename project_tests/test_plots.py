@@ -122,6 +122,20 @@ def test_the_induction_heatmap_outlines_the_induction_cells_among_the_latents_it
     assert boxed == {(p, p + 3) for p in range(2, 6)} and all(z[row][column] == 1.0 for row, column in boxed)
 
 
+@pytest.mark.attention
+def test_the_filtered_induction_heatmap_keeps_the_earlier_latents_that_contribute() -> None:
+    """seq_len 2: latent 0 of the later layer fires on both repeated tokens (3 and 4). Of the four earlier latents on
+    the first half, the faint ones (activation 0.01) have the larger gradients but the smaller contributions."""
+    dense = torch.zeros(1, 5, 2)
+    dense[0, 1:3, 0], dense[0, 1:3, 1] = 1.0, 0.01
+    prev = SparseTensor.from_dense(dense)  # rows: (1, 0), (1, 1), (2, 0), (2, 1)
+    nxt = sparse([(0, 3, 0), (0, 4, 0)], shape=(1, 5, 1))
+    gradients = torch.tensor([[0.5, 2.0, 0.1, 3.0], [0.2, 4.0, 0.6, 1.0]])
+    fig = plots.plot_induction_filtered(gradients, prev, nxt, [f"t{p}" for p in range(5)], 0, 1, 2, max_latents=2)
+    assert list(fig.data[0].x) == ["F0.0, 't1' (1)", "F0.0, 't2' (2)"] and "2 of 4 earlier latents" in fig.layout.title.text
+    assert fig.data[0].z.tolist() == [[0.5, pytest.approx(0.1)], [pytest.approx(0.2), pytest.approx(0.6)]]  # float32 values
+
+
 def test_the_token_heatmap_keeps_the_latents_with_the_largest_gradients() -> None:
     acts = sparse([(0, p, 0) for p in range(3)], shape=(1, 3, 1))
     gradients = torch.tensor([[[0.1, 0.0, 0.0], [0.0, -2.0, 0.0], [0.0, 0.3, 1.0]]])  # (batch, token, latent)
