@@ -45,13 +45,64 @@ def mean_latent_acts(prompts: Sequence[str], sae: SAE, model: HookedSAETransform
     return (acts * counted[..., None]).sum((0, 1)) / counted.sum()
 
 
+# The scatter's geometry, fixed so that a label's place in pixels is known before plotly draws it.
+_SCATTER_SIZE = (720, 520)
+_SCATTER_MARGIN = {"l": 80, "r": 30, "t": 60, "b": 70}
+_LABEL_FONT_PX, _LABEL_CHAR_PX, _MARKER_PX = 12, 7, 9
+# Where a label may go beside its point, in the order tried: plotly's name, and the offset of the
+# label box's centre from the point, in units of (label width / 2 + gap, label height / 2 + gap).
+_LABEL_PLACES = {"top center": (0, -1), "bottom center": (0, 1), "middle right": (1, 0), "middle left": (-1, 0)}
+
+
+def _label_places(
+    x: list[float], y: list[float], labels: Sequence[str], x_range: tuple[float, float], y_range: tuple[float, float], max_labels: int
+) -> dict[int, tuple[str, tuple[float, float, float, float]]]:
+    """Which points get their label written, where, and the label's box (left, right, top, bottom, in the plot's
+    pixels): the points furthest from the origin (largest |x| or |y|) first, each at the first place beside it
+    where its label covers no marker and no label already placed and stays inside the plot; at most `max_labels`."""
+    width = _SCATTER_SIZE[0] - _SCATTER_MARGIN["l"] - _SCATTER_MARGIN["r"]
+    height = _SCATTER_SIZE[1] - _SCATTER_MARGIN["t"] - _SCATTER_MARGIN["b"]
+    points = [
+        ((xi - x_range[0]) / (x_range[1] - x_range[0]) * width, (y_range[1] - yi) / (y_range[1] - y_range[0]) * height) for xi, yi in zip(x, y)
+    ]
+    marker = _MARKER_PX / 2 + 1
+    boxes = [(px - marker, px + marker, py - marker, py + marker) for px, py in points]
+    placed: dict[int, tuple[str, tuple[float, float, float, float]]] = {}
+    for i in sorted(range(len(x)), key=lambda i: -max(abs(x[i]), abs(y[i]))):
+        if len(placed) == max_labels:
+            break
+        if not labels[i]:
+            continue
+        px, py = points[i]
+        half_w, half_h = len(labels[i]) * _LABEL_CHAR_PX / 2, _LABEL_FONT_PX * 0.7
+        for place, (dx, dy) in _LABEL_PLACES.items():
+            cx, cy = px + dx * (half_w + marker + 1), py + dy * (half_h + marker + 1)
+            box = (cx - half_w, cx + half_w, cy - half_h, cy + half_h)
+            inside = box[0] >= 0 and box[1] <= width and box[2] >= 0 and box[3] <= height
+            if inside and not any(box[0] < b[1] and b[0] < box[1] and box[2] < b[3] and b[2] < box[3] for b in boxes):
+                placed[i], boxes = (place, box), [*boxes, box]
+                break
+    return placed
+
+
 def plot_estimate_vs_effect(
-    estimates: Float[Tensor, "n 2"], effects: Float[Tensor, "n 2"], labels: Sequence[str], metric: int = 0, title: str = ""
+    estimates: Float[Tensor, "n 2"],
+    effects: Float[Tensor, "n 2"],
+    labels: Sequence[str],
+    metric: int = 0,
+    title: str = "",
+    max_labels: int = 6,
 ) -> go.Figure:
     """Each latent's first-order estimate (x) against the measured effect of its ablation (y), on one metric,
-    with the line y = x where the estimate would be exact."""
+    with the line y = x where the estimate would be exact.
+
+    Hovering over a point shows its label. At most `max_labels` labels are written on the plot: those of the
+    points furthest from the origin, each where it overlaps no other written label (see `_label_places`)."""
     x, y = estimates[:, metric].tolist(), effects[:, metric].tolist()
     low, high = min([*x, *y, 0.0]), max([*x, *y, 0.0])
+    pad = 0.08 * (high - low or 1.0)
+    axis_range = (low - pad, high + pad)
+    places = _label_places(x, y, labels, axis_range, axis_range, max_labels)
     name = METRIC_NAMES[metric]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", line={"dash": "dash", "color": "grey"}, name="y = x"))
@@ -60,18 +111,23 @@ def plot_estimate_vs_effect(
             x=x,
             y=y,
             mode="markers+text",
-            text=list(labels),
-            textposition="top center",
-            marker={"size": 9},
+            text=[labels[i] if i in places else "" for i in range(len(x))],
+            textposition=[places[i][0] if i in places else "top center" for i in range(len(x))],
+            textfont={"size": _LABEL_FONT_PX},
+            hovertext=list(labels),
+            marker={"size": _MARKER_PX},
             name="latents",
-            hovertemplate="%{text}<br>estimate %{x:.4g}<br>effect %{y:.4g}<extra></extra>",
+            hovertemplate="%{hovertext}<br>estimate %{x:.4g}<br>effect %{y:.4g}<extra></extra>",
         )
     )
     fig.update_layout(
         title=title or f"Is the attribution true? ({name})",
-        xaxis_title=f"estimate: gradient x (activation - ablated value), {name}",
-        yaxis_title=f"effect: clean - ablated, {name}",
-        width=720,
-        height=520,
+        xaxis={"title": {"text": f"estimate: gradient x (activation - ablated value), {name}"}, "range": list(axis_range), "automargin": False},
+        yaxis={"title": {"text": f"effect: clean - ablated, {name}"}, "range": list(axis_range), "automargin": False},
+        width=_SCATTER_SIZE[0],
+        height=_SCATTER_SIZE[1],
+        margin=_SCATTER_MARGIN,
+        # Above the plot, right of the title, where it covers no point.
+        legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.01, "yanchor": "bottom"},
     )
     return fig

@@ -28,6 +28,17 @@ def _latent_labels(indices: Tensor, str_toks: Sequence[str], layer: int | str) -
     return [f"F{layer}.{latent}, {str_toks[pos]!r} ({pos})" for _, pos, latent in indices.tolist()]
 
 
+# Pixels per heatmap row and per column. At the 12 px font no two labels touch: rows' labels are
+# horizontal, columns' are slanted at 60 degrees, so their spacing across the text is 18 sin 60 = 15.6 px.
+_ROW_PX, _COLUMN_PX = 16, 18
+# Room for one label character, to size the margins the labels need.
+_CHAR_PX = 7
+# Beyond this many pixels a heatmap stops growing, and plotly labels every few rows or columns.
+_MAX_PLOT_PX = 1600
+# The title and subtitle above the plot; the colour bar to its right; the axis titles beside the labels.
+_TOP_PX, _RIGHT_PX, _AXIS_TITLE_PX = 110, 120, 50
+
+
 def _heatmap(
     z: Tensor,
     x: list[str],
@@ -35,13 +46,24 @@ def _heatmap(
     x_title: str,
     y_title: str,
     title: str,
-    height: int,
     value_name: str = "gradient",
+    row_px: int = _ROW_PX,
 ) -> go.Figure:
-    """A heatmap of z with one labelled column per x (14 px each, within 700-1900 px) and one row per y."""
-    width = _size(len(x), 14, 700, 1900)
+    """A heatmap of z with one labelled column per x and one row per y, each given room for its label.
+
+    The margins are sized from the longest labels, so the plot area (and each cell) is as computed here."""
     values = z.detach().float().cpu().numpy().round(6)
     bound = float(np.abs(values).max()) if values.size else 1.0
+    plot_width = min(_MAX_PLOT_PX, max(300, len(x) * _COLUMN_PX))
+    # At least as tall as the y axis's title, which runs along it.
+    plot_height = min(_MAX_PLOT_PX, max(200, len(y) * row_px, len(y_title) * _CHAR_PX))
+    longest_x, longest_y = max(map(len, x), default=0), max(map(len, y), default=0)
+    margin = {
+        "l": longest_y * _CHAR_PX + _AXIS_TITLE_PX,
+        "r": _RIGHT_PX,
+        "t": _TOP_PX,
+        "b": int(longest_x * _CHAR_PX * np.sin(np.radians(60))) + _AXIS_TITLE_PX,
+    }
     # Each label names a latent (or token) and its position, so labels are unique and can serve as
     # categorical axes; the hover box repeats them next to the value.
     fig = go.Figure(
@@ -59,29 +81,46 @@ def _heatmap(
     )
     fig.update_layout(
         title=title,
-        width=width,
-        height=height,
+        width=plot_width + margin["l"] + margin["r"],
+        height=plot_height + margin["t"] + margin["b"],
+        margin=margin,
         font={"size": 12},
-        xaxis={"title": {"text": x_title}, "type": "category", "tickangle": -60, "automargin": True, **_every_label(len(x), width)},
-        yaxis={"title": {"text": y_title}, "type": "category", "autorange": "reversed", "automargin": True, **_every_label(len(y), height)},
+        xaxis={"title": {"text": x_title}, "type": "category", "tickangle": -60, "automargin": True, **_every_label(len(x), plot_width, _COLUMN_PX)},
+        yaxis={"title": {"text": y_title}, "type": "category", "autorange": "reversed", "automargin": True, **_every_label(len(y), plot_height, row_px)},
     )
     return fig
 
 
-def _every_label(n: int, size: int) -> dict[str, Any]:
-    """Label every row (column) when each gets at least 13 px: plotly would otherwise show only every other one."""
-    return {"tickmode": "linear", "dtick": 1} if n and (size - 250) / n >= 13 else {}
+def _every_label(n: int, plot_px: int, label_px: int) -> dict[str, Any]:
+    """Label every row (column) when each has room for its label; otherwise plotly labels every few."""
+    return {"tickmode": "linear", "dtick": 1} if n and plot_px / n >= label_px else {}
 
 
-def _size(n: int, per_item: int, minimum: int, maximum: int) -> int:
-    return int(min(maximum, max(minimum, n * per_item)))
+def strongest(magnitudes: Tensor, max_latents: int | None, in_position_order: bool = True) -> Tensor:
+    """The indices of the `max_latents` largest magnitudes (all when None).
+
+    In their original order when `in_position_order` (a SparseTensor's latents are sorted by position),
+    else largest first. Every heatmap of latents chooses its rows and columns with this."""
+    order = magnitudes.argsort(descending=True, stable=True)
+    if max_latents is not None:
+        order = order[:max_latents]
+    return order.sort().values if in_position_order else order
 
 
-def _strongest(magnitudes: Tensor, max_latents: int | None) -> Tensor:
-    """The indices of the `max_latents` largest magnitudes (all when None), in their original (position) order."""
-    if max_latents is None or len(magnitudes) <= max_latents:
-        return torch.arange(len(magnitudes))
-    return magnitudes.topk(max_latents).indices.sort().values
+def latent_to_latent_selection(gradients: Tensor, earlier_values: Tensor, max_latents: int | None) -> tuple[Tensor, Tensor]:
+    """(later, earlier): the rows and columns of a latent-to-latent Jacobian a heatmap shows, in position order.
+
+    Each is the `max_latents` latents with the largest |contribution| (gradient x the earlier latent's value,
+    `earlier_values`) to or from any latent on the other side; None keeps every one."""
+    n_later, n_earlier = gradients.shape
+    contribution = (gradients.detach() * earlier_values[None, :]).abs()
+    later = contribution.amax(dim=1) if n_earlier else torch.zeros(n_later)
+    earlier = contribution.amax(dim=0) if n_later else torch.zeros(n_earlier)
+    return strongest(later, max_latents), strongest(earlier, max_latents)
+
+
+def _shown(n_shown: int, n_all: int, what: str) -> str:
+    return f"all {n_all} {what}" if n_shown == n_all else f"{n_shown} of {n_all} {what}"
 
 
 def plot_latent_to_latent(
@@ -93,18 +132,23 @@ def plot_latent_to_latent(
     layer_to: int,
     title_suffix: str = "",
     max_latents: int | None = 80,
+    select_by: Tensor | None = None,
 ) -> go.Figure:
     """Heatmap of d(later latent)/d(earlier latent): earlier latents down the side, later ones along the top.
 
-    On each axis, the `max_latents` latents with the largest |gradient| in their row or column are shown, in
-    position order; `max_latents=None` shows every active latent."""
+    On each axis, the `max_latents` latents with the largest |gradient x earlier activation| to or from the
+    other axis are shown, in position order (so the causal staircase and same-position blocks stay where
+    they are); `max_latents=None` shows every active latent. `select_by`, a Jacobian between the same
+    latents, chooses them instead of `gradients`, so that two heatmaps show the same latents."""
     note_unseen_tokens(str_toks)
-    magnitude = gradients.detach().abs()
-    columns = _strongest(magnitude.amax(dim=1) if magnitude.numel() else torch.zeros(len(gradients)), max_latents)
-    rows = _strongest(magnitude.amax(dim=0) if magnitude.numel() else torch.zeros(gradients.shape[1]), max_latents)
+    columns, rows = latent_to_latent_selection(gradients if select_by is None else select_by, latent_acts_prev.values, max_latents)
     x = _latent_labels(latent_acts_next_recon.indices[columns], str_toks, layer_to)
     y = _latent_labels(latent_acts_prev.indices[rows], str_toks, layer_from)
-    shown = f"{len(rows)} of {gradients.shape[1]} earlier and {len(columns)} of {gradients.shape[0]} later latents, by largest |gradient|; "
+    every = len(x) == gradients.shape[0] and len(y) == gradients.shape[1]
+    shown = (
+        f"{_shown(len(y), gradients.shape[1], 'earlier')} and {_shown(len(x), gradients.shape[0], 'later latents')}, "
+        "by largest |gradient x activation|, in position order; "
+    )
     return _heatmap(
         gradients[columns][:, rows].T,
         x,
@@ -112,24 +156,31 @@ def plot_latent_to_latent(
         f"To layer {layer_to}",
         f"From layer {layer_from}",
         f"Gradients between SAE latents in layer {layer_from} and layer {layer_to}{title_suffix}"
-        f"<br><sup>{'' if len(x) == gradients.shape[0] and len(y) == gradients.shape[1] else shown}Prompt: {''.join(str_toks)!r}</sup>",
-        height=_size(len(y), 12, 500, 1400),
+        f"<br><sup>{'' if every else shown}Prompt: {''.join(str_toks)!r}</sup>",
     )
 
 
-def plot_token_to_latent(gradients: Tensor, latent_acts: Any, str_toks: Sequence[str], layer: int) -> go.Figure:
-    """Heatmap of d(latent)/d(token scale): tokens down the side, active latents along the top."""
+def plot_token_to_latent(
+    gradients: Tensor, latent_acts: Any, str_toks: Sequence[str], layer: int, max_latents: int | None = 80
+) -> go.Figure:
+    """Heatmap of d(latent)/d(token scale): tokens down the side, active latents along the top.
+
+    The columns are the `max_latents` latents with the largest |gradient| from any token (a token's scale
+    is 1, so that is its contribution), in position order; `max_latents=None` shows every active latent."""
     note_unseen_tokens(str_toks)
-    x = _latent_labels(latent_acts.indices, str_toks, layer)
+    magnitude = gradients[0].detach().abs()
+    columns = strongest(magnitude.amax(dim=0) if len(magnitude) else torch.zeros(magnitude.shape[1]), max_latents)
+    x = _latent_labels(latent_acts.indices[columns], str_toks, layer)
     y = [f"{tok!r} ({i})" for i, tok in enumerate(str_toks)]
+    shown = "" if len(x) == magnitude.shape[1] else f"{len(x)} of {magnitude.shape[1]} latents, by largest |gradient|, in position order; "
     return _heatmap(
-        gradients[0],
+        gradients[0][:, columns],
         x,
         y,
         f"To layer {layer}",
         "From tokens",
-        f"Gradients between input tokens and SAE latents in layer {layer}<br><sup>Prompt: {''.join(str_toks)!r}</sup>",
-        height=_size(len(y), 30, 400, 700),
+        f"Gradients between input tokens and SAE latents in layer {layer}<br><sup>{shown}Prompt: {''.join(str_toks)!r}</sup>",
+        row_px=30,
     )
 
 
@@ -161,8 +212,8 @@ def plot_latent_to_logit(
     else:
         which = f"the top {len(token_ids)} logits"
     contribution = gradients * latent_acts.values[None, :]
-    order = contribution[0].abs().argsort(descending=True)[:max_latents]
-    shown = "all active latents" if len(order) == gradients.shape[1] else f"{len(order)} of {gradients.shape[1]} active latents"
+    order = strongest(contribution[0].abs(), max_latents, in_position_order=False)
+    shown = _shown(len(order), gradients.shape[1], "active latents")
     value_name = "contribution" if contributions else "gradient"
     return _heatmap(
         (contribution if contributions else gradients)[:, order],
@@ -172,23 +223,20 @@ def plot_latent_to_logit(
         "Logits",
         (f"Contributions (gradient x activation) of SAE latents in layer {layer} to {which}" if contributions else f"Gradients between SAE latents in layer {layer} and {which}")
         + f"<br><sup>{shown}, by |contribution| to the top row. Prompt: {''.join(str_toks)!r}</sup>",
-        height=_size(len(token_ids), 28, 400, 900),
         value_name=value_name,
+        row_px=28,
     )
 
 
-def induction_rectangles(
-    latent_acts_prev: Any, latent_acts_next_recon: Any, seq_len: int
-) -> list[tuple[int, int, int, int]]:
+def induction_rectangles(prev_pos: Tensor, next_pos: Tensor, seq_len: int) -> list[tuple[int, int, int, int]]:
     """(x0, x1, y0, y1) cell ranges where an induction circuit should show, one per repeated token.
 
-    In BOS, A B ..., A B ... the previous-token head writes at the first B (position p) that A came
-    before it; the induction head at the second A (position p + seq_len - 1) finds it. So earlier
+    `prev_pos` and `next_pos` are the positions of a heatmap's earlier latents (rows) and later latents
+    (columns). In BOS, A B ..., A B ... the previous-token head writes at the first B (position p) that A
+    came before it; the induction head at the second A (position p + seq_len - 1) finds it. So earlier
     latents at p should drive later latents at p + seq_len - 1, for p = 2 .. seq_len + 1. Rows and
-    columns of the gradient matrix are sorted by position, so each range is contiguous.
+    columns are in position order, so each range is contiguous.
     """
-    prev_pos = latent_acts_prev.indices[:, 1]
-    next_pos = latent_acts_next_recon.indices[:, 1]
     boxes = []
     for first_b in range(2, seq_len + 2):
         second_a = first_b + seq_len - 1
@@ -264,12 +312,24 @@ def token_gradients_of_latent(token_latent_grads: Tensor, latent_acts: Any, pos:
 
 
 def plot_induction(
-    gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, str_toks: Sequence[str], layer_from: int, layer_to: int, seq_len: int
+    gradients: Tensor,
+    latent_acts_prev: Any,
+    latent_acts_next_recon: Any,
+    str_toks: Sequence[str],
+    layer_from: int,
+    layer_to: int,
+    seq_len: int,
+    max_latents: int | None = 60,
+    select_by: Tensor | None = None,
 ) -> go.Figure:
-    """The latent-to-latent heatmap between attention SAEs, with the induction rectangles outlined."""
-    # Every latent: the rectangles are ranges of positions, which a selection of latents would break.
-    fig = plot_latent_to_latent(gradients, latent_acts_prev, latent_acts_next_recon, str_toks, layer_from, layer_to, " (attention SAEs)", max_latents=None)
-    for x0, x1, y0, y1 in induction_rectangles(latent_acts_prev, latent_acts_next_recon, seq_len):
+    """The latent-to-latent heatmap between attention SAEs (see `plot_latent_to_latent` for `max_latents` and
+    `select_by`), with the induction rectangles outlined around the latents shown."""
+    select_by = gradients if select_by is None else select_by
+    fig = plot_latent_to_latent(
+        gradients, latent_acts_prev, latent_acts_next_recon, str_toks, layer_from, layer_to, " (attention SAEs)", max_latents, select_by
+    )
+    columns, rows = latent_to_latent_selection(select_by, latent_acts_prev.values, max_latents)
+    for x0, x1, y0, y1 in induction_rectangles(latent_acts_prev.indices[rows, 1], latent_acts_next_recon.indices[columns, 1], seq_len):
         if x1 > x0 and y1 > y0:
             # On a categorical axis, category i sits at coordinate i: a box around categories x0..x1-1.
             fig.add_shape(type="rect", x0=x0 - 0.5, x1=x1 - 0.5, y0=y0 - 0.5, y1=y1 - 0.5, line={"color": "black", "width": 1.5})
@@ -284,25 +344,37 @@ def induction_latents(latent_acts_next_recon: Any, seq_len: int) -> list[int]:
 
 
 def plot_induction_filtered(
-    gradients: Tensor, latent_acts_prev: Any, latent_acts_next_recon: Any, str_toks: Sequence[str], layer_from: int, layer_to: int, seq_len: int
+    gradients: Tensor,
+    latent_acts_prev: Any,
+    latent_acts_next_recon: Any,
+    str_toks: Sequence[str],
+    layer_from: int,
+    layer_to: int,
+    seq_len: int,
+    max_latents: int | None = 60,
 ) -> go.Figure:
-    """Only the later latents that fire on the whole repeated half, against earlier latents on the first half."""
+    """Only the later latents that fire on the whole repeated half, against earlier latents on the first half.
+
+    The columns are the `max_latents` earlier latents with the largest |gradient x activation| into the rows,
+    in position order; `max_latents=None` shows every earlier latent on the first half."""
     latents = torch.tensor(induction_latents(latent_acts_next_recon, seq_len), device=gradients.device, dtype=torch.long)
     next_idx = latent_acts_next_recon.indices
     prev_idx = latent_acts_prev.indices
     mask_next = (next_idx[:, 2:3] == latents[None, :]).any(dim=1) & (next_idx[:, 1] >= seq_len + 1)
     mask_prev = (prev_idx[:, 1] >= 1) & (prev_idx[:, 1] <= seq_len)
+    block = gradients[mask_next][:, mask_prev]
+    _, columns = latent_to_latent_selection(block, latent_acts_prev.values[mask_prev], max_latents)
     y = _latent_labels(next_idx[mask_next], str_toks, layer_to)
-    x = _latent_labels(prev_idx[mask_prev], str_toks, layer_from)
+    x = _latent_labels(prev_idx[mask_prev][columns], str_toks, layer_from)
+    shown = "" if len(x) == block.shape[1] else f"{len(x)} of {block.shape[1]} earlier latents, by largest |gradient x activation|, in position order; "
     return _heatmap(
-        gradients[mask_next][:, mask_prev],
+        block[:, columns],
         x,
         y,
         f"From layer {layer_from} (first half)",
         f"To layer {layer_to} (latents active on the whole second half)",
         f"Induction latents in layer {layer_to} and the layer-{layer_from} latents that drive them"
-        f"<br><sup>Prompt: {''.join(str_toks)!r}</sup>",
-        height=_size(len(y), 16, 350, 900),
+        f"<br><sup>{shown}Prompt: {''.join(str_toks)!r}</sup>",
     )
 
 

@@ -297,6 +297,32 @@ def _hover_label(page, plot, point_js: str) -> str:
     return hover.first.text_content()
 
 
+# Each label's text and its box on the page, [text, left, right, top, bottom]; empty labels left out.
+LABEL_BOXES_JS = """nodes => nodes.filter(n => n.textContent.trim()).map(n => {
+    const r = n.getBoundingClientRect(); return [n.textContent, r.left, r.right, r.top, r.bottom]; })"""
+
+
+def overlapping_labels(plot, selector: str) -> list[tuple[str, str]]:
+    """The pairs of horizontal labels (`selector` in `plot`) whose boxes overlap by more than a pixel."""
+    boxes = plot.locator(selector).evaluate_all(LABEL_BOXES_JS)
+    return [
+        (a[0], b[0])
+        for i, a in enumerate(boxes)
+        for b in boxes[i + 1 :]
+        if a[1] < b[2] - 1 and b[1] < a[2] - 1 and a[3] < b[4] - 1 and b[3] < a[4] - 1
+    ]
+
+
+def slanted_label_gap(plot) -> float:
+    """The smallest distance across the text between two neighbouring x tick labels slanted at 60 degrees,
+    less their font size: negative when two of them overlap. Neighbours' boxes share a shape, so the distance
+    between their right edges is the distance along the axis, and sin 60 of it is the distance across."""
+    boxes = plot.locator(".xtick text").evaluate_all(LABEL_BOXES_JS)
+    font = plot.locator(".xtick text").first.evaluate("n => parseFloat(getComputedStyle(n).fontSize)")
+    rights = sorted(box[2] for box in boxes)
+    return min((b - a for a, b in zip(rights, rights[1:])), default=float("inf")) * 0.866 - font
+
+
 def test_smoke_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshots: Screenshots, figures) -> None:
     world = offline_world()
     open_notebook(page, lab, "latent_gradients_solutions.ipynb")
@@ -345,6 +371,8 @@ def test_smoke_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshot
         assert ticks and all(re.search(r"\(\d+\)", tick) for tick in ticks), f"{name}: tick labels lack positions: {ticks[:5]}"
         font_sizes = plot.locator(".xtick text").evaluate_all("nodes => nodes.map(n => parseFloat(getComputedStyle(n).fontSize))")
         assert min(font_sizes) >= 10, f"{name}: tick labels too small to read ({min(font_sizes)} px)"
+        assert not overlapping_labels(plot, ".ytick text"), f"{name}: row labels overlap: {overlapping_labels(plot, '.ytick text')[:3]}"
+        assert slanted_label_gap(plot) >= 0, f"{name}: column labels overlap ({slanted_label_gap(plot):.1f} px)"
         screenshots.take(plot, f"solutions_{name}")
         # Hover the largest gradient: the label names the latent, the token and its position, and the value.
         label = _hover_label(page, plot, LARGEST_CELL_JS)
@@ -362,6 +390,9 @@ def test_smoke_solutions_notebook_in_jupyterlab(page, lab: LabServer, screenshot
         assert plot.locator(".scatterlayer .trace").count() == 2, f"{name}: the y = x line and the latents expected"
         assert plot.locator(".scatterlayer .point").count() >= 1, f"{name}: no latent drawn"
         assert "estimate" in plot.locator(".g-xtitle").text_content() and "effect" in plot.locator(".g-ytitle").text_content()
+        written = plot.locator(".scatterlayer .textpoint text").evaluate_all(LABEL_BOXES_JS)
+        assert written, f"{name}: no point labelled"
+        assert not overlapping_labels(plot, ".scatterlayer .textpoint text"), f"{name}: labels overlap: {overlapping_labels(plot, '.scatterlayer .textpoint text')}"
         screenshots.take(plot, f"solutions_{name}")
 
     # The capstone's circuit: nodes and edges drawn, a latent's hover names it, its label links to its offline card.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import inspect
+import re
 import subprocess
 import sys
 import time
@@ -65,6 +66,20 @@ def test_only_the_self_study_notebooks_advise_reading_the_solutions() -> None:
         return any(SOLUTIONS.name in cell.source for cell in notebook.cells if cell.cell_type == "markdown")
 
     assert mentions_solutions(learner) and not mentions_solutions(graded)
+
+
+def test_every_exercise_has_hints_in_two_steps() -> None:
+    """The idea first, then the code behind a second fold, in the same cell: one pair per exercise, and no lone "Hint"."""
+    source = (NOTEBOOKS / "source" / "latent_gradients.py").read_text(encoding="utf-8")
+    exercises = set(re.findall(r"^# %% \[exercise exercise=(\w+)", source, flags=re.MULTILINE))
+    pairs = 0
+    for cell in nbformat.read(SOLUTIONS, as_version=4).cells:
+        folds = re.findall(r"<summary>(Hint[^<]*)</summary>", cell.source) if cell.cell_type == "markdown" else []
+        assert "Hint" not in folds, f"a hint in one step: {cell.source[:80]!r}"
+        ideas = [i for i, fold in enumerate(folds) if fold == "Hint: the idea"]
+        assert all(folds[i + 1 : i + 2] == ["Hint: the code"] for i in ideas) and folds.count("Hint: the code") == len(ideas), folds
+        pairs += len(ideas)
+    assert pairs == len(exercises) > 0
 
 
 def test_exercise_contracts_are_the_references() -> None:

@@ -25,7 +25,7 @@ def test_induction_rectangles_cover_first_b_to_second_a() -> None:
     seq_len = 4
     prev = sparse([(0, p, 0) for p in range(9)])  # one earlier latent per position: row p is position p
     nxt = sparse([(0, p, 1) for p in range(9)])
-    boxes = plots.induction_rectangles(prev, nxt, seq_len)
+    boxes = plots.induction_rectangles(prev.indices[:, 1], nxt.indices[:, 1], seq_len)
     assert boxes == [(p + 3, p + 4, p, p + 1) for p in range(2, 6)]
 
     gradients = torch.full((9, 9), 0.1)  # (next, prev): 0.1 everywhere, 1.0 in the induction cells
@@ -75,7 +75,8 @@ def test_heatmaps_label_latent_token_and_position(tiny_world) -> None:
 
 
 def test_a_wide_latent_to_latent_heatmap_shows_its_strongest_latents() -> None:
-    """With more latents than `max_latents`, each axis keeps those of largest |gradient|, in position order."""
+    """With more latents than `max_latents`, each axis keeps those of largest |gradient x earlier activation|,
+    in position order, and every one of them is labelled."""
     prev = sparse([(0, p, 0) for p in range(9)])
     nxt = sparse([(0, p, 1) for p in range(9)])
     gradients = torch.full((9, 9), 0.01)  # (next, prev)
@@ -85,7 +86,88 @@ def test_a_wide_latent_to_latent_heatmap_shows_its_strongest_latents() -> None:
     heatmap = fig.data[0]
     assert heatmap.z.tolist() == [[pytest.approx(0.01), -3.0], [2.0, pytest.approx(0.01)]]  # rows: earlier latents at 2 and 5; columns: later at 4 and 7
     assert list(heatmap.x) == ["F3.1, 't4' (4)", "F3.1, 't7' (7)"] and "2 of 9 earlier" in fig.layout.title.text
+    assert fig.layout.xaxis.dtick == 1 and fig.layout.yaxis.dtick == 1
     assert plots.plot_latent_to_latent(gradients, prev, nxt, str_toks, 0, 3, max_latents=None).data[0].z.shape == (9, 9)
+
+
+def test_a_latent_that_barely_fires_does_not_crowd_out_one_that_contributes() -> None:
+    """The earlier latent at position 1 has the largest gradient but an activation of 0.01: its contribution is
+    0.05 against 1.0 for the one at position 2, which the heatmap keeps. `select_by` chooses by another Jacobian."""
+    prev = SparseTensor.from_dense(torch.tensor([[[1.0], [0.01], [1.0]]]))
+    nxt = sparse([(0, 2, 0)], shape=(1, 3, 1))
+    gradients = torch.tensor([[0.1, 5.0, 1.0]])  # (next, prev)
+    str_toks = ["a", "b", "c"]
+    shown = plots.plot_latent_to_latent(gradients, prev, nxt, str_toks, 0, 1, max_latents=1).data[0].y
+    assert list(shown) == ["F0.0, 'c' (2)"]
+    other = torch.tensor([[9.0, 0.0, 0.0]])
+    assert list(plots.plot_latent_to_latent(gradients, prev, nxt, str_toks, 0, 1, max_latents=1, select_by=other).data[0].y) == ["F0.0, 'a' (0)"]
+
+
+@pytest.mark.attention
+def test_the_induction_heatmap_outlines_the_induction_cells_among_the_latents_it_shows() -> None:
+    """seq_len 4, two earlier latents per position of which one is faint: with `max_latents` = 9 the faint
+    ones are left out, and each box still covers the induction cells (earlier at p, later at p + 3)."""
+    seq_len = 4
+    dense = torch.zeros(1, 9, 2)
+    dense[0, :, 0], dense[0, :, 1] = 1.0, 0.001
+    prev = SparseTensor.from_dense(dense)  # rows 2p (strong) and 2p + 1 (faint) are position p
+    nxt = sparse([(0, p, 0) for p in range(9)], shape=(1, 9, 1))
+    gradients = torch.full((9, 18), 0.1)
+    for p in range(2, 6):
+        gradients[p + 3, 2 * p] = 1.0
+    fig = plots.plot_induction(gradients, prev, nxt, [f"t{p}" for p in range(9)], 0, 1, seq_len, max_latents=9)
+    assert list(fig.data[0].y) == [f"F0.0, 't{p}' ({p})" for p in range(9)]
+    z = fig.data[0].z
+    boxed = {(round(shape.y0 + 0.5), round(shape.x0 + 0.5)) for shape in fig.layout.shapes}
+    assert boxed == {(p, p + 3) for p in range(2, 6)} and all(z[row][column] == 1.0 for row, column in boxed)
+
+
+@pytest.mark.attention
+def test_the_filtered_induction_heatmap_keeps_the_earlier_latents_that_contribute() -> None:
+    """seq_len 2: latent 0 of the later layer fires on both repeated tokens (3 and 4). Of the four earlier latents on
+    the first half, the faint ones (activation 0.01) have the larger gradients but the smaller contributions."""
+    dense = torch.zeros(1, 5, 2)
+    dense[0, 1:3, 0], dense[0, 1:3, 1] = 1.0, 0.01
+    prev = SparseTensor.from_dense(dense)  # rows: (1, 0), (1, 1), (2, 0), (2, 1)
+    nxt = sparse([(0, 3, 0), (0, 4, 0)], shape=(1, 5, 1))
+    gradients = torch.tensor([[0.5, 2.0, 0.1, 3.0], [0.2, 4.0, 0.6, 1.0]])
+    fig = plots.plot_induction_filtered(gradients, prev, nxt, [f"t{p}" for p in range(5)], 0, 1, 2, max_latents=2)
+    assert list(fig.data[0].x) == ["F0.0, 't1' (1)", "F0.0, 't2' (2)"] and "2 of 4 earlier latents" in fig.layout.title.text
+    assert fig.data[0].z.tolist() == [[0.5, pytest.approx(0.1)], [pytest.approx(0.2), pytest.approx(0.6)]]  # float32 values
+
+
+def test_the_token_heatmap_keeps_the_latents_with_the_largest_gradients() -> None:
+    acts = sparse([(0, p, 0) for p in range(3)], shape=(1, 3, 1))
+    gradients = torch.tensor([[[0.1, 0.0, 0.0], [0.0, -2.0, 0.0], [0.0, 0.3, 1.0]]])  # (batch, token, latent)
+    fig = plots.plot_token_to_latent(gradients, acts, ["a", "b", "c"], 3, max_latents=2)
+    assert list(fig.data[0].x) == ["F3.0, 'b' (1)", "F3.0, 'c' (2)"] and "2 of 3 latents" in fig.layout.title.text
+    assert len(plots.plot_token_to_latent(gradients, acts, ["a", "b", "c"], 3, max_latents=None).data[0].x) == 3
+
+
+def test_the_estimate_scatter_writes_a_few_labels_that_do_not_overlap() -> None:
+    """Thirty points crowd the origin and three lie far from it: the far ones are labelled, at most
+    `max_labels` labels are written, no two of their boxes overlap, and every point keeps its label on hover."""
+    from part_utils.attribution import _label_places, plot_estimate_vs_effect
+
+    generator = torch.Generator().manual_seed(0)
+    crowd = torch.randn(30, 2, generator=generator) * 0.01
+    far = torch.tensor([[5.0, 6.0], [-3.0, -1.0], [4.0, -2.0]])
+    estimates = torch.cat([crowd, far])
+    effects = estimates.flip(0)  # the effects of the same 33 points, in a different order
+    labels = [f"F4.{i}@' token'" for i in range(33)]
+    fig = plot_estimate_vs_effect(estimates, effects, labels, max_labels=5)
+    points = fig.data[1]
+    written = [i for i, text in enumerate(points.text) if text]
+    assert 1 <= len(written) <= 5 and list(points.hovertext) == labels
+    x, y = estimates[:, 0].tolist(), effects[:, 0].tolist()
+    farthest = max(range(33), key=lambda i: max(abs(x[i]), abs(y[i])))
+    assert farthest in written
+    axis_range = tuple(fig.layout.xaxis.range)
+    places = _label_places(x, y, labels, axis_range, axis_range, 5)
+    assert sorted(places) == written and all(points.textposition[i] == place for i, (place, _) in places.items())
+    boxes = [box for _, box in places.values()]
+    for i, (left, right, top, bottom) in enumerate(boxes):
+        assert all(right <= b[0] or b[1] <= left or bottom <= b[2] or b[3] <= top for b in boxes[i + 1 :])
 
 
 def test_latent_to_logit_plot_takes_every_logit(tiny_world) -> None:

@@ -466,7 +466,9 @@ tests.test_latent_to_latent_gradients(latent_to_latent_gradients, model, saes)
 #
 # The plot labels each latent `F{layer}.{latent}`, then the token and position it is active at:
 # `F3.509, 'iff' (3)` is latent 509 of the layer-3 SAE, firing on the token "iff" at position 3.
-# Earlier latents run down the side, later ones along the top; hover over a cell for its value.
+# Earlier latents run down the side, later ones along the top; hover over a cell for its value. On
+# each side it shows the latents with the largest |gradient × activation| (its subtitle says how many
+# of how many), kept in position order; pass `max_latents=None` to `plot_latent_to_latent` to see them all.
 #
 # > **Challenge.** Before you open the notes below the plot: find a pair of latents that looks like a
 # > circuit for **bigrams whose first token is " E"**, an earlier latent on " E" that drives a later
@@ -628,7 +630,8 @@ tests.test_token_to_latent_gradients(token_to_latent_gradients, model, saes)
 # > **Challenge.** Take the pair of latents you found in exercise 3's plot (an earlier latent on " E"
 # > driving a later latent on "iff"). Can you find that circuit again from this plot, with tokens
 # > down the side and the layer-3 latents along the top? Look at the " E" row, in the column of the
-# > later latent on "iff".
+# > later latent on "iff". (The plot shows the latents with the largest |gradient|, in position order;
+# > if that latent is not among them, pass `max_latents=None` to `plot_token_to_latent`.)
 
 # %% [demo]
 settings = exercises.token_to_latent
@@ -873,13 +876,20 @@ print(f"in both lists: {sorted(shared) or 'none'}")
 # and of a latent in layer 0, where the SAE has very few active latents per token (printed below the plot, for
 # this prompt).
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint: the idea</summary>
+#
+# Write one function from the SAE's latents to the two metrics, with the SAE's error added back to its
+# reconstruction, so that on the clean latents it gives the clean model's metrics. Both halves come from it:
+# its gradient at the clean latents for the estimates, and its value on the latents with one entry changed
+# for each effect. Ablations of different latents are independent runs, so they can share one batch.
+# </details>
+#
+# <details><summary>Hint: the code</summary>
 #
 # Encode the clean residual stream (`run_with_cache`, then `sae.encode`) and keep the error,
-# `resid - sae.decode(acts)`. A function of the dense latents, `model(sae.decode(acts) + error,
-# start_at_layer=layer)[:, -1]` through `answer_metrics`, gives both halves: `t.func.jacrev` of it for the
-# gradients, and, on a batch of copies of the latents with one entry changed per copy, every ablation in
-# one run.
+# `resid - sae.decode(acts)`. The function is `model(sae.decode(acts) + error, start_at_layer=layer)[:, -1]`
+# through `answer_metrics`: `t.func.jacrev` of it for the gradients, and, on a batch of copies of the
+# latents with one entry changed per copy, every ablation in one run.
 # </details>
 
 # %%
@@ -917,8 +927,9 @@ tests.test_attribution_and_ablation(attribution_and_ablation, model, saes)
 
 # %% [markdown]
 # Every active latent at the latent-to-logit layer, zero-ablated, on the logit difference: estimate (x)
-# against effect (y). On the dashed line the estimate is exact. The eight largest estimates are labelled,
-# and printed with their mean-ablation figures below the plot. Answer the question above before you look.
+# against effect (y). On the dashed line the estimate is exact. The points furthest from the origin are
+# labelled where their labels fit; hover over any point for its latent. The eight largest estimates are
+# printed below the plot with their mean-ablation figures. Answer the question above before you look.
 
 # %% [demo]
 settings = exercises.latent_to_logit
@@ -933,9 +944,7 @@ _, cache = model.run_with_cache(tokens, names_filter=[sae.cfg.metadata.hook_name
 active = (sae.encode(cache[sae.cfg.metadata.hook_name]) > 0).nonzero()
 estimates, effects = attribution_and_ablation(tokens, sae, model, active, t.zeros(len(active)), answer_id, contrast_id)
 top = estimates[:, 0].abs().argsort(descending=True)[:8]
-labels = [""] * len(active)
-for row in top.tolist():
-    labels[row] = f"F{settings.layer}.{active[row, 2].item()}@{str_toks[active[row, 1]]!r}"
+labels = [f"F{settings.layer}.{latent}@{str_toks[position]!r}" for _, position, latent in active.tolist()]
 plot_estimate_vs_effect(estimates, effects, labels, title=f"Zero-ablation at layer {settings.layer}, {settings.answer!r} - {settings.contrast!r}").show()
 means = mean_latent_acts(settings.reference_prompts, sae, model)
 mean_estimates, mean_effects = attribution_and_ablation(tokens, sae, model, active[top], means[active[top, 2]], answer_id, contrast_id)
@@ -973,7 +982,7 @@ for i, row in enumerate(top.tolist()):
 # token, and most points should lie near the line.
 # </details>
 #
-# **This world:**
+# **The world you loaded:**
 
 # %% [demo]
 show_observations(world, "attribution")
@@ -1092,6 +1101,12 @@ tests.test_latent_to_latent_gradients_attn(latent_to_latent_gradients_attn, mode
 
 # %% [graded exercise=attention]
 
+# %% [markdown]
+# The heatmap below has hundreds of latents on each side. It shows those with the largest
+# |gradient × activation| (its subtitle says how many of how many), in position order so that each
+# outlined block of induction cells stays in one piece; pass `max_latents=None` to `plot_induction` to
+# see every latent. The ratios printed above it are over every latent.
+
 # %% [demo]
 str_toks = model.to_str_tokens(rep_tokens[0])
 gradients, latent_acts_prev, latent_acts_next, latent_acts_next_recon = latent_to_latent_gradients_attn(
@@ -1116,6 +1131,12 @@ plot_induction(gradients, latent_acts_prev, latent_acts_next_recon, str_toks, in
 # look like a previous-token latent (it fires on a token because of the token before it) and the later
 # one like an induction latent (it fires on tokens that have appeared before)? The notes below name
 # the pairs this world's measurement picked out.
+#
+# **Then, a steadier picture.** One sequence is a small sample. Run your function on more repeated
+# sequences (`induction.repeated_tokens(model, seed=s)` for a few seeds `s`, or `n_seqs=` for a batch),
+# average, for each pair of latent ids, the gradients in the outlined cells, and keep the later latents
+# active on at least some fraction of the repeated tokens (say half) instead of on every one. Do the same
+# pairs stand out?
 
 # %% [demo]
 print(f"layer-{induction.layer_to} latents active on every token of the second half: {induction_latents(latent_acts_next_recon, induction.seq_len)}")
@@ -1141,9 +1162,12 @@ print(
     f"{masses['inside'] / masses['outside_causal']:.1f}x with the patterns live, "
     f"{frozen['inside'] / frozen['outside_causal']:.1f}x with them frozen (the value path alone)"
 )
-plot_induction(frozen_gradients, latent_acts_prev, frozen_next_recon, str_toks, induction.layer_from, induction.layer_to, induction.seq_len).update_layout(
-    title=f"The same Jacobian with the attention patterns of layers {list(frozen_layers)} frozen"
-).show()
+# select_by: the same latents as the live heatmap above, to compare cell by cell.
+frozen_plot = plot_induction(
+    frozen_gradients, latent_acts_prev, frozen_next_recon, str_toks, induction.layer_from, induction.layer_to, induction.seq_len, select_by=gradients
+)
+subtitle = frozen_plot.layout.title.text.split("<br>", 1)[1]
+frozen_plot.update_layout(title=f"The same Jacobian with the attention patterns of layers {list(frozen_layers)} frozen<br>{subtitle}").show()
 
 # %% [markdown]
 # ### What to look for
@@ -1166,10 +1190,6 @@ plot_induction(frozen_gradients, latent_acts_prev, frozen_next_recon, str_toks, 
 # less well. Latents 35425 and 36126 of layer 5 fired on every
 # token of the second half; they look like induction latents, and the layer-4 latents with the
 # largest gradients to them (e.g. 22975, 21020, 23954) mostly look like previous-token latents.
-#
-# One sequence is a small sample. Averaging over a larger batch of repeated sequences, and keeping the
-# latents active on at least some fraction of the repeated tokens instead of on every one, should give
-# a steadier picture; try it once your function works.
 #
 # Those figures came from one **unseeded** random sequence. This course seeds its sequence
 # (`repeated_tokens(model, seed=0)`), so on GPT-2 your counts, and possibly the latent ids, will
@@ -1343,6 +1363,9 @@ print(
     f"{len(circuit.latents())} latents kept, {sum(node.contribution < 0 for node in circuit.latents())} of them inhibitory; "
     f"{len(graph.errors())} error nodes with an edge above the threshold"
 )
+for layer in settings.layers:
+    kept = [f"{str_toks[node.position]!r} ({node.position})" for node in circuit.latents() if node.layer == layer]
+    print(f"layer {layer}: kept latents at " + ", ".join(kept))
 online = world.name == "gpt2"
 if online:
     links = {"neuronpedia_ids": {layer: f"gpt2-small/{layer}-res-jb" for layer in settings.layers}}
@@ -1418,23 +1441,25 @@ plot_estimate_vs_effect(t.cat([row[0] for row in rows]), t.cat([row[1] for row i
 #
 # Not run on GPT-2 (layers 0, 3 and 9, k = 4, " Paris" against " London"): this is what to expect, not what
 # was measured. The last layer should hold F9.22250, the French-text latent that pushes " Paris" in exercise 5,
-# among its kept latents; layer 0 should hold latents on " E", "iff" and "el". GPT-2's SAEs have about 25 active
+# among its kept latents; layer 0 should hold latents on the landmark's tokens (" E", "iff", "el"), since the
+# answer depends on which landmark it is, beside any on "city" or "of". The cell above the graph prints where
+# the kept latents of the world you loaded sit, layer by layer: compare. GPT-2's SAEs have about 25 active
 # latents per token, so a layer-0 latent there is one feature of its token rather than the token itself: expect
 # a smaller gap between the figures with and without layer 0 than in the toy world, a small completeness share
 # for 4 latents per layer, and a circuit that is necessary (well above its matched control) long before it is
 # sufficient. `make verify-gpt2` prints the figures.
 # </details>
 #
-# **This world** (measured with the reference solution; `project_tests/test_toy_world.py` measures them again):
+# **The world you loaded** (the toy world's figures were measured with the reference solution when it was built):
 
 # %% [demo]
 show_observations(world, "latent_circuit")
 
 # %% [markdown]
-# Read with exercise 5b's table: the estimate furthest from its effect is a layer-0 latent's, and for most of
-# the layer-0 latents the first-order estimate misses the zero-ablation effect by a factor of five or more, or has
-# the wrong sign (the observations count them). Zeroing such a latent deletes much of its token, a step far
-# outside the neighbourhood the gradient describes. The circuit is necessary: zeroing its
+# In the toy world, read with exercise 5b's table: the estimate furthest from its effect is a layer-0 latent's,
+# and for most of the layer-0 latents the first-order estimate misses the zero-ablation effect by a factor of
+# five or more, or has the wrong sign (the observations count them). Zeroing such a latent deletes much of its
+# token, a step far outside the neighbourhood the gradient describes. The circuit is necessary: zeroing its
 # latents drops the logit difference far more than any matched-control draw, with layer 0 and without.
 # Sufficiency turns on layer 0. With it, zeroing every other active layer-0 latent deletes the prompt's other
 # tokens, and the prediction goes whichever latents are kept. Without it, the circuit's later-layer latents
