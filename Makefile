@@ -125,7 +125,13 @@ workshop: setup $(CHP)
 	$(PY) workshop/prepare.py --roster "$(ROSTER)" --workshop-dir "$(WORKSHOP_DIR)" --world $(LEARNER_WORLD)
 	WORKSHOP_DIR="$(WORKSHOP_DIR)" WORKSHOP_ROSTER="$(abspath $(ROSTER))" WORKSHOP_PORT=$(WORKSHOP_PORT) \
 		LATENT_GRADIENTS_WORLD=$(LEARNER_WORLD) WORKSHOP_PUBLIC=$(PUBLIC) WORKSHOP_TLS_CERT="$(TLS_CERT)" WORKSHOP_TLS_KEY="$(TLS_KEY)" \
-		$(BIN)/jupyterhub -f workshop/jupyterhub_config.py
+		$(BIN)/jupyterhub -f workshop/jupyterhub_config.py; status=$$?; \
+		$(PY) workshop/prepare.py --stop --roster "$(ROSTER)" --workshop-dir "$(WORKSHOP_DIR)"; exit $$status
+
+.PHONY: workshop-stop
+## workshop-stop: as root, after the hub: remove the grading kernels' sudoers rule, give the repository its modes back
+workshop-stop:
+	$(PY) workshop/prepare.py --stop --roster "$(ROSTER)" --workshop-dir "$(WORKSHOP_DIR)"
 
 # ---- Submissions from an LMS (docs/instructor.md): `make zip-collect ZIP=submissions.zip`, then autograde, feedback, grades. ----
 # After `make release`. LMS=canvas (default) or moodle; another LMS: LMS_FILE_NAMES='<regular expression on each

@@ -10,6 +10,11 @@
   nbgrader's exchange, `<workshop dir>/exchange`, with the sticky bit, and in it the course's folders,
   the instructor's, so that no learner can claim them first (workshop/exchange.py).
 - The grader's kernel cache built in the repository's build/, which the instructor cannot write.
+- Grading kernels as the grading account, with their limits: the instructor joins that account's group, and
+  a sudoers rule lets the instructor's account run one program as root, the kernel launcher
+  (grading/grader/root_launcher.py), which refuses to start when the instructor could change its code.
+- `--stop` undoes what a learner or the grader could use: the rule and the launcher go, the repository's
+  folders get back the owners and modes they had.
 - WORLD=gpt2: GPT-2 and its SAEs downloaded once into `<workshop dir>/hf-cache`, then made read-only.
 
 docs/workshop.md describes the day.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import grp
+import json
 import os
 import pwd
 import re
@@ -42,6 +48,10 @@ USERNAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 # Closed to learners: the grader, the instructor's course files, and the history that holds both. grading/kernel/
 # stays readable: grading kernels run under an account of their own and import it.
 PRIVATE_REPO_PATHS = ("grading/grader", "nbgrader", ".git")
+KERNEL_LAUNCHER = Path("/usr/local/libexec/latent-gradients/grading-kernel")
+SUDOERS_RULE = Path("/etc/sudoers.d/latent-gradients-workshop")
+# What the launcher runs as root: the interpreter, the repository's code it imports and its libraries.
+TRUSTED_AS_ROOT = (Path(sys.prefix), Path(sys.base_prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}", REPO / "grading", REPO / "part_utils")
 
 
 @dataclass(frozen=True)
@@ -107,20 +117,102 @@ def let_others_reach(path: Path) -> None:
             print(f"  {folder}: other users may now pass through it (o+x) to reach {path}")
 
 
-def close_to_learners(instructors_gid: int) -> None:
+def _private_repo_files() -> list[Path]:
+    found = []
     for name in PRIVATE_REPO_PATHS:
         top = REPO / name
-        if not top.exists() or top.is_symlink():
-            continue
-        paths = [top, *top.rglob("*")] if top.is_dir() else [top]
-        for path in paths:
-            if path.is_symlink():
-                continue
-            os.chown(path, -1, instructors_gid)
-            mode = path.stat().st_mode
-            os.chmod(path, (mode & ~stat.S_IRWXO) | stat.S_IRGRP | (stat.S_IXGRP if path.is_dir() else 0))
+        if top.exists() and not top.is_symlink():
+            found += [path for path in ([top, *top.rglob("*")] if top.is_dir() else [top]) if not path.is_symlink()]
+    return found
+
+
+def close_to_learners(instructors_gid: int, saved: Path) -> None:
+    """Readable by root and the instructors' group (which may not write them), by no one else; what each file
+    had before is kept in `saved`, for `--stop`, unless an earlier start kept it already."""
+    paths = _private_repo_files()
+    if not saved.exists():
+        before = {str(path): [path.lstat().st_gid, stat.S_IMODE(path.lstat().st_mode)] for path in paths}
+        with os.fdopen(os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            json.dump(before, file)
+    for path in paths:
+        os.chown(path, -1, instructors_gid)
+        mode = path.stat().st_mode
+        os.chmod(path, (mode & ~(stat.S_IRWXO | stat.S_IWGRP)) | stat.S_IRGRP | (stat.S_IXGRP if path.is_dir() else 0))
     if REPO.stat().st_mode & stat.S_IWOTH:
         sys.exit(f"{REPO} is writable by every user: the course must be read-only for learners (chmod o-w).")
+
+
+def reopen_repository(saved: Path) -> None:
+    """The owners' groups and modes the private folders had before the first start."""
+    if not saved.exists():
+        return
+    for name, (gid, mode) in json.loads(saved.read_text()).items():
+        path = Path(name)
+        if path.exists() and not path.is_symlink():
+            os.chown(path, -1, gid)
+            os.chmod(path, mode)
+    saved.unlink()
+
+
+def grading_account() -> tuple[int, int]:
+    """(uid, gid) of the account grading kernels run as, created by the sandbox when missing."""
+    code = "from grading.grader.sandbox import grader_account; print(*grader_account())"
+    printed = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, stdout=subprocess.PIPE, text=True).stdout
+    uid, gid = map(int, printed.split()[-2:])
+    return uid, gid
+
+
+def writable_by_others(top: Path) -> list[str]:
+    """Paths under `top` (and `top`) that an account other than root could change: not root's, or group- or world-writable."""
+    found = []
+    for folder, folders, files in os.walk(top):
+        for path in [folder, *(os.path.join(folder, name) for name in files + folders)]:
+            info = os.lstat(path)
+            if not stat.S_ISLNK(info.st_mode) and (info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+                found.append(path)
+    return found
+
+
+def install_kernel_launcher(instructor: Person) -> None:
+    """The sudoers rule that lets the instructor's account run the kernel launcher, and nothing else, as root."""
+    if shutil.which("visudo") is None or shutil.which("sudo") is None:
+        print("  WARNING: no sudo (`apt-get install sudo`): grading kernels will run as the instructor, without cgroup limits.")
+        return
+    changeable = [path for top in TRUSTED_AS_ROOT for path in writable_by_others(top)] + [
+        str(folder) for folder in (REPO, *REPO.parents, *Path(sys.prefix).parents) if folder.stat().st_uid != 0 or folder.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not folder.stat().st_mode & stat.S_ISVTX
+    ]
+    if changeable:
+        print(f"  WARNING: the kernel launcher would run code other accounts can change ({changeable[:3]}): no sudoers rule; "
+              "grading kernels will run as the instructor, without cgroup limits.")  # fmt: skip
+        return
+    _, gid = grading_account()
+    run("usermod", "--append", "--groups", grp.getgrgid(gid).gr_name, instructor.username)
+    KERNEL_LAUNCHER.parent.mkdir(parents=True, exist_ok=True)
+    launcher = f"#!{sys.executable} -I\nimport sys\nsys.path.insert(0, {str(REPO)!r})\nfrom grading.grader.root_launcher import main\nsys.exit(main())\n"
+    _write_root_file(KERNEL_LAUNCHER, launcher, 0o755)
+    rule = f"# make workshop (workshop/prepare.py): the instructor's grading kernels, started as root, run as the grading account.\n{instructor.username} ALL=(root) NOPASSWD: {KERNEL_LAUNCHER}\n"
+    draft = SUDOERS_RULE.with_name(f".{SUDOERS_RULE.name}.draft")
+    _write_root_file(draft, rule, 0o440)
+    checked = subprocess.run(["visudo", "--check", "--quiet", "--file", str(draft)], capture_output=True, text=True)
+    if checked.returncode != 0:
+        draft.unlink()
+        sys.exit(f"visudo rejects the kernel launcher's rule: {checked.stderr or checked.stdout}")
+    draft.rename(SUDOERS_RULE)
+
+
+def _write_root_file(path: Path, text: str, mode: int) -> None:
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode), "w") as file:
+        file.write(text)
+    os.chmod(path, mode)
+
+
+def remove_kernel_launcher(instructor: Person) -> None:
+    SUDOERS_RULE.unlink(missing_ok=True)
+    KERNEL_LAUNCHER.unlink(missing_ok=True)
+    group = grp.getgrgid(grading_account()[1])
+    if instructor.username in group.gr_mem:
+        run("gpasswd", "--delete", instructor.username, group.gr_name)
 
 
 def as_user(username: str, env: dict[str, str], *command: str) -> None:
@@ -241,12 +333,17 @@ def main() -> None:
     parser.add_argument("--roster", type=Path, required=True)
     parser.add_argument("--workshop-dir", type=Path, required=True)
     parser.add_argument("--world", choices=("toy", "gpt2", "random"), default="toy")
+    parser.add_argument("--stop", action="store_true", help="undo the kernel launcher's rule and the repository's modes")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("make workshop must run as root (sudo make workshop): it creates one Linux account per learner.")
     people = read_roster(args.roster)
     instructor, learners = instructor_of(people), [p for p in people if p.role == "learner"]
     workshop_dir = args.workshop_dir.resolve()
+    if args.stop:
+        remove_kernel_launcher(instructor)
+        reopen_repository(workshop_dir / "repository-modes.json")
+        return
 
     print(f"Preparing the workshop in {workshop_dir} for {instructor.username} (instructor) and {len(learners)} learners")
     for group in (GROUP, INSTRUCTORS_GROUP):
@@ -266,7 +363,8 @@ def main() -> None:
     prepare_exchange(exchange, instructor)
     let_others_reach(Path(sys.executable))
     let_others_reach(REPO / "part_utils")
-    close_to_learners(grp.getgrnam(INSTRUCTORS_GROUP).gr_gid)
+    close_to_learners(grp.getgrnam(INSTRUCTORS_GROUP).gr_gid, workshop_dir / "repository-modes.json")
+    install_kernel_launcher(instructor)
     prepare_course(instructor, learners, workshop_dir)
     handout = set_passwords(people, workshop_dir)
     build_kernel_cache()

@@ -306,11 +306,29 @@ def _namespace_processes(outer_pid: int) -> list[str]:
     return found
 
 
+def kernel_pid(bwrap_pid: int) -> int | None:
+    """The kernel's PID (as this process sees it): the child of bwrap's init, itself bwrap's child."""
+    try:
+        init = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children").read_text().split()[0]
+        return int(Path(f"/proc/{init}/task/{init}/children").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=4)
+def _root_launcher_problem(launcher: str) -> tuple[str | None, str | None]:
+    from grading.grader import root_launcher
+
+    return root_launcher.problem(launcher)
+
+
 class SandboxProvisioner(LocalProvisioner):
     """LocalProvisioner that launches the kernel inside bubblewrap, in the grading environment."""
 
     hidden_paths = List(Unicode(), help="Folders the kernel must not see (the course directory).").tag(config=True)
     events = List(Unicode(), help="What the sandbox did to this kernel, for the grading notes (RobustExecute reads them).")
+    root_launcher = Unicode("", help="When the grader is not root: a program sudo lets it run as root that starts each kernel as "
+                                     "root would (grading/grader/root_launcher.py); empty: kernels run as the grader.").tag(config=True)
     allow_unsandboxed = Bool(help="Grade without the sandbox when bwrap cannot run (unsafe; default: refuse).").tag(config=True)
 
     @default("allow_unsandboxed")
@@ -320,9 +338,21 @@ class SandboxProvisioner(LocalProvisioner):
     scratch: Path | None = None
     cgroup: KernelCgroup | None = None
     sandboxed = False
+    delegated = False  # started by `root_launcher`
+
+    def _usable_root_launcher(self) -> bool:
+        if is_root() or not self.root_launcher:
+            return False
+        problem, gaps = _root_launcher_problem(self.root_launcher)
+        if problem:
+            self.log.warning("Grading kernels run as %s, not as %r, without cgroup limits: %s.", pwd.getpwuid(os.geteuid()).pw_name, GRADER_ACCOUNT, problem)
+        elif gaps:
+            self.log.warning("Grading kernels run as %r without these limits: %s.", GRADER_ACCOUNT, gaps)
+        return problem is None
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
-        problem = sandbox_problem()
+        self.delegated = self._usable_root_launcher()
+        problem = None if self.delegated else sandbox_problem()
         if problem and not self.allow_unsandboxed:
             raise RuntimeError(f"Refusing to grade: the grading sandbox cannot run: {problem}. Install bubblewrap, or set "
                                "GRADING_ALLOW_UNSANDBOXED=1 to grade without isolation (submissions can then reach your files).")
@@ -339,6 +369,14 @@ class SandboxProvisioner(LocalProvisioner):
                     "TMPDIR": "/tmp", "JUPYTER_RUNTIME_DIR": str(self.scratch)})
         kwargs["env"] = env
         kwargs = await super().pre_launch(**kwargs)
+        if self.delegated:
+            from grading.grader import root_launcher
+
+            root_launcher.share_scratch(self.scratch, Path(km.connection_file))
+            kwargs["cmd"] = root_launcher.command(self.root_launcher, self.scratch, list(self.hidden_paths), env, list(kwargs["cmd"]))
+            kwargs.update(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True, cwd="/")
+            self.sandboxed = True
+            return kwargs
         if account is not None:  # written by this process; the kernel reads it as its own account
             os.chown(km.connection_file, *account)
         # Nothing of this process's but the kernel's channel: its standard streams (a worker's log) are not inherited.
@@ -367,18 +405,11 @@ class SandboxProvisioner(LocalProvisioner):
             shutil.rmtree(self.scratch, ignore_errors=True)
             self.scratch = None
 
-    def _kernel_pid(self) -> int | None:
-        """The kernel's PID (as this process sees it): the child of bwrap's init, itself bwrap's child."""
-        try:
-            init = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()[0]
-            return int(Path(f"/proc/{init}/task/{init}/children").read_text().split()[0])
-        except (OSError, IndexError, ValueError):
-            return None
-
     async def send_signal(self, signum: int) -> None:
         # An interrupt sent to bwrap's process group does not reach the kernel in its PID namespace
-        # (measured: the cell keeps running); sent to the kernel's own PID, it does.
-        kernel = self._kernel_pid() if self.sandboxed and self.pid is not None else None
+        # (measured: the cell keeps running); sent to the kernel's own PID, it does. Sudo relays it to the
+        # root launcher, which sends it there.
+        kernel = kernel_pid(self.pid) if self.sandboxed and not self.delegated and self.pid is not None else None
         if kernel is not None:
             try:
                 os.kill(kernel, signum)
@@ -396,7 +427,12 @@ class SandboxProvisioner(LocalProvisioner):
 
     async def cleanup(self, restart: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()  # bwrap, hence (--die-with-parent) the whole PID namespace
+            if self.delegated:  # sudo, which the grader may not kill with its child
+                from grading.grader import root_launcher
+
+                root_launcher.stop(self.process)
+            else:
+                self.process.kill()  # bwrap, hence (--die-with-parent) the whole PID namespace
         await super().cleanup(restart=restart)
         if not restart:
             self._release()

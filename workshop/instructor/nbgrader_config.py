@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from workshop import settings
+from workshop.prepare import KERNEL_LAUNCHER
 
 # ruff: noqa: F821 (`c`, `get_config` and `load_subconfig` are provided by traitlets when it loads this file)
 c = get_config()
@@ -19,5 +20,9 @@ c.Exchange.root = str(settings.exchange())
 c.ExchangeFactory.collect = "workshop.exchange.OwnedSubmissionsCollect"
 # The course's pipeline points at its own course directory: here, the instructor's (the preprocessors read the
 # release and the hidden tests' secret through CourseDirectory.root; the reports, and what the sandbox hides).
-# Grading kernels see neither the course nor the exchange (every learner's submissions and feedback).
-c.SandboxProvisioner.hidden_paths = [str(course), c.Exchange.root]
+# Grading kernels see neither the course nor the exchange (every learner's submissions and feedback), nor what
+# the course's configuration hides.
+c.SandboxProvisioner.hidden_paths = [*c.SandboxProvisioner.hidden_paths, str(course), c.Exchange.root]
+# They start through the root launcher that make workshop lets this account run (workshop/prepare.py): as the
+# grading account, in cgroups. Without it, the server's log says which limits do not hold.
+c.SandboxProvisioner.root_launcher = str(KERNEL_LAUNCHER)
