@@ -109,7 +109,8 @@ device-check: setup
 
 # ---- A workshop: JupyterHub for the class, nbgrader's exchange (docs/workshop.md). ----
 # As root: `sudo make workshop` (ROSTER, WORKSHOP_DIR, WORKSHOP_PORT, WORLD=toy|gpt2; PUBLIC=1 with
-# TLS_CERT=... TLS_KEY=... serves the class on every interface over HTTPS). Ctrl+C stops the hub and every server.
+# TLS_CERT=... TLS_KEY=... serves the class on every interface over HTTPS). Ctrl+C stops the hub and every server,
+# then undoes what workshop-stop undoes.
 ROSTER ?= workshop/roster.csv
 WORKSHOP_DIR ?= /srv/latent-gradients-workshop
 WORKSHOP_PORT ?= 8000
@@ -123,7 +124,7 @@ $(CHP): workshop/package.json workshop/package-lock.json
 ## workshop: as root, JupyterHub for a class on this machine (ROSTER, WORKSHOP_DIR, WORKSHOP_PORT, WORLD, PUBLIC=1)
 workshop: setup $(CHP)
 	$(PY) workshop/prepare.py --roster "$(ROSTER)" --workshop-dir "$(WORKSHOP_DIR)" --world $(LEARNER_WORLD)
-	WORKSHOP_DIR="$(WORKSHOP_DIR)" WORKSHOP_ROSTER="$(abspath $(ROSTER))" WORKSHOP_PORT=$(WORKSHOP_PORT) \
+	trap : INT TERM; WORKSHOP_DIR="$(WORKSHOP_DIR)" WORKSHOP_ROSTER="$(abspath $(ROSTER))" WORKSHOP_PORT=$(WORKSHOP_PORT) \
 		LATENT_GRADIENTS_WORLD=$(LEARNER_WORLD) WORKSHOP_PUBLIC=$(PUBLIC) WORKSHOP_TLS_CERT="$(TLS_CERT)" WORKSHOP_TLS_KEY="$(TLS_KEY)" \
 		$(BIN)/jupyterhub -f workshop/jupyterhub_config.py; status=$$?; \
 		$(PY) workshop/prepare.py --stop --roster "$(ROSTER)" --workshop-dir "$(WORKSHOP_DIR)"; exit $$status

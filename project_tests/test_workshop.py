@@ -1,17 +1,18 @@
 """A workshop day, end to end: `make workshop` (a real JupyterHub), an instructor and two learners in Debian's
 Chromium (Playwright), nbgrader's own buttons from release to feedback.
 
-The instructor releases the assignment in formgrader. Learner 1 saves the reference solutions into it,
-validates and submits; learner 2 solves only SparseTensor, adds a cell that displays a script, and submits.
-Learner 1 forges a submission under learner 2's name and tries to write into learner 2's: collect rejects the
-forgery, the write is refused. Learner 2 tries learner 1's files, the instructor's course directory and the
-hidden tests (refused). The instructor autogrades with formgrader's button, releases feedback and opens
-learner 2's autograded notebook: its script does not run. Each learner fetches their feedback.
+The instructor releases the assignment. Learner 1 submits the reference solutions; learner 2 solves only
+SparseTensor and adds a cell that displays a script and one that looks for the exchange, learner 1's files,
+the instructor's and /proc/1/environ. Learner 1's forgery under learner 2's name is rejected by collect.
+The instructor autogrades the two and a stub and a hostile stub with formgrader's button while `python -m
+grading autograde` grades the same files: the gradebooks agree cell by cell. Learner 2's autograded notebook
+runs no script in formgrader; learner 2's feedback shows the kernel saw nothing. `make workshop-stop` then
+removes the sudoers rule and gives the repository back its modes.
 
 The board, in a test of its own: learner 1 passes exercise 1, learner 2 runs exercise 3 with the error term
 never set; the board shows both within 2 s, the class panel counts the mistake, learner 2 gets 403 on the
-board and on learner 1's events. Screenshots go to build/screenshots/workshop_*.png. Needs root, npm and
-Chromium; skips, saying why, only where one is missing. The accounts it creates (ws-*) are removed at the end.
+board and on learner 1's events. Screenshots: build/screenshots/workshop_*.png. Needs root, npm, sudo and
+Chromium; skips, saying why, only where one is missing. Its accounts (ws-*) are removed at the end.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -37,9 +39,12 @@ import pytest
 from nbgrader.api import Gradebook
 from test_browser import CHROMIUM_ARGS, SCREENSHOTS, find_chromium
 
+from course_fixtures import grading_examples
 from course_fixtures.grading_examples import POINTS
 from grading import cell_metadata
 from grading.grader import settings
+from grading.grader.sandbox import GRADER_ACCOUNT
+from workshop.prepare import KERNEL_LAUNCHER, PRIVATE_REPO_PATHS, SUDOERS_RULE, as_user, instructor_env
 
 from lab_server import free_port  # project_tests/lab_server.py
 
@@ -57,6 +62,20 @@ ACTION_TIMEOUT_MS = 600_000  # one autograde took 200 s on 2 cores at load avera
 FEEDBACK_MATHJAX = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/"
 # Learner 2's cell for the instructor's eyes: a script, an event handler and a JavaScript output, each of which
 # would set a global of the page that shows it.
+# Learner 2's cell that looks for what a grading kernel must not see; the feedback shows what it found.
+PROBE = """import os, pwd
+
+for path in {paths!r}:
+    try:
+        found = os.listdir(path) if os.path.isdir(path) else open(path, "rb").read(64)
+    except OSError as error:
+        found = None
+    print("PROBE-" + ("SAW" if found else "NOTHING"), path)
+print("PROBE-ACCOUNT", pwd.getpwuid(os.getuid()).pw_name)
+print("PROBE-VARIABLES", sorted(name for name in os.environ if "TOKEN" in name or "SECRET" in name or "JUPYTERHUB" in name))
+"""
+# Graded with formgrader's button beside the two learners: placed in the course by the instructor.
+ADDED_SUBMISSIONS = {"ws-stub": "release", "ws-hooks": "stub_custom_exc"}
 HOSTILE_DISPLAY = """from IPython.display import HTML, Javascript, display
 
 display(HTML('<p>HOSTILE-' + 'DISPLAY</p><script>window.hostileScriptRan = 1; window.parent.hostileScriptRan = 1</script>'
@@ -108,6 +127,8 @@ def workshop() -> Iterator[Workshop]:
         pytest.skip("The workshop creates one Linux account per learner: run this test as root (CI does).")
     if shutil.which("npm") is None:
         pytest.skip("No npm: the hub's proxy (configurable-http-proxy) is installed with npm (`apt-get install npm`).")
+    if shutil.which("sudo") is None:
+        pytest.skip("No sudo: the instructor's grading kernels start through a root launcher that sudo runs (`apt-get install sudo`).")
     # Not under pytest's own temporary folder, which only root may enter: every account reaches the exchange.
     work = Path(tempfile.mkdtemp(prefix="latent-gradients-workshop-"))
     os.chmod(work, 0o755)
@@ -120,6 +141,7 @@ def workshop() -> Iterator[Workshop]:
     # Another test may have built the grader's kernel cache as root; the instructor who grades here cannot
     # write the repository, so make workshop must build it.
     shutil.rmtree(settings.KERNEL_CACHE, ignore_errors=True)
+    modes_before = _private_repo_modes()
     command = ["make", "-o", ".venv/.installed", "workshop", f"ROSTER={roster}", f"WORKSHOP_DIR={directory}", f"WORKSHOP_PORT={port}"]
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -142,8 +164,17 @@ def workshop() -> Iterator[Workshop]:
         yield Workshop(base_url, directory, passwords, log_path)
     finally:
         stop_process_group(process)
+        stopped = subprocess.run(["make", "-o", ".venv/.installed", "workshop-stop", f"ROSTER={roster}", f"WORKSHOP_DIR={directory}"],
+                                 cwd=ROOT, capture_output=True, text=True)  # fmt: skip
         _remove_accounts()
         shutil.rmtree(work, ignore_errors=True)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert not SUDOERS_RULE.exists() and not KERNEL_LAUNCHER.exists()
+    assert _private_repo_modes() == modes_before, "make workshop-stop did not give the repository back its owners and modes"
+
+
+def _private_repo_modes() -> dict[str, tuple[int, int]]:
+    return {str(path): (path.lstat().st_gid, path.lstat().st_mode) for name in PRIVATE_REPO_PATHS for path in [ROOT / name, *(ROOT / name).rglob("*")]}
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +306,56 @@ def refused_on_disk(username: str, path: Path) -> bool:
     return result.returncode != 0 and "Permission denied" in result.stderr
 
 
+def add_submissions(workshop: Workshop, course: Path) -> None:
+    """The instructor's course gets a stub and a hostile stub (course_fixtures), as collected submissions of two
+    more students of the gradebook."""
+    built = grading_examples.build(course)
+    env = instructor_env(workshop.directory, course)
+    for student, example in ADDED_SUBMISSIONS.items():
+        as_user(INSTRUCTOR, env, sys.executable, "-m", "nbgrader", "db", "student", "add", student)
+        grading_examples.submit(course, {student: built[example]})
+    account = pwd.getpwnam(INSTRUCTOR)
+    subprocess.run(["chown", "-R", f"{account.pw_uid}:{account.pw_gid}", str(course / "submitted")], check=True)
+
+
+def gradebook_scores(course: Path, students: list[str]) -> dict[str, dict[str, float]]:
+    """Each student's score per graded cell, from the course's gradebook."""
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        return {student: {grade.name: grade.score for grade in gradebook.find_submission_notebook(settings.NOTEBOOK, settings.ASSIGNMENT, student).grades}
+                for student in students}  # fmt: skip
+
+
+@dataclass
+class BatchGrading:
+    """`python -m grading autograde --jobs 2` of the instructor's collected submissions, in a course of its own
+    with the instructor's secret (the same hidden inputs), run beside formgrader's button."""
+
+    course: Path
+    students: list[str]
+    process: subprocess.Popen
+
+    @classmethod
+    def start(cls, teacher_course: Path, students: list[str]) -> BatchGrading:
+        course = Path(tempfile.mkdtemp(prefix="latent-gradients-batch-"))
+        for name in ("source", "submitted"):
+            shutil.copytree(teacher_course / name, course / name)
+        shutil.copy(ROOT / "nbgrader" / "nbgrader_config.py", course / "nbgrader_config.py")
+        shutil.copy(teacher_course / ".grading_secret", course / ".grading_secret")
+        env = {name: value for name, value in os.environ.items() if name != settings.SECRET_ENV} | {"PYTHONPATH": str(ROOT)}
+        script = (f"{sys.executable} -m nbgrader db assignment add {settings.ASSIGNMENT} && "
+                  f"{sys.executable} -m nbgrader generate_assignment {settings.ASSIGNMENT} && "
+                  f"{sys.executable} -m grading autograde --course {course} --jobs 2")  # fmt: skip
+        log = (course / "batch.log").open("w")
+        return cls(course, students, subprocess.Popen(["sh", "-c", script], cwd=course, env=env, stdout=log, stderr=subprocess.STDOUT))
+
+    def scores(self) -> dict[str, dict[str, float]]:
+        try:
+            assert self.process.wait(timeout=ACTION_TIMEOUT_MS / 1000) == 0, (self.course / "batch.log").read_text()[-3000:]
+            return gradebook_scores(self.course, self.students)
+        finally:
+            shutil.rmtree(self.course, ignore_errors=True)
+
+
 @pytest.mark.timeout(1800)
 def test_workshop_day(workshop: Workshop, browser, figures) -> None:
     outside: list[str] = []
@@ -325,6 +406,11 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
     fetched = bob.api("GET", f"contents/{notebook_path}")["content"]
     hostile = solved_notebook(fetched, {"sparse_tensor"})
     hostile["cells"].append(nbformat.v4.new_code_cell(HOSTILE_DISPLAY))
+    teacher_home = Path(pwd.getpwnam(INSTRUCTOR).pw_dir)
+    probed = [str(workshop.directory / "exchange"), str(workshop.directory / "exchange" / "latent-gradients" / "inbound"),
+              str(Path(pwd.getpwnam(LEARNER_1).pw_dir)), str(Path(pwd.getpwnam(LEARNER_1).pw_dir) / notebook_path), str(teacher_home),
+              str(teacher_home / "course" / "gradebook.db"), str(teacher_home / "course" / ".grading_secret"), "/proc/1/environ"]  # fmt: skip
+    hostile["cells"].append(nbformat.v4.new_code_cell(PROBE.format(paths=probed)))
     bob.api("PUT", f"contents/{notebook_path}", {"type": "notebook", "format": "json", "content": hostile})
     bob.submit()
 
@@ -339,6 +425,7 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
     tamper = subprocess.run(["runuser", "-u", LEARNER_1, "--", "cp", str(alice_notebook), str(genuine[0])], capture_output=True, text=True)
     assert tamper.returncode != 0, f"{LEARNER_1} wrote into {LEARNER_2}'s submission"
 
+    teacher_course = Path(pwd.getpwnam(INSTRUCTOR).pw_dir) / "course"
     # Learner 2 tries learner 1's files: through the hub...
     for url in (f"{alice.server}/lab", f"{alice.server}/api/contents/{notebook_path}", f"{alice.server}/files/{notebook_path}"):
         response = bob.page.goto(url)
@@ -349,7 +436,6 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
     servers = subprocess.run(["ps", "-o", "user=", "-C", "jupyterhub-singleuser"], capture_output=True, text=True).stdout.split()
     assert {INSTRUCTOR, LEARNER_1, LEARNER_2} <= set(servers), f"servers do not run as their owners: {servers}"
     alice_home = Path(pwd.getpwnam(LEARNER_1).pw_dir)
-    teacher_course = Path(pwd.getpwnam(INSTRUCTOR).pw_dir) / "course"
     for private in (alice_home / notebook_path, teacher_course / "gradebook.db", ROOT / "grading" / "grader" / "verdict.py", workshop.directory / "passwords.csv"):
         assert refused_on_disk(LEARNER_2, private), f"{LEARNER_2} can read {private}"
     listing = subprocess.run(["runuser", "-u", LEARNER_2, "--", "ls", str(workshop.directory / "exchange" / "latent-gradients" / "inbound")], capture_output=True, text=True)
@@ -359,9 +445,14 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
     teacher.page.goto(f"{teacher.server}/formgrader/manage_assignments")
     teacher.page.locator(f"td.name:has-text('{settings.ASSIGNMENT}')").wait_for()
     formgrader_action(teacher, "collect", "4_collected")
+    collected = teacher_course / "submitted" / LEARNER_2 / settings.ASSIGNMENT
+    assert "2099" not in (collected / "timestamp.txt").read_text(), "collect took the forged submission"
+    assert "HOSTILE-" in (collected / f"{settings.NOTEBOOK}.ipynb").read_text(), "collect took the forged submission"
+    add_submissions(workshop, teacher_course)
+    batch = BatchGrading.start(teacher_course, [LEARNER_1, LEARNER_2, *ADDED_SUBMISSIONS])
     teacher.page.goto(f"{teacher.server}/formgrader/manage_submissions/{settings.ASSIGNMENT}")
     grading_start = time.perf_counter()
-    for student in (LEARNER_1, LEARNER_2):
+    for student in (LEARNER_1, LEARNER_2, *ADDED_SUBMISSIONS):
         row = teacher.page.locator(f"tr:has-text('{student}')")
         row.locator("td.autograde a").click()
         modal = teacher.page.locator("#success-modal, #error-modal")
@@ -370,6 +461,13 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
         teacher.page.locator("#success-modal button[data-dismiss='modal']").first.click()
         modal.wait_for(state="detached")
     grading_seconds = time.perf_counter() - grading_start
+    # The button, the batch and (project_tests/test_nbgrader.py) nbgrader by hand: one gradebook's scores.
+    button = gradebook_scores(teacher_course, [LEARNER_1, LEARNER_2, *ADDED_SUBMISSIONS])
+    assert button == batch.scores(), f"formgrader's Autograde and python -m grading autograde disagree:\n{button}\n{batch.scores()}"
+    totals = {student: sum(cells.values()) for student, cells in button.items()}
+    assert totals == {LEARNER_1: float(sum(POINTS.values())), LEARNER_2: float(POINTS["sparse_tensor"]), "ws-stub": 0.0, "ws-hooks": 0.0}, totals
+    log = workshop.log_path.read_text(errors="replace")
+    assert "Grading kernels run as" not in log, f"the workshop's grading kernels lack the grading account or a limit:\n{workshop.log()}"
     # make workshop built the grader's kernel cache, readable by all: the instructor's kernels used it.
     assert "Kernels will build their own tokenizer" not in workshop.log_path.read_text(errors="replace"), workshop.log()
     cached = list(settings.KERNEL_CACHE.rglob("*"))
@@ -399,6 +497,9 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
         assert not [m for m in HIDDEN_MARKERS if m in html], f"{learner.username}'s feedback shows hidden tests"
         assert "<math" in html, f"{learner.username}'s feedback has no MathML: its math would need MathJax from a CDN"
         scores[learner.username] = tuple(float(x) for x in SCORE.search(html).groups())
+        if learner is bob:
+            assert html.count("PROBE-NOTHING") == len(probed) and "PROBE-SAW" not in html, re.findall(r"PROBE-\w+ [^<\n]*", html)
+            assert f"PROBE-ACCOUNT {GRADER_ACCOUNT}" in html and "PROBE-VARIABLES []" in html, re.findall(r"PROBE-\w+ [^<\n]*", html)
     total = float(sum(POINTS.values()))
     assert scores == {LEARNER_1: (total, total), LEARNER_2: (float(POINTS["sparse_tensor"]), total)}, scores
     outside = [url for url in outside if not url.startswith(FEEDBACK_MATHJAX)]

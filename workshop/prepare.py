@@ -3,19 +3,14 @@
 - One Linux account per person in the roster, homes private, in the group `latent-gradients` (the
   instructors also in `latent-gradients-instructors`), each with a FirstUseAuthenticator password written
   once to `<workshop dir>/passwords.csv` (root only); an account that has a password keeps it.
-- The repository's grader (`grading/grader/`), `nbgrader/` and `.git` readable by
-  root and the instructors only (grading kernels, under their own account, still import `grading/kernel/`); the rest
+- The repository's grader, `nbgrader/` and `.git` readable by root and the instructors only; the rest
   readable and, for learners, read-only; every folder above the environment's Python traversable.
-- The instructor's course directory `~<instructor>/course` (0700) with a gradebook of the roster;
-  nbgrader's exchange, `<workshop dir>/exchange`, with the sticky bit, and in it the course's folders,
-  the instructor's, so that no learner can claim them first (workshop/exchange.py).
-- The grader's kernel cache built in the repository's build/, which the instructor cannot write.
-- Grading kernels as the grading account, with their limits: the instructor joins that account's group, and
-  a sudoers rule lets the instructor's account run one program as root, the kernel launcher
-  (grading/grader/root_launcher.py), which refuses to start when the instructor could change its code.
-- `--stop` undoes what a learner or the grader could use: the rule and the launcher go, the repository's
-  folders get back the owners and modes they had.
-- WORLD=gpt2: GPT-2 and its SAEs downloaded once into `<workshop dir>/hf-cache`, then made read-only.
+- The instructor's course directory `~<instructor>/course` (0700) with a gradebook of the roster; the
+  exchange `<workshop dir>/exchange`, sticky, with the course's folders, the instructor's (workshop/exchange.py).
+- The grader's kernel cache in the repository's build/; WORLD=gpt2: GPT-2 and its SAEs in `<workshop dir>/hf-cache`.
+- A sudoers rule that lets the instructor's account run one root launcher, which starts each grading kernel
+  as the grading account in its cgroup (grading/grader/root_launcher.py). `--stop` removes it and gives
+  the repository's private folders back their groups and modes.
 
 docs/workshop.md describes the day.
 """
