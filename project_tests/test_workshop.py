@@ -462,10 +462,11 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
         modal.wait_for(state="detached")
     grading_seconds = time.perf_counter() - grading_start
     # The button, the batch and (project_tests/test_nbgrader.py) nbgrader by hand: one gradebook's scores.
-    button = gradebook_scores(teacher_course, [LEARNER_1, LEARNER_2, *ADDED_SUBMISSIONS])
-    assert button == batch.scores(), f"formgrader's Autograde and python -m grading autograde disagree:\n{button}\n{batch.scores()}"
+    button, batched = gradebook_scores(teacher_course, [LEARNER_1, LEARNER_2, *ADDED_SUBMISSIONS]), batch.scores()
     totals = {student: sum(cells.values()) for student, cells in button.items()}
     assert totals == {LEARNER_1: float(sum(POINTS.values())), LEARNER_2: float(POINTS["sparse_tensor"]), "ws-stub": 0.0, "ws-hooks": 0.0}, totals
+    differ = {(student, cell): (score, batched[student].get(cell)) for student, cells in button.items() for cell, score in cells.items() if batched[student].get(cell) != score}
+    assert button == batched, f"formgrader's Autograde and python -m grading autograde disagree (cell: button, batch): {differ}"
     log = workshop.log_path.read_text(errors="replace")
     assert "Grading kernels run as" not in log, f"the workshop's grading kernels lack the grading account or a limit:\n{workshop.log()}"
     # make workshop built the grader's kernel cache, readable by all: the instructor's kernels used it.
