@@ -217,8 +217,9 @@ class KernelChannel:
     def ask(self, body: dict[str, Any], inputs: dict[str, torch.Tensor]) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]] | str:
         """The kernel's answers and output tensors, or why there are none."""
         path = self.scratch / f"call-{secrets.token_hex(8)}"
-        os.mkdir(path, 0o770)  # the kernel's account writes here through its owner or its group (root_launcher)
+        os.mkdir(path, 0o770)
         folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        os.fchmod(folder, 0o770)  # whatever the umask: the kernel's account writes here as its owner or through its group (root_launcher)
         # The kernel writes its answers here: the folder is the kernel's account's, as its scratch folder is.
         owner = os.stat(self.scratch)
         if os.geteuid() == 0 and owner.st_uid != 0:
