@@ -13,6 +13,7 @@ SIGINT reaches the kernel; SIGTERM, or the death of sudo, kills it and removes i
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import json
 import os
@@ -22,6 +23,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -63,12 +65,16 @@ def problem(launcher: str) -> tuple[str | None, str | None]:
     return found["sandbox"], found["limits"]
 
 
-def stop(process: subprocess.Popen, timeout_s: float = 10) -> None:
-    """Ask sudo, which relays it, to stop the launcher; the launcher kills the kernel and removes its cgroup."""
-    process.terminate()
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
+async def stop(process: subprocess.Popen, timeout_s: float = 10) -> None:
+    """Ask sudo, which relays it, to stop the launcher, and wait until it has: the launcher kills the kernel,
+    removes its cgroup and its files from the scratch folder, then exits. Never SIGKILL first: sudo cannot
+    relay it, and would die alone while the kernel and the launcher's clean-up go on."""
+    if process.poll() is None:
+        process.terminate()
+    deadline = time.monotonic() + timeout_s
+    while process.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if process.poll() is None:
         process.kill()
 
 

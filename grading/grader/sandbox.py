@@ -403,6 +403,8 @@ class SandboxProvisioner(LocalProvisioner):
             self.cgroup = None
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
+            if self.scratch.exists():
+                self.log.warning("The grading kernel's scratch folder %s could not be removed.", self.scratch)
             self.scratch = None
 
     async def send_signal(self, signum: int) -> None:
@@ -420,17 +422,36 @@ class SandboxProvisioner(LocalProvisioner):
 
     def note_processes_left(self) -> None:
         """Before the kernel is asked to go: which processes of the submission are still running."""
-        if self.pid is not None and self.process is not None and self.process.poll() is None:
+        # A kernel of the root launcher is in a namespace that this process may not read.
+        if self.pid is not None and self.process is not None and self.process.poll() is None and not self.delegated:
             left = _namespace_processes(self.pid)
             if left:
                 self.events.append(f"{len(left)} process(es) your code started were still running when grading ended and were killed ({'; '.join(left[:3])}).")
 
+    async def _stop_launcher(self) -> None:
+        from grading.grader import root_launcher
+
+        if self.process is not None:
+            await root_launcher.stop(self.process)
+
+    async def kill(self, restart: bool = False) -> None:
+        # A kernel of the root launcher is stopped through sudo, which relays SIGTERM only: the launcher has
+        # cleared the kernel's files when sudo exits, before this process clears the scratch folder.
+        if self.delegated:
+            await self._stop_launcher()
+        else:
+            await super().kill(restart=restart)
+
+    async def terminate(self, restart: bool = False) -> None:
+        if self.delegated:
+            await self._stop_launcher()
+        else:
+            await super().terminate(restart=restart)
+
     async def cleanup(self, restart: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
-            if self.delegated:  # sudo, which the grader may not kill with its child
-                from grading.grader import root_launcher
-
-                root_launcher.stop(self.process)
+            if self.delegated:
+                await self._stop_launcher()
             else:
                 self.process.kill()  # bwrap, hence (--die-with-parent) the whole PID namespace
         await super().cleanup(restart=restart)

@@ -10,16 +10,19 @@ Nothing here decides anything: the grader computes the reference itself and comp
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from grading.kernel import codec
 
 REQUEST, INPUTS, RESULTS, OUTPUTS = "request.json", "inputs.safetensors", "results.json", "outputs.safetensors"
+# Readable by the folder's group: a grader that is not root reads the answers through it (root_launcher).
+ANSWER_MODE = 0o640
 
 
 class WorldRefs(Mapping[str, Any]):
@@ -109,5 +112,10 @@ def serve(folder: str, namespace: dict[str, Any] | None = None) -> None:
             results.append(_call(target, call, inputs, refs, tensors))
         except Exception as error:  # noqa: BLE001 (an attribute missing, a result past the codec's bounds)
             results.append({"raised": type(error).__name__})
-    save_file(tensors, here / OUTPUTS)
-    (here / RESULTS).write_text(json.dumps(results), encoding="utf-8")
+    _write_answer(here / OUTPUTS, save(tensors))  # safetensors' save_file would make the file its owner's only
+    _write_answer(here / RESULTS, json.dumps(results).encode())
+
+
+def _write_answer(path: Path, data: bytes) -> None:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, ANSWER_MODE), "wb") as file:
+        file.write(data)
