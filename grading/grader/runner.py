@@ -32,7 +32,7 @@ import nbformat
 from grading import cell_metadata
 from grading.grader import settings
 from grading.grader.hidden_params import read_secret
-from grading.grader.sandbox import limits_problem, sandbox_problem
+from grading.grader.sandbox import limits_problem, remove_scratch_folders, sandbox_problem
 
 
 @dataclass
@@ -64,7 +64,7 @@ class Worker:
 
     A submission that takes longer than GRADING_SUBMISSION_TIMEOUT costs its worker: the process is killed
     (its kernel, started by bwrap with --die-with-parent, and every process in the kernel's PID namespace
-    with it) and the next submission gets a fresh one.
+    with it), its kernel's scratch folder removed, and the next submission gets a fresh one.
     """
 
     def __init__(self, course: Path, env: dict[str, str]):
@@ -97,6 +97,7 @@ class Worker:
         assert self.process is not None
         self.process.kill()
         returncode = self.process.wait()
+        remove_scratch_folders(self.process.pid)
         self.process = None
         with open(log, "a", encoding="utf-8") as out:
             out.write(f"\n[grading] {why}\n")
@@ -111,6 +112,7 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+                remove_scratch_folders(self.process.pid)
             self.process = None
 
 

@@ -49,6 +49,7 @@ MAX_TASKS = int(os.environ.get("GRADING_MAX_TASKS", "256"))
 # (shared mappings, tmpfs, page cache) by killing the kernel.
 CGROUP_HEADROOM_BYTES = 2**30
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+SCRATCH_PREFIX = "latent-gradients-kernel-"
 
 
 def is_root() -> bool:
@@ -228,10 +229,17 @@ def _python_and_course_paths() -> set[Path]:
 
 
 def _scratch_folder(account: tuple[int, int] | None) -> Path:
-    scratch = Path(tempfile.mkdtemp(prefix="latent-gradients-kernel-"))
+    # Named after this process, so that whoever kills it can remove what it could not (remove_scratch_folders).
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
     if account is not None:
         os.chown(scratch, *account)
     return scratch
+
+
+def remove_scratch_folders(pid: int) -> None:
+    """The kernels' scratch folders of grading process `pid`, once it is gone (killed before it removed them)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}{pid}-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _closed_folders(account: tuple[int, int]) -> list[Path]:
