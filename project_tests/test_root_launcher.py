@@ -3,12 +3,16 @@
 The workshop test (test_workshop.py) runs it through sudo from formgrader; these say, in a second, that
 what the instructor's account passes is checked rather than trusted: the kernel's environment keeps the
 course's variables only, and the scratch folder must be the caller's, shared with the grading account's
-group and nothing else.
+group and nothing else; stopping a kernel waits for the launcher's own clean-up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -65,6 +69,26 @@ def test_the_scratch_folder_must_be_the_callers_and_shared_with_the_group_only()
             os.chmod(scratch, mode)
             with pytest.raises(SystemExit):
                 root_launcher._checked_scratch(str(scratch), caller, group)
+
+
+# Stands in for sudo: the launcher's clean-up on SIGTERM takes a while, then it exits.
+CLEANS_UP_ON_SIGTERM = """import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.3), sys.exit(3)))
+print(flush=True)
+time.sleep(60)
+"""
+
+
+def test_stop_returns_once_the_launcher_has_cleaned_up() -> None:
+    """SIGTERM first, which sudo relays (SIGKILL it cannot), and back only when the process exited of it; one
+    that ignores SIGTERM is killed after the timeout."""
+    for handler, timeout_s, returncode in (("", 10, 3), ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n", 0.5, -signal.SIGKILL)):
+        code = CLEANS_UP_ON_SIGTERM.replace("print(", handler + "print(")
+        process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+        assert process.stdout is not None
+        process.stdout.readline()  # its handler is in place
+        asyncio.run(root_launcher.stop(process, timeout_s))
+        assert process.wait(timeout=10) == returncode
 
 
 def test_it_runs_only_as_root_through_sudo(monkeypatch) -> None:

@@ -7,16 +7,19 @@ is read as data only (no link followed, no pickle), and the hidden prompt is cut
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+import safetensors.torch
 import torch
 
 from grading import cell_metadata
-from grading.grader import hidden_params, verdict
+from grading.grader import hidden_params, root_launcher, verdict
 from grading.kernel import calls, codec
 from tests.exercises import BY_NAME
 
@@ -122,6 +125,19 @@ def test_what_the_kernel_wrote_is_read_as_data_only(tmp_path: Path) -> None:
     tensors: dict[str, torch.Tensor] = {}
     returned = codec.decode(codec.encode(Mine(), tensors, {}), tensors, {})
     assert isinstance(returned, codec.Returned) and type(returned).__name__ == "Mine" and torch.equal(returned.dense, torch.ones(2))
+
+
+def test_the_answers_are_readable_through_the_folders_group(tmp_path: Path) -> None:
+    """A grader that is not root (the workshop's root launcher) reads the kernel's answers as a member of the
+    call folder's group, under the umask the launcher gives the kernel."""
+    (tmp_path / calls.REQUEST).write_text(json.dumps({"name": "f", "world_seed": 0, "calls": []}))
+    (tmp_path / calls.INPUTS).write_bytes(safetensors.torch.save({}))
+    previous = os.umask(root_launcher.KERNEL_UMASK)
+    try:
+        calls.serve(str(tmp_path), {})
+    finally:
+        os.umask(previous)
+    assert {name: stat.S_IMODE((tmp_path / name).stat().st_mode) for name in (calls.RESULTS, calls.OUTPUTS)} == dict.fromkeys((calls.RESULTS, calls.OUTPUTS), 0o640)
 
 
 def test_a_copied_reference_is_listed_for_review_not_flagged() -> None:

@@ -6,8 +6,8 @@ SparseTensor and adds a cell that displays a script and one that looks for the e
 the instructor's and /proc/1/environ. Learner 1's forgery under learner 2's name is rejected by collect.
 The instructor autogrades the two and a stub and a hostile stub with formgrader's button while `python -m
 grading autograde` grades the same files: the gradebooks agree cell by cell. Learner 2's autograded notebook
-runs no script in formgrader; learner 2's feedback shows the kernel saw nothing. `make workshop-stop` then
-removes the sudoers rule and gives the repository back its modes.
+runs no script in formgrader; learner 2's feedback shows the kernel saw nothing. After the hub and `make
+workshop-stop`: no sudoers rule, the repository's modes back, no process or scratch folder left.
 
 The board, in a test of its own: learner 1 passes exercise 1, learner 2 runs exercise 3 with the error term
 never set; the board shows both within 2 s, the class panel counts the mistake, learner 2 gets 403 on the
@@ -43,7 +43,7 @@ from course_fixtures import grading_examples
 from course_fixtures.grading_examples import POINTS
 from grading import cell_metadata
 from grading.grader import settings
-from grading.grader.sandbox import GRADER_ACCOUNT
+from grading.grader.sandbox import GRADER_ACCOUNT, SCRATCH_PREFIX
 from workshop.prepare import KERNEL_LAUNCHER, PRIVATE_REPO_PATHS, SUDOERS_RULE, as_user, instructor_env
 
 from lab_server import free_port  # project_tests/lab_server.py
@@ -142,6 +142,7 @@ def workshop() -> Iterator[Workshop]:
     # write the repository, so make workshop must build it.
     shutil.rmtree(settings.KERNEL_CACHE, ignore_errors=True)
     modes_before = _private_repo_modes()
+    started = time.time()
     command = ["make", "-o", ".venv/.installed", "workshop", f"ROSTER={roster}", f"WORKSHOP_DIR={directory}", f"WORKSHOP_PORT={port}"]
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -166,11 +167,30 @@ def workshop() -> Iterator[Workshop]:
         stop_process_group(process)
         stopped = subprocess.run(["make", "-o", ".venv/.installed", "workshop-stop", f"ROSTER={roster}", f"WORKSHOP_DIR={directory}"],
                                  cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+        left = _left_behind(started)
         _remove_accounts()
         shutil.rmtree(work, ignore_errors=True)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert not SUDOERS_RULE.exists() and not KERNEL_LAUNCHER.exists()
     assert _private_repo_modes() == modes_before, "make workshop-stop did not give the repository back its owners and modes"
+    assert left == ([], []), f"left after the hub stopped (processes, scratch folders): {left}"
+
+
+def _left_behind(started: float, timeout_s: float = 10) -> tuple[list[str], list[str]]:
+    """Processes of the workshop's accounts, and of the grading account started since `started`; kernels' scratch
+    folders those accounts made since then. The hub's servers and the kernels get `timeout_s` to exit."""
+    uids = {pwd.getpwnam(name).pw_uid for name, _, _ in ROSTER}
+    grader = pwd.getpwnam(GRADER_ACCOUNT).pw_uid
+    deadline = time.monotonic() + timeout_s
+    while True:
+        listed = subprocess.run(["ps", "-e", "-o", "uid=,etimes=,args="], capture_output=True, text=True, check=True).stdout.splitlines()
+        rows = [line.split(None, 2) for line in listed]
+        processes = [" ".join(row) for row in rows if int(row[0]) in uids or (int(row[0]) == grader and int(row[1]) < time.time() - started)]
+        folders = [str(folder) for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*")
+                   if folder.lstat().st_uid in uids | {grader} and folder.lstat().st_mtime >= started]  # fmt: skip
+        if not (processes or folders) or time.monotonic() > deadline:
+            return processes, folders
+        time.sleep(0.5)
 
 
 def _private_repo_modes() -> dict[str, tuple[int, int]]:
@@ -506,7 +526,7 @@ def _workshop_day(workshop: Workshop, teacher: Person, alice: Person, bob: Perso
     outside = [url for url in outside if not url.startswith(FEEDBACK_MATHJAX)]
     assert not outside, f"pages tried to fetch from outside the hub: {outside[:10]}"
     figures.add("workshop", f"make workshop, 1 instructor + 2 learners in Chromium: release -> fetch -> validate -> submit -> collect -> "
-                            f"autograde -> feedback in {time.perf_counter() - start:.0f} s (autograde of 2 submissions {grading_seconds:.0f} s); "
+                            f"autograde -> feedback in {time.perf_counter() - start:.0f} s (autograde of {len(button)} submissions {grading_seconds:.0f} s); "
                             f"scores {scores[LEARNER_1][0]:g}/{total:g} and {scores[LEARNER_2][0]:g}/{total:g}")  # fmt: skip
 
 

@@ -8,7 +8,7 @@ the caller asks for is checked, not trusted: the scratch folder must be the call
 environment keeps only the course's variables, and the caller's home is hidden with the folders it
 names. The kernel runs with umask 007 and the scratch folder is shared through the grading account's
 group, of which the instructor is a member: each side reads what the other writes there, nobody else.
-SIGINT reaches the kernel; SIGTERM, or the death of sudo, kills it and removes its cgroup.
+SIGINT reaches the kernel; SIGTERM, or the death of sudo, kills it and removes its cgroup and its files.
 """
 
 from __future__ import annotations
