@@ -22,6 +22,7 @@ import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import stat
@@ -334,6 +335,8 @@ def add_submissions(workshop: Workshop, course: Path) -> None:
     for student, example in ADDED_SUBMISSIONS.items():
         as_user(INSTRUCTOR, env, sys.executable, "-m", "nbgrader", "db", "student", "add", student)
         grading_examples.submit(course, {student: built[example]})
+        # as nbgrader's submit writes it: release_feedback files the feedback under it
+        (course / "submitted" / student / settings.ASSIGNMENT / "submission_secret.txt").write_text(secrets.token_hex(16))
     account = pwd.getpwnam(INSTRUCTOR)
     subprocess.run(["chown", "-R", f"{account.pw_uid}:{account.pw_gid}", str(course / "submitted")], check=True)
 
@@ -357,6 +360,7 @@ class BatchGrading:
     @classmethod
     def start(cls, teacher_course: Path, students: list[str]) -> BatchGrading:
         course = Path(tempfile.mkdtemp(prefix="latent-gradients-batch-"))
+        os.chmod(course, 0o755)  # as a course folder is made: the grader's sandbox check reads its folder on sys.path
         for name in ("source", "submitted"):
             shutil.copytree(teacher_course / name, course / name)
         shutil.copy(ROOT / "nbgrader" / "nbgrader_config.py", course / "nbgrader_config.py")
