@@ -22,7 +22,7 @@ from grading.grader import root_launcher, settings
 
 KERNEL = ["python", "-m", "ipykernel_launcher", "-f", "/tmp/kernel.json"]
 CALLER_ENV = {
-    "GRADING_WORLD": "toy",
+    "LATENT_GRADIENTS_GRADING_WORLD": "toy",
     "LATENT_GRADIENTS_CACHE": "/opt/cache",
     "HOME": "/tmp/scratch",
     "JUPYTERHUB_API_TOKEN": "the-instructor's-hub-token",
@@ -36,7 +36,7 @@ def test_the_kernel_gets_the_course_variables_only() -> None:
     assert line[:3] == ["sudo", "--non-interactive", "/usr/local/libexec/grading-kernel"]
     scratch, hidden, env, kernel = root_launcher._parse(line[3:])
     assert (scratch, hidden, kernel) == ("/tmp/scratch", ["/srv/course"], KERNEL)
-    assert env == {"GRADING_WORLD": "toy", "LATENT_GRADIENTS_CACHE": "/opt/cache", "HOME": "/tmp/scratch"}
+    assert env == {"LATENT_GRADIENTS_GRADING_WORLD": "toy", "LATENT_GRADIENTS_CACHE": "/opt/cache", "HOME": "/tmp/scratch"}
 
 
 def test_a_caller_that_passes_more_gets_no_more() -> None:
