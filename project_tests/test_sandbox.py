@@ -216,7 +216,7 @@ def test_a_checkout_the_grading_account_cannot_enter_is_named(tmp_path, monkeypa
     course = private / "course"
     course.mkdir(parents=True)
     private.chmod(0o700)
-    monkeypatch.setattr(sandbox, "_python_and_course_paths", lambda: {course})
+    monkeypatch.setattr(sandbox, "_kernel_needs", lambda: {course})
     outsider = (4242, 4243)  # owns neither folder, so only their "other" bits count
 
     tmp_path.chmod(0o755)

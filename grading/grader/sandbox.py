@@ -221,11 +221,20 @@ def _emptied_folders() -> list[Path]:
     return [Path(p) for p in ("/tmp", "/var/tmp", str(Path.home())) if Path(p).is_dir() and Path(p) != Path("/")]
 
 
-def _python_and_course_paths() -> set[Path]:
-    paths = {settings.ROOT, Path(sys.prefix), Path(sys.base_prefix), Path(os.path.realpath(sys.executable)).parent.parent}
-    paths |= {Path(os.path.realpath(entry)) for entry in sys.path if entry and os.path.isdir(entry)}
-    # a folder inside another one already listed is bound with it
+def _outermost(paths: set[Path]) -> set[Path]:
+    """The folders of `paths` not inside another one of them: binding a folder binds what it holds."""
     return {p for p in paths if p.is_dir() and not any(q != p and p.is_relative_to(q) for q in paths)}
+
+
+def _kernel_needs() -> set[Path]:
+    """The folders a kernel cannot start without: the course's code and this Python."""
+    return _outermost({settings.ROOT, Path(sys.prefix), Path(sys.base_prefix), Path(os.path.realpath(sys.executable)).parent.parent})
+
+
+def _python_and_course_paths() -> set[Path]:
+    # sys.path also holds the grader's working folder (a course directory, which the kernel never needs) and
+    # any extra import folder; all of them are shown, read-only.
+    return _outermost(_kernel_needs() | {Path(os.path.realpath(entry)) for entry in sys.path if entry and os.path.isdir(entry)})
 
 
 def _scratch_folder(account: tuple[int, int] | None) -> Path:
@@ -257,7 +266,7 @@ def _closed_folders(account: tuple[int, int]) -> list[Path]:
 
     emptied = _emptied_folders()
     closed: set[Path] = set()
-    for path in _python_and_course_paths():
+    for path in _kernel_needs():
         above = [folder for folder in path.parents if not any(folder.is_relative_to(top) for top in emptied)]
         closed |= {folder for folder in above if not allowed(folder, 0o1)}
         if not allowed(path, 0o5):  # Python's import system lists a folder on sys.path before it imports from it
