@@ -1,22 +1,24 @@
 """Train the offline toy world: a small transformer on `part_utils.toy_corpus`, then SAEs on every layer.
 
-Run from the repository root:  python scripts/train_toy_world.py
-(`--measure-only` keeps the weights and only re-chooses the settings and re-measures the facts.)
-It rewrites `part_utils/toy_world_data/` (world.json's `training_seconds` records how long the last run
-took):
+Run from the repository root:  python scripts/train_toy_world.py  (`--measure-only` re-measures the facts
+on the shipped weights; `--schedule smoke` runs every training stage for a few steps and measures nothing;
+`--out-dir` writes elsewhere). It rewrites `part_utils/toy_world_data/`:
 
-- `model.safetensors`: the transformer's weights in fp16, with only the rows of the GPT-2 token
-  ids the corpus uses (`part_utils.toy_world` expands them back to GPT-2's vocabulary on loading);
-- `saes.safetensors`: one ReLU SAE (SAELens's `StandardTrainingSAE`) per layer on
-  `hook_resid_pre` and one per layer on `attn.hook_z`, fp16;
-- `world.json`: the model config, the kept token ids, the exercise settings (layers, prompts, heads)
-  chosen by measurement, and the measured facts the notebooks quote.
+- `model.safetensors`: the transformer's weights in fp16, only the rows of the GPT-2 token ids the corpus
+  uses (`part_utils.toy_world` expands them back to GPT-2's vocabulary on loading);
+- `saes.safetensors`: one ReLU SAE (SAELens's `StandardTrainingSAE`) per layer on `hook_resid_pre` and one
+  per layer on `attn.hook_z`, fp16;
+- `world.json`: the model config, the kept token ids, a digest of the weights before fp16 rounding, the
+  exercise settings chosen by measurement, the facts the notebooks quote, and the run's wall and CPU time.
 
-Everything is seeded; two runs on the same kind of machine can still give different files.
+Runs on one machine write the same bytes (`project_tests/test_toy_world_training.py`); another CPU can
+give other weights (docs/development.md says why).
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import math
 import os
@@ -24,10 +26,12 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
-# Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine, spinning threads
-# starve each other and a training step can take ten times as long.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if __name__ == "__main__":  # before torch loads; the tests that import this file keep their own settings
+    # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine, spinning threads
+    # starve each other and a training step can take ten times as long.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig
@@ -77,18 +81,14 @@ MODEL_CONFIG = dict(
 # Transformer training. 60% of every batch is induction sequences: induction heads form late
 # (a phase change), and a steady supply of repeats makes them form within the step budget.
 BATCH_SIZE = 32
-N_STEPS = 2800
 LEARNING_RATE = 2e-3
-WARMUP_STEPS = 200
 WEIGHT_DECAY = 0.01
 INDUCTION_FRACTION = 0.6
 INDUCTION_SEQ_LENS = range(3, 17)
 
 # SAE training, on activations of held-in windows (facts and induction sequences alike).
 D_SAE = 512
-SAE_ACTIVATION_WINDOWS = 1024
 SAE_BATCH_SIZE = 1024
-SAE_STEPS = 1000
 SAE_LEARNING_RATE = 3e-3
 # L1 coefficient on activations normalised to unit mean squared norm (so one value suits every layer).
 SAE_L1_COEFFICIENT = 0.08
@@ -108,6 +108,22 @@ REFERENCE_PROMPTS = [f"The {landmark} is in the city of" for landmark, city, _ i
 # Short enough that the attention exercise's Jacobian (~800 x 450 on this world) takes a fraction of a
 # second, and long enough to show the induction rectangles and a latent on every second-half token.
 INDUCTION_SEQ_LEN = 6
+
+
+class Schedule(NamedTuple):
+    """How long each stage trains: the shipped world's, or a few seconds' run with the same code path."""
+
+    steps: int
+    warmup_steps: int
+    sae_activation_windows: int
+    sae_steps: int
+
+
+SCHEDULES = {
+    "full": Schedule(steps=2800, warmup_steps=200, sae_activation_windows=1024, sae_steps=1000),
+    # Enough to run every stage (and the reproducibility test) in seconds; the world it gives is untrained.
+    "smoke": Schedule(steps=12, warmup_steps=4, sae_activation_windows=64, sae_steps=8),
+}
 
 
 def set_determinism(seed: int) -> None:
@@ -147,19 +163,19 @@ class WindowSampler:
         return torch.tensor([[self.compact[token] for token in window] for window in windows])
 
 
-def train_model(kept_ids: list[int], sampler: WindowSampler) -> HookedTransformer:
+def train_model(kept_ids: list[int], sampler: WindowSampler, schedule: Schedule) -> HookedTransformer:
     cfg = HookedTransformerConfig(**MODEL_CONFIG, d_vocab=len(kept_ids), seed=SEED, device="cpu")
     model = HookedTransformer(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
 
     def learning_rate_scale(step: int) -> float:  # linear warm-up, then cosine decay to 10%
-        if step < WARMUP_STEPS:
-            return (step + 1) / WARMUP_STEPS
-        progress = (step - WARMUP_STEPS) / (N_STEPS - WARMUP_STEPS)
+        if step < schedule.warmup_steps:
+            return (step + 1) / schedule.warmup_steps
+        progress = (step - schedule.warmup_steps) / (schedule.steps - schedule.warmup_steps)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_scale)
-    progress = tqdm(range(N_STEPS), desc="Training transformer")
+    progress = tqdm(range(schedule.steps), desc="Training transformer")
     for step in progress:
         loss = model(sampler.batch(BATCH_SIZE), return_type="loss")
         loss.backward()
@@ -172,24 +188,32 @@ def train_model(kept_ids: list[int], sampler: WindowSampler) -> HookedTransforme
     return model.eval()
 
 
+def fp32_digest(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def rounded_to_fp16(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().to(torch.float16).contiguous() for name, tensor in tensors.items()}
 
 
 @torch.no_grad()
-def collect_activations(model: HookedTransformer, sampler: WindowSampler) -> dict[str, torch.Tensor]:
+def collect_activations(model: HookedTransformer, sampler: WindowSampler, n_windows: int) -> dict[str, torch.Tensor]:
     """Every SAE's training inputs, (tokens, d_in): hook_z's heads are concatenated."""
     hooks = [get_act_name("resid_pre", layer) for layer in range(model.cfg.n_layers)]
     hooks += [get_act_name("z", layer) for layer in range(model.cfg.n_layers)]
     collected: dict[str, list[torch.Tensor]] = {hook: [] for hook in hooks}
-    for _ in tqdm(range(SAE_ACTIVATION_WINDOWS // 64), desc="Collecting activations"):
+    for _ in tqdm(range(n_windows // 64), desc="Collecting activations"):
         _, cache = model.run_with_cache(sampler.batch(64), names_filter=hooks)
         for hook in hooks:
             collected[hook].append(cache[hook].flatten(0, 1).flatten(1))
     return {hook: torch.cat(chunks) for hook, chunks in collected.items()}
 
 
-def train_sae(hook_name: str, activations: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+def train_sae(hook_name: str, activations: torch.Tensor, seed: int, steps: int) -> dict[str, torch.Tensor]:
     """Train one ReLU SAE with SAELens's own training class; returns its weights for raw activations."""
     torch.manual_seed(seed)
     # Train on activations scaled to unit mean squared norm, then fold the scale into the weights,
@@ -205,7 +229,7 @@ def train_sae(hook_name: str, activations: torch.Tensor, seed: int) -> dict[str,
         sae.b_dec.copy_(inputs.mean(0))  # start the decoder bias at the data's centre
     optimizer = torch.optim.Adam(sae.parameters(), lr=SAE_LEARNING_RATE)
     generator = torch.Generator().manual_seed(seed)
-    for step in range(SAE_STEPS):
+    for step in range(steps):
         batch = inputs[torch.randint(0, len(inputs), (SAE_BATCH_SIZE,), generator=generator)]
         output = sae.training_forward_pass(
             TrainStepInput(
@@ -228,36 +252,38 @@ def train_sae(hook_name: str, activations: torch.Tensor, seed: int) -> dict[str,
         }
 
 
-def remeasure() -> None:
+def remeasure(out_dir: Path) -> None:
     """Re-choose the settings and re-measure the facts on the shipped weights, without training."""
-    world = tw.read_world_json()
-    training_seconds = world["settings"]["facts"].get("training_seconds")
-    world["settings"] = measure_settings(tw.DATA_DIR)
-    world["settings"]["facts"]["training_seconds"] = training_seconds
-    (tw.DATA_DIR / tw.WORLD_FILE).write_text(json.dumps(world, indent=1))
+    world = tw.read_world_json(out_dir)
+    run_cost = {name: world["settings"]["facts"].get(name) for name in RUN_COST}
+    world["settings"] = measure_settings(out_dir)
+    world["settings"]["facts"].update(run_cost)
+    (out_dir / tw.WORLD_FILE).write_text(json.dumps(world, indent=1))
 
 
-def main() -> None:
-    if sys.argv[1:] == ["--measure-only"]:
-        remeasure()
-        return
-    start = time.time()
+# What the last full run cost, kept by `--measure-only`: wall seconds, the process's CPU seconds (all
+# threads), and the machine's 15-minute load average at the end (other work inflates the wall time).
+RUN_COST = ("training_seconds", "training_cpu_seconds", "training_load_average")
+
+
+def train_world(out_dir: Path, schedule: Schedule) -> dict:
+    """Train the transformer and its SAEs; write their weights and a world.json with placeholder settings."""
     set_determinism(SEED)
-    out_dir = tw.DATA_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     kept_ids = list(toy_corpus.corpus_token_ids())
     sampler = WindowSampler(kept_ids, MODEL_CONFIG["n_ctx"], SEED)
 
-    model = train_model(kept_ids, sampler)
+    model = train_model(kept_ids, sampler, schedule)
 
+    trained = dict(model.named_parameters())
     # SAEs are trained on the activations of the model as shipped, i.e. with fp16-rounded weights.
-    shipped = rounded_to_fp16(dict(model.named_parameters()))
+    shipped = rounded_to_fp16(trained)
     model.load_state_dict({name: tensor.float() for name, tensor in shipped.items()}, strict=False)
     save_file(shipped, out_dir / tw.MODEL_FILE)
-    activations = collect_activations(model, sampler)
+    activations = collect_activations(model, sampler, schedule.sae_activation_windows)
     sae_weights = {}
     for index, (hook_name, acts) in enumerate(tqdm(activations.items(), desc="Training SAEs")):
-        for name, tensor in train_sae(hook_name, acts, SEED + index).items():
+        for name, tensor in train_sae(hook_name, acts, SEED + index, schedule.sae_steps).items():
             sae_weights[f"{hook_name}.{name}"] = tensor
     save_file(rounded_to_fp16(sae_weights), out_dir / tw.SAES_FILE)
 
@@ -265,15 +291,37 @@ def main() -> None:
         "model_config": MODEL_CONFIG,
         "d_sae": D_SAE,
         "kept_token_ids": kept_ids,
+        # The shipped files are rounded to fp16, which can hide a difference between two runs; this cannot.
+        "fp32_weights_sha256": fp32_digest({**trained, **sae_weights}),
         "settings": placeholder_settings(),
     }
     (out_dir / tw.WORLD_FILE).write_text(json.dumps(world, indent=1))
-    world["settings"] = measure_settings(out_dir)
-    world["settings"]["facts"]["training_seconds"] = round(time.time() - start)
-    (out_dir / tw.WORLD_FILE).write_text(json.dumps(world, indent=1))
+    return world
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--measure-only", action="store_true", help="re-measure the facts on the weights in --out-dir")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="full", help="'smoke' trains for seconds and measures nothing")
+    parser.add_argument("--out-dir", type=Path, default=tw.DATA_DIR)
+    args = parser.parse_args()
+    if args.measure_only:
+        remeasure(args.out_dir)
+        return
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
+    world = train_world(args.out_dir, SCHEDULES[args.schedule])
+    if args.schedule != "full":
+        return
+    world["settings"] = measure_settings(args.out_dir)
+    world["settings"]["facts"].update(
+        training_seconds=round(time.perf_counter() - wall_start),
+        training_cpu_seconds=round(time.process_time() - cpu_start),
+        training_load_average=round(os.getloadavg()[2], 2),
+    )
+    (args.out_dir / tw.WORLD_FILE).write_text(json.dumps(world, indent=1))
     print(json.dumps({**world["settings"], "attention": {**world["settings"]["attention"], "token_pool": "..."}}, indent=1))
-    print(f"Done in {time.time() - start:.0f} s; files in {out_dir}:")
-    for path in sorted(out_dir.iterdir()):
+    print(f"Done; files in {args.out_dir}:")
+    for path in sorted(args.out_dir.iterdir()):
         print(f"  {path.name}: {path.stat().st_size / 1e6:.2f} MB")
 
 
@@ -346,7 +394,8 @@ def measure_settings(data_dir: Path) -> dict:
     }
 
     # Latent-to-logit: a late layer whose SAE, spliced in, still predicts " Paris" first.
-    facts["paris_rank"], facts["paris_prob"] = paris_rank(model, LOGIT_PROMPT, LOGIT_ANSWER)
+    paris, paris_probability = paris_rank(model, LOGIT_PROMPT, LOGIT_ANSWER)
+    facts["paris_rank"], facts["paris_prob"] = paris, round(paris_probability, 4)
     n_layers = model.cfg.n_layers
     # (n_layers - 2 is GPT-2's choice, layer 9 of 12, scaled down; also the fallback if none qualifies.)
     logit_layer = next(
