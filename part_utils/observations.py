@@ -29,15 +29,16 @@ def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[
     prev_scores = facts["prev_token_scores"]
     prev_head = max(induction.prev_token_heads, key=lambda head: prev_scores[head[0]][head[1]])
     best_prev = prev_scores[prev_head[0]][prev_head[1]]
-    # Other heads that score nearly as well as the chosen one (within RIVAL_MARGIN), with the measured margin.
+    # Other heads that score nearly as well as the chosen one (within RIVAL_MARGIN), with the measured margin; only
+    # heads before the induction layer, since only those can feed its induction heads.
     rivals = {
         f"{layer}.{head}": score
-        for layer, scores in enumerate(prev_scores)
+        for layer, scores in enumerate(prev_scores[: induction.layer_to])
         for head, score in enumerate(scores)
         if (layer, head) != tuple(prev_head) and score >= best_prev - RIVAL_MARGIN
     }
     induction_heads = ", ".join(f"{layer}.{head} ({facts['induction_scores'][layer][head]:.2f})" for layer, head in induction.induction_heads)
-    second_half = facts["second_half_latents"]
+    second_half = facts["induction_latents"]
     token_layer = settings.token_to_latent.layer
     iff_grads = facts["iff_token_gradients"]
     token_names = ("BOS", "'The'", "' E'", "'iff'")
@@ -102,16 +103,21 @@ def toy_observations(facts: dict[str, Any], settings: ExerciseSettings) -> dict[
                 f"Mean |gradient| per cell inside the outlined induction cells is {mass['inside'] / mass['outside_causal']:.1f}x "
                 "the mean over the cells outside them that the causal mask allows, and "
                 f"{mass['inside'] / mass['outside']:.1f}x the mean over every cell outside them (causally zero ones included).",
+                f"{facts['latents_on_every_repeated_token']} layer-{induction.layer_to} latent(s) fire on every token of the "
+                f"second half; {len(second_half)} of them, {second_half}, also fire on at most half of the first-half tokens "
+                "(where nothing has repeated yet): the induction latents. The others fire on more than half of the first-half "
+                "tokens too: they read the tokens or their positions, not their repetition.",
                 (
-                    f"Layer-{induction.layer_to} latent(s) {second_half} fire on every token of the second half. The control: "
+                    "The induction latents' control: "
                     + "; ".join(
-                        f"{latent} fires on {c['first_half']} of the {induction.seq_len} first-half tokens (where nothing has "
-                        f"repeated yet) and on {c['fact_text_share']:.1%} of the tokens of held-out fact text"
+                        f"{latent} fires on {c['first_half']} of the {induction.seq_len} first-half tokens, on "
+                        f"{c['second_half']} of the {induction.seq_len} repeated ones, and on {c['fact_text_share']:.1%} of the "
+                        "tokens of held-out fact text"
                         for latent, c in facts["induction_latent_control"].items()
                     )
                     + ". A pure induction latent would fire on the repeats and nowhere else; compare."
                     if second_half
-                    else "No single latent fires on every token of the second half on this sequence."
+                    else "No latent passes the control on this sequence."
                 ),
                 f"The layer-{induction.layer_from} latents with the largest gradients into them, from the first half: "
                 f"{facts['prev_token_latents']} (their cards are below: do they fire on the token after a given one?).",
@@ -171,7 +177,8 @@ def _world_observations(facts: dict[str, Any], settings: ExerciseSettings, rival
         f"Reproduces: a previous-token head ({prev_head[0]}.{prev_head[1]}, score {facts['prev_token_score']:.2f}) and "
         f"induction heads (best score {facts['induction_score']:.2f}); induction-cell gradients "
         f"{mass['inside'] / mass['outside_causal']:.1f}x the causally possible cells outside them; "
-        f"{len(facts['second_half_latents'])} layer-{induction.layer_to} latent(s) on every repeated token.",
+        f"{len(facts['induction_latents'])} layer-{induction.layer_to} induction latent(s) (on every repeated token, on at "
+        f"most half the first-half ones) among {facts['latents_on_every_repeated_token']} on every repeated token.",
         f"Reproduces: SAEs that explain {min(fves):.0%} to {max(fves):.0%} of the variance at every layer.",
         "Does not reproduce: the token-side view of the bigram (the ' E' token's gradient to the 'iff' latent is no larger "
         "than any other token's; see exercise 4).",
@@ -221,10 +228,15 @@ def attribution_observations(facts: dict[str, Any], settings: ExerciseSettings) 
         f"effect of {worst['zero']['difference'][1]:+.3f}."
     )
     layer0 = [row["zero"]["difference"] for row in rows if row["key"][0] == 0]
+    later = [row["zero"]["difference"] for row in rows if row["key"][0] != 0]
     if layer0:
+        smaller = sum(abs(estimate) < abs(effect) for estimate, effect in layer0)
         lines.append(
-            f"Layer 0: for {sum(misses_fivefold_or_in_sign(pair) for pair in layer0)} of the {len(layer0)} layer-0 latents "
-            "the zero-ablation estimate misses the effect by a factor of five or more, or in sign."
+            f"Layer 0: for {sum(misses_fivefold_or_in_sign(pair) for pair in layer0)} of the {len(layer0)} layer-0 latents the "
+            "zero-ablation estimate misses the effect by a factor of five or more, or in sign, against "
+            f"{sum(misses_fivefold_or_in_sign(pair) for pair in later)} of the {len(later)} latents at later layers; for {smaller} of "
+            f"the {len(layer0)} layer-0 latents the estimate is smaller in size than the effect. Zeroing a layer-0 latent removes "
+            "much of its token, a larger step than the gradient describes."
         )
     return lines
 
@@ -250,7 +262,8 @@ def circuit_observations(facts: dict[str, Any], settings: ExerciseSettings) -> l
             what = "zeroing the circuit's latents" if name == "necessity" else "zeroing every other active latent (errors kept)"
             lines.append(
                 f"Layers {result['layers']}, {name}: {what} drops the logit difference from {clean[0]:.2f} by "
-                f"{ablation['circuit'][0]:.2f} (the probability from {clean[1]:.4f} by {ablation['circuit'][1]:.4f}); the matched "
+                f"{ablation['circuit'][0]:.2f}, {ablation['circuit'][0] / clean[0]:.0%} of it "
+                f"(the probability from {clean[1]:.4f} by {ablation['circuit'][1]:.4f}); the matched "
                 f"control: {ablation['control_mean']:.2f} ± {ablation['control_std']:.2f} (mean ± standard deviation over "
                 f"{ablation['draws']} draws); {ablation['control_beats']} draws do as well as the circuit."
             )

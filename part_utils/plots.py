@@ -337,10 +337,17 @@ def plot_induction(
 
 
 def induction_latents(latent_acts_next_recon: Any, seq_len: int) -> list[int]:
-    """Later-layer latents active at every position of the repeated half (where induction predicts)."""
-    second_half = latent_acts_next_recon.indices[latent_acts_next_recon.indices[:, 1] >= seq_len + 1]
-    counts = Counter(second_half[:, 2].tolist())
-    return sorted(latent for latent, count in counts.items() if count >= seq_len)
+    """Later-layer latents active at every position of the repeated half and at no more than half the positions
+    of the first half.
+
+    The first half has no earlier copy of its tokens, so induction has nothing to act on there: a latent that
+    fires as often on the first half as on the repeated half reads the tokens or their positions, not their
+    repetition. Allowing up to half the first-half positions keeps a latent that fires at least twice as often
+    where the tokens repeat as where they are new."""
+    indices = latent_acts_next_recon.indices
+    second_half = Counter(indices[indices[:, 1] >= seq_len + 1][:, 2].tolist())
+    first_half = Counter(indices[(indices[:, 1] >= 1) & (indices[:, 1] <= seq_len)][:, 2].tolist())
+    return sorted(latent for latent, count in second_half.items() if count >= seq_len and first_half[latent] <= seq_len // 2)
 
 
 def plot_induction_filtered(
@@ -353,7 +360,8 @@ def plot_induction_filtered(
     seq_len: int,
     max_latents: int | None = 60,
 ) -> go.Figure:
-    """Only the later latents that fire on the whole repeated half, against earlier latents on the first half.
+    """Only the later layer's induction latents (see `induction_latents`) on the repeated half, against earlier
+    latents on the first half.
 
     The columns are the `max_latents` earlier latents with the largest |gradient x activation| into the rows,
     in position order; `max_latents=None` shows every earlier latent on the first half."""
@@ -372,7 +380,7 @@ def plot_induction_filtered(
         x,
         y,
         f"From layer {layer_from} (first half)",
-        f"To layer {layer_to} (latents active on the whole second half)",
+        f"To layer {layer_to} (induction latents, second half)",
         f"Induction latents in layer {layer_to} and the layer-{layer_from} latents that drive them"
         f"<br><sup>{shown}Prompt: {''.join(str_toks)!r}</sup>",
     )

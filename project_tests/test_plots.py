@@ -136,6 +136,17 @@ def test_the_filtered_induction_heatmap_keeps_the_earlier_latents_that_contribut
     assert fig.data[0].z.tolist() == [[0.5, pytest.approx(0.1)], [pytest.approx(0.2), pytest.approx(0.6)]]  # float32 values
 
 
+@pytest.mark.attention
+def test_an_induction_latent_fires_on_the_repeats_and_on_at_most_half_the_first_half() -> None:
+    """seq_len 4, positions 1-4 the first half, 5-8 the repeat. Latent 0 fires on every repeat and on 2 of the 4
+    first-half tokens (kept); latent 1 on every token of both halves (it reads the tokens, not their repetition);
+    latent 2 on 3 of the 4 first-half tokens (more than half); latent 3 on 3 of the 4 repeats only."""
+    repeats = range(5, 9)
+    active = [(0, p, 0) for p in (1, 2, *repeats)] + [(0, p, 1) for p in range(1, 9)]
+    active += [(0, p, 2) for p in (1, 2, 3, *repeats)] + [(0, p, 3) for p in (5, 6, 7)]
+    assert plots.induction_latents(sparse(active, shape=(1, 9, 4)), 4) == [0]
+
+
 def test_the_token_heatmap_keeps_the_latents_with_the_largest_gradients() -> None:
     acts = sparse([(0, p, 0) for p in range(3)], shape=(1, 3, 1))
     gradients = torch.tensor([[[0.1, 0.0, 0.0], [0.0, -2.0, 0.0], [0.0, 0.3, 1.0]]])  # (batch, token, latent)

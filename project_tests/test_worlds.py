@@ -506,6 +506,6 @@ def test_verify_gpt2_runs_up_to_the_comparison_on_the_fake_cache(fake_hf_home: P
     assert result.returncode == 1, result.stdout + result.stderr[-3000:]
     for figure in ("later latents active, true run", "F0.16911", "token ' E' -> F3.15266", "' Paris' rank, clean model",
                    "layer-9 SAE spliced in", "largest gradient to ' Paris'", "F9.5879", "induction: later latents active",
-                   "every second-half token", "23954"):
+                   "layer-5 induction latents", "23954"):
         assert figure in result.stdout, figure
     assert "DIFFERS" in result.stdout and "figures as quoted or informational" in result.stdout

@@ -143,7 +143,7 @@ def measure(device: str) -> list[Row]:
         _compare("induction: later latents active, true run", 476, len(true_active), informational=True),
         _compare("induction: later latents active, reconstructed run", 492, len(recon_active), informational=True),
         _compare("induction: active in one run only", 150, len(true_active ^ recon_active), informational=True),
-        _compare("layer-5 latents on every second-half token", [35425, 36126], induction_latents(recon, induction.seq_len), informational=True),
+        _compare("layer-5 induction latents (the original analysis had no first-half control)", [35425, 36126], induction_latents(recon, induction.seq_len), informational=True),
     ]
     first_half = prev.indices[(prev.indices[:, 1] >= 1) & (prev.indices[:, 1] <= induction.seq_len), 2].unique().tolist()
     rows.append(_compare("layer-4 latents 22975, 21020, 23954 active on the first half", [22975, 21020, 23954], [x for x in (22975, 21020, 23954) if x in first_half], informational=True))

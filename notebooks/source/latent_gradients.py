@@ -967,7 +967,8 @@ for i, row in enumerate(top.tolist()):
 #   softmax, the final layer norm) so that the first unit of activation removed costs more or less than the
 #   last; and a layer-0 latent. With so few latents per token, a layer-0 latent is much of its token:
 #   zeroing it deletes the token from the prompt, a change no gradient at the clean input describes. The
-#   capstone's layer-0 nodes are such latents.
+#   capstone's layer-0 nodes are such latents. The observations below count, for the world you loaded, how
+#   often the estimate misses a layer-0 latent's effect fivefold or in sign, against the later layers' latents.
 # - **The probability** barely moves while " Paris" is near certain: the softmax is saturated, and so are
 #   its gradients. The logit difference is the metric to read here; the probability says whether the
 #   prediction survives.
@@ -1122,9 +1123,11 @@ print(f"  {masses['inside'] / masses['outside']:.1f}x the mean over every cell o
 plot_induction(gradients, latent_acts_prev, latent_acts_next_recon, str_toks, induction.layer_from, induction.layer_to, induction.seq_len).show()
 
 # %% [markdown]
-# The full matrix is busy. Keep only the later latents that fire at **every** position of the
-# repeated half (an induction latent should: it fires whenever the current token has appeared before),
-# against the earlier latents on the first half:
+# The full matrix is busy. Keep only the **induction latents**: later latents that fire at every position of
+# the repeated half (an induction latent should: it fires whenever the current token has appeared before) and,
+# as the control, at no more than half the positions of the first half. No token of the first half has appeared
+# before, so induction has nothing to act on there: a latent that fires on both halves alike reads the tokens or
+# their positions, not their repetition. Plot them against the earlier latents on the first half:
 
 # **Your task.** Pick a few cells with large gradients in the filtered plot, and open the two latents'
 # cards (`display_dashboard(sae_id=f"blocks.{layer}.hook_z", latent_idx=...)`). Does the earlier latent
@@ -1135,11 +1138,14 @@ plot_induction(gradients, latent_acts_prev, latent_acts_next_recon, str_toks, in
 # **Then, a steadier picture.** One sequence is a small sample. Run your function on more repeated
 # sequences (`induction.repeated_tokens(model, seed=s)` for a few seeds `s`, or `n_seqs=` for a batch),
 # average, for each pair of latent ids, the gradients in the outlined cells, and keep the later latents
-# active on at least some fraction of the repeated tokens (say half) instead of on every one. Do the same
-# pairs stand out?
+# active on at least some fraction of the repeated tokens (say half) instead of on every one, and on a smaller
+# fraction of the first-half ones. Do the same pairs stand out?
 
 # %% [demo]
-print(f"layer-{induction.layer_to} latents active on every token of the second half: {induction_latents(latent_acts_next_recon, induction.seq_len)}")
+print(
+    f"layer-{induction.layer_to} induction latents (every repeated token, at most half the first-half ones): "
+    f"{induction_latents(latent_acts_next_recon, induction.seq_len)}"
+)
 plot_induction_filtered(gradients, latent_acts_prev, latent_acts_next_recon, str_toks, induction.layer_from, induction.layer_to, induction.seq_len).show()
 
 # %% [markdown]
@@ -1188,13 +1194,13 @@ frozen_plot.update_layout(title=f"The same Jacobian with the attention patterns 
 # reconstructed one, 150 in only one of them, more than on the landmark prompt. A guess, not a
 # measurement: random tokens are far from the text the SAEs were trained on, so they may reconstruct
 # less well. Latents 35425 and 36126 of layer 5 fired on every
-# token of the second half; they look like induction latents, and the layer-4 latents with the
+# token of the second half (that analysis ran no first-half control); they look like induction latents, and the layer-4 latents with the
 # largest gradients to them (e.g. 22975, 21020, 23954) mostly look like previous-token latents.
 #
 # Those figures came from one **unseeded** random sequence. This course seeds its sequence
 # (`repeated_tokens(model, seed=0)`), so on GPT-2 your counts, and possibly the latent ids, will
 # differ; what should hold is the pattern: gradient concentrated in the outlined cells, and a few
-# layer-5 latents on every repeated token.
+# layer-5 latents on every repeated token, of which the induction latents fire on at most half the first-half ones.
 # </details>
 #
 # **The world you loaded:**
@@ -1457,13 +1463,15 @@ show_observations(world, "latent_circuit")
 
 # %% [markdown]
 # In the toy world, read with exercise 5b's table: the estimate furthest from its effect is a layer-0 latent's,
-# and for most of the layer-0 latents the first-order estimate misses the zero-ablation effect by a factor of
-# five or more, or has the wrong sign (the observations count them). Zeroing such a latent deletes much of its
-# token, a step far outside the neighbourhood the gradient describes. The circuit is necessary: zeroing its
-# latents drops the logit difference far more than any matched-control draw, with layer 0 and without.
-# Sufficiency turns on layer 0. With it, zeroing every other active layer-0 latent deletes the prompt's other
-# tokens, and the prediction goes whichever latents are kept. Without it, the circuit's later-layer latents
-# alone keep the whole logit difference, which no matched-control draw does. At each layer the kept latents
+# the first-order estimate misses the zero-ablation effect by a factor of five or more, or in sign, more often
+# at layer 0 than at the later layers, and every layer-0 estimate is smaller in size than its effect (the
+# observations of exercise 5b count them). Zeroing such a latent deletes much of its token, a step far outside
+# the neighbourhood the gradient describes. The circuit is necessary: zeroing its latents drops the logit
+# difference far more than any matched-control draw, with layer 0 and without, and far more with layer 0,
+# where zeroing latents deletes tokens. It is not sufficient, with layer 0 or without: keeping only its latents
+# loses more than half the logit difference (the observations above give the share), though less than any
+# matched-control draw loses, so the circuit's latents carry more of the prediction than as many others at the
+# same places, not the prediction alone. At each layer the kept latents
 # carry a smaller share of the first-order attribution than the unpruned graph. A graph of gradient ×
 # activation edges says where to look; the ablations say what holds.
 
