@@ -41,6 +41,6 @@ def test_a_kernel_reads_the_cache_but_cannot_change_it(tmp_path) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     env = settings.kernel_env(1) | {"HOME": str(scratch), CACHE_ENV: cache}
-    result = subprocess.run([*sandbox._bwrap_prefix(scratch, [], sandbox.grader_account()), sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([*sandbox.bwrap_prefix(scratch, [], sandbox.grader_account()), sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.stdout == "loaded\n", result.stderr
     assert "Read-only file system" in result.stderr and not (settings.KERNEL_CACHE / "mine").exists(), result.stderr

@@ -202,7 +202,7 @@ def test_a_host_without_cgroup_controllers_is_named(tmp_path, monkeypatch) -> No
 
 def test_bwrap_caps_every_tmpfs_and_leaves_root(tmp_path) -> None:
     hidden = [str(tmp_path)]
-    command = sandbox._bwrap_prefix(tmp_path / "scratch", hidden, (4242, 4243))
+    command = sandbox.bwrap_prefix(tmp_path / "scratch", hidden, (4242, 4243))
     tmpfs = [command[i + 1] for i, arg in enumerate(command) if arg == "--tmpfs"]
     assert "/dev/shm" in tmpfs and "/tmp" in tmpfs
     assert all(command[i - 2 : i] == ["--size", str(sandbox.TMPFS_BYTES)] for i, arg in enumerate(command) if arg == "--tmpfs" and command[i + 1] not in hidden)
@@ -225,9 +225,9 @@ def test_a_checkout_the_grading_account_cannot_enter_is_named(tmp_path, monkeypa
         return [folder for folder in sandbox._closed_folders(outsider) if folder.is_relative_to(tmp_path)]
 
     # Under an emptied folder (/tmp) bwrap makes the folders above a bound path itself: only the path counts.
-    monkeypatch.setattr(sandbox, "_emptied_folders", lambda: [tmp_path])
+    monkeypatch.setattr(sandbox, "emptied_folders", lambda: [tmp_path])
     assert closed_here() == []
-    monkeypatch.setattr(sandbox, "_emptied_folders", lambda: [])
+    monkeypatch.setattr(sandbox, "emptied_folders", lambda: [])
     assert closed_here() == [private]
     course.chmod(0o711)  # enterable but not listable: Python could not import from it
     assert closed_here() == [private, course]

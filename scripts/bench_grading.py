@@ -10,8 +10,9 @@ submission (the floor); `per-process`, the course with one `nbgrader autograde -
 submission (as an instructor grades by hand); `make autograde`, through `python -m grading autograde
 --jobs W`, with the largest feedback file's size, and with `--before REF` the same for the course at a
 git revision, in the same run. Then a breakdown of one reference submission: nbgrader's start-up, the
-hidden inputs' choice, the kernel's start, its cells by kind, and the grader's calls and verdicts. The
-load average is printed with each figure: compare only figures of the same run.
+hidden inputs' choice, the kernel's start, its cells by kind, and the grader's calls and verdicts; where
+workers fork their kernels from a template, a worker's first kernel and a forked one, each to the end of
+the first cell. The load average is printed with each figure: compare only figures of the same run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the example submissions (course_fixtures/) are not an installed package
@@ -91,7 +93,10 @@ def _trivial_course(tmp: Path, env: dict[str, str], n: int) -> Path:
 
 def _per_process(course: Path, env: dict[str, str], assignment: str, n: int, workers: int) -> float:
     """Seconds to grade every submission with one `nbgrader autograde` process each, `workers` at a time."""
-    env = env | {"GRADING_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
+    from grading.grader import settings
+
+    threads = max(1, (os.cpu_count() or 1) // workers)  # as the runner shares the cores out
+    env = env | {"GRADING_THREADS": str(threads), **settings.thread_env(threads)}
     start = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda i: _nbgrader(course, env, "autograde", assignment, "--student", f"student{i:02d}", "--force"), range(n)))
@@ -145,6 +150,29 @@ def _kind(cell: dict, first: bool) -> str:
     if cell_metadata.is_graded(cell) or cell["source"].startswith("tests."):
         return "learner checks (visible)"
     return DEMONSTRATIONS if is_marked(cell) else "other set-up cells"
+
+
+def _forked(first_cell: Any, extra_arguments: list[str], hidden_paths: list[str]) -> dict[str, float]:
+    """In a batch worker: the kernel template's start with the first kernel, then a kernel forked from it, each to
+    the end of the notebook's first cell."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from grading.grader import kernel_template, sandbox
+
+    parts = {}
+    for label in ("worker's first kernel: the kernel template's start, the kernel's, its first cell",
+                  "any other kernel, forked from the template: its start and first cell"):
+        client = NotebookClient(nbformat.v4.new_notebook(cells=[first_cell]), kernel_name="python3", timeout=600,
+                                kernel_manager_class=sandbox.SandboxedKernelManager, extra_arguments=extra_arguments)
+        client.config.SandboxProvisioner.hidden_paths = hidden_paths
+        client.config.SandboxProvisioner.kernel_template = True
+        start = time.perf_counter()
+        with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+            client.execute_cell(client.nb.cells[0], 0)
+            parts[label] = time.perf_counter() - start
+    kernel_template.close()
+    return parts
 
 
 def breakdown(world: str) -> None:
@@ -206,6 +234,8 @@ def breakdown(world: str) -> None:
             start = time.perf_counter()
             verdict.grade_cells(graded, chosen, verdict.KernelChannel(Path(client.km.provisioner.scratch), execute))
             parts["the grader's calls and verdicts (hidden inputs)"] = time.perf_counter() - start - parts[choice]
+        if sandbox.is_root() and sandbox.limits_problem() is None:  # where workers fork their kernels from a template
+            parts.update(_forked(cells[0], list(config.Execute.extra_arguments), list(config.SandboxProvisioner.hidden_paths)))
     print(f"Breakdown of one reference submission ({world} world, {settings.kernel_threads()} thread(s), {_load()}):")
     for name, seconds in parts.items():
         print(f"  {seconds:6.1f} s  {name}")

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         os.umask(KERNEL_UMASK)
         cgroup.join()
 
-    process = subprocess.Popen([*sandbox._bwrap_prefix(scratch, hidden, account), *kernel], env=env, cwd="/", preexec_fn=enter,
+    process = subprocess.Popen([*sandbox.bwrap_prefix(scratch, hidden, account), *kernel], env=env, cwd="/", preexec_fn=enter,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)  # fmt: skip
 
     def interrupt(signum: int, _frame: object) -> None:

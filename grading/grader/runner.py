@@ -6,7 +6,8 @@ submission here or with `nbgrader autograde` by hand gives the same scores. The 
 
 1. N submissions at a time, with the cores shared out (GRADING_THREADS): N worker processes
    (grading/grader/worker.py), each running nbgrader's own API for one submission after another, so
-   that nbgrader's start-up is paid once per worker, not per submission. Each submission still gets
+   that nbgrader's start-up is paid once per worker, not per submission, and its imports once in all
+   (multiprocessing's fork server imports them, then forks each worker). Each submission still gets
    its own kernel process in its own sandbox; one that hangs past GRADING_SUBMISSION_TIMEOUT costs
    only its worker, which is replaced;
 2. a row for every submission: when nbgrader cannot grade one at all (it cannot read the notebook), the
@@ -16,15 +17,15 @@ submission here or with `nbgrader autograde` by hand gives the same scores. The 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import queue
-import select
 import shutil
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import nbformat
@@ -33,6 +34,11 @@ from grading import cell_metadata
 from grading.grader import settings
 from grading.grader.hidden_params import read_secret
 from grading.grader.sandbox import limits_problem, remove_scratch_folders, sandbox_problem
+from grading.grader.worker import PRELOADED, serve
+
+# Workers are forked from a process that has done their imports (PRELOADED) once.
+FORK_SERVER = multiprocessing.get_context("forkserver")
+FORK_SERVER.set_forkserver_preload(PRELOADED)
 
 
 @dataclass
@@ -67,53 +73,51 @@ class Worker:
     with it), its kernel's scratch folder removed, and the next submission gets a fresh one.
     """
 
-    def __init__(self, course: Path, env: dict[str, str]):
-        self.course, self.env = course, env
-        self.process: subprocess.Popen | None = None
+    def __init__(self, course: Path):
+        self.course = course
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.channel: Connection | None = None
 
-    def _start(self) -> subprocess.Popen:
-        if self.process is None or self.process.poll() is not None:
-            self.process = subprocess.Popen([sys.executable, "-m", "grading.grader.worker", str(self.course)], cwd=self.course, env=self.env,
-                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    def _start(self) -> multiprocessing.process.BaseProcess:
+        if self.process is None or not self.process.is_alive():
+            self.channel, theirs = FORK_SERVER.Pipe()
+            self.process = FORK_SERVER.Process(target=serve, args=(str(self.course), theirs), name="grading worker")
+            self.process.start()
+            theirs.close()
         return self.process
 
     def autograde(self, student: str, log: Path, submitted: str) -> int:
-        process = self._start()
-        assert process.stdin is not None and process.stdout is not None
+        self._start()
+        assert self.channel is not None
         try:
-            process.stdin.write(json.dumps({"student": student, "submitted_directory": submitted}) + "\n")
-            process.stdin.flush()
-        except OSError:
-            return self._stop(log, "the grading worker died before this submission")
-        ready, _, _ = select.select([process.stdout], [], [], settings.SUBMISSION_TIMEOUT_S)
-        answer = process.stdout.readline() if ready else ""
-        if not ready:
-            return self._stop(log, f"gave up after {settings.SUBMISSION_TIMEOUT_S} s", 124)
-        if not answer:
+            self.channel.send({"student": student, "submitted_directory": submitted})
+            if not self.channel.poll(settings.SUBMISSION_TIMEOUT_S):
+                return self._stop(log, f"gave up after {settings.SUBMISSION_TIMEOUT_S} s", 124)
+            return int(self.channel.recv()["returncode"])
+        except (OSError, EOFError):
             return self._stop(log, "the grading worker died while grading this submission")
-        return int(json.loads(answer)["returncode"])
 
     def _stop(self, log: Path, why: str, code: int | None = None) -> int:
-        assert self.process is not None
+        assert self.process is not None and self.channel is not None
         self.process.kill()
-        returncode = self.process.wait()
+        self.process.join()
         remove_scratch_folders(self.process.pid)
-        self.process = None
+        returncode = self.process.exitcode
+        self.channel.close()
+        self.process = self.channel = None
         with open(log, "a", encoding="utf-8") as out:
             out.write(f"\n[grading] {why}\n")
         return code if code is not None else (returncode or 1)
 
     def close(self) -> None:
-        if self.process is not None:
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
+        if self.process is not None and self.channel is not None:
+            self.channel.close()
+            self.process.join(timeout=60)
+            if self.process.is_alive():
                 self.process.kill()
-                self.process.wait()
+                self.process.join()
                 remove_scratch_folders(self.process.pid)
-            self.process = None
+            self.process = self.channel = None
 
 
 def grade_one(course: Path, student: str, worker: Worker) -> Result:
@@ -157,10 +161,13 @@ def autograde_all(course: Path, jobs: int = 1, only: list[str] | None = None) ->
           f"sandbox: {'NONE' if problem else 'bubblewrap (active)'}.")
     start = time.perf_counter()
     results: list[Result] = []
-    # nbgrader runs this environment's own tools (alembic, for the gradebook) by name.
-    env = dict(os.environ, GRADING_THREADS=str(threads), PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))))
+    # The workers' environment is this process's, which the fork server starts with. nbgrader runs this
+    # environment's own tools (alembic, for the gradebook) by name. A worker's own torch (the references on
+    # hidden inputs) gets its share of the cores, as its kernels do.
+    os.environ.update(GRADING_THREADS=str(threads), PATH=os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", ""))),
+                      **settings.thread_env(threads))
     idle: queue.SimpleQueue[Worker] = queue.SimpleQueue()
-    workers = [Worker(course, env) for _ in range(max(1, jobs))]
+    workers = [Worker(course) for _ in range(max(1, jobs))]
     for worker in workers:
         idle.put(worker)
 

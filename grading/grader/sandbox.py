@@ -15,6 +15,7 @@ docs/grading-security.md says what this does and does not stop.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pwd
@@ -150,8 +151,22 @@ class KernelCgroup:
 
     def join(self) -> None:
         """Move the calling process into every folder: run in the kernel's process before it executes bwrap."""
+        self.add(os.getpid())
+
+    def add(self, pid: int) -> None:
+        """Move process `pid` into every folder."""
         for folder in dict.fromkeys(self.folders.values()):
-            (folder / "cgroup.procs").write_text(str(os.getpid()))
+            (folder / "cgroup.procs").write_text(str(pid))
+
+    def processes(self) -> list[int]:
+        """The processes in the cgroup."""
+        found: dict[int, None] = {}
+        for folder in self.folders.values():
+            try:
+                found.update(dict.fromkeys(int(pid) for pid in (folder / "cgroup.procs").read_text().split()))
+            except OSError:
+                pass
+        return list(found)
 
     def remove(self) -> None:
         """Kill what is left in the cgroup, then remove its folders."""
@@ -187,7 +202,7 @@ def limits_problem() -> str | None:
     return "; ".join(gaps) or None
 
 
-def _bwrap_prefix(scratch: Path, hidden: list[str], account: tuple[int, int] | None) -> list[str]:
+def bwrap_prefix(scratch: Path, hidden: list[str], account: tuple[int, int] | None) -> list[str]:
     """bwrap's command line, ending where the kernel's command starts.
 
     With `account` (the grader is root) bwrap runs privileged, without a user namespace, and `setpriv`
@@ -196,7 +211,7 @@ def _bwrap_prefix(scratch: Path, hidden: list[str], account: tuple[int, int] | N
     """
     shared = ["--perms", "1777", "--size", str(TMPFS_BYTES)]  # everyone's, sticky, as on the host
     command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *shared, "--tmpfs", "/dev/shm"]
-    emptied = _emptied_folders()
+    emptied = emptied_folders()
     for path in emptied:
         command += [*(shared if path != Path.home() else shared[2:]), "--tmpfs", str(path)]
     # ...but the course's code and this Python (a venv, pyenv) may live in one of them: back, read-only.
@@ -216,7 +231,7 @@ def _bwrap_prefix(scratch: Path, hidden: list[str], account: tuple[int, int] | N
             "setpriv", "--reuid", uid, "--regid", gid, "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
 
-def _emptied_folders() -> list[Path]:
+def emptied_folders() -> list[Path]:
     """The host folders the kernel sees as empty tmpfs."""
     return [Path(p) for p in ("/tmp", "/var/tmp", str(Path.home())) if Path(p).is_dir() and Path(p) != Path("/")]
 
@@ -237,9 +252,9 @@ def _python_and_course_paths() -> set[Path]:
     return _outermost(_kernel_needs() | {Path(os.path.realpath(entry)) for entry in sys.path if entry and os.path.isdir(entry)})
 
 
-def _scratch_folder(account: tuple[int, int] | None) -> Path:
+def _scratch_folder(account: tuple[int, int] | None, parent: Path | None = None) -> Path:
     # Named after this process, so that whoever kills it can remove what it could not (remove_scratch_folders).
-    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=parent))
     if account is not None:
         os.chown(scratch, *account)
     return scratch
@@ -264,7 +279,7 @@ def _closed_folders(account: tuple[int, int]) -> list[Path]:
         shift = 6 if info.st_uid == uid else 3 if info.st_gid == gid else 0
         return (info.st_mode >> shift) & bits == bits
 
-    emptied = _emptied_folders()
+    emptied = emptied_folders()
     closed: set[Path] = set()
     for path in _kernel_needs():
         above = [folder for folder in path.parents if not any(folder.is_relative_to(top) for top in emptied)]
@@ -289,7 +304,7 @@ def sandbox_problem() -> str | None:
                 "(every folder above it o+x, the repository and its .venv o+rx), e.g. /opt/latent-gradients")
     scratch = _scratch_folder(account)
     try:
-        probe = subprocess.run([*_bwrap_prefix(scratch, [], account), sys.executable, "-c", "import grading"],
+        probe = subprocess.run([*bwrap_prefix(scratch, [], account), sys.executable, "-c", "import grading"],
                                capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(settings.ROOT)})  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -316,11 +331,16 @@ def _namespace_processes(outer_pid: int) -> list[str]:
             status = (entry / "status").read_text()
             inner_pid = next(line.split()[-1] for line in status.splitlines() if line.startswith("NSpid:"))
             if inner_pid not in ("1", "2"):  # bwrap's init, then the kernel it started
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-                found.append(command[:80] or next(line.split(None, 1)[-1] for line in status.splitlines() if line.startswith("Name:")))
+                found.append(_command_line(entry))
         except (OSError, StopIteration):
             continue
     return found
+
+
+def _command_line(process: Path) -> str:
+    """A process's command line, shortened, else its name (/proc/PID given as `process`)."""
+    command = (process / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    return command[:80] or next(line.split(None, 1)[-1] for line in (process / "status").read_text().splitlines() if line.startswith("Name:"))
 
 
 def kernel_pid(bwrap_pid: int) -> int | None:
@@ -347,6 +367,9 @@ class SandboxProvisioner(LocalProvisioner):
     root_launcher = Unicode("", help="When the grader is not root: a program sudo lets it run as root that starts each kernel as "
                                      "root would (grading/grader/root_launcher.py); empty: kernels run as the grader.").tag(config=True)
     allow_unsandboxed = Bool(help="Grade without the sandbox when bwrap cannot run (unsafe; default: refuse).").tag(config=True)
+    kernel_template = Bool(False, help="Fork each kernel from a sandboxed template that has done the kernels' imports, kept for the "
+                                       "next kernel (grading/grader/kernel_template.py): for a process that grades many "
+                                       "submissions (make autograde's workers).").tag(config=True)
 
     @default("allow_unsandboxed")
     def _allow_unsandboxed_default(self) -> bool:
@@ -356,6 +379,7 @@ class SandboxProvisioner(LocalProvisioner):
     cgroup: KernelCgroup | None = None
     sandboxed = False
     delegated = False  # started by `root_launcher`
+    template: Any = None  # the kernel_template.KernelTemplate this kernel is forked from, if any
 
     def _usable_root_launcher(self) -> bool:
         if is_root() or not self.root_launcher:
@@ -375,15 +399,17 @@ class SandboxProvisioner(LocalProvisioner):
                                "GRADING_ALLOW_UNSANDBOXED=1 to grade without isolation (submissions can then reach your files).")
         self._release()  # a restart: the previous kernel's scratch folder and cgroup go
         account = None if problem else grader_account()
-        self.scratch = _scratch_folder(account)
+        env = settings.kernel_env(settings.kernel_threads(), base=kwargs.get("env") or os.environ)
+        env["TMPDIR"] = "/tmp"
+        self.template = self._template(account, env) if problem is None else None
+        self.scratch = _scratch_folder(account, self.template.pool if self.template else None)
         km = self.parent
         # Unix sockets in the scratch folder: the kernel needs no network to talk to nbgrader.
         km.transport = "ipc"
         km.connection_file = str(self.scratch / "kernel.json")
         km.ip = str(self.scratch / "kernel-ipc")
-        env = settings.kernel_env(settings.kernel_threads(), base=kwargs.get("env") or os.environ)
         env.update({"HOME": str(self.scratch), "IPYTHONDIR": str(self.scratch / ".ipython"), "MPLCONFIGDIR": str(self.scratch),
-                    "TMPDIR": "/tmp", "JUPYTER_RUNTIME_DIR": str(self.scratch)})
+                    "JUPYTER_RUNTIME_DIR": str(self.scratch)})
         kwargs["env"] = env
         kwargs = await super().pre_launch(**kwargs)
         if self.delegated:
@@ -410,9 +436,33 @@ class SandboxProvisioner(LocalProvisioner):
             kwargs["preexec_fn"] = self.cgroup.join
         for label, why in self.cgroup.missing.items():
             self.log.warning("The grading kernel runs without a %s limit: %s.", label, why)
-        kwargs["cmd"] = _bwrap_prefix(self.scratch, list(self.hidden_paths), account) + list(kwargs["cmd"])
+        kwargs["cmd"] = bwrap_prefix(self.scratch, list(self.hidden_paths), account) + list(kwargs["cmd"])
         kwargs["cwd"] = "/"
         return kwargs
+
+    def _template(self, account: tuple[int, int] | None, env: dict[str, str]) -> Any:
+        """The template to fork this kernel from; None where kernels start afresh."""
+        if not self.kernel_template or self.delegated or account is None or limits_problem() is not None:
+            return None
+        from grading.grader import kernel_template
+
+        return kernel_template.template(list(self.hidden_paths), env, account)
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+        # pre_launch prepared `cmd` as a fresh kernel in its sandbox; from a template, only ipykernel's arguments count.
+        kernel = cmd[cmd.index("ipykernel_launcher") + 1:] if self.template is not None and "ipykernel_launcher" in cmd else None
+        if self.template is not None and self.cgroup is not None and kernel is not None:
+            from grading.grader import kernel_template
+
+            pid = self.template.fork(kernel, kwargs["env"], self.scratch)
+            if pid is not None:
+                self.cgroup.add(pid)  # before nbgrader sends the kernel anything of the submission's
+                self.process, self.pid, self.pgid, self.cwd = kernel_template.ForkedKernel(pid), pid, None, self.scratch
+                return self.connection_info
+            self.log.warning("The grading kernels' template did not answer; this kernel starts afresh.")
+            kernel_template.stop()
+        self.template = None
+        return await super().launch_kernel(cmd, **kwargs)
 
     def _release(self) -> None:
         if self.cgroup is not None:
@@ -428,7 +478,8 @@ class SandboxProvisioner(LocalProvisioner):
         # An interrupt sent to bwrap's process group does not reach the kernel in its PID namespace
         # (measured: the cell keeps running); sent to the kernel's own PID, it does. Sudo relays it to the
         # root launcher, which sends it there.
-        kernel = kernel_pid(self.pid) if self.sandboxed and not self.delegated and self.pid is not None else None
+        forked = self.template is not None
+        kernel = kernel_pid(self.pid) if self.sandboxed and not self.delegated and not forked and self.pid is not None else None
         if kernel is not None:
             try:
                 os.kill(kernel, signum)
@@ -441,7 +492,13 @@ class SandboxProvisioner(LocalProvisioner):
         """Before the kernel is asked to go: which processes of the submission are still running."""
         # A kernel of the root launcher is in a namespace that this process may not read.
         if self.pid is not None and self.process is not None and self.process.poll() is None and not self.delegated:
-            left = _namespace_processes(self.pid)
+            if self.template is not None and self.cgroup is not None:  # the template's namespace is not the kernel's own
+                left = []
+                for pid in self.cgroup.processes():
+                    with contextlib.suppress(OSError, StopIteration):  # gone meanwhile
+                        left += [_command_line(Path(f"/proc/{pid}"))] if pid != self.pid else []
+            else:
+                left = _namespace_processes(self.pid)
             if left:
                 self.events.append(f"{len(left)} process(es) your code started were still running when grading ended and were killed ({'; '.join(left[:3])}).")
 

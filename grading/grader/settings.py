@@ -56,6 +56,12 @@ def kernel_threads() -> int:
     return max(1, int(os.environ.get("GRADING_THREADS") or os.cpu_count() or 1))
 
 
+def thread_env(threads: int) -> dict[str, str]:
+    """The variables that size OpenMP's, MKL's and OpenBLAS's thread pools. A process of torch that runs beside
+    others on shared cores needs them: an OpenMP pool larger than its share of the cores spins while it waits."""
+    return {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+
 def kernel_env(threads: int | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of every nbgrader process and grading kernel: the grading world, no stderr noise."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if k != SECRET_ENV}
@@ -77,6 +83,5 @@ def kernel_env(threads: int | None = None, base: Mapping[str, str] | None = None
         }
     )
     if threads is not None:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env[name] = str(threads)
+        env.update(thread_env(threads))
     return env

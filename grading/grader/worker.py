@@ -1,28 +1,25 @@
 """One nbgrader process per batch worker: it grades, one after another, the submissions the runner sends.
 
-    python -m grading.grader.worker COURSE      # started by grading/grader/runner.py, one per job
+grading/grader/runner.py starts one per job, `serve(course, channel)`, forked by multiprocessing's fork
+server, which has imported nbgrader and the grader's modules (PRELOADED) once for all workers. Each
+submission is graded by nbgrader's own Python API (`NbGraderAPI.autograde`, what formgrader's Autograde
+button calls), with the course's nbgrader_config.py, so the pipeline is exactly that of `nbgrader
+autograde --student ID`. Nothing that a submission runs lives in this process, only in its kernel.
 
-Starting the `nbgrader` command costs about 5 s (its imports, the configuration, the gradebook); the
-batch runner pays it once per worker instead of once per submission. Each submission is graded by
-nbgrader's own Python API (`NbGraderAPI.autograde`, what formgrader's Autograde button calls), with the
-configuration `nbgrader autograde` reads (the course's nbgrader_config.py), so the pipeline, and each
-submission's own sandboxed kernel, are exactly those of `nbgrader autograde --student ID`. Nothing that
-a submission runs lives in this process: its code runs only in its kernel.
-
-Protocol: one JSON request per line on stdin ({"student", "submitted_directory"}), one JSON
-answer per line on the answer channel ({"student", "returncode"}: 0 when nbgrader graded it). While a
-submission is graded, this process's stdout and stderr (nbgrader's log, the kernel's own output) go to
-its log file, reports/logs/<student>.log, as they did with one `nbgrader autograde` per submission.
+Protocol, over a multiprocessing connection: a request ({"student", "submitted_directory"}), then its
+answer ({"student", "returncode"}: 0 when nbgrader graded it); the runner closes the connection at the
+end. While a submission is graded, this process's stdout and stderr (nbgrader's log, the kernel's own
+output) go to its log file, reports/logs/<student>.log.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
 from collections.abc import Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,10 @@ from grading.grader import settings
 
 # nbgrader's error when two workers write the gradebook at once past its lock timeout: graded again.
 DB_LOCKED = "database is locked"
+# What every worker imports before it grades: nbgrader, and the grader's modules that nbgrader_config.py
+# names, with the references (grading.grader.verdict: tests, solutions, part_utils, sae_lens).
+PRELOADED = ["nbgrader.apps", "nbgrader.apps.nbgraderapp", "grading.grader.verdict", "grading.grader.execute", "grading.grader.outputs",
+             "grading.grader.feedback", "grading.grader.integrity"]
 
 
 @contextlib.contextmanager
@@ -60,6 +61,9 @@ def _api(course: Path) -> Any:
     os.chdir(course)
     app = NbGraderApp()
     app.initialize([])  # reads the course's nbgrader_config.py, as `nbgrader autograde` does
+    # This process grades one submission after another: each kernel is forked from one that has done the
+    # kernels' imports, in the same sandbox (grading/grader/kernel_template.py).
+    app.config.SandboxProvisioner.kernel_template = True
     return NbGraderAPI(parent=app)
 
 
@@ -84,19 +88,20 @@ def grade(api: Any, student: str, submitted_directory: str, log: Path) -> int:
         api.coursedir.submitted_directory = configured
 
 
-def main(argv: list[str]) -> int:
-    course = Path(argv[0]).resolve()
-    # Answers go out on a copy of stdout: fd 1 itself is the current submission's log while it is graded.
-    answers = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    os.dup2(2, 1)
-    api = _api(course)
-    logs = course / "reports" / "logs"
-    for line in sys.stdin:
-        request = json.loads(line)
-        code = grade(api, request["student"], request["submitted_directory"], logs / f"{request['student']}.log")
-        answers.write(json.dumps({"student": request["student"], "returncode": code}) + "\n")
-    return 0
+def serve(course: str, channel: Connection) -> None:
+    """Grade each request from `channel` and answer on it, until the runner closes it."""
+    from grading.grader import kernel_template
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    os.setsid()  # a Ctrl+C in the runner's terminal reaches the runner, which stops its workers
+    api = _api(Path(course).resolve())
+    logs = Path(course) / "reports" / "logs"
+    try:
+        while True:
+            try:
+                request = channel.recv()
+            except EOFError:
+                return
+            code = grade(api, request["student"], request["submitted_directory"], logs / f"{request['student']}.log")
+            channel.send({"student": request["student"], "returncode": code})
+    finally:
+        kernel_template.close()  # a forked process runs no atexit handler
