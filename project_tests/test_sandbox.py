@@ -224,7 +224,7 @@ def test_a_checkout_the_grading_account_cannot_enter_is_named(tmp_path, monkeypa
     def closed_here() -> list:  # pytest's own folders above tmp_path are private too: not this test's business
         return [folder for folder in sandbox._closed_folders(outsider) if folder.is_relative_to(tmp_path)]
 
-    # Under an emptied folder (/tmp) bwrap makes the folders above a bound path itself: only the path counts.
+    # Under an emptied folder (/tmp) the sandbox makes the folders above a bound path itself: only the path counts.
     monkeypatch.setattr(sandbox, "emptied_folders", lambda: [tmp_path])
     assert closed_here() == []
     monkeypatch.setattr(sandbox, "emptied_folders", lambda: [])
@@ -234,6 +234,28 @@ def test_a_checkout_the_grading_account_cannot_enter_is_named(tmp_path, monkeypa
     private.chmod(0o755)
     course.chmod(0o755)
     assert closed_here() == []
+
+
+@needs_sandbox
+def test_a_checkout_deep_in_an_emptied_folder_is_reachable(tmp_path, monkeypatch) -> None:
+    """A repository in /tmp/a/b/ (or in the home) is bound back into the emptied /tmp, through folders the
+    kernel's account can pass (bwrap alone makes them 0700)."""
+    course = tmp_path / "deep" / "course"
+    course.mkdir(parents=True)
+    (course / "module.py").write_text("")
+    for folder in (course, course.parent, tmp_path):
+        folder.chmod(0o755)
+    paths = sandbox._python_and_course_paths() | {course}
+    monkeypatch.setattr(sandbox, "_python_and_course_paths", lambda: paths)
+    monkeypatch.setattr(sandbox, "emptied_folders", lambda: [Path(tempfile.gettempdir())])
+    scratch = sandbox._scratch_folder(sandbox.grader_account())
+    try:
+        listed = subprocess.run([*sandbox.bwrap_prefix(scratch, [], sandbox.grader_account()), "ls", str(course)],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+    finally:
+        subprocess.run(["rm", "-rf", str(scratch)], check=True)
+    assert listed.stdout.split() == ["module.py"], listed.stderr
+
 
 SHARED_MEMORY = '''
 import mmap

@@ -214,9 +214,16 @@ def bwrap_prefix(scratch: Path, hidden: list[str], account: tuple[int, int] | No
     emptied = emptied_folders()
     for path in emptied:
         command += [*(shared if path != Path.home() else shared[2:]), "--tmpfs", str(path)]
-    # ...but the course's code and this Python (a venv, pyenv) may live in one of them: back, read-only.
+    # ...but the course's code and this Python (a venv, pyenv) may live in one of them: back, read-only. bwrap
+    # would make the folders between the emptied folder and the path 0700, closed to the kernel's account.
+    made: set[Path] = set()
     for path in sorted(_python_and_course_paths()):
-        if any(path.is_relative_to(folder) for folder in emptied):
+        top = next((folder for folder in emptied if path.is_relative_to(folder)), None)
+        if top is not None:
+            between = sorted(folder for folder in path.parents if folder.is_relative_to(top) and folder != top)
+            for folder in (folder for folder in between if folder not in made):
+                command += ["--perms", "0755", "--dir", str(folder)]
+                made.add(folder)
             command += ["--ro-bind", str(path), str(path)]
     for path in hidden:
         if Path(path).is_dir():
@@ -269,8 +276,8 @@ def remove_scratch_folders(pid: int) -> None:
 def _closed_folders(account: tuple[int, int]) -> list[Path]:
     """Folders on the way to the course's code and this Python that `account` cannot enter (or, at the end, list).
 
-    Under an emptied folder (/tmp, home) bwrap itself creates the folders above a bound path, so only the bound
-    folder's own modes count there.
+    Under an emptied folder (/tmp, home) the sandbox makes the folders above a bound path itself, open to all, so
+    only the bound folder's own modes count there.
     """
     uid, gid = account
 
