@@ -336,18 +336,24 @@ def plot_induction(
     return fig
 
 
+def latents_on_every_repeated_token(latent_acts_next_recon: Any, seq_len: int) -> list[int]:
+    """Later-layer latents active at every position of the repeated half (where induction predicts)."""
+    indices = latent_acts_next_recon.indices
+    second_half = Counter(indices[indices[:, 1] >= seq_len + 1][:, 2].tolist())
+    return sorted(latent for latent, count in second_half.items() if count >= seq_len)
+
+
 def induction_latents(latent_acts_next_recon: Any, seq_len: int) -> list[int]:
-    """Later-layer latents active at every position of the repeated half and at no more than half the positions
-    of the first half.
+    """The latents on every repeated token (`latents_on_every_repeated_token`) that are active at no more than
+    half the positions of the first half.
 
     The first half has no earlier copy of its tokens, so induction has nothing to act on there: a latent that
     fires as often on the first half as on the repeated half reads the tokens or their positions, not their
     repetition. Allowing up to half the first-half positions keeps a latent that fires at least twice as often
     where the tokens repeat as where they are new."""
     indices = latent_acts_next_recon.indices
-    second_half = Counter(indices[indices[:, 1] >= seq_len + 1][:, 2].tolist())
     first_half = Counter(indices[(indices[:, 1] >= 1) & (indices[:, 1] <= seq_len)][:, 2].tolist())
-    return sorted(latent for latent, count in second_half.items() if count >= seq_len and first_half[latent] <= seq_len // 2)
+    return [latent for latent in latents_on_every_repeated_token(latent_acts_next_recon, seq_len) if first_half[latent] <= seq_len // 2]
 
 
 def plot_induction_filtered(

@@ -58,6 +58,7 @@ from part_utils.plots import (
     gradients_between_positions,
     induction_latents,
     induction_rectangle_masses,
+    latents_on_every_repeated_token,
     same_position_share,
     token_gradients_of_latent,
 )
@@ -439,10 +440,8 @@ def measure_settings(data_dir: Path) -> dict:
     masses = induction_rectangle_masses(gradients, prev, next_recon, INDUCTION_SEQ_LEN)
     facts["induction_rectangle_mass"] = {name: round(value, 5) for name, value in masses.items()}
     facts["induction_latents"] = induction_latents(next_true, INDUCTION_SEQ_LEN)
-    # Every latent on every repeated token: the induction latents and those the first-half control sets aside.
-    second_half = next_true.indices[next_true.indices[:, 1] > INDUCTION_SEQ_LEN]
-    second_half_counts = second_half[:, 2].unique(return_counts=True)[1]
-    facts["latents_on_every_repeated_token"] = int((second_half_counts >= INDUCTION_SEQ_LEN).sum())
+    # The induction latents and those the first-half control sets aside.
+    facts["latents_on_every_repeated_token"] = len(latents_on_every_repeated_token(next_true, INDUCTION_SEQ_LEN))
     facts.update(measure_induction_controls(model, attn_saes[prev_layer], attn_saes[induction_layer], notebook_sequence, facts["induction_latents"]))
     facts.update(measure_claims(model, resid_saes, bigram_layer, logit_layer, facts))
 

@@ -77,15 +77,6 @@ class ForkedKernel:
         self.send_signal(signal.SIGTERM)
 
 
-def _pool() -> Path:
-    """This process's folder for its kernels' scratch folders, bound into the template's sandbox: the grading
-    account may enter it, not write it. Named after this process, as every scratch folder is, so that whoever
-    kills this process removes it (sandbox.remove_scratch_folders)."""
-    pool = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-template-"))
-    pool.chmod(0o711)
-    return pool
-
-
 class KernelTemplate:
     """The template process, in its sandbox and cgroup, for kernels with these hidden folders and this environment."""
 
@@ -158,9 +149,13 @@ _kernels_pool: Path | None = None
 
 
 def pool() -> Path:
+    """This process's folder for its kernels' scratch folders, bound into the template's sandbox: the grading
+    account may enter it, not write it. Named after this process, as every scratch folder is, so that whoever
+    kills this process removes it (sandbox.remove_scratch_folders)."""
     global _kernels_pool
     if _kernels_pool is None:
-        _kernels_pool = _pool()
+        _kernels_pool = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-template-"))
+        _kernels_pool.chmod(0o711)
     return _kernels_pool
 
 
